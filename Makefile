@@ -1,0 +1,47 @@
+# Everything installs itself into .venv on first use: a fresh clone needs only python3 (3.11+) and git.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTEST := $(PY) -m pytest
+REPO ?=
+ARGS ?=
+
+.PHONY: install run demo up test unit integration e2e bench lint clean
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+
+run: install  ## make run REPO=/path/to/repo [ARGS="--categories security"]
+	@test -n "$(REPO)" || (echo "usage: make run REPO=/path/to/a/git/repo" >&2; exit 2)
+	$(VENV)/bin/repo-pilot run $(REPO) $(ARGS)
+
+demo: install
+	$(VENV)/bin/repo-pilot demo
+
+up: install
+	$(VENV)/bin/repo-pilot up
+
+test: install
+	$(PYTEST) -n 2 tests
+
+unit: install
+	$(PYTEST) -m unit tests
+
+integration: install
+	$(PYTEST) -n 2 -m integration tests
+
+e2e: install
+	$(PYTEST) -m e2e tests
+
+bench: install
+	$(PY) -m benchmarks
+
+lint: install
+	$(PY) -m ruff check shared services tests benchmarks
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info

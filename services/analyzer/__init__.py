@@ -1,0 +1,1 @@
+"""The analyzer service (see handlers.py for what it does)."""

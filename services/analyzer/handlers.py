@@ -1,0 +1,72 @@
+"""analyzer: materialize and document the repository; after the merge, refresh the docs and close the run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from shared.deps import Deps
+from shared.events import DocsUpdated, Envelope, PipelineCompleted, RepoAnalyzed, StepSkipped
+from shared.pipeline import emit, load_context, previous_calls
+from shared.workspace import commit_all
+
+SERVICE = "analyzer"
+DOC_FILES = {"specification": "docs/specification.md", "graph": "docs/graph.md",
+             "architecture": "docs/architecture.md"}
+
+
+async def on_pipeline_requested(event: Envelope, deps: Deps) -> list[Envelope]:
+    ctx = await load_context(deps.store, event)
+    req = event.data
+    repo = await deps.workspace.materialize(req.repo, req.ref)
+    path = await deps.workspace.worktree(f"{ctx.run_id}-analyze", req.repo, repo.base_sha)
+    engine = deps.engine(ctx, await previous_calls(deps.store, ctx))
+    analysis = await engine.analyze(path)
+    await deps.workspace.remove(f"{ctx.run_id}-analyze")
+    return emit(event, SERVICE, *engine.drain_calls(), RepoAnalyzed(
+        base_sha=repo.base_sha, default_branch=repo.default_branch, repo_path=req.repo,
+        stats=analysis.stats, specification=analysis.specification, graph=analysis.graph,
+        architecture=analysis.architecture, engine=engine.name,
+    ))
+
+
+async def on_merge_completed(event: Envelope, deps: Deps) -> list[Envelope]:
+    ctx = await load_context(deps.store, event)
+    merge = event.data
+    out: list = []
+    if merge.merged:
+        repo = await deps.workspace.materialize(ctx.request.repo, ctx.analyzed.default_branch)
+        work_id = f"{ctx.run_id}-docs"
+        branch = f"{ctx.branch}-docs"
+        path = await deps.workspace.worktree(work_id, ctx.request.repo, repo.base_sha, branch=branch)
+        engine = deps.engine(ctx, await previous_calls(deps.store, ctx))
+        analysis = await engine.analyze(path)
+        for key, rel in DOC_FILES.items():
+            (path / rel).parent.mkdir(parents=True, exist_ok=True)
+            (path / rel).write_text(getattr(analysis, key))
+        sha = commit_all(path, "docs: refresh specification, graph and architecture\n\n"
+                                              f"Repo-Pilot-Run: {ctx.run_id}")
+        if sha:
+            forge = deps.make_forge(ctx.request.forge, ctx.request.repo)
+            await forge.publish(path, branch)
+            request = await forge.open_request(path, branch, "Repo Pilot: refresh docs",
+                                               f"Docs regenerated after run {ctx.run_id}.")
+            sha = await forge.merge(request)
+        await deps.workspace.remove(work_id)
+        out += [*engine.drain_calls(), DocsUpdated(files=sorted(DOC_FILES.values()), commit_sha=sha)]
+    else:
+        out.append(StepSkipped(step="docs", reason=f"not merged: {merge.reason}"))
+    log_path = await write_run_log(deps, ctx.run_id, event)
+    verdict = "merged" if merge.merged else "not_merged"
+    summary = merge.reason or ("merged into the default branch" if merge.merged else "")
+    out.append(PipelineCompleted(verdict=verdict, summary=summary, run_log=str(log_path)))
+    return emit(event, SERVICE, *out)
+
+
+async def write_run_log(deps: Deps, run_id: str, last: Envelope) -> Path:
+    """The run's full event log as JSON under REPO_PILOT_HOME/runs/ (written before it closes)."""
+    events = await deps.store.read_stream(run_id)
+    path = deps.settings.runs_dir / f"{run_id}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps([json.loads(e.to_json()) for e in events], indent=2))
+    return path

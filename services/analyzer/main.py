@@ -1,0 +1,9 @@
+"""analyzer subscriptions: each route parses an event and delegates to a handler."""
+
+from services.analyzer import handlers
+from shared.consumer import Route
+
+ROUTES = [
+    Route("PipelineRequested", handlers.on_pipeline_requested, step="analyze"),
+    Route("MergeCompleted", handlers.on_merge_completed, step="docs"),
+]

@@ -1,0 +1,1 @@
+"""The executor service (see handlers.py for what it does)."""

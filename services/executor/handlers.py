@@ -1,0 +1,92 @@
+"""executor: a run branch at the base sha, one commit per improvement, then the patch series.
+
+Each improvement is implemented in its own scratch copy at the base sha, so model calls for
+different improvements run concurrently; their diffs are then committed on the run branch one by
+one in the suggested (stable) order. A diff that no longer applies after the earlier ones is
+rejected with that reason rather than forced.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from shared.deps import Deps
+from shared.engines.base import ChangeRejectedError
+from shared.events import (
+    ChangeApplied,
+    ChangeRejected,
+    ChangesCommitted,
+    Envelope,
+    Improvement,
+    PatchEntry,
+    StepStarted,
+)
+from shared.git import GitError, git
+from shared.pipeline import emit, load_context, previous_calls
+from shared.workspace import commit_all, format_patch
+
+SERVICE = "executor"
+CONCURRENCY = 4
+
+
+async def on_improvements_suggested(event: Envelope, deps: Deps) -> list[Envelope]:
+    ctx = await load_context(deps.store, event)
+    base = ctx.analyzed.base_sha
+    engine = deps.engine(ctx, await previous_calls(deps.store, ctx))
+    gate = asyncio.Semaphore(CONCURRENCY)
+
+    async def draft(n: int, imp: Improvement) -> tuple[str | None, str]:
+        """(diff, "") or (None, reason), computed in a scratch copy at the base sha."""
+        scratch = f"{ctx.run_id}-imp{n}"
+        async with gate:
+            # Stamped now, appended with the rest: the improvement's bead gets its real duration.
+            begun[imp.id] = emit(event, SERVICE, StepStarted(step=f"improvement:{imp.id}"))
+            path = await deps.workspace.worktree(scratch, ctx.request.repo, base)
+            try:
+                await engine.implement(path, imp)
+                git(path, "add", "--all")
+                diff = git(path, "diff", "--cached", "--binary", base) + "\n"
+            except ChangeRejectedError as exc:
+                return None, exc.reason
+            finally:
+                await deps.workspace.remove(scratch)
+        return (diff, "") if diff.strip() else (None, "the engine made no change for this improvement")
+
+    improvements = list(event.data.improvements)
+    begun: dict[str, list[Envelope]] = {}
+    drafts = await asyncio.gather(*(draft(n, imp) for n, imp in enumerate(improvements)))
+
+    # The working copy is rebuilt from events alone, so a redelivery starts from the same state.
+    path = await deps.workspace.worktree(ctx.run_id, ctx.request.repo, base, branch=ctx.branch)
+    out: list[Envelope] = []  # stamped as they happen, so beads get real times
+
+    def add(payload) -> None:
+        out.extend(emit(event, SERVICE, payload))
+
+    patches: list[PatchEntry] = []
+    for imp, (diff, reason) in zip(improvements, drafts, strict=True):
+        out.extend(begun[imp.id])
+        if diff is not None:
+            try:
+                git(path, "apply", "--3way", "--whitespace=nowarn", input=diff)
+            except GitError as exc:
+                _discard(path)
+                reason = f"conflicts with an earlier improvement: {exc.stderr.strip()[:300]}"
+                diff = None
+        if diff is None:
+            add(ChangeRejected(improvement_id=imp.id, reason=reason))
+            continue
+        sha = commit_all(path, f"{imp.category}: {imp.title}\n\n{imp.rationale}\n\nRepo-Pilot-Improvement: {imp.id}")
+        patch = format_patch(path, sha)
+        files = sorted(filter(None, git(path, "show", "--name-only", "--format=", sha).splitlines()))
+        add(ChangeApplied(improvement_id=imp.id, patch=patch, files=files, commit_sha=sha))
+        patches.append(PatchEntry(improvement_id=imp.id, commit_sha=sha, patch=patch))
+    head = git(path, "rev-parse", "HEAD")
+    await deps.workspace.remove(ctx.run_id)
+    add(ChangesCommitted(branch=ctx.branch, base_sha=base, head_sha=head, patches=patches))
+    return emit(event, SERVICE, *engine.drain_calls()) + out
+
+
+def _discard(path) -> None:
+    git(path, "reset", "--hard", "-q")
+    git(path, "clean", "-fdq")

@@ -1,0 +1,142 @@
+"""`repo-pilot generate`: grow a task with new features that pass their tests and conflict.
+
+Registered by the main CLI as `app.command("generate")(generate)`. The job runs in-process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from services.generator.job import AttemptResult, GenerateOptions, run_attempt, validation_only
+from services.generator.prompt import SYSTEM, build_prompt
+from services.generator.task import Task, load_task
+from services.generator.validate import ValidationResult
+from shared.engines.base import StepError
+
+console = Console()
+BACKENDS = ("auto", "docker", "local")
+
+
+def _features_table(task: Task) -> Table:
+    table = Table(title=f"Features of {task.name}")
+    for column in ("#", "title", "files"):
+        table.add_column(column)
+    from services.generator.hotspots import touched_ranges
+
+    for f in task.features:
+        try:
+            files = sorted({p for p, _, _ in touched_ranges(f.feature_patch)})
+        except ValueError as exc:
+            files = [f"(unparsable: {exc})"]
+        table.add_row(str(f.number), f.title, ", ".join(files))
+    return table
+
+
+def _conflicts_table(result: ValidationResult) -> Table:
+    table = Table(title="Merge against existing features")
+    for column in ("feature", "status", "files", "union resolves", "detail"):
+        table.add_column(column)
+    for c in result.conflicts:
+        style = {"conflict": "green", "clean": "yellow", "could_not_apply": "red"}[c.status]
+        union = "" if c.union_resolves is None else ("yes" if c.union_resolves else "no")
+        table.add_row(str(c.feature), f"[{style}]{c.status}[/]", ", ".join(c.files), union, c.detail[:120])
+    return table
+
+
+def _show_validation(result: ValidationResult) -> None:
+    t = result.tests
+    console.print(f"tests ({t.backend}): {'[green]pass[/]' if t.passed else '[red]fail[/]'} — "
+                  f"{t.counts.passed} passed, {t.counts.failed} failed, {t.counts.errors} errors"
+                  + (" (timed out)" if t.timed_out else ""))
+    console.print(_conflicts_table(result))
+    verdict = "[green]valid[/]" if result.valid else "[red]invalid[/]"
+    console.print(f"{verdict}: {result.reason}")
+
+
+def _attempts_table(results: list[AttemptResult]) -> Table:
+    table = Table(title="Attempts")
+    for column in ("attempt", "valid", "tests", "conflicts with", "cost $", "steps", "folder", "reason"):
+        table.add_column(column)
+    for r in results:
+        v = r.validation
+        tests = f"{v.tests.counts.passed}✓ {v.tests.counts.failed}✗" if v else "-"
+        conflicts = ", ".join(map(str, v.conflicting_features)) if v else "-"
+        table.add_row(str(r.attempt), "[green]yes[/]" if r.success else "[red]no[/]", tests, conflicts,
+                      f"{r.agent.cost_usd:.4f}", str(r.agent.steps), str(r.folder), r.reason[:100])
+    return table
+
+
+def generate(
+    task: Path = typer.Option(..., "--task", help="Task directory: dataset/<repo>_task/task<id>."),  # noqa: B008
+    repo_path: Path | None = typer.Option(None, "--repo-path", help="Local base repository."),  # noqa: B008
+    attempts: int = typer.Option(1, "--attempts", min=1, help="Independent attempts to run."),
+    output: Path = typer.Option(Path("generated"), "--output", help="Attempt folders go here."),  # noqa: B008
+    model: str | None = typer.Option(None, "--model", help="Model name (default: OPENAI_MODEL)."),
+    backend: str = typer.Option("auto", "--backend", help="Where tests run: docker, local or auto."),
+    feature: int | None = typer.Option(None, "--feature", help="Collide with this existing feature's regions."),
+    step_limit: int = typer.Option(30, "--step-limit", min=1, help="Agent steps per attempt."),
+    cost_limit: float = typer.Option(1.0, "--cost-limit", help="Model spend per attempt, USD."),
+    min_conflicts: int = typer.Option(1, "--min-conflicts", min=0, help="Conflicts a valid feature needs."),
+    prompt_only: bool = typer.Option(False, "--prompt-only", help="Print the agent's prompt and stop."),
+    list_features: bool = typer.Option(False, "--list-features", help="List the task's features and stop."),
+    validate: tuple[Path, Path] | None = typer.Option(
+        None, "--validate", metavar="FEATURE_PATCH TESTS_PATCH",
+        help="Validate an existing patch pair instead of generating."),
+) -> None:
+    """Generate new task features that pass their tests and conflict with existing ones."""
+    if backend not in BACKENDS:
+        raise typer.BadParameter(f"must be one of {', '.join(BACKENDS)}", param_hint="--backend")
+    try:
+        loaded = load_task(task)
+        if list_features:
+            console.print(_features_table(loaded))
+            return
+        if prompt_only:
+            built = build_prompt(loaded, feature)
+            console.print(SYSTEM, markup=False, highlight=False)
+            console.print(built.prompt, markup=False, highlight=False)
+            return
+        from shared.settings import Settings
+
+        settings = Settings()  # read once, here at the edge
+        options = GenerateOptions(
+            repo_path=str(repo_path) if repo_path else None, model=model or settings.openai_model,
+            backend=backend, feature=feature, step_limit=step_limit, cost_limit_usd=cost_limit,
+            min_conflicts=min_conflicts, base_url=settings.openai_base_url, api_key=settings.openai_api_key)
+        if validate and all(validate):
+            feature_patch, tests_patch = (Path(p).read_text() for p in validate)
+            result = validation_only(loaded, options, feature_patch, tests_patch, folder=output)
+            _show_validation(result)
+            raise typer.Exit(0 if result.valid else 1)
+        results = asyncio.run(_run_attempts(loaded, options, output, attempts))
+    except StepError as exc:
+        console.print(f"[red]error:[/] {exc.message}" + (f"\n[dim]{exc.hint}[/]" if exc.hint else ""))
+        raise typer.Exit(2) from None
+    console.print(_attempts_table(results))
+    raise typer.Exit(0 if any(r.success for r in results) else 1)
+
+
+async def _run_attempts(task: Task, options: GenerateOptions, output: Path, attempts: int) -> list[AttemptResult]:
+    results = []
+    for n in range(1, attempts + 1):
+        console.print(f"[bold]attempt {n}/{attempts}[/] on {task.name} with {options.model}")
+        result = await run_attempt(task, options, output / f"attempt_{n}", n)
+        if result.validation is not None:
+            _show_validation(result.validation)
+        else:
+            console.print(f"[red]attempt {n} failed:[/] {result.reason}")
+        results.append(result)
+    return results
+
+
+def main() -> None:  # `python -m services.generator.cli`
+    typer.run(generate)
+
+
+if __name__ == "__main__":
+    main()

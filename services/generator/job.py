@@ -1,0 +1,162 @@
+"""One whole attempt: prompt → agent → split → validate, written to the attempt folder.
+
+The folder holds feature.patch, tests.patch, feature.md, result.json (validity, conflicts, test
+counts, cost, steps, duration) and trajectory.json.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import openai
+
+from services.generator.agent import AgentLimits, AgentResult, run_agent
+from services.generator.prompt import SYSTEM, build_prompt
+from services.generator.split import Split, split_diff
+from services.generator.task import Task
+from services.generator.validate import Backend, ValidationResult, validate_patches
+from services.generator.workspace import checkout_base, diff_against_base, repo_source
+from shared.engines.base import StepError
+from shared.events.gen import FeatureGenerated, FeaturePromptBuilt, FeatureValidated
+
+
+@dataclass
+class GenerateOptions:
+    repo_path: str | None = None
+    model: str = "gpt-4.1"
+    backend: Backend = "auto"
+    feature: int | None = None
+    step_limit: int = 30
+    cost_limit_usd: float = 1.0
+    min_conflicts: int = 1
+    timeout_s: float = 1800.0
+    test_timeout_s: float = 900.0
+    base_url: str | None = None
+    api_key: str | None = None
+
+
+@dataclass
+class AttemptResult:
+    attempt: int
+    folder: Path
+    prompt: FeaturePromptBuilt
+    agent: AgentResult
+    split: Split
+    validation: ValidationResult | None
+    feature_md: str = ""
+    duration: float = 0.0
+    reasons: list[str] = field(default_factory=list)
+
+    @property
+    def success(self) -> bool:
+        return self.validation is not None and self.validation.valid
+
+    @property
+    def reason(self) -> str:
+        """Why the attempt failed, else what made it valid."""
+        if self.reasons:
+            return "; ".join(self.reasons)
+        return self.validation.reason if self.validation else ""
+
+    def generated_payload(self) -> FeatureGenerated:
+        return FeatureGenerated(feature_patch=self.split.feature_patch, tests_patch=self.split.tests_patch,
+                                feature_md=self.feature_md, cost_usd=self.agent.cost_usd, steps=self.agent.steps,
+                                trajectory_path=str(self.folder / "trajectory.json"))
+
+    def validated_payload(self) -> FeatureValidated:
+        if self.validation is not None:
+            payload = self.validation.to_payload()
+            return payload.model_copy(update={"reason": self.reason}) if self.reasons else payload
+        return FeatureValidated(tests_passed=False, valid=False, reason=self.reason)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "attempt": self.attempt,
+            "valid": self.success,
+            "reason": self.reason,
+            "cost_usd": round(self.agent.cost_usd, 6),
+            "steps": self.agent.steps,
+            "agent_stop": self.agent.stop_reason,
+            "agent_error": self.agent.error,
+            "tokens": {"prompt": self.agent.prompt_tokens, "completion": self.agent.completion_tokens},
+            "duration_s": round(self.duration, 3),
+            "files": {"feature": self.split.feature_files, "tests": self.split.test_files,
+                      "dropped": self.split.dropped},
+            "hotspots": [h.model_dump() for h in self.prompt.hotspots],
+            "validation": self.validation.to_dict() if self.validation else None,
+        }
+
+
+def make_client(options: GenerateOptions) -> openai.AsyncOpenAI:
+    """The model client; a clear StepError when no endpoint is configured at all."""
+    if not (options.base_url or options.api_key):
+        raise StepError("no model endpoint configured for the agent",
+                        hint="set OPENAI_API_KEY, or OPENAI_BASE_URL for a local OpenAI-compatible server")
+    # Local servers (vLLM, Ollama, llama.cpp) take any key; the SDK insists on one.
+    return openai.AsyncOpenAI(base_url=options.base_url, api_key=options.api_key or "not-needed")
+
+
+def write_attempt_files(folder: Path, feature_patch: str, tests_patch: str, feature_md: str,
+                        result: dict[str, Any]) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "feature.patch").write_text(feature_patch)
+    (folder / "tests.patch").write_text(tests_patch)
+    (folder / "feature.md").write_text(feature_md)
+    (folder / "result.json").write_text(json.dumps(result, indent=2, default=str))
+
+
+async def run_attempt(task: Task, options: GenerateOptions, folder: Path, attempt: int = 1,
+                      client: openai.AsyncOpenAI | None = None) -> AttemptResult:
+    """Run one attempt and write its folder. Raises StepError for what the user must fix first
+    (no repository, no model endpoint, unknown feature); a failed attempt is a result, not an error."""
+    started = time.monotonic()
+    prompt = build_prompt(task, options.feature)
+    source = repo_source(task, options.repo_path)
+    client = client or make_client(options)
+    limits = AgentLimits(step_limit=options.step_limit, cost_limit_usd=options.cost_limit_usd,
+                         timeout_s=options.timeout_s)
+    with tempfile.TemporaryDirectory(prefix="repo-pilot-gen-") as tmp:
+        workspace = Path(tmp) / "repo"
+        base = await asyncio.to_thread(checkout_base, source, task.base_commit, workspace)
+        agent = await run_agent(client, options.model, SYSTEM, prompt.prompt, workspace, limits,
+                                trajectory_path=folder / "trajectory.json")
+        split = split_diff(await asyncio.to_thread(diff_against_base, workspace, base))
+        written_md = workspace / "feature.md"  # an agent that wrote the file instead of submitting it
+        feature_md = agent.feature_md or (written_md.read_text() if written_md.is_file() else "")
+    result = AttemptResult(attempt, folder, prompt, agent, split, None, feature_md)
+    if not agent.submitted:
+        result.reasons.append(f"agent did not submit ({agent.stop_reason}{': ' + agent.error if agent.error else ''})")
+    if split.failure:
+        result.reasons.append(split.failure)
+    else:
+        result.validation = await asyncio.to_thread(
+            validate_patches, task, source, split.feature_patch, split.tests_patch, backend=options.backend,
+            min_conflicts=options.min_conflicts, timeout=options.test_timeout_s)
+        if not result.validation.valid:
+            result.reasons.append(result.validation.reason)
+        if not agent.submitted:  # a feature the agent never vouched for is not a benchmark feature
+            result.validation.valid = False
+    if not feature_md.strip() and result.validation is not None and result.validation.valid:
+        result.validation.valid = False
+        result.reasons.append("no feature.md: the agent submitted no description")
+    result.duration = time.monotonic() - started
+    write_attempt_files(folder, split.feature_patch, split.tests_patch, feature_md, result.to_dict())
+    return result
+
+
+def validation_only(task: Task, options: GenerateOptions, feature_patch: str, tests_patch: str,
+                    folder: Path | None = None) -> ValidationResult:
+    """Validate an existing patch pair; with `folder`, write its result.json there."""
+    source = repo_source(task, options.repo_path)
+    result = validate_patches(task, source, feature_patch, tests_patch, backend=options.backend,
+                              min_conflicts=options.min_conflicts, timeout=options.test_timeout_s)
+    if folder is not None:
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "result.json").write_text(json.dumps(result.to_dict(), indent=2, default=str))
+    return result

@@ -1,0 +1,1 @@
+"""The merger service (see handlers.py for what it does)."""

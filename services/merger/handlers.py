@@ -1,0 +1,38 @@
+"""merger: once review and tests both exist, push, open a merge request, merge when the gate allows."""
+
+from __future__ import annotations
+
+from shared.deps import Deps
+from shared.events import Envelope, MergeCompleted, StepCompleted, StepStarted
+from shared.pipeline import emit, load_context, merge_is_due
+from shared.review import merge_gate
+
+SERVICE = "merger"
+
+
+async def on_review_or_tests(event: Envelope, deps: Deps) -> list[Envelope]:
+    ctx = await load_context(deps.store, event)
+    if not merge_is_due(ctx, event):
+        return []
+    c = ctx.committed
+    if not c.patches:
+        result = MergeCompleted(pushed=False, branch=c.branch, merged=False,
+                                reason="no improvement could be applied: nothing to merge")
+        return emit(event, SERVICE, StepStarted(step="merge"), result,
+                    StepCompleted(step="merge", summary=result.reason))
+    ok, why = merge_gate(ctx.review, ctx.tests)
+    work_id = f"{ctx.run_id}-merge"
+    path = await deps.workspace.worktree(work_id, ctx.request.repo, c.base_sha,
+                                         [p.patch for p in c.patches], branch=c.branch)
+    forge = deps.make_forge(ctx.request.forge, ctx.request.repo)
+    # Each forge action checks first whether it was already done: a redelivery never doubles it.
+    await forge.publish(path, c.branch)
+    review = ctx.review
+    body = f"{review.summary}\n\nScore {review.overall:.1f}/10 (threshold {review.threshold}).\n"
+    request = await forge.open_request(path, c.branch, f"Repo Pilot: {len(c.patches)} improvements", body)
+    merge_sha = await forge.merge(request) if ok else None
+    await deps.workspace.remove(work_id)
+    result = MergeCompleted(pushed=True, branch=c.branch, pr_url=request.url, merged=ok,
+                            merge_sha=merge_sha, reason=why)
+    summary = f"merged {merge_sha[:10]}" if ok else f"left open: {why}"
+    return emit(event, SERVICE, StepStarted(step="merge"), result, StepCompleted(step="merge", summary=summary))

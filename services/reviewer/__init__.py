@@ -1,0 +1,1 @@
+"""The reviewer service (see handlers.py for what it does)."""

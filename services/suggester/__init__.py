@@ -1,0 +1,1 @@
+"""The suggester service (see handlers.py for what it does)."""

@@ -1,0 +1,25 @@
+"""suggester: 2–4 concrete improvements per requested category; each becomes a bead."""
+
+from __future__ import annotations
+
+from shared.deps import Deps
+from shared.engines.base import Analysis
+from shared.events import Envelope, ImprovementsSuggested
+from shared.pipeline import emit, load_context, previous_calls, scaffold_only
+
+SERVICE = "suggester"
+
+
+async def on_repo_analyzed(event: Envelope, deps: Deps) -> list[Envelope]:
+    ctx = await load_context(deps.store, event)
+    a = event.data
+    work_id = f"{ctx.run_id}-suggest"
+    path = await deps.workspace.worktree(work_id, ctx.request.repo, a.base_sha)
+    engine = deps.engine(ctx, await previous_calls(deps.store, ctx))
+    analysis = Analysis(specification=a.specification, graph=a.graph, architecture=a.architecture,
+                        stats=a.stats)
+    improvements = await engine.suggest(path, analysis, list(ctx.request.categories))
+    if ctx.request.mode == "scaffold":
+        improvements = scaffold_only(improvements, path)
+    await deps.workspace.remove(work_id)
+    return emit(event, SERVICE, *engine.drain_calls(), ImprovementsSuggested(improvements=improvements))

@@ -1,0 +1,1 @@
+"""The tester service (see handlers.py for what it does)."""

@@ -1,0 +1,1 @@
+"""Repo Pilot's shared code: events, store, bus, projections, engines and adapters."""

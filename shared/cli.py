@@ -1,0 +1,417 @@
+"""`repo-pilot`: the command line (typer + rich)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from shared import render
+from shared.events import CATEGORIES, PipelineRequested
+from shared.requests import append_request, replay_request
+from shared.settings import Settings
+
+app = typer.Typer(help="Repo Pilot: analyze, improve, review, test and merge a git repository.",
+                  no_args_is_help=True, pretty_exceptions_show_locals=False)
+projections_app = typer.Typer(help="Read models folded from the event log.")
+servers_app = typer.Typer(help="The embedded NATS and PostgreSQL servers.")
+app.add_typer(projections_app, name="projections")
+app.add_typer(servers_app, name="servers")
+console = Console()
+err = Console(stderr=True)
+
+CategoriesOpt = Annotated[str, typer.Option("--categories", "-c", help="Comma-separated: " + ",".join(CATEGORIES))]
+ThresholdOpt = Annotated[float | None, typer.Option("--threshold", "-t", help="Auto-merge score (1–10).")]
+EngineOpt = Annotated[str | None, typer.Option("--engine", "-e", help="rules | llm (default: llm when a model is configured)")]
+
+
+def _settings() -> Settings:
+    return Settings()
+
+
+def _logging(level: int) -> None:
+    from rich.logging import RichHandler
+
+    logging.basicConfig(level=level, format="%(name)s: %(message)s", datefmt="[%X]",
+                        handlers=[RichHandler(console=err, show_path=False)], force=True)
+    # FastStream and nats-py log every message at INFO; ours say what matters.
+    for noisy in ("faststream", "repo_pilot.faststream", "nats"):
+        logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+
+
+def _telemetry(service: str, settings: Settings) -> None:
+    from shared.telemetry import setup_telemetry
+
+    setup_telemetry(service, settings.otel_endpoint)
+
+
+def _fail(message: str, code: int = 2) -> None:
+    err.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(code)
+
+
+def _arun(coro):
+    from shared.embedded import ServerUnreachable
+
+    try:
+        return asyncio.run(coro)
+    except ServerUnreachable as exc:
+        _fail(str(exc))
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        raise typer.Exit(130) from None
+
+
+def build_request(repo: str, categories: str, threshold: float | None, engine: str | None,
+                  settings: Settings, ref: str | None = None, forge: str = "local") -> PipelineRequested:
+    """Validate what the user asked for, before anything is appended (exits with the message)."""
+    from shared.requests import validate_request
+
+    try:
+        return validate_request(repo, categories, threshold, engine, settings, ref, forge)
+    except ValueError as exc:
+        _fail(str(exc))
+
+
+@app.command()
+def run(
+    repo: Annotated[str, typer.Argument(help="Path of a git repository, or a git URL.")],
+    categories: CategoriesOpt = ",".join(CATEGORIES),
+    threshold: ThresholdOpt = None,
+    engine: EngineOpt = None,
+    ref: Annotated[str | None, typer.Option(help="Branch, tag or sha to start from.")] = None,
+    forge: Annotated[str, typer.Option(help="local (a path; default) | remote (default for a URL) | github")] = "local",
+    local: Annotated[bool | None, typer.Option("--local/--no-local", help="Run the services in this process "
+                     "(default: yes unless NATS_URL and DATABASE_URL point at a running cluster).")] = None,
+    timeout: Annotated[float, typer.Option(help="Give up following after this many seconds.")] = 1800,
+) -> None:
+    """The main job: request a run and follow its beads live until it ends."""
+    settings = _settings()
+    request = build_request(repo, categories, threshold, engine, settings, ref, forge)
+    in_process = local if local is not None else not (settings.nats_url and settings.database_url)
+    _logging(logging.WARNING)
+    code = _arun(_run(settings, request, in_process, timeout))
+    raise typer.Exit(code)
+
+
+async def _run(settings: Settings, request: PipelineRequested, in_process: bool, timeout: float,
+               metadata: dict | None = None) -> int:
+    from shared.runtime import PIPELINE_SERVICES, System
+
+    _telemetry("repo-pilot", settings)
+    services = list(PIPELINE_SERVICES) if in_process else []
+    async with System(settings, services=services, relay=in_process, projector=in_process) as system:
+        run_id = await append_request(system.store, request, service="cli", metadata=metadata)
+        err.print(f"run [bold]{run_id}[/] on {request.repo} with the [bold]{request.engine}[/] engine")
+        run = await render.follow(system.store, run_id, timeout, console=err)
+    render.print_verdict(console, run, await _beads(settings, run_id))
+    return 0 if run and run["status"] == "COMPLETED" else 1
+
+
+async def _beads(settings: Settings, run_id: str) -> list[dict]:
+    from shared.embedded import resolve_servers
+    from shared.projections import get_run
+    from shared.runtime import open_store
+
+    servers = await resolve_servers(settings.nats_url, settings.database_url, settings.home)
+    store = await open_store(settings, servers.database_url)
+    try:
+        return (await get_run(store, run_id))[1]
+    finally:
+        await store.close()
+
+
+@app.command()
+def demo(timeout: Annotated[float, typer.Option()] = 600) -> None:
+    """Run the whole pipeline on a bundled example repository, on embedded servers."""
+    import tempfile
+
+    from shared.examples import make_demo_repo
+
+    settings = _settings()
+    repo = make_demo_repo(Path(tempfile.mkdtemp(prefix="repo-pilot-demo-")) / "inventory")
+    err.print(f"demo repository: {repo}")
+    request = build_request(str(repo), ",".join(CATEGORIES), None, None, settings)
+    _logging(logging.WARNING)
+    raise typer.Exit(_arun(_run(settings, request, True, timeout)))
+
+
+@app.command()
+def scaffold(
+    repo: Annotated[str, typer.Argument(help="Path of a git repository.")],
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="List what would be added; change nothing.")] = False,
+    engine: EngineOpt = None,
+    timeout: Annotated[float, typer.Option()] = 1800,
+) -> None:
+    """Add missing best-practice files (LICENSE, SECURITY.md, CI, pre-commit…) on a branch, as one run."""
+    settings = _settings()
+    request = build_request(repo, "compliance,integration", None, engine, settings)
+    request = request.model_copy(update={"mode": "scaffold"})
+    if dry_run:
+        for imp in _arun(_scaffold_plan(settings, request)):
+            console.print(f"[green]+[/] {', '.join(imp.files)}  [dim]{imp.title} ({imp.rule or imp.category})[/]")
+        return
+    _logging(logging.WARNING)
+    raise typer.Exit(_arun(_run(settings, request, not (settings.nats_url and settings.database_url), timeout)))
+
+
+async def _scaffold_plan(settings: Settings, request: PipelineRequested) -> list:
+    """What scaffold would add, computed by the engine in use on a scratch copy."""
+    import tempfile
+
+    from shared.deps import real_engine_factory
+    from shared.pipeline import RunContext, scaffold_only
+    from shared.workspace import Workspace
+
+    with tempfile.TemporaryDirectory(prefix="repo-pilot-scaffold-") as tmp:
+        workspace = Workspace(Path(tmp))
+        repo = await workspace.materialize(request.repo, request.ref)
+        path = await workspace.worktree("plan", request.repo, repo.base_sha)
+        engine = real_engine_factory(settings)(RunContext("plan", request=request), [])
+        analysis = await engine.analyze(path)
+        return scaffold_only(await engine.suggest(path, analysis, list(request.categories)), path)
+
+
+@app.command()
+def up(
+    services: Annotated[str | None, typer.Option(help="Comma-separated services (default: all).")] = None,
+) -> None:
+    """Servers, relay, projector and every service, in one process, until Ctrl-C."""
+    from shared.runtime import System, available_services
+
+    settings = _settings()
+    names = services.split(",") if services else available_services()
+    _logging(logging.INFO)
+    _telemetry("repo-pilot", settings)
+
+    async def main() -> None:
+        async with System(settings, services=names) as system:
+            err.print(f"[green]up[/]: NATS {system.servers.nats_url}, services {', '.join(names)}; Ctrl-C stops")
+            await system.wait()
+
+    _arun(main())
+
+
+@app.command()
+def service(name: Annotated[str, typer.Argument(help="analyzer, suggester, executor, reviewer, tester, "
+                                                     "merger or generator")]) -> None:
+    """Run one service (what a container runs); replicas share its durable consumer."""
+    from shared.runtime import System, service_routes
+
+    try:
+        service_routes(name)
+    except ValueError as exc:
+        _fail(str(exc))
+    _logging(logging.INFO)
+    settings = _settings()
+    _telemetry(name, settings)
+
+    async def main() -> None:
+        async with System(settings, services=[name], relay=False, projector=False) as system:
+            await system.wait()
+
+    _arun(main())
+
+
+@app.command()
+def relay() -> None:
+    """Run the outbox relay and the projector (several may run; one leads)."""
+    from shared.runtime import System
+
+    _logging(logging.INFO)
+    settings = _settings()
+    _telemetry("relay", settings)
+
+    async def main() -> None:
+        async with System(settings) as system:
+            await system.wait()
+
+    _arun(main())
+
+
+@app.command()
+def gateway(
+    host: Annotated[str, typer.Option(help="Address to bind; without REPO_PILOT_API_TOKEN only a "
+                                           "loopback address is allowed.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option()] = 8080,
+) -> None:
+    """The HTTP gateway: create, list, follow and replay runs (OpenAPI at /docs)."""
+    import uvicorn
+
+    from shared.gateway import check_bind, create_app
+
+    settings = _settings()
+    try:
+        check_bind(host, settings.api_token)
+    except ValueError as exc:
+        _fail(str(exc))
+    _logging(logging.INFO)
+    _telemetry("gateway", settings)
+    # Open event streams would otherwise hold Ctrl-C until every client hangs up.
+    uvicorn.run(create_app(settings), host=host, port=port, log_config=None, timeout_graceful_shutdown=3)
+
+
+@app.command()
+def request(
+    repo: Annotated[str, typer.Argument(help="Path of a git repository, or a git URL.")],
+    categories: CategoriesOpt = ",".join(CATEGORIES),
+    threshold: ThresholdOpt = None,
+    engine: EngineOpt = None,
+    ref: Annotated[str | None, typer.Option()] = None,
+    forge: Annotated[str, typer.Option(help="local (a path; default) | remote (default for a URL) | github")] = "local",
+) -> None:
+    """Append a PipelineRequested event and print the run id."""
+    settings = _settings()
+    req = build_request(repo, categories, threshold, engine, settings, ref, forge)
+
+    async def main() -> str:
+        async with _store(settings) as store:
+            return await append_request(store, req, service="cli")
+
+    console.print(_arun(main()))
+
+
+class _store:
+    """The event store on the configured (or embedded) database."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+
+    async def __aenter__(self):
+        from shared.embedded import check_postgres, ensure_postgres
+        from shared.runtime import open_store
+
+        dsn = self.settings.database_url or await asyncio.to_thread(ensure_postgres, self.settings.home)
+        await check_postgres(dsn)
+        self.store = await open_store(self.settings, dsn)
+        return self.store
+
+    async def __aexit__(self, *exc):
+        await self.store.close()
+
+
+@app.command()
+def runs(limit: Annotated[int, typer.Option()] = 20) -> None:
+    """Recent runs."""
+    from shared.projections import Projector, list_runs
+
+    async def main():
+        async with _store(_settings()) as store:
+            await Projector(store).run_once()
+            return await list_runs(store, limit)
+
+    render.print_runs(console, _arun(main()))
+
+
+@app.command()
+def status(run_id: Annotated[str, typer.Argument()]) -> None:
+    """A run and its bead chain."""
+    from shared.projections import Projector, get_run
+
+    async def main():
+        async with _store(_settings()) as store:
+            await Projector(store).run_once()
+            return await get_run(store, run_id)
+
+    run_row, beads = _arun(main())
+    if run_row is None:
+        _fail(f"no run {run_id!r}; `repo-pilot runs` lists them", 1)
+    render.print_run(console, run_row, beads)
+
+
+@app.command()
+def events(
+    run_id: Annotated[str | None, typer.Argument(help="Only this run's events.")] = None,
+    follow: Annotated[bool, typer.Option("--follow", "-f")] = False,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """The event log (all of it, or one run's), optionally following new events."""
+
+    async def main():
+        async with _store(_settings()) as store:
+            source = store.tail(0, poll_interval=0.5) if follow else _all(store)
+            async for event in source:
+                if run_id and run_id not in (event.stream_id, event.correlation_id):
+                    continue
+                if as_json:
+                    sys.stdout.write(event.to_json() + "\n")
+                    sys.stdout.flush()
+                else:
+                    render.print_event(console, event)
+
+    _arun(main())
+
+
+async def _all(store):
+    position = 0
+    while batch := await store.read_all(position, 1000):
+        for event in batch:
+            yield event
+        position = batch[-1].global_position
+
+
+@app.command()
+def replay(
+    run_id: Annotated[str, typer.Argument(help="The run to replay.")],
+    timeout: Annotated[float, typer.Option()] = 1800,
+) -> None:
+    """Run a recorded request again; model answers are reused from the recorded calls."""
+    settings = _settings()
+
+    async def original():
+        async with _store(settings) as store:
+            return await store.read_stream(run_id)
+
+    try:
+        request = replay_request(_arun(original()))
+    except LookupError:
+        _fail(f"no run {run_id!r} to replay")
+    _logging(logging.WARNING)
+    in_process = not (settings.nats_url and settings.database_url)
+    raise typer.Exit(_arun(_run(settings, request, in_process, timeout, {"replayed_from": run_id})))
+
+
+@projections_app.command("rebuild")
+def projections_rebuild() -> None:
+    """Truncate the read models and replay the whole log from position 0."""
+    from shared.projections import Projector
+
+    async def main() -> int:
+        async with _store(_settings()) as store:
+            return await Projector(store).rebuild()
+
+    console.print(f"rebuilt read models from {_arun(main())} events")
+
+
+@servers_app.command("stop")
+def servers_stop() -> None:
+    """Stop the embedded servers under REPO_PILOT_HOME."""
+    from shared.embedded import stop_servers
+
+    stopped = stop_servers(_settings().home)
+    console.print("stopped " + ", ".join(stopped) if stopped else "no embedded servers were running")
+
+
+def _register_optional() -> None:
+    """Commands whose modules may not be installed in every build."""
+    try:
+        from services.generator.cli import generate
+    except ImportError:
+        return
+    app.command("generate", help="Generate benchmark features that conflict with a task's features.")(generate)
+
+
+_register_optional()
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,345 @@
+"""The consumer runtime every service is built on (DESIGN sections 1, 3 and 8).
+
+A service is a name and a list of routes (event type -> handler). The runtime keeps one durable
+JetStream pull consumer per service (durable name = service name, shared by its replicas), and
+for each delivered event:
+
+- skips it (ack) when the tracking row (service, event id) exists: the event was handled before;
+- appends `StepStarted` for the route's bead in its own transaction, so progress shows live,
+  while the handler already runs with in-progress heartbeats (long steps outlive `ack_wait`);
+- appends the handler's outputs + `StepCompleted` + the tracking row in ONE transaction, then acks;
+- records a `StepError` (a failure the user caused) as `StepFailed` + `PipelineFailed` at once;
+- retries any other exception with backoff (`nack(delay)`) and, at the last delivery attempt,
+  records the failure and terminates the message: never lost silently, never redelivered forever.
+
+`process` is the core and knows nothing about NATS; `start` wires it to FastStream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from faststream.middlewares import AckPolicy
+from faststream.nats import ConsumerConfig, JStream, NatsBroker, PullSub
+from faststream.nats.annotations import NatsMessage
+from nats.errors import Error as NatsError
+from nats.js.api import AckPolicy as JsAckPolicy
+from nats.js.api import DeliverPolicy
+
+from shared import telemetry
+from shared.bus import connect_nats, connection_callbacks, ensure_stream, subjects_for
+from shared.engines.base import StepError
+from shared.events import Envelope, MalformedEvent, UnknownEventType, make_event
+from shared.events.run import PipelineFailed, StepCompleted, StepFailed, StepStarted
+from shared.store import AlreadyProcessed
+
+log = logging.getLogger("repo_pilot.consumer")
+
+Handler = Callable[[Envelope, Any], Awaitable[list[Envelope]]]  # (event, deps) -> events to append
+Outcome = Literal["ack", "nack", "term"]
+
+
+@dataclass(frozen=True)
+class Route:
+    event_type: str  # e.g. "PipelineRequested"
+    handler: Handler
+    step: str | None = None  # bead name for StepStarted/StepCompleted/StepFailed, e.g. "analyze"
+
+
+# -- pure decisions ----------------------------------------------------------------------------
+
+
+def retry_delay(attempt: int, backoff: Sequence[float]) -> float:
+    """Seconds to wait before delivery `attempt + 1`: backoff[attempt-1], the last one repeating."""
+    if not backoff:
+        return 0.0
+    return float(backoff[min(max(attempt, 1), len(backoff)) - 1])
+
+
+def failure_outcome(attempt: int, max_deliver: int) -> Outcome:
+    """After an unexpected error: retry while deliveries remain, else terminate (and record it)."""
+    return "nack" if attempt < max_deliver else "term"
+
+
+def group_by_stream(events: Sequence[Envelope]) -> list[tuple[str, list[Envelope]]]:
+    """Events grouped by stream, in the order streams first appear (each group keeps its order)."""
+    groups: dict[str, list[Envelope]] = {}
+    for event in events:
+        groups.setdefault(event.stream_id, []).append(event)
+    return list(groups.items())
+
+
+def _record_metrics(step: str | None, seconds: float, outputs: Sequence[Envelope]) -> None:
+    metrics = telemetry.default_metrics()
+    if step:
+        metrics.record_step(step, seconds)
+    for e in outputs:
+        if outcome := telemetry.run_outcome(e.type):
+            metrics.record_run(outcome)
+
+
+def with_step_completed(outputs: list[Envelope], completed: Envelope) -> list[Envelope]:
+    """`outputs` with the step's StepCompleted placed before the run's end (PipelineCompleted /
+    PipelineFailed), so the log reads step done, then run done."""
+    ends = [i for i, e in enumerate(outputs) if e.type in ("PipelineCompleted", "PipelineFailed")]
+    at = ends[0] if ends else len(outputs)
+    return [*outputs[:at], completed, *outputs[at:]]
+
+
+def closes_step(outputs: Sequence[Envelope], step: str) -> bool:
+    """True when the handler already ended its own bead (e.g. `StepSkipped` with a reason)."""
+    return any(e.type in ("StepCompleted", "StepSkipped", "StepFailed") and e.data.step == step for e in outputs)
+
+
+def describe_error(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+async def _settled(task: asyncio.Task | None) -> None:
+    """Wait for a bookkeeping write; its failure (the database is down) propagates."""
+    if task is not None:
+        await task
+
+
+# -- tracing -----------------------------------------------------------------------------------
+
+
+def handler_span(service: str, event: Envelope, tracer_provider: Any = None):
+    """A span around the handler that continues the event's trace (DESIGN section 6); a replayed
+    event links to its original trace instead of parenting new spans under it."""
+    return telemetry.handler_span(
+        f"{service} handle {event.type}",
+        event.traceparent,
+        replayed=bool(event.metadata.get("replayed_from")),
+        attributes={telemetry.STREAM_ID: event.stream_id, telemetry.EVENT_ID: str(event.event_id),
+                    telemetry.EVENT_TYPE: event.type, telemetry.SERVICE: service},
+        tracer_provider=tracer_provider,
+    )
+
+
+# -- the runtime -------------------------------------------------------------------------------
+
+
+class ServiceRuntime:
+    """Runs one service's routes against the store and its durable JetStream consumer."""
+
+    def __init__(
+        self,
+        name: str,
+        routes: list[Route],
+        store,
+        deps,
+        *,
+        nats_url: str,
+        stream_name: str = "PILOT",
+        subject_prefix: str = "pilot",
+        max_deliver: int = 5,
+        ack_wait: float = 60.0,
+        heartbeat_interval: float | None = None,
+        backoff: Sequence[float] = (1, 5, 15, 30),
+    ):
+        types = [r.event_type for r in routes]
+        if len(set(types)) != len(types):
+            raise ValueError(f"service {name}: more than one route for the same event type")
+        self.name = name
+        self.routes = {r.event_type: r for r in routes}
+        self.store = store
+        self.deps = deps
+        self.nats_url = nats_url
+        self.stream_name = stream_name
+        self.subject_prefix = subject_prefix
+        self.max_deliver = max_deliver
+        self.ack_wait = ack_wait
+        self.heartbeat_interval = heartbeat_interval or ack_wait / 3
+        self.backoff = tuple(backoff)
+        self.broker: NatsBroker | None = None
+
+    # -- the core, independent of NATS --
+
+    async def process(
+        self, event: Envelope, attempt: int, heartbeat: Callable[[], Awaitable[None]]
+    ) -> Outcome:
+        """Handle one delivery of `event`; returns what to tell the bus: "ack", "nack" or "term"."""
+        route = self.routes.get(event.type)
+        if route is None:
+            return "ack"  # not ours (cannot happen with server-side filters, harmless if it does)
+        if await self.store.is_processed(self.name, event.event_id):
+            log.info("%s: %s %s already handled; skipping", self.name, event.type, event.event_id)
+            return "ack"
+        began = time.monotonic()
+        # StepStarted commits in its own transaction while the handler already runs: the bead shows
+        # RUNNING live, the handler does not wait for a bookkeeping commit, and every later write
+        # below waits for it, so in the log it still comes before the step's outcome.
+        started = (
+            asyncio.create_task(self.store.append(
+                event.stream_id, [self._step_event(StepStarted(step=route.step, attempt=attempt), event)]
+            ))
+            if route.step else None
+        )
+        try:
+            with handler_span(self.name, event):
+                outputs = await self._with_heartbeats(route.handler(event, self.deps), heartbeat)
+        except StepError as exc:
+            await _settled(started)
+            log.warning("%s: %s failed (not retried): %s", self.name, event.type, exc.message)
+            await self._record_failure(event, route, exc.message, exc.hint, attempt, retryable=False)
+            return "ack"
+        except Exception as exc:
+            await _settled(started)
+            outcome = failure_outcome(attempt, self.max_deliver)
+            if outcome == "nack":
+                log.warning(
+                    "%s: %s %s failed on attempt %s/%s, retrying in %ss: %s",
+                    self.name, event.type, event.event_id, attempt, self.max_deliver,
+                    retry_delay(attempt, self.backoff), describe_error(exc),
+                )
+                return "nack"
+            log.error(
+                "%s: %s %s failed on the last attempt (%s); recording the failure",
+                self.name, event.type, event.event_id, attempt, exc_info=exc,
+            )
+            await self._record_failure(
+                event, route, describe_error(exc),
+                f"gave up after {attempt} attempts; see the {self.name} log", attempt, retryable=True,
+            )
+            return "term"
+        await _settled(started)
+        done = list(outputs or [])
+        if route.step and not closes_step(done, route.step):
+            done = with_step_completed(done, self._step_event(StepCompleted(step=route.step), event))
+        try:
+            await self._append_with_tracking(event, done)
+        except AlreadyProcessed:
+            log.info("%s: %s %s handled concurrently elsewhere; dropping this result",
+                     self.name, event.type, event.event_id)
+            return "ack"
+        _record_metrics(route.step, time.monotonic() - began, done)
+        return "ack"
+
+    def _step_event(self, payload, cause: Envelope) -> Envelope:
+        return make_event(payload, cause.stream_id, cause=cause, service=self.name)
+
+    async def _with_heartbeats(self, work: Awaitable[list[Envelope]], heartbeat) -> list[Envelope]:
+        async def beat() -> None:
+            while True:
+                await asyncio.sleep(self.heartbeat_interval)
+                try:
+                    await heartbeat()
+                except (NatsError, OSError) as exc:  # a lost heartbeat only risks a redelivery, which is safe
+                    log.debug("%s: heartbeat failed: %s", self.name, exc)
+
+        beater = asyncio.create_task(beat())
+        try:
+            return await work
+        finally:
+            beater.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await beater
+
+    async def _append_with_tracking(self, cause: Envelope, events: list[Envelope]) -> None:
+        """All events (any streams) and the tracking row in one transaction; raises AlreadyProcessed."""
+        tracking = (self.name, cause.event_id)
+        async with self.store.pool.acquire() as conn, conn.transaction():
+            groups = group_by_stream(events) or [(cause.stream_id, [])]
+            for i, (stream_id, group) in enumerate(groups):
+                await self.store.append_in(conn, stream_id, group, None, tracking=tracking if i == 0 else None)
+
+    async def _record_failure(
+        self, event: Envelope, route: Route, error: str, hint: str, attempt: int, *, retryable: bool
+    ) -> None:
+        step = route.step or self.name
+        failed = [
+            self._step_event(StepFailed(step=step, error=error, attempt=attempt, retryable=retryable), event),
+            self._step_event(PipelineFailed(step=step, error=error, hint=hint), event),
+        ]
+        with contextlib.suppress(AlreadyProcessed):
+            await self._append_with_tracking(event, failed)
+
+    # -- the NATS side --
+
+    def consumer_config(self) -> ConsumerConfig:
+        return ConsumerConfig(
+            name=self.name,
+            durable_name=self.name,
+            # Several filter subjects on one durable (nats-server >= 2.10); FastStream passes the
+            # config through, so no catch-all subject filtered in code is needed.
+            filter_subjects=subjects_for(list(self.routes), self.subject_prefix),
+            deliver_policy=DeliverPolicy.ALL,
+            ack_policy=JsAckPolicy.EXPLICIT,
+            ack_wait=self.ack_wait,
+            max_deliver=self.max_deliver,
+        )
+
+    async def start(self) -> None:
+        """Connect, ensure the stream and the durable consumer (with this config), start consuming."""
+        admin = await connect_nats(self.nats_url, f"{self.name}-admin")
+        try:
+            js = admin.jetstream()
+            await ensure_stream(js, self.stream_name, self.subject_prefix)
+            # An existing durable keeps its old config unless told otherwise: create-or-update.
+            await js.add_consumer(self.stream_name, config=self.consumer_config())
+        finally:
+            await admin.close()
+
+        broker = NatsBroker(
+            self.nats_url,
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=1,
+            # Our logging config decides what shows; FastStream's own stdout logger would print
+            # every task callback at INFO whatever the CLI asked for.
+            logger=logging.getLogger(f"repo_pilot.faststream.{self.name}"),
+            log_level=logging.DEBUG,
+            **connection_callbacks(self.name, lambda: broker._connection),
+        )
+        subscriber = broker.subscriber(
+            config=self.consumer_config(),
+            durable=self.name,
+            stream=JStream(self.stream_name, declare=False),
+            pull_sub=PullSub(batch_size=1, timeout=1.0),  # one at a time: handlers may be long
+            ack_policy=AckPolicy.MANUAL,  # we ack after the store commit, never FastStream
+        )
+
+        @subscriber
+        async def on_message(msg: NatsMessage) -> None:
+            await self._on_message(msg)
+
+        await broker.start()
+        self.broker = broker
+        log.info("%s: consuming %s from %s", self.name, sorted(self.routes), self.stream_name)
+
+    async def stop(self) -> None:
+        """Stop consuming; a handler still running is abandoned unacked and will be redelivered."""
+        if self.broker is not None:
+            broker, self.broker = self.broker, None
+            await broker.stop()
+
+    async def _on_message(self, msg: NatsMessage) -> None:
+        raw = msg.raw_message
+        try:
+            event = Envelope.from_json(raw.data)
+        except (MalformedEvent, UnknownEventType) as exc:
+            log.error("%s: dropping invalid message on %s: %s", self.name, raw.subject, exc)
+            await msg.reject()
+            return
+        attempt = raw.metadata.num_delivered or 1
+        telemetry.default_metrics().set_consumer_lag(self.name, raw.metadata.num_pending or 0)
+        try:
+            outcome = await self.process(event, attempt, msg.in_progress)
+        except Exception:
+            # The store itself failed (e.g. the database is down): transient, try again later.
+            outcome = "nack" if attempt < self.max_deliver else "term"
+            log.exception("%s: could not process %s %s (attempt %s)", self.name, event.type,
+                          event.event_id, attempt)
+        if outcome == "ack":
+            await msg.ack()
+        elif outcome == "nack":
+            await msg.nack(delay=retry_delay(attempt, self.backoff))
+        else:
+            await msg.reject()

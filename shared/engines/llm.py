@@ -1,0 +1,360 @@
+"""The `llm` engine: the Engine port on any OpenAI-compatible model.
+
+Calls, retries, budget and recording live in `llm_client.ModelCaller`; prompt texts and answer
+shapes in `prompts`; the repository scan in `scan`; edit blocks in `shared.edits`. This module
+decides what to ask for each step and what to do with the answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import statistics
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import openai
+
+from shared.edits import Edit, FailedEdit, UnsafePath, apply_edits, resolve_inside
+from shared.engines import prompts as p
+from shared.engines.base import (
+    REVIEW_DIMENSIONS,
+    Analysis,
+    ChangeRejectedError,
+    GeneratedTests,
+    Implementation,
+    ModelReview,
+    StepError,
+)
+from shared.engines.llm_client import DEFAULT_PRICES, Budget, ModelCaller, RetryPolicy
+from shared.engines.scan import render_scan, scan_repo
+from shared.events import Improvement
+from shared.events.run import LlmCallRecorded
+from shared.settings import Settings
+
+FILE_CHARS = 8_000  # per file sent with an improvement
+FILES_TOTAL_CHARS = 40_000
+DOCS_CHARS = 12_000  # analysis docs sent to the suggester
+DIFF_CHARS = 30_000
+REVIEW_SAMPLES = 3
+
+
+class LlmEngine:
+    """Engine backed by a chat-completions model. One instance per run: the budget and the
+    recorded calls belong to the instance."""
+
+    name = "llm"
+
+    def __init__(
+        self,
+        client: openai.AsyncOpenAI,
+        model: str,
+        budget: Budget | None = None,
+        *,
+        max_edit_retries: int = 2,
+        max_format_retries: int = 2,
+        replay: dict[str, str] | None = None,
+        prices: dict[str, tuple[float, float]] | None = None,
+        retry: RetryPolicy | None = None,
+        timeout: float | None = None,
+    ):
+        self.max_edit_retries = max_edit_retries
+        self.caller = ModelCaller(
+            client=client,
+            model=model,
+            budget=budget or Budget(),
+            retry=retry or RetryPolicy(),
+            max_format_retries=max_format_retries,
+            replay=dict(replay or {}),
+            prices=dict(prices if prices is not None else DEFAULT_PRICES),
+            timeout=timeout,
+        )
+
+    @classmethod
+    def from_settings(cls, settings: Settings, replay: dict[str, str] | None = None, **kw: Any) -> LlmEngine:
+        """An engine for one run from the process settings (OPENAI_* and the run budget)."""
+        # Local servers (Ollama, llama.cpp, vLLM) need no key, but the SDK insists on one.
+        client = openai.AsyncOpenAI(api_key=settings.openai_api_key or "not-needed", base_url=settings.openai_base_url)
+        budget = Budget(max_tokens=settings.run_token_budget, max_cost_usd=settings.run_cost_budget_usd)
+        return cls(client, settings.openai_model, budget, replay=replay, **kw)
+
+    def drain_calls(self) -> list[LlmCallRecorded]:
+        return self.caller.drain()
+
+    # -- analyze ---------------------------------------------------------------------------
+
+    async def analyze(self, repo: Path) -> Analysis:
+        scan = scan_repo(repo)
+        answer = await self.caller.ask(
+            "analyze", [p.system("analyze", p.ANALYZE), p.user(render_scan(scan))], p.AnalysisAnswer
+        )
+        return Analysis(
+            specification=answer.specification,
+            graph=answer.graph,
+            architecture=answer.architecture,
+            stats=scan.stats,
+        )
+
+    # -- suggest ---------------------------------------------------------------------------
+
+    async def suggest(self, repo: Path, analysis: Analysis, categories: list[str]) -> list[Improvement]:
+        """2–4 improvements per category, the categories asked concurrently; ids `<category>-<n>`."""
+        listing = "\n".join(scan_repo(repo, per_file=0, total=0).listing)
+        context = "\n\n".join(
+            [
+                "# specification.md",
+                analysis.specification[:DOCS_CHARS],
+                "# architecture.md",
+                analysis.architecture[:DOCS_CHARS],
+                "# graph.md",
+                analysis.graph[:DOCS_CHARS],
+                "# Files",
+                listing,
+            ]
+        )
+        results = await asyncio.gather(
+            *(self._suggest_one(repo, c, context) for c in categories), return_exceptions=True
+        )
+        for result in results:  # every category ran to the end, so all calls are recorded
+            if isinstance(result, BaseException):
+                raise result
+        return [imp for result in results for imp in result]
+
+    async def _suggest_one(self, repo: Path, category: str, context: str) -> list[Improvement]:
+        def check(answer: p.SuggestAnswer) -> p.SuggestAnswer:
+            if len(answer.improvements) < 2:
+                raise ValueError(f"give at least 2 improvements, not {len(answer.improvements)}")
+            for idea in answer.improvements:
+                for path in idea.files:
+                    try:
+                        resolve_inside(repo, path)
+                    except UnsafePath as exc:
+                        raise ValueError(
+                            f"files must be relative paths inside the repository: {exc}"
+                        ) from None
+            return answer
+
+        purpose = f"suggest:{category}"
+        body = p.SUGGEST.format(category=category, guide=p.CATEGORY_GUIDE.get(category, category))
+        answer = await self.caller.ask(
+            purpose, [p.system(purpose, body), p.user(context)], p.SuggestAnswer, check
+        )
+        return [
+            Improvement(
+                id=f"{category}-{n}",
+                category=category,
+                title=idea.title,
+                rationale=idea.rationale,
+                files=idea.files,
+                changes=idea.changes,
+            )
+            for n, idea in enumerate(answer.improvements[:4], start=1)
+        ]
+
+    # -- implement -------------------------------------------------------------------------
+
+    async def implement(self, repo: Path, improvement: Improvement) -> Implementation:
+        """Ask for edit blocks, apply them, resend only the failed ones (bounded). On rejection the
+        working copy is put back as it was."""
+        purpose = f"implement:{improvement.id}"
+        task = (
+            f"# Improvement {improvement.id} ({improvement.category}): {improvement.title}\n"
+            f"Why: {improvement.rationale}\nWhat to change: {improvement.changes or '(your choice)'}\n"
+        )
+        paths = improvement.files or scan_repo(repo, per_file=0, total=0).listing[:50]
+        messages = [p.system(purpose, p.IMPLEMENT), p.user(task + "\n" + self._files_context(repo, paths))]
+        snapshot = _Snapshot(repo)
+        try:
+            answer = await self.caller.ask(purpose, messages, p.ImplementAnswer)
+            if not answer.edits:
+                raise ChangeRejectedError(
+                    f"the model declined {improvement.id}: {answer.summary or 'no reason given'}"
+                )
+            changed: list[str] = []
+            failed = self._apply(repo, answer.edits, snapshot, changed)
+            for _ in range(self.max_edit_retries):
+                if not failed:
+                    break
+                retry = p.user(task + "\n" + p.IMPLEMENT_RETRY + "\n" + self._failed_context(repo, failed))
+                answer = await self.caller.ask(
+                    purpose, [p.system(purpose, p.IMPLEMENT), retry], p.ImplementAnswer
+                )
+                failed = self._apply(repo, answer.edits, snapshot, changed) if answer.edits else failed
+            if failed:
+                errors = "; ".join(f.error for f in failed)
+                raise ChangeRejectedError(
+                    f"{len(failed)} edit(s) for {improvement.id} still did not apply after "
+                    f"{self.max_edit_retries} retries: {errors}"
+                )
+            if not changed:
+                raise ChangeRejectedError(f"the edits for {improvement.id} changed nothing")
+        except BaseException:  # rejected, model failure or cancellation: leave no half-applied change
+            snapshot.restore()
+            raise
+        return Implementation(files=sorted(set(changed)), summary=answer.summary or improvement.title)
+
+    def _apply(
+        self, repo: Path, edits: list[Edit], snapshot: _Snapshot, changed: list[str]
+    ) -> list[FailedEdit]:
+        try:
+            for edit in edits:
+                snapshot.remember(edit.path)
+        except UnsafePath as exc:
+            raise ChangeRejectedError(f"edit rejected, path outside the repository: {exc}") from exc
+        result = apply_edits(repo, edits)
+        changed.extend(result.applied)
+        return result.failed
+
+    def _files_context(self, repo: Path, paths: list[str], total: int = FILES_TOTAL_CHARS) -> str:
+        blocks = []
+        for rel in dict.fromkeys(paths):
+            try:
+                path = resolve_inside(repo, rel)
+            except UnsafePath as exc:
+                raise ChangeRejectedError(
+                    f"the improvement names a path outside the repository: {exc}"
+                ) from exc
+            if not path.is_file():
+                blocks.append(p.file_block(rel, "", " (does not exist yet)"))
+                continue
+            text = path.read_text(encoding="utf-8", errors="replace")
+            budget = min(FILE_CHARS, max(total, 0))
+            note = f" (first {budget} of {len(text)} characters)" if len(text) > budget else ""
+            blocks.append(p.file_block(rel, text[:budget], note))
+            total -= budget
+        return "# Current files\n\n" + "\n\n".join(blocks)
+
+    def _failed_context(self, repo: Path, failed: list[FailedEdit]) -> str:
+        listed = "\n".join(f"- block {i}: {f.error}" for i, f in enumerate(failed, start=1))
+        return (
+            self._files_context(repo, [f.edit.path for f in failed])
+            + f"\n\n# Failed blocks\n{listed}\n```json\n{p.edits_json([f.edit for f in failed])}\n```"
+        )
+
+    # -- review ----------------------------------------------------------------------------
+
+    async def review(self, repo: Path, base_sha: str, head_sha: str, signals: dict[str, Any]) -> ModelReview:
+        """Scores on the six dimensions; up to three samples when the budget allows, overall = median."""
+        diff = await _git_diff(repo, base_sha, head_sha)
+        note = f"\n(diff cut at {DIFF_CHARS} of {len(diff)} characters)" if len(diff) > DIFF_CHARS else ""
+        body = (
+            f"# Signals\n```json\n{json.dumps(signals, indent=1, default=str)[:8000]}\n```\n\n"
+            f"# Diff {base_sha[:12]}..{head_sha[:12]}\n```diff\n{diff[:DIFF_CHARS]}\n```{note}"
+        )
+        messages = [p.system("review", p.REVIEW), p.user(body)]
+
+        def check(answer: p.ReviewAnswer) -> p.ReviewAnswer:
+            missing = [d for d in REVIEW_DIMENSIONS if d not in answer.scores]
+            if missing:
+                raise ValueError(f"scores must include every dimension; missing: {', '.join(missing)}")
+            bad = {d: s for d, s in answer.scores.items() if d in REVIEW_DIMENSIONS and not 1 <= s <= 10}
+            if bad:
+                raise ValueError(f"scores must be between 1 and 10: {bad}")
+            return answer
+
+        before = self.caller.spent.tokens, self.caller.spent.cost_usd
+        samples = [await self.caller.ask("review", messages, p.ReviewAnswer, check)]
+        per_sample = self.caller.spent.tokens - before[0], self.caller.spent.cost_usd - before[1]
+        while len(samples) < REVIEW_SAMPLES and self.caller.can_afford(*per_sample):
+            try:
+                samples.append(await self.caller.ask("review", messages, p.ReviewAnswer, check))
+            except StepError:
+                break  # extra samples are a refinement; the recorded calls say what happened
+        return _combine_reviews(samples)
+
+    # -- write_tests -----------------------------------------------------------------------
+
+    async def write_tests(
+        self, repo: Path, improvements: list[Improvement], categories: list[str]
+    ) -> GeneratedTests:
+        """One pytest module per category that has improvements: `tests/repo_pilot/test_<category>.py`."""
+        wanted = [c for c in categories if any(i.category == c for i in improvements)]
+        results = await asyncio.gather(
+            *(self._tests_for(repo, c, [i for i in improvements if i.category == c]) for c in wanted),
+            return_exceptions=True,
+        )
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+        return GeneratedTests(
+            groups={
+                c: {f"tests/repo_pilot/test_{c}.py": content}
+                for c, content in zip(wanted, results, strict=True)
+            }
+        )
+
+    async def _tests_for(self, repo: Path, category: str, improvements: list[Improvement]) -> str:
+        def check(answer: p.TestsAnswer) -> p.TestsAnswer:
+            try:
+                compile(answer.content, f"test_{category}.py", "exec")
+            except SyntaxError as exc:
+                raise ValueError(f"content is not valid Python: {exc}") from None
+            if "def test_" not in answer.content:
+                raise ValueError("content has no test functions (def test_...)")
+            return answer
+
+        purpose = f"write_tests:{category}"
+        listed = "\n".join(
+            f"- {i.id}: {i.title}: {i.changes or i.rationale} (files: {', '.join(i.files)})"
+            for i in improvements
+        )
+        files = [f for i in improvements for f in i.files]
+        try:
+            context = self._files_context(repo, files, total=24_000)
+        except ChangeRejectedError as exc:
+            raise StepError(f"{purpose}: {exc.reason}") from exc
+        messages = [
+            p.system(purpose, p.WRITE_TESTS.format(category=category)),
+            p.user(f"# Improvements\n{listed}\n\n{context}"),
+        ]
+        return (await self.caller.ask(purpose, messages, p.TestsAnswer, check)).content
+
+
+def _combine_reviews(samples: list[p.ReviewAnswer]) -> ModelReview:
+    overall = [s.overall for s in samples]
+    middle = statistics.median(overall)
+    closest = min(samples, key=lambda s: abs(s.overall - middle))
+    return ModelReview(
+        overall=middle,
+        scores={d: float(statistics.median(s.scores[d] for s in samples)) for d in REVIEW_DIMENSIONS},
+        issues=list(dict.fromkeys(i for s in samples for i in s.issues)),
+        summary=closest.summary,
+        samples=overall,
+    )
+
+
+async def _git_diff(repo: Path, base: str, head: str) -> str:
+    def run() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["git", "-C", str(repo), "diff", f"{base}..{head}"],
+            check=False,
+            capture_output=True,
+            text=True,
+            errors="replace",
+        )
+
+    done = await asyncio.to_thread(run)
+    if done.returncode != 0:
+        raise StepError(f"review: cannot diff {base[:12]}..{head[:12]}: {done.stderr.strip()}")
+    return done.stdout
+
+
+class _Snapshot:
+    """The original bytes of every file the edits touch, so a rejected change can be undone."""
+
+    def __init__(self, repo: Path):
+        self.repo = repo
+        self.saved: dict[Path, bytes | None] = {}
+
+    def remember(self, rel: str) -> None:
+        path = resolve_inside(self.repo, rel)
+        if path not in self.saved:
+            self.saved[path] = path.read_bytes() if path.is_file() else None
+
+    def restore(self) -> None:
+        for path, content in self.saved.items():
+            if content is None:
+                path.unlink(missing_ok=True)
+            else:
+                path.write_bytes(content)

@@ -1,0 +1,135 @@
+"""Prompt texts and the shapes of the answers the llm engine asks for.
+
+Every system prompt starts with `PURPOSE: <purpose>` on its own line, so recorded calls,
+replays and scripted test fixtures can tell the calls apart. Each prompt states the JSON shape
+it wants; the pydantic models below are what the answer is validated against.
+"""
+
+from __future__ import annotations
+
+import json
+
+from pydantic import BaseModel, Field
+
+from shared.edits import Edit
+from shared.engines.base import REVIEW_DIMENSIONS
+
+CATEGORY_GUIDE = {
+    "features": "new or improved user-facing behaviour that fits what the project already does",
+    "security": "input validation, unsafe calls, secrets handling, injection, dependency risks",
+    "compliance": "licensing headers, logging and audit trails, typing, docs, lint and style conformance",
+    "integration": "CI configuration, packaging, configuration through the environment, APIs and interop",
+}
+
+
+# -- answer shapes -------------------------------------------------------------------------
+
+
+class AnalysisAnswer(BaseModel):
+    specification: str = Field(min_length=1)
+    graph: str = Field(min_length=1)
+    architecture: str = Field(min_length=1)
+
+
+class Idea(BaseModel):
+    title: str = Field(min_length=1)
+    rationale: str = Field(min_length=1)
+    files: list[str] = Field(default_factory=list)
+    changes: str = ""
+
+
+class SuggestAnswer(BaseModel):
+    improvements: list[Idea]
+
+
+class ImplementAnswer(BaseModel):
+    edits: list[Edit]
+    summary: str = ""
+
+
+class ReviewAnswer(BaseModel):
+    scores: dict[str, float]
+    overall: float = Field(ge=1.0, le=10.0)
+    issues: list[str] = Field(default_factory=list)
+    summary: str = ""
+
+
+class TestsAnswer(BaseModel):
+    path: str = ""
+    content: str = Field(min_length=1)
+
+
+# -- prompts -------------------------------------------------------------------------------
+
+
+def system(purpose: str, body: str) -> dict[str, str]:
+    return {"role": "system", "content": f"PURPOSE: {purpose}\n{body.strip()}"}
+
+
+def user(body: str) -> dict[str, str]:
+    return {"role": "user", "content": body}
+
+
+ANALYZE = """
+You are a senior engineer documenting a repository you have just read.
+Write three Markdown documents and answer with one JSON object:
+{"specification": "...", "graph": "...", "architecture": "..."}
+- specification: what the project does, for whom, its public interface (CLI, API, library), its inputs and outputs.
+- graph: the modules and how they depend on each other, as a Markdown list or a mermaid diagram.
+- architecture: layers, main components, data flow, external dependencies, how it is built and tested.
+Only describe what the files show. Answer with the JSON object only.
+"""
+
+SUGGEST = """
+You suggest concrete, small, safe improvements to a repository in one category: {category}
+({guide}).
+Answer with one JSON object:
+{{"improvements": [{{"title": "...", "rationale": "why it matters here", "files": ["relative/path.py"],
+"changes": "what to change, precisely"}}]}}
+Give 2 to 4 improvements. Each must be doable by editing a few files, name the files
+(relative paths inside the repository), and not break existing behaviour or tests.
+"""
+
+IMPLEMENT = """
+You implement one improvement in a repository by writing search/replace edit blocks.
+Answer with one JSON object: {"edits": [{"path": "relative/path", "search": "...", "replace": "..."}],
+"summary": "one line"}
+Rules:
+- `search` is a run of whole lines copied exactly from the current file, long enough to be unique.
+- `replace` is what those lines become. Keep edits small; several blocks are fine.
+- An empty `search` creates a new file with `replace` as its content (or appends to an existing one).
+- Paths are relative to the repository root; never write outside it or into .git.
+- Python files must still parse. Keep existing behaviour and tests working.
+If the improvement cannot be done safely, answer {"edits": [], "summary": "why not"}.
+"""
+
+IMPLEMENT_RETRY = """
+Some of your edit blocks did not apply. The blocks not listed here were applied and are
+already in the files shown below (which are their current contents). Send corrected blocks
+for the failed ones only, in the same JSON shape: {"edits": [...], "summary": "..."}.
+"""
+
+REVIEW = f"""
+You review a change to a repository like a strict senior engineer.
+Score each dimension from 1 (bad) to 10 (excellent): {", ".join(REVIEW_DIMENSIONS)};
+then an overall score from 1 to 10. List concrete issues (empty if none) and a short summary.
+Objective signals (linters, parse checks, diff size) are given; take them into account.
+Answer with one JSON object:
+{{"scores": {json.dumps({d: 7 for d in REVIEW_DIMENSIONS})}, "overall": 7, "issues": ["..."], "summary": "..."}}
+"""
+
+WRITE_TESTS = """
+You write a pytest test module that checks improvements made to a repository in the
+category {category}. The tests run from the repository root with the package importable.
+Test behaviour the improvements promise; use only the standard library and pytest; keep it
+fast and deterministic (no network, no sleeps); skip cleanly when an optional tool is missing.
+Answer with one JSON object: {{"path": "tests/repo_pilot/test_{category}.py", "content": "<the python module>"}}
+"""
+
+
+def file_block(path: str, content: str, note: str = "") -> str:
+    return f"## {path}{note}\n```\n{content}\n```"
+
+
+def edits_json(edits: list[Edit]) -> str:
+    return json.dumps([e.model_dump() for e in edits], indent=1)

@@ -1,0 +1,346 @@
+"""Facts about a repository that can be computed without a model: files, modules, metadata, git history.
+
+`collect(repo)` does the I/O once; everything else here reads the returned `RepoFacts`.
+"""
+
+from __future__ import annotations
+
+import ast
+import configparser
+import subprocess
+import sys
+import tomllib
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+_SKIP_DIRS = {".git", ".venv", "venv", "env", "node_modules", "build", "dist", "__pycache__", ".tox", ".nox"}
+_LANGUAGES = {
+    ".py": "Python", ".pyi": "Python", ".js": "JavaScript", ".ts": "TypeScript", ".go": "Go", ".rs": "Rust",
+    ".java": "Java", ".c": "C", ".h": "C", ".cpp": "C++", ".rb": "Ruby", ".sh": "Shell", ".md": "Markdown",
+    ".rst": "reStructuredText", ".toml": "TOML", ".yml": "YAML", ".yaml": "YAML", ".json": "JSON",
+    ".cfg": "INI", ".ini": "INI", ".html": "HTML", ".css": "CSS", ".sql": "SQL", ".txt": "Text",
+}  # fmt: skip
+
+
+@dataclass
+class Module:
+    name: str  # dotted
+    path: str  # relative, posix
+    is_package: bool
+    docstring: str
+    functions: list[str]
+    classes: list[str]
+    all_names: list[str] | None  # a static `__all__`, if any
+    top_level: list[str]  # public names bound at top level (defs, classes, assignments, imports)
+    own_names: list[str]  # public names it defines or imports from its own top-level package
+    has_version: bool
+    imports: list[str]  # absolute dotted names imported (relative imports resolved)
+    has_main_guard: bool
+    lines: int
+    parse_error: str | None = None
+
+
+@dataclass
+class RepoFacts:
+    root: Path
+    name: str
+    files: list[str]
+    modules: list[Module]
+    pyproject: dict[str, Any] = field(default_factory=dict)
+    setup_cfg: dict[str, dict[str, str]] = field(default_factory=dict)
+    requirements: list[str] = field(default_factory=list)
+    authors: list[str] = field(default_factory=list)  # by number of commits, most first
+    head_year: int | None = None
+
+    @property
+    def project(self) -> dict[str, Any]:
+        return self.pyproject.get("project", {}) or {}
+
+    @property
+    def python_files(self) -> list[str]:
+        return [f for f in self.files if f.endswith(".py")]
+
+    @property
+    def module_names(self) -> set[str]:
+        return {m.name for m in self.modules}
+
+    @property
+    def packages(self) -> list[Module]:
+        return [m for m in self.modules if m.is_package and not _is_test_module(m.path)]
+
+    @property
+    def requires_python(self) -> str | None:
+        return self.project.get("requires-python") or self.setup_cfg.get("options", {}).get("python_requires")
+
+    @property
+    def has_tests(self) -> bool:
+        return any(_is_test_module(f) and Path(f).name.startswith("test") for f in self.python_files)
+
+
+def _is_test_module(path: str) -> bool:
+    parts = path.split("/")
+    return (
+        parts[0] in ("tests", "test")
+        or Path(path).name.startswith("test_")
+        or Path(path).name == "conftest.py"
+    )
+
+
+def git(repo: Path, *args: str, check: bool = True) -> str:
+    proc = subprocess.run(["git", *args], cwd=repo, check=False, capture_output=True, text=True, timeout=60)
+    if check and proc.returncode != 0:
+        raise RuntimeError(f"git {' '.join(args)} failed: {proc.stderr.strip()[:300]}")
+    return proc.stdout
+
+
+def list_files(repo: Path) -> list[str]:
+    """The repository's files (tracked and untracked-but-not-ignored when it is a git repository), sorted."""
+    if (repo / ".git").exists():
+        out = git(repo, "ls-files", "--cached", "--others", "--exclude-standard", "-z")
+        names = {n for n in out.split("\0") if n and (repo / n).is_file()}
+    else:
+        names = {
+            p.relative_to(repo).as_posix()
+            for p in repo.rglob("*")
+            if p.is_file() and not _SKIP_DIRS.intersection(p.relative_to(repo).parts)
+        }
+    return sorted(n for n in names if not _SKIP_DIRS.intersection(n.split("/")[:-1]))
+
+
+def module_name(path: str) -> tuple[str, bool]:
+    """Dotted module name for a file path (a `src/` layout prefix is dropped) and whether it's a package."""
+    parts = path[: -len(".py")].split("/")
+    if parts[0] == "src" and len(parts) > 1:
+        parts = parts[1:]
+    is_package = parts[-1] == "__init__"
+    if is_package:
+        parts = parts[:-1]
+    return ".".join(parts) or "__init__", is_package
+
+
+def _resolve_relative(current: str, is_package: bool, level: int, target: str | None) -> str:
+    base = current.split(".")
+    if not is_package:
+        base = base[:-1]
+    if level > 1:
+        base = base[: len(base) - (level - 1)]
+    return ".".join([*base, target] if target else base)
+
+
+def parse_module(path: str, source: str) -> Module:
+    """What a module defines and imports (pure)."""
+    name, is_package = module_name(path)
+    lines = source.count("\n") + (0 if source.endswith("\n") or not source else 1)
+    try:
+        tree = ast.parse(source, filename=path)
+    except SyntaxError as exc:
+        return Module(name, path, is_package, "", [], [], None, [], [], False, [], False, lines, str(exc))
+    functions, classes, top_level, imports, own = [], [], [], [], []
+    home = name.split(".")[0]
+    all_names: list[str] | None = None
+    has_version = has_main = False
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            functions.append(node.name)
+            top_level.append(node.name)
+            own.append(node.name)
+        elif isinstance(node, ast.ClassDef):
+            classes.append(node.name)
+            top_level.append(node.name)
+            own.append(node.name)
+        elif isinstance(node, ast.Assign | ast.AnnAssign):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            for target in targets:
+                if isinstance(target, ast.Name):
+                    top_level.append(target.id)
+                    own.append(target.id)
+                    has_version |= target.id == "__version__"
+                    if target.id == "__all__" and isinstance(node.value, ast.List | ast.Tuple):
+                        all_names = [e.value for e in node.value.elts if isinstance(e, ast.Constant)]
+        elif isinstance(node, ast.ImportFrom):
+            module = (
+                node.module
+                if not node.level
+                else _resolve_relative(name, is_package, node.level, node.module)
+            )
+            bound = [a.asname or a.name for a in node.names if a.name != "*"]
+            top_level.extend(bound)
+            if module and module.split(".")[0] == home:
+                own.extend(bound)
+            imports.append(module or "")
+            imports.extend(f"{module}.{a.name}" for a in node.names if module)
+        elif isinstance(node, ast.Import):
+            imports.extend(a.name for a in node.names)
+        elif (
+            isinstance(node, ast.If)
+            and "__name__" in ast.unparse(node.test)
+            and "__main__" in ast.unparse(node.test)
+        ):
+            has_main = True
+    # Imports inside functions count for the graph too (lazy imports are still dependencies).
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import) and node not in tree.body:
+            imports.extend(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node not in tree.body:
+            module = (
+                node.module
+                if not node.level
+                else _resolve_relative(name, is_package, node.level, node.module)
+            )
+            imports.append(module or "")
+    public = sorted({n for n in top_level if not n.startswith("_")})
+    return Module(
+        name, path, is_package, (ast.get_docstring(tree) or "").strip().split("\n")[0],
+        sorted(n for n in functions if not n.startswith("_")), sorted(n for n in classes if not n.startswith("_")),
+        all_names, public, sorted({n for n in own if not n.startswith("_")}), has_version, sorted({i for i in imports if i}), has_main, lines,
+    )  # fmt: skip
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError):
+        return {}
+
+
+def _read_setup_cfg(path: Path) -> dict[str, dict[str, str]]:
+    parser = configparser.ConfigParser(interpolation=None)
+    try:
+        parser.read(path, encoding="utf-8")
+    except configparser.Error:
+        return {}
+    return {s: dict(parser[s]) for s in parser.sections()}
+
+
+def _requirements(repo: Path, files: list[str]) -> list[str]:
+    reqs = []
+    for rel in files:
+        if "/" not in rel and rel.startswith("requirements") and rel.endswith(".txt"):
+            for line in (repo / rel).read_text(encoding="utf-8", errors="replace").splitlines():
+                line = line.split("#", 1)[0].strip()
+                if line and not line.startswith("-"):
+                    reqs.append(line)
+    return sorted(set(reqs))
+
+
+def is_bot(name: str, email: str) -> bool:
+    """Automation identities (the pipeline's own, GitHub apps) are never the license holder."""
+    lowered = f"{name} {email}".lower()
+    return (
+        "[bot]" in lowered
+        or "repo-pilot" in lowered
+        or "repo pilot" in lowered
+        or "noreply@github.com" in email
+    )
+
+
+def rank_authors(log: str) -> tuple[list[str], int | None]:
+    """Authors by number of commits (ties by name) and the year of the newest commit, from
+    `git log --format=%an%x09%ae%x09%ad --date=format:%Y` output, bots left out (pure)."""
+    counts: Counter[str] = Counter()
+    years = []
+    for line in log.splitlines():
+        parts = line.split("\t")
+        if len(parts) != 3 or not parts[0].strip() or is_bot(parts[0], parts[1]):
+            continue
+        counts[parts[0].strip()] += 1
+        if parts[2].strip().isdigit():
+            years.append(int(parts[2]))
+    return sorted(counts, key=lambda n: (-counts[n], n)), max(years) if years else None
+
+
+def _authors(repo: Path) -> tuple[list[str], int | None]:
+    if not (repo / ".git").exists():
+        return [], None
+    return rank_authors(git(repo, "log", "--format=%an%x09%ae%x09%ad", "--date=format:%Y", check=False))
+
+
+def collect(repo: Path) -> RepoFacts:
+    """Read everything the rules engine needs from the working copy at `repo`."""
+    repo = repo.resolve()
+    if not repo.is_dir():
+        from shared.engines.base import StepError
+
+        raise StepError(f"repository path {repo} is not a directory")
+    files = list_files(repo)
+    modules = []
+    for rel in files:
+        if rel.endswith(".py"):
+            source = (repo / rel).read_text(encoding="utf-8", errors="replace")
+            modules.append(parse_module(rel, source))
+    pyproject = _read_toml(repo / "pyproject.toml") if "pyproject.toml" in files else {}
+    setup_cfg = _read_setup_cfg(repo / "setup.cfg") if "setup.cfg" in files else {}
+    name = (
+        (pyproject.get("project") or {}).get("name")
+        or ((pyproject.get("tool") or {}).get("poetry") or {}).get("name")
+        or setup_cfg.get("metadata", {}).get("name")
+        or repo.name
+    )
+    authors, year = _authors(repo)
+    return RepoFacts(
+        repo, name, files, sorted(modules, key=lambda m: m.name), pyproject, setup_cfg,
+        _requirements(repo, files), authors, year,
+    )  # fmt: skip
+
+
+def python_version(facts: RepoFacts) -> str:
+    """The lowest Python the project supports (`requires-python`), else the running interpreter's."""
+    import re
+
+    match = re.search(r"3\.(\d+)", facts.requires_python or "")
+    return f"3.{match.group(1)}" if match else f"{sys.version_info.major}.{sys.version_info.minor}"
+
+
+def dependencies(facts: RepoFacts) -> list[str]:
+    deps = list(facts.project.get("dependencies", []) or [])
+    poetry = ((facts.pyproject.get("tool") or {}).get("poetry") or {}).get("dependencies") or {}
+    deps.extend(f"{k} {v}" if isinstance(v, str) else k for k, v in poetry.items() if k != "python")
+    install = facts.setup_cfg.get("options", {}).get("install_requires", "")
+    deps.extend(line.strip() for line in install.splitlines() if line.strip())
+    deps.extend(facts.requirements)
+    return sorted(set(deps))
+
+
+def entry_points(facts: RepoFacts) -> list[str]:
+    """Console scripts from the metadata, `__main__` modules and modules with a main guard."""
+    points = []
+    for table in ("scripts", "gui-scripts"):
+        for script, target in sorted((facts.project.get(table) or {}).items()):
+            points.append(f"`{script}` → `{target}`")
+    poetry_scripts = ((facts.pyproject.get("tool") or {}).get("poetry") or {}).get("scripts") or {}
+    points.extend(f"`{s}` → `{t}`" for s, t in sorted(poetry_scripts.items()) if isinstance(t, str))
+    console = facts.setup_cfg.get("options.entry_points", {}).get("console_scripts", "")
+    for line in console.splitlines():
+        if "=" in line:
+            script, target = (p.strip() for p in line.split("=", 1))
+            points.append(f"`{script}` → `{target}`")
+    for m in facts.modules:
+        if m.path.endswith("__main__.py"):
+            points.append(f"`python -m {m.name.removesuffix('.__main__')}`")
+        elif m.has_main_guard and not _is_test_module(m.path):
+            points.append(f"`{m.path}` (runs as a script)")
+    return points
+
+
+def test_command(facts: RepoFacts) -> str:
+    return "python -m pytest" if facts.has_tests else f'python -c "import {_first_package(facts)}"'
+
+
+def _first_package(facts: RepoFacts) -> str:
+    top = sorted({m.name.split(".")[0] for m in facts.modules if not _is_test_module(m.path)})
+    return top[0] if top else facts.name.replace("-", "_")
+
+
+def install_command(facts: RepoFacts) -> str:
+    if "pyproject.toml" in facts.files or "setup.py" in facts.files:
+        return "python -m pip install -e ."
+    if "requirements.txt" in facts.files:
+        return "python -m pip install -r requirements.txt"
+    return "python -m pip install --upgrade pip"
+
+
+def language_counts(files: list[str]) -> dict[str, int]:
+    counts = Counter(_LANGUAGES.get(Path(f).suffix.lower(), "Other") for f in files)
+    return dict(sorted(counts.items()))

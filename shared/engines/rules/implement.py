@@ -1,0 +1,217 @@
+"""Implementing an improvement in a working copy: ruff's own safe fixes, templates, small exact edits.
+
+Nothing is faked: an improvement with no automatic fix raises ChangeRejectedError with the reason,
+and every fix is verified afterwards (the finding is gone or reduced, the files still parse).
+"""
+
+from __future__ import annotations
+
+import ast
+import string
+import subprocess
+from importlib import resources
+from pathlib import Path
+
+from shared.engines.base import ChangeRejectedError, Implementation
+from shared.engines.rules import facts as facts_mod
+from shared.engines.rules.facts import RepoFacts
+from shared.engines.rules.suggest import TEMPLATE_FILES, declared_license
+from shared.engines.rules.tools import Finding, ruff_fix, run_ruff, target_version, tool_command
+from shared.events import Improvement
+
+_MIT = {"mit", "mit license", "the mit license", "expat"}
+_COMMUNITY_TEMPLATES = {"SECURITY.md": "SECURITY.md.tmpl", "CONTRIBUTING.md": "CONTRIBUTING.md.tmpl",
+                        "CHANGELOG.md": "CHANGELOG.md.tmpl"}  # fmt: skip
+_TEMPLATES = {
+    "LICENSE": "LICENSE-MIT.tmpl",
+    ".github/workflows/ci.yml": "ci.yml.tmpl",
+    ".pre-commit-config.yaml": "pre-commit-config.yaml.tmpl",
+    ".github/dependabot.yml": "dependabot.yml.tmpl",
+    "mypy.ini": "mypy.ini.tmpl",
+    **_COMMUNITY_TEMPLATES,
+}
+_NO_FIX = {
+    "packaging-metadata": "no automatic fix: the missing metadata values are the maintainer's to choose",
+    "lockfile": "no automatic fix offline: a lockfile needs a dependency resolver with network access "
+    "(run `uv lock` or `poetry lock`)",
+}
+
+
+def render_template(template: str, values: dict[str, str]) -> str:
+    """A bundled template filled with `values` (string.Template syntax; a missing value is a bug)."""
+    text = resources.files("shared.engines.rules").joinpath("templates", template).read_text(encoding="utf-8")
+    return string.Template(text).substitute(values)
+
+
+def _ruff_version() -> str:
+    out = subprocess.run(
+        [*tool_command("ruff"), "--version"], check=False, capture_output=True, text=True, timeout=30
+    ).stdout
+    return out.split()[-1] if out.strip() else "0.6.0"
+
+
+def template_values(facts: RepoFacts) -> dict[str, str]:
+    """The repository facts the templates are filled with (deterministic for a given repository)."""
+    authors = facts.project.get("authors") or []
+    emails = [a.get("email") for a in authors if isinstance(a, dict) and a.get("email")]
+    meta_names = [a.get("name") for a in authors if isinstance(a, dict) and a.get("name")]
+    holder = (facts.authors or meta_names or [f"The {facts.name} authors"])[0]
+    branches = facts_mod.git(facts.root, "branch", "--format=%(refname:short)", check=False).split()
+    packages = sorted({p.name.split(".")[0] for p in facts.packages}) or [facts.name.replace("-", "_")]
+    return {
+        "name": facts.name,
+        "holder": holder,
+        "year": str(facts.head_year or 1970),
+        "python_version": facts_mod.python_version(facts),
+        "test_command": facts_mod.test_command(facts),
+        "install_command": facts_mod.install_command(facts),
+        "contact": f"<{emails[0]}>"
+        if emails
+        else "the maintainers (use the forge's private vulnerability reporting)",
+        "version": str(facts.project.get("version") or "0.1.0"),
+        "default_branch": "main" if "main" in branches or "master" not in branches else "master",
+        "packages": ", ".join(packages),
+        "ruff_version": _ruff_version(),
+    }
+
+
+def _write_new(repo: Path, rel: str, content: str) -> None:
+    path = repo / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(content, encoding="utf-8")
+
+
+def _templates(repo: Path, facts: RepoFacts, improvement: Improvement, targets: list[str]) -> Implementation:
+    missing = [t for t in targets if not (repo / t).exists()]
+    if not missing:
+        raise ChangeRejectedError(
+            f"{', '.join(targets)} already exist(s): nothing to add, no automatic fix applies"
+        )
+    values = template_values(facts)
+    for rel in missing:
+        _write_new(repo, rel, render_template(_TEMPLATES[rel], values))
+    written = [t for t in missing if (repo / t).is_file() and (repo / t).stat().st_size > 0]
+    return Implementation(files=written, summary=f"added {', '.join(written)} from templates ({facts.name})")
+
+
+def _license(repo: Path, facts: RepoFacts, improvement: Improvement) -> Implementation:
+    declared = declared_license(facts)
+    if not declared:
+        raise ChangeRejectedError("no license is declared in the project metadata; choosing one is the owner's "
+                                  "decision, so there is no automatic fix")  # fmt: skip
+    if declared.lower().removesuffix(" license") not in _MIT and declared.lower() not in _MIT:
+        raise ChangeRejectedError(f"the declared license `{declared}` has no bundled template (only MIT); "
+                                  "add its text by hand")  # fmt: skip
+    return _templates(repo, facts, improvement, ["LICENSE"])
+
+
+def public_api_additions(module, version: object) -> list[str]:
+    """The lines that declare what `module` (a package `__init__`) lacks: `__all__`, `__version__` (pure)."""
+    lines = []
+    if module.all_names is None and module.own_names:
+        lines.append("__all__ = [\n" + "".join(f'    "{n}",\n' for n in module.own_names) + "]\n")
+    if not module.has_version and "." not in module.name and isinstance(version, str):
+        lines.append(f'__version__ = "{version}"\n')
+    return lines
+
+
+def _public_api(repo: Path, facts: RepoFacts, improvement: Improvement) -> Implementation:
+    rel = improvement.files[0]
+    path = repo / rel
+    source = path.read_text(encoding="utf-8")
+    module = facts_mod.parse_module(rel, source)
+    additions = public_api_additions(module, facts.project.get("version"))
+    if module.parse_error or not additions:
+        raise ChangeRejectedError(
+            f"{rel} already declares its public API (or does not parse): no automatic fix"
+        )
+    new = (
+        source + ("" if source.endswith("\n") or not source else "\n") + "".join("\n" + a for a in additions)
+    )
+    after = facts_mod.parse_module(rel, new)
+    if after.parse_error or public_api_additions(after, facts.project.get("version")):
+        raise ChangeRejectedError(f"the edit to {rel} did not take effect; no automatic fix")
+    path.write_text(new, encoding="utf-8")
+    declared = [name for name in ("__all__", "__version__") if any(a.startswith(name) for a in additions)]
+    return Implementation(files=[rel], summary=f"declared {' and '.join(declared)} in {rel}")
+
+
+def _snapshot(repo: Path, files: list[str]) -> dict[str, str]:
+    return {f: (repo / f).read_text(encoding="utf-8") for f in files if (repo / f).is_file()}
+
+
+def _count(findings: list[Finding]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for f in findings:
+        counts[f.path] = counts.get(f.path, 0) + 1
+    return counts
+
+
+def _ruff(repo: Path, facts: RepoFacts, improvement: Improvement, codes: list[str]) -> Implementation:
+    files = [f for f in improvement.files if f.endswith(".py") and (repo / f).is_file()]
+    if not files:
+        raise ChangeRejectedError(f"none of {improvement.files} exists in the working copy; no automatic fix")
+    target = target_version(facts.requires_python)
+    before = run_ruff(repo, files, codes, target)
+    if not before:
+        raise ChangeRejectedError(f"ruff no longer reports {','.join(codes)} in these files; nothing to fix")
+    originals = _snapshot(repo, files)
+    unused_before = _count(run_ruff(repo, files, ["F401"], target))
+    ruff_fix(repo, files, codes, target)
+    # A rewrite such as `List[int]` -> `list[int]` can leave its import unused; remove exactly those
+    # with ruff's own safe F401 fix, in the files where the fix created them.
+    unused_after = _count(run_ruff(repo, files, ["F401"], target))
+    orphaned = sorted(f for f in files if unused_after.get(f, 0) > unused_before.get(f, 0))
+    if orphaned:
+        ruff_fix(repo, orphaned, ["F401"], target)
+    after = run_ruff(repo, files, codes, target)
+    changed = sorted(f for f, text in originals.items() if (repo / f).read_text(encoding="utf-8") != text)
+    broken = [f for f in changed if _parse_error(repo / f)]
+    if not changed or len(after) >= len(before) or broken:
+        for f, text in originals.items():
+            (repo / f).write_text(text, encoding="utf-8")
+        why = f"the fix broke parsing of {broken}" if broken else "ruff has no safe automatic fix for them"
+        raise ChangeRejectedError(
+            f"{len(before)} finding(s) of {','.join(codes)}: {why}, so no automatic fix was applied "
+            "(unsafe fixes are never applied)"
+        )
+    summary = f"ruff fixed {len(before) - len(after)} of {len(before)} finding(s) of {','.join(codes)}"
+    if after:
+        summary += f"; {len(after)} left without a safe fix"
+    return Implementation(files=changed, summary=summary)
+
+
+def _parse_error(path: Path) -> bool:
+    try:
+        ast.parse(path.read_text(encoding="utf-8"))
+    except SyntaxError:
+        return True
+    return False
+
+
+def implement(repo: Path, improvement: Improvement) -> Implementation:
+    """Apply `improvement` to the working copy at `repo`, or raise ChangeRejectedError saying why not."""
+    kind, _, arg = (improvement.rule or "").partition(":")
+    if kind == "ruff":
+        return _ruff(repo, facts_mod.collect(repo), improvement, sorted(arg.split(",")))
+    if kind == "secrets":
+        raise ChangeRejectedError("no automatic fix for committed credentials: they must be revoked, and the code "
+                                  "changed to read them from the environment or a secret store")  # fmt: skip
+    if kind == "bandit":
+        raise ChangeRejectedError(f"bandit {arg} has no automatic fix; it needs a maintainer's change")
+    if kind != "check":
+        raise ChangeRejectedError(f"the rules engine has no automatic fix for rule {improvement.rule!r}")
+    if arg in _NO_FIX:
+        raise ChangeRejectedError(_NO_FIX[arg])
+    facts = facts_mod.collect(repo)
+    if arg == "license":
+        return _license(repo, facts, improvement)
+    if arg == "community-docs":
+        return _templates(
+            repo, facts, improvement, [f for f in improvement.files if f in _COMMUNITY_TEMPLATES]
+        )
+    if arg in TEMPLATE_FILES:
+        return _templates(repo, facts, improvement, TEMPLATE_FILES[arg])
+    if arg == "public-api":
+        return _public_api(repo, facts, improvement)
+    raise ChangeRejectedError(f"the rules engine has no automatic fix for check {arg!r}")

@@ -1,0 +1,347 @@
+"""From facts and findings to improvements, grouped into the four categories (pure).
+
+An improvement's `rule` says what is behind it and how `implement` treats it:
+`ruff:<codes>` (ruff's own safe fixes), `bandit:<id>` and `secrets:<kinds>` (no automatic fix),
+`check:<name>` (a file check; most have a template, some have no automatic fix).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from pathlib import Path
+
+from shared.engines.rules.facts import RepoFacts
+from shared.engines.rules.tools import Finding
+from shared.events import Improvement
+
+MAX_PER_CATEGORY = 4
+_MAX_LISTED = 20
+
+SECURITY_PREFIXES = ("S", "B", "bandit:", "secret:")
+
+LICENSE_FILES = ("LICENSE", "LICENCE", "COPYING")
+COMMUNITY_DOCS = {
+    "SECURITY.md": ("SECURITY", ".github/SECURITY", "docs/SECURITY"),
+    "CONTRIBUTING.md": ("CONTRIBUTING", ".github/CONTRIBUTING", "docs/CONTRIBUTING"),
+    "CHANGELOG.md": ("CHANGELOG", "CHANGES", "HISTORY", "NEWS", "docs/CHANGELOG"),
+}
+LOCKFILES = ("uv.lock", "poetry.lock", "pdm.lock", "Pipfile.lock", "pylock.toml", "requirements.lock")
+METADATA_FIELDS = ("description", "readme", "requires-python", "license", "authors")
+
+# Checks whose implementation writes a template: the file each one creates.
+TEMPLATE_FILES = {
+    "license": ["LICENSE"],
+    "ci-workflow": [".github/workflows/ci.yml"],
+    "pre-commit": [".pre-commit-config.yaml"],
+    "dependabot": [".github/dependabot.yml"],
+    "type-checking": ["mypy.ini"],
+}
+
+
+def slug(path: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "_", path).strip("_")
+
+
+def _has(files: list[str], stems: tuple[str, ...]) -> bool:
+    lowered = {f.lower() for f in files}
+    return any(f.split(".")[0] == stem.lower() or f == stem.lower() for f in lowered for stem in stems)
+
+
+def _listing(findings: list[Finding]) -> str:
+    lines = [f"- `{f.path}:{f.line}` {f.code}: {f.message}" for f in findings[:_MAX_LISTED]]
+    if len(findings) > _MAX_LISTED:
+        lines.append(f"- … and {len(findings) - _MAX_LISTED} more")
+    return "\n".join(lines)
+
+
+def _files(findings: list[Finding]) -> list[str]:
+    return sorted({f.path for f in findings})
+
+
+# -- security ---------------------------------------------------------------------------------
+
+
+def _security_group(code: str, findings: list[Finding]) -> tuple[tuple, Improvement]:
+    files = _files(findings)
+    fixable = sum(f.fixable for f in findings)
+    first = findings[0]
+    where = files[0] if len(files) == 1 else f"{len(files)} files"
+    if code.startswith("secret:"):
+        kinds = sorted({f.code.removeprefix("secret:") for f in findings})
+        improvement = Improvement(
+            id="security-secrets",
+            category="security",
+            title=f"Remove {len(findings)} committed credential(s) from {where}",
+            rationale=(
+                "Text that has the shape of a real credential ("
+                + ", ".join(kinds)
+                + ") is committed. Anyone with read access to the history can use it; it must be revoked "
+                "and loaded from the environment or a secret store instead. There is no automatic fix."
+            ),
+            files=files,
+            changes=_listing(findings),
+            rule="secrets:" + ",".join(kinds),
+        )
+        return (0, 0, "secrets"), improvement
+    tool = "bandit" if code.startswith("bandit:") else "ruff"
+    bare = code.removeprefix("bandit:")
+    fix_note = (
+        f"{tool} has a safe automatic fix for {fixable} of them."
+        if fixable
+        else f"{tool} has no safe automatic fix; this needs a decision by a maintainer."
+    )
+    kind = "bug risk (flake8-bugbear)" if tool == "ruff" and code.startswith("B") else "security rule"
+    improvement = Improvement(
+        id=f"security-{slug(bare)}" + (f"-{slug(files[0])}" if len(files) == 1 else ""),
+        category="security",
+        title=f"Fix {len(findings)} {tool} {bare} finding(s) ({first.name or 'security'}) in {where}",
+        rationale=f"{tool} {kind} {bare} ({first.name}) reports: {first.message}. {fix_note}",
+        files=files,
+        changes=_listing(findings),
+        rule=f"{tool}:{bare}",
+    )
+    # Order: what we can fix first, then security rules before bug risks, then the most frequent.
+    tier = 1 if fixable else (2 if not code.startswith("B") else 3)
+    return (tier, -len(findings), code), improvement
+
+
+def security_improvements(findings: list[Finding]) -> list[Improvement]:
+    groups: dict[str, list[Finding]] = defaultdict(list)
+    for f in findings:
+        if f.code.startswith("secret:"):
+            groups["secret:"].append(f)
+        elif f.code.startswith(SECURITY_PREFIXES):
+            groups[f.code].append(f)
+    ranked = sorted(_security_group(code, sorted(fs)) for code, fs in groups.items())
+    return [imp for _, imp in ranked[:MAX_PER_CATEGORY]]
+
+
+# -- compliance -------------------------------------------------------------------------------
+
+
+def declared_license(facts: RepoFacts) -> str | None:
+    """The license the project metadata declares (SPDX-ish text), if any."""
+    lic = facts.project.get("license")
+    if isinstance(lic, str) and lic.strip():
+        return lic.strip()
+    if isinstance(lic, dict) and lic.get("text"):
+        return str(lic["text"]).strip()
+    for classifier in facts.project.get("classifiers", []) or []:
+        if classifier.startswith("License :: OSI Approved :: "):
+            return classifier.rsplit("::", 1)[1].strip()
+    poetry = ((facts.pyproject.get("tool") or {}).get("poetry") or {}).get("license")
+    return poetry or facts.setup_cfg.get("metadata", {}).get("license") or None
+
+
+def has_type_checking(facts: RepoFacts) -> bool:
+    tool = facts.pyproject.get("tool") or {}
+    files = set(facts.files)
+    return (
+        "mypy" in tool
+        or "pyright" in tool
+        or bool(files & {"mypy.ini", ".mypy.ini", "pyrightconfig.json"})
+        or "mypy" in facts.setup_cfg
+        or any(f.endswith("/py.typed") for f in files)
+    )
+
+
+def metadata_gaps(facts: RepoFacts) -> list[str]:
+    if not facts.python_files:
+        return []
+    if not facts.project and "setup.py" not in facts.files and "setup.cfg" not in facts.files:
+        if (facts.pyproject.get("tool") or {}).get("poetry"):
+            return []
+        return ["no pyproject.toml [project] table"]
+    if not facts.project:
+        return []
+    dynamic = set(facts.project.get("dynamic", []) or [])
+    return [f for f in METADATA_FIELDS if f not in facts.project and f not in dynamic]
+
+
+def compliance_improvements(facts: RepoFacts, findings: list[Finding]) -> list[Improvement]:
+    out: list[Improvement] = []
+    root_files = [f for f in facts.files if "/" not in f]
+    if not _has(root_files, LICENSE_FILES):
+        declared = declared_license(facts)
+        note = (
+            f"The metadata declares `{declared}`; the LICENSE file with its text is missing."
+            if declared
+            else "No license is declared either; choosing one is the owner's decision (no automatic fix)."
+        )
+        out.append(Improvement(
+            id="compliance-license", category="compliance", title="Add a LICENSE file",
+            rationale="Without a LICENSE file nobody may legally reuse the code. " + note,
+            files=["LICENSE"], changes=f"Create LICENSE ({declared or 'license to be chosen'}).",
+            rule="check:license",
+        ))  # fmt: skip
+    missing_docs = [doc for doc, stems in COMMUNITY_DOCS.items() if not _has(facts.files, stems)]
+    if missing_docs:
+        out.append(Improvement(
+            id="compliance-community-docs", category="compliance",
+            title="Add " + ", ".join(missing_docs),
+            rationale=(
+                "A security policy tells reporters how to disclose privately, a contributing guide says how "
+                "to run the tests, and a changelog tells users what changed. Missing: " + ", ".join(missing_docs) + "."
+            ),
+            files=missing_docs, changes="\n".join(f"Create {d} from a template filled with the project's facts."
+                                                  for d in missing_docs),
+            rule="check:community-docs",
+        ))  # fmt: skip
+    upgrades = sorted(f for f in findings if f.code.startswith("UP"))
+    if upgrades:
+        codes = sorted({f.code for f in upgrades})
+        fixable = sum(f.fixable for f in upgrades)
+        out.append(Improvement(
+            id="compliance-ruff-UP", category="compliance",
+            title=f"Modernise syntax for the supported Python (ruff pyupgrade, {len(upgrades)} findings)",
+            rationale=(
+                f"The pyupgrade rules ({', '.join(codes)}) are a family worth enabling: they keep the code in the "
+                f"idiom of the Python versions it supports. ruff has safe automatic fixes for {fixable} of "
+                f"{len(upgrades)} findings; the rest are left for a human."
+            ),
+            files=_files(upgrades), changes=_listing(upgrades), rule="ruff:" + ",".join(codes),
+        ))  # fmt: skip
+    if facts.python_files and not has_type_checking(facts):
+        out.append(Improvement(
+            id="compliance-type-checking", category="compliance", title="Add a type-checking configuration",
+            rationale="There is no mypy or pyright configuration and no py.typed marker, so type annotations are "
+                      "never checked. A mypy.ini pins the Python version and the packages to check.",
+            files=["mypy.ini"], changes="Create mypy.ini.", rule="check:type-checking",
+        ))  # fmt: skip
+    gaps = metadata_gaps(facts)
+    if gaps:
+        out.append(Improvement(
+            id="compliance-packaging-metadata", category="compliance",
+            title="Complete the packaging metadata",
+            rationale="Package indexes and users rely on the project metadata. Missing: " + ", ".join(gaps)
+                      + ". The values are the maintainer's to choose, so there is no automatic fix.",
+            files=["pyproject.toml"], changes="\n".join(f"- add `{g}`" for g in gaps),
+            rule="check:packaging-metadata",
+        ))  # fmt: skip
+    return out[:MAX_PER_CATEGORY]
+
+
+# -- integration ------------------------------------------------------------------------------
+
+
+def has_ci(files: list[str]) -> bool:
+    return any(
+        f.startswith(".github/workflows/")
+        and f.endswith((".yml", ".yaml"))
+        or f
+        in (".gitlab-ci.yml", "azure-pipelines.yml", "Jenkinsfile", ".travis.yml", "bitbucket-pipelines.yml")
+        or f.startswith(".circleci/")
+        for f in files
+    )
+
+
+def integration_improvements(facts: RepoFacts) -> list[Improvement]:
+    out: list[Improvement] = []
+    files = facts.files
+    if not has_ci(files):
+        out.append(Improvement(
+            id="integration-ci-workflow", category="integration", title="Add a CI workflow that runs the tests",
+            rationale="No continuous-integration configuration exists, so nothing runs the tests on a pull "
+                      "request. A GitHub Actions workflow installs the project and runs its test command.",
+            files=[".github/workflows/ci.yml"], changes="Create .github/workflows/ci.yml.", rule="check:ci-workflow",
+        ))  # fmt: skip
+    if ".pre-commit-config.yaml" not in files:
+        out.append(Improvement(
+            id="integration-pre-commit", category="integration", title="Add a pre-commit configuration",
+            rationale="Without pre-commit hooks, lint and whitespace problems reach review. The config runs "
+                      "ruff and the standard hygiene hooks before each commit.",
+            files=[".pre-commit-config.yaml"], changes="Create .pre-commit-config.yaml.", rule="check:pre-commit",
+        ))  # fmt: skip
+    renovate = ("renovate.json", ".github/renovate.json", "renovate.json5", ".renovaterc")
+    if not any(f in files for f in (".github/dependabot.yml", ".github/dependabot.yaml", *renovate)):
+        out.append(Improvement(
+            id="integration-dependabot", category="integration", title="Keep dependencies up to date with Dependabot",
+            rationale="No dependency-update configuration exists, so security releases of dependencies and "
+                      "actions go unnoticed. Dependabot opens weekly update pull requests.",
+            files=[".github/dependabot.yml"], changes="Create .github/dependabot.yml.", rule="check:dependabot",
+        ))  # fmt: skip
+    from shared.engines.rules.facts import dependencies
+
+    if dependencies(facts) and not any(Path(f).name in LOCKFILES for f in files):
+        out.append(Improvement(
+            id="integration-lockfile", category="integration", title="Commit a dependency lockfile",
+            rationale="The project declares dependencies but commits no lockfile, so two installs can resolve "
+                      "different versions. Creating one needs a resolver with network access (e.g. `uv lock`); "
+                      "there is no offline automatic fix.",
+            files=["uv.lock"], changes="Run `uv lock` and commit uv.lock.", rule="check:lockfile",
+        ))  # fmt: skip
+    return out[:MAX_PER_CATEGORY]
+
+
+# -- features ---------------------------------------------------------------------------------
+
+
+def features_improvements(facts: RepoFacts) -> list[Improvement]:
+    """Per package: declare the public API (`__all__`) and the running version (`__version__`).
+
+    Both go into one improvement per package because both edit its `__init__.py`; two
+    improvements patching the same lines would conflict when their patches are stacked.
+    """
+    out: list[Improvement] = []
+    version = facts.project.get("version")
+    for pkg in facts.packages:
+        if pkg.parse_error is not None:
+            continue
+        wants_version = "." not in pkg.name and isinstance(version, str) and not pkg.has_version
+        wants_all = pkg.all_names is None and bool(pkg.own_names)
+        if not (wants_version or wants_all):
+            continue
+        reasons, changes = [], []
+        if wants_all:
+            reasons.append(
+                f"`{pkg.name}` re-exports {len(pkg.own_names)} names without `__all__`, so linters see "
+                "them as unused imports and `from … import *` exports whatever happens to be bound"
+            )
+            changes.append("Add `__all__ = [" + ", ".join(repr(n) for n in pkg.own_names) + "]`.")
+        if wants_version:
+            reasons.append(
+                f"the metadata declares version {version} but `{pkg.name}` has no `__version__`, so "
+                "users and bug reports cannot tell which release is running"
+            )
+            changes.append(f'Add `__version__ = "{version}"`.')
+        what = " and ".join(w for w, on in (("`__all__`", wants_all), ("`__version__`", wants_version)) if on)
+        out.append(Improvement(
+            id=f"features-public-api-{slug(pkg.name)}", category="features",
+            title=f"Declare {what} in `{pkg.name}`",
+            rationale="; ".join(reasons).capitalize() + ".",
+            files=[pkg.path], changes="\n".join(changes), rule="check:public-api",
+        ))  # fmt: skip
+    return sorted(out, key=lambda i: i.id)[:MAX_PER_CATEGORY]
+
+
+FEATURES_NONE_NOTE = (
+    "No feature can be derived from static facts alone: every package declares `__all__` and `__version__` "
+    "where the metadata allows. New features need a model (`--engine llm`)."
+)
+
+
+def suggest_all(
+    facts: RepoFacts, findings: list[Finding], categories: list[str]
+) -> tuple[list[Improvement], dict]:
+    """The improvements for `categories` (in category order) and a note for each category left empty."""
+    by_category = {
+        "security": lambda: security_improvements([f for f in findings if not _is_excluded(f)]),
+        "compliance": lambda: compliance_improvements(facts, findings),
+        "integration": lambda: integration_improvements(facts),
+        "features": lambda: features_improvements(facts),
+    }
+    improvements: list[Improvement] = []
+    notes: dict[str, str] = {}
+    for category in ("features", "security", "compliance", "integration"):
+        if category not in categories:
+            continue
+        found = by_category[category]()
+        improvements.extend(found)
+        if not found:
+            notes[category] = FEATURES_NONE_NOTE if category == "features" else f"No {category} findings."
+    return improvements, notes
+
+
+def _is_excluded(finding: Finding) -> bool:
+    return finding.code.startswith("UP")  # pyupgrade findings are a compliance matter

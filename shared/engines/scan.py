@@ -1,0 +1,267 @@
+"""What of a repository a model gets to read: a prioritised, budgeted, secret-free scan.
+
+Budgets keep prompts bounded (8,000 characters per file, 60,000 in all by default). Files
+come in priority order so the budget goes to what explains a project first: README, then
+packaging and build files, then entry points, then source, then tests, then the rest.
+Never read: `.git`, virtualenvs, `node_modules`, caches and build output, binaries, and
+anything that looks like a secret (`.env`, keys, credentials) — its path is not even listed.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from fnmatch import fnmatch
+from pathlib import Path
+
+PER_FILE_CHARS = 8_000
+TOTAL_CHARS = 60_000
+MAX_LISTED = 400
+
+SKIP_DIRS = {
+    ".git",
+    ".hg",
+    ".svn",
+    "node_modules",
+    "__pycache__",
+    ".venv",
+    "venv",
+    ".tox",
+    ".nox",
+    "build",
+    "dist",
+    ".mypy_cache",
+    ".pytest_cache",
+    ".ruff_cache",
+    ".eggs",
+    "site-packages",
+    "target",
+    ".next",
+    "coverage",
+    "htmlcov",
+    ".idea",
+    ".gradle",
+}
+SECRET_PATTERNS = (
+    ".env",
+    ".env.*",
+    "*.pem",
+    "*.key",
+    "id_rsa*",
+    "id_dsa*",
+    "id_ecdsa*",
+    "id_ed25519*",
+    "credentials*",
+    "*.p12",
+    "*.pfx",
+    ".netrc",
+    ".pypirc",
+    "*.keystore",
+    "secrets.*",
+)
+BINARY_SUFFIXES = {
+    ".png",
+    ".jpg",
+    ".jpeg",
+    ".gif",
+    ".bmp",
+    ".ico",
+    ".webp",
+    ".pdf",
+    ".zip",
+    ".gz",
+    ".tgz",
+    ".bz2",
+    ".xz",
+    ".tar",
+    ".whl",
+    ".egg",
+    ".so",
+    ".dll",
+    ".dylib",
+    ".exe",
+    ".bin",
+    ".pyc",
+    ".pyo",
+    ".class",
+    ".jar",
+    ".o",
+    ".a",
+    ".woff",
+    ".woff2",
+    ".ttf",
+    ".otf",
+    ".eot",
+    ".mp3",
+    ".mp4",
+    ".mov",
+    ".avi",
+    ".sqlite",
+    ".db",
+    ".parquet",
+    ".pkl",
+    ".npy",
+    ".npz",
+    ".lock",
+}
+BUILD_FILES = {
+    "pyproject.toml",
+    "setup.py",
+    "setup.cfg",
+    "requirements.txt",
+    "package.json",
+    "Cargo.toml",
+    "go.mod",
+    "Makefile",
+    "Dockerfile",
+    "docker-compose.yml",
+    "compose.yaml",
+    "tox.ini",
+    "pom.xml",
+    "build.gradle",
+}
+ENTRY_POINTS = {"__main__.py", "main.py", "cli.py", "app.py", "manage.py", "wsgi.py", "asgi.py", "server.py"}
+SOURCE_SUFFIXES = {
+    ".py",
+    ".js",
+    ".ts",
+    ".tsx",
+    ".jsx",
+    ".go",
+    ".rs",
+    ".java",
+    ".kt",
+    ".rb",
+    ".php",
+    ".c",
+    ".h",
+    ".cpp",
+    ".hpp",
+    ".cs",
+    ".swift",
+    ".scala",
+    ".sh",
+    ".sql",
+}
+
+
+@dataclass(frozen=True)
+class ScannedFile:
+    path: str
+    content: str
+    size: int  # characters in the whole file
+    truncated: bool
+
+
+@dataclass
+class RepoScan:
+    files: list[ScannedFile] = field(default_factory=list)  # what the model reads, in priority order
+    listing: list[str] = field(default_factory=list)  # every readable path (capped), sorted
+    stats: dict = field(default_factory=dict)
+
+
+def is_secret(name: str) -> bool:
+    return any(fnmatch(name.lower(), pattern) for pattern in SECRET_PATTERNS)
+
+
+def priority(rel: str) -> int:
+    """Lower reads first: README, build files, entry points, source, tests, the rest."""
+    name = rel.rsplit("/", 1)[-1]
+    parts = rel.lower().split("/")
+    if name.lower().startswith("readme"):
+        return 0
+    if name in BUILD_FILES or name.startswith("requirements"):
+        return 1
+    if name in ENTRY_POINTS:
+        return 2
+    is_test = (
+        any(p in ("tests", "test") for p in parts[:-1])
+        or name.startswith("test_")
+        or name.endswith("_test.py")
+    )
+    if Path(name).suffix in SOURCE_SUFFIXES:
+        return 4 if is_test else 3
+    return 5
+
+
+def _is_venv(path: Path) -> bool:
+    return (path / "pyvenv.cfg").exists()
+
+
+def _read_text(path: Path) -> str | None:
+    try:
+        raw = path.read_bytes()
+    except OSError:
+        return None
+    if b"\x00" in raw[:8192]:
+        return None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+def scan_repo(repo: Path, per_file: int = PER_FILE_CHARS, total: int = TOTAL_CHARS) -> RepoScan:
+    """Read `repo` within the budgets; symlinks are not followed. Stats count what was skipped and why."""
+    root = repo.resolve()
+    skipped: Counter[str] = Counter()
+    candidates: list[tuple[str, Path]] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        here = Path(dirpath)
+        keep = []
+        for d in dirnames:
+            if d in SKIP_DIRS or d.endswith(".egg-info") or (here / d).is_symlink() or _is_venv(here / d):
+                skipped["directories"] += 1
+            else:
+                keep.append(d)
+        dirnames[:] = sorted(keep)
+        for name in filenames:
+            path = here / name
+            rel = path.relative_to(root).as_posix()
+            if path.is_symlink():
+                skipped["symlinks"] += 1
+            elif is_secret(name):
+                skipped["secrets"] += 1
+            elif path.suffix.lower() in BINARY_SUFFIXES:
+                skipped["binary"] += 1
+            else:
+                candidates.append((rel, path))
+    candidates.sort(key=lambda c: (priority(c[0]), c[0].count("/"), c[0]))
+    scan = RepoScan()
+    left = total
+    suffixes: Counter[str] = Counter()
+    for rel, path in candidates:
+        text = _read_text(path)
+        if text is None:
+            skipped["binary"] += 1
+            continue
+        scan.listing.append(rel)
+        suffixes[path.suffix or path.name] += 1
+        if left <= 0:
+            continue
+        budget = min(per_file, left)
+        piece = text[:budget]
+        scan.files.append(ScannedFile(rel, piece, len(text), truncated=len(text) > budget))
+        left -= len(piece)
+    scan.stats = {
+        "files": len(scan.listing),
+        "files_read": len(scan.files),
+        "files_truncated": sum(f.truncated for f in scan.files),
+        "chars_read": total - left,
+        "skipped": dict(skipped),
+        "by_suffix": dict(suffixes.most_common(10)),
+    }
+    scan.listing = sorted(scan.listing)[:MAX_LISTED]
+    return scan
+
+
+def render_scan(scan: RepoScan) -> str:
+    """The scan as prompt text: the listing, then each file in a fenced block."""
+    out = ["# Files in the repository", *scan.listing]
+    if len(scan.listing) >= MAX_LISTED:
+        out.append(f"(listing capped at {MAX_LISTED} paths)")
+    for f in scan.files:
+        note = f" (first {len(f.content)} of {f.size} characters)" if f.truncated else ""
+        out += ["", f"## {f.path}{note}", "```", f.content, "```"]
+    return "\n".join(out)

@@ -1,0 +1,40 @@
+"""The event model: envelope, typed payloads, registry, upcasters and subjects.
+
+Where an event is declared: `run.py` (pipeline run stream), `gen.py` (generation stream).
+"""
+
+from shared.events.envelope import Envelope, make_event, new_event_id, new_gen_stream, new_run_stream
+from shared.events.gen import *  # noqa: F403
+from shared.events.registry import (
+    MalformedEvent,
+    Payload,
+    UnknownEventType,
+    parse_payload,
+    registered_types,
+    snake,
+    subject_for,
+    upcaster,
+)
+from shared.events.run import *  # noqa: F403
+from shared.events.run import CATEGORIES, STEPS, Improvement, PatchEntry, TestGroupResult
+
+__all__ = [
+    "CATEGORIES",
+    "STEPS",
+    "Envelope",
+    "Improvement",
+    "MalformedEvent",
+    "PatchEntry",
+    "Payload",
+    "TestGroupResult",
+    "UnknownEventType",
+    "make_event",
+    "new_event_id",
+    "new_gen_stream",
+    "new_run_stream",
+    "parse_payload",
+    "registered_types",
+    "snake",
+    "subject_for",
+    "upcaster",
+]

@@ -1,0 +1,129 @@
+"""The envelope every event travels in (DESIGN section 2)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import uuid6
+from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, model_validator
+
+from shared.events.registry import MalformedEvent, Payload, parse_payload, subject_for
+
+
+def new_event_id() -> uuid.UUID:
+    """UUID v7: time ordered, so ids sort roughly by creation."""
+    return uuid.UUID(str(uuid6.uuid7()))
+
+
+def new_run_stream() -> str:
+    return f"run-{new_event_id()}"
+
+
+def new_gen_stream() -> str:
+    return f"gen-{new_event_id()}"
+
+
+class Envelope(BaseModel):
+    """One event. `version` and `global_position` are None until the store assigns them."""
+
+    model_config = ConfigDict(frozen=True)
+
+    event_id: uuid.UUID = Field(default_factory=new_event_id)
+    type: str
+    stream_id: str
+    version: int | None = None
+    global_position: int | None = None
+    occurred_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    causation_id: uuid.UUID | None = None
+    correlation_id: str | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    data: SerializeAsAny[Payload]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _typed_payload(cls, values: Any) -> Any:
+        if isinstance(values, dict) and isinstance(values.get("data"), dict):
+            type_name = values.get("type")
+            if not type_name:
+                raise ValueError("event has no 'type'")
+            meta = values.get("metadata") or {}
+            values = dict(values)
+            values["data"] = parse_payload(type_name, values["data"], meta.get("schema_version"))
+        return values
+
+    @property
+    def kind(self) -> str:
+        return self.stream_id.split("-", 1)[0]
+
+    def subject(self, prefix: str = "pilot") -> str:
+        return subject_for(self.type, self.stream_id, prefix)
+
+    @property
+    def traceparent(self) -> str | None:
+        return self.metadata.get("traceparent")
+
+    def to_json(self) -> str:
+        return self.model_dump_json()
+
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> Envelope:
+        """Parse a received event; raises MalformedEvent / UnknownEventType with a clear message."""
+        import json
+
+        try:
+            obj = json.loads(raw)
+        except ValueError as exc:
+            raise MalformedEvent("<unknown>", f"not JSON: {exc}") from None
+        if not isinstance(obj, dict):
+            raise MalformedEvent("<unknown>", "event must be a JSON object")
+        return cls.from_dict(obj)
+
+    @classmethod
+    def from_dict(cls, obj: dict[str, Any]) -> Envelope:
+        type_name = obj.get("type")
+        if not isinstance(type_name, str) or not type_name:
+            raise MalformedEvent("<unknown>", "field 'type': missing or not a string")
+        obj = dict(obj)
+        meta = obj.get("metadata") or {}
+        obj["data"] = parse_payload(type_name, obj.get("data"), meta.get("schema_version"))
+        try:
+            return cls.model_validate(obj)
+        except ValidationError as exc:
+            raise MalformedEvent(type_name, exc) from None
+
+
+def make_event(
+    payload: Payload,
+    stream_id: str,
+    *,
+    cause: Envelope | None = None,
+    correlation_id: str | None = None,
+    service: str | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> Envelope:
+    """Build an unsaved event; causation, correlation and traceparent follow `cause`."""
+    meta: dict[str, Any] = {"schema_version": payload.schema_version}
+    # Inside a handler's span the new event continues from that span, so steps nest in one trace.
+    traceparent = _active_traceparent() or (cause.traceparent if cause is not None else None)
+    if traceparent:
+        meta["traceparent"] = traceparent
+    if service:
+        meta["service"] = service
+    if metadata:
+        meta.update(metadata)
+    return Envelope(
+        type=type(payload).__name__,
+        stream_id=stream_id,
+        causation_id=cause.event_id if cause else None,
+        correlation_id=correlation_id or (cause.correlation_id if cause else None) or stream_id,
+        metadata=meta,
+        data=payload,
+    )
+
+
+def _active_traceparent() -> str | None:
+    from shared.telemetry import current_traceparent
+
+    return current_traceparent()

@@ -1,0 +1,364 @@
+"""The HTTP gateway (DESIGN section 5): create, list, inspect, follow and replay runs.
+
+Routes (OpenAPI at `/openapi.json`, browsable at `/docs`):
+
+- `POST /runs` → 201 `{run_id}`; 400 with the reason when the request is invalid (nothing appended)
+- `GET /runs` — recent runs; `GET /runs/{run_id}` — a run and its bead chain
+- `GET /runs/{run_id}/events` — its events as a JSON list
+- `GET /runs/{run_id}/events/stream` — Server-Sent Events: every event of the run so far, then
+  new ones as they are appended; the stream ends after `PipelineCompleted` / `PipelineFailed`
+  (`FeatureValidated` for a generation job). Each SSE `id` is the event's global position, so a
+  client that reconnects with `Last-Event-ID` resumes where it stopped.
+- `POST /runs/{run_id}/replay` → 201 `{run_id}` of a new run pinned to the original base commit
+- `GET /healthz` — no auth; 503 when the database does not answer
+
+Auth rule: every route except `/healthz` and the docs needs `Authorization: Bearer <token>`
+when `REPO_PILOT_API_TOKEN` is set (compared in constant time). With no token configured the
+gateway is for this machine only: `repo-pilot gateway` refuses to bind anything but a loopback
+address (`check_bind`), and the app itself answers 401 to any client whose address is not
+loopback — so serving it some other way (e.g. `uvicorn --host 0.0.0.0`) does not open it up.
+(A reverse proxy on the same host makes every client look local: set a token behind one.)
+
+The gateway only appends requests and reads; it runs no services. The relay, projector and
+services (`repo-pilot up`, or `relay` + `service NAME`) do the work. Reads of the read models
+project any pending events first, so a run shows up even when no projector is running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import ipaddress
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query, Request, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.sse import EventSourceResponse, ServerSentEvent
+from pydantic import BaseModel, Field
+
+from shared.events import CATEGORIES, Envelope
+from shared.settings import Settings
+
+log = logging.getLogger("repo_pilot.gateway")
+
+TERMINAL_TYPES = frozenset({"PipelineCompleted", "PipelineFailed", "FeatureValidated"})
+_LOOPBACK_NAMES = {"localhost"}
+
+
+# -- pure decisions -------------------------------------------------------------------------
+
+
+def is_loopback(host: str | None) -> bool:
+    """True for 127.0.0.0/8, ::1 and `localhost`; False for anything else (or nothing)."""
+    if not host:
+        return False
+    if host in _LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_bind(host: str, token: str | None) -> None:
+    """Raise ValueError when serving on `host` with this token would expose an open gateway."""
+    if not token and not is_loopback(host):
+        raise ValueError(
+            f"refusing to serve on {host} without REPO_PILOT_API_TOKEN: anyone who can reach it "
+            "could start runs on this machine. Set REPO_PILOT_API_TOKEN, or bind 127.0.0.1."
+        )
+
+
+def token_matches(expected: str, given: str | None) -> bool:
+    """Constant-time comparison of a bearer token (no early exit on the first wrong byte)."""
+    return given is not None and hmac.compare_digest(expected.encode(), given.encode())
+
+
+def is_terminal(event: Envelope, run_id: str) -> bool:
+    """Whether `event` ends the run `run_id` (so a live stream of it can close)."""
+    return event.stream_id == run_id and event.type in TERMINAL_TYPES
+
+
+# -- response models ------------------------------------------------------------------------
+
+
+class RunRequest(BaseModel):
+    """What `POST /runs` accepts (the same choices as `repo-pilot run`)."""
+
+    repo: str = Field(description="Path of a git repository on the gateway's host, or a git URL.")
+    categories: list[str] = Field(default_factory=lambda: list(CATEGORIES),
+                                  description=f"Any of: {', '.join(CATEGORIES)}.")
+    threshold: float | None = Field(default=None, description="Auto-merge score, 1–10 (default from settings).")
+    engine: str | None = Field(default=None, description="rules | llm (default: llm when a model is configured).")
+    ref: str | None = Field(default=None, description="Branch, tag or sha to start from.")
+    forge: str = Field(default="local", description="local | remote | github.")
+
+
+class RunCreated(BaseModel):
+    run_id: str
+
+
+class Run(BaseModel):
+    """One row of the `runs` read model."""
+
+    run_id: str
+    kind: str
+    repo: str | None = None
+    status: str
+    engine: str | None = None
+    threshold: float | None = None
+    categories: list[str] = []
+    branch: str | None = None
+    base_sha: str | None = None
+    head_sha: str | None = None
+    score: float | None = None
+    passed: bool | None = None
+    merged: bool | None = None
+    pr_url: str | None = None
+    error: str | None = None
+    tests: dict[str, Any] = {}
+    cost_usd: float = 0.0
+    tokens: int = 0
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    last_position: int
+
+
+class Bead(BaseModel):
+    """One tracked unit of work: a pipeline step or one improvement."""
+
+    bead_id: str
+    seq: int
+    kind: str
+    title: str
+    status: str
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    duration_ms: int | None = None
+    error: str | None = None
+    metadata: dict[str, Any] = {}
+
+
+class RunDetail(BaseModel):
+    run: Run
+    beads: list[Bead]
+
+
+class Event(BaseModel):
+    """A stored event: the envelope with its payload as JSON."""
+
+    event_id: str
+    type: str
+    stream_id: str
+    version: int | None
+    global_position: int | None
+    occurred_at: datetime
+    causation_id: str | None = None
+    correlation_id: str | None = None
+    metadata: dict[str, Any] = {}
+    data: dict[str, Any]
+
+
+class Health(BaseModel):
+    status: str
+
+
+def _event_out(event: Envelope) -> Event:
+    return Event.model_validate(event.model_dump(mode="json"))
+
+
+# -- wiring ---------------------------------------------------------------------------------
+
+
+async def _open_store(settings: Settings):
+    from shared.embedded import check_postgres, ensure_postgres
+    from shared.runtime import open_store
+
+    dsn = settings.database_url or await asyncio.to_thread(ensure_postgres, settings.home)
+    await check_postgres(dsn)
+    return await open_store(settings, dsn)
+
+
+def create_app(settings: Settings, store=None) -> FastAPI:
+    """The gateway app. With `store` given (already connected) the caller owns it; otherwise the
+    app opens one on startup (DATABASE_URL, or the embedded PostgreSQL) and closes it on shutdown."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if app.state.store is not None:
+            yield
+            return
+        try:
+            app.state.store = await _open_store(settings)
+        except Exception as exc:
+            log.error("gateway cannot start: %s", exc)
+            raise
+        try:
+            yield
+        finally:
+            await app.state.store.close()
+            app.state.store = None
+
+    app = FastAPI(title="Repo Pilot", version="1",
+                  description="Create, list, follow and replay Repo Pilot runs.", lifespan=lifespan)
+    app.state.store = store
+    app.state.settings = settings
+    app.include_router(_health)
+    app.include_router(_api, dependencies=[Depends(require_auth)])
+    return app
+
+
+_bearer = HTTPBearer(auto_error=False, description="REPO_PILOT_API_TOKEN")
+
+
+async def require_auth(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> None:
+    """Bearer token when one is configured; otherwise loopback clients only."""
+    token = request.app.state.settings.api_token
+    given = credentials.credentials if credentials is not None else None
+    if token:
+        if token_matches(token, given):
+            return
+        reason = "missing bearer token" if given is None else "wrong bearer token"
+    elif is_loopback(request.client.host if request.client else None):
+        return
+    else:
+        reason = "no REPO_PILOT_API_TOKEN is configured, so only local clients are served"
+    raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail=reason, headers={"WWW-Authenticate": "Bearer"})
+
+
+def get_store(request: Request):
+    store = request.app.state.store
+    if store is None:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail="the event store is not connected")
+    return store
+
+
+StoreDep = Annotated[Any, Depends(get_store)]
+_health = APIRouter(tags=["health"])
+_api = APIRouter(tags=["runs"], responses={401: {"description": "Missing or wrong bearer token"}})
+
+
+@_health.get("/healthz", response_model=Health)
+async def healthz(store: StoreDep) -> Health:
+    """Liveness and database reachability (no auth)."""
+    import asyncpg
+
+    try:
+        await store.pool.fetchval("SELECT 1")
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail=f"database: {exc}") from None
+    return Health(status="ok")
+
+
+@_api.post("/runs", status_code=status.HTTP_201_CREATED, response_model=RunCreated,
+           responses={400: {"description": "Invalid request (nothing was appended)"}})
+async def create_run(body: RunRequest, request: Request, store: StoreDep) -> RunCreated:
+    """Request a pipeline run; the services pick it up from the log."""
+    from shared.requests import append_request, validate_request
+
+    settings: Settings = request.app.state.settings
+    try:
+        # The path check touches the disk (git); keep it off the event loop.
+        req = await asyncio.to_thread(validate_request, body.repo, body.categories, body.threshold,
+                                      body.engine, settings, body.ref, body.forge)
+    except ValueError as exc:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, detail=str(exc)) from None
+    req = req.model_copy(update={"requested_by": "gateway"})
+    return RunCreated(run_id=await append_request(store, req, service="gateway"))
+
+
+@_api.get("/runs", response_model=list[Run])
+async def list_runs(store: StoreDep, limit: Annotated[int, Query(ge=1, le=500)] = 50) -> list[Run]:
+    """Recent runs, newest first."""
+    from shared.projections import Projector
+    from shared.projections import list_runs as read_runs
+
+    await Projector(store).run_once()
+    return [Run.model_validate(r) for r in await read_runs(store, limit)]
+
+
+@_api.get("/runs/{run_id}", response_model=RunDetail, responses={404: {"description": "No such run"}})
+async def get_run(run_id: str, store: StoreDep) -> RunDetail:
+    """A run and its bead chain."""
+    from shared.projections import Projector
+    from shared.projections import get_run as read_run
+
+    await Projector(store).run_once()
+    run, beads = await read_run(store, run_id)
+    if run is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no run {run_id!r}")
+    return RunDetail(run=Run.model_validate(run), beads=[Bead.model_validate(b) for b in beads])
+
+
+async def _run_events(run_id: str, store: StoreDep) -> list[Envelope]:
+    events = await store.read_correlated(run_id)
+    if not events:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no run {run_id!r}")
+    return events
+
+
+@_api.get("/runs/{run_id}/events", response_model=list[Event],
+          responses={404: {"description": "No such run"}})
+async def run_events(events: Annotated[list[Envelope], Depends(_run_events)]) -> list[Event]:
+    """Every event of the run (and of work correlated with it), in log order."""
+    return [_event_out(e) for e in events]
+
+
+async def _stream_start(run_id: str, store: StoreDep) -> tuple[int, list[Envelope]]:
+    """Where the live part starts, and the run's history (404 before the stream starts).
+
+    The position is taken before the history is read: appends are serialised, so nothing
+    committed after it is missed and nothing before it needs the (log-wide) tail.
+    """
+    live_from = await store.last_position()
+    return live_from, await _run_events(run_id, store)
+
+
+@_api.get("/runs/{run_id}/events/stream", response_class=EventSourceResponse,
+          responses={404: {"description": "No such run"}})
+async def stream_events(
+    run_id: str, store: StoreDep,
+    start: Annotated[tuple[int, list[Envelope]], Depends(_stream_start)],
+    last_event_id: Annotated[int | None, Header(description="Resume after this global position.")] = None,
+) -> AsyncIterator[ServerSentEvent]:
+    """The run's events as Server-Sent Events (`event:` type, `id:` global position, `data:` the
+    event as JSON): everything so far, then live until the run completes or fails."""
+    live_from, history = start
+    sent = last_event_id or 0
+    for event in history:
+        if event.global_position > sent:
+            yield _sse(event)
+            sent = event.global_position
+        if is_terminal(event, run_id):
+            return
+    async for event in store.tail(max(live_from, sent), poll_interval=1.0):
+        if run_id not in (event.stream_id, event.correlation_id) or event.global_position <= sent:
+            continue
+        yield _sse(event)
+        sent = event.global_position
+        if is_terminal(event, run_id):
+            return
+
+
+def _sse(event: Envelope) -> ServerSentEvent:
+    return ServerSentEvent(raw_data=event.to_json(), event=event.type, id=str(event.global_position))
+
+
+@_api.post("/runs/{run_id}/replay", status_code=status.HTTP_201_CREATED, response_model=RunCreated,
+           responses={404: {"description": "No such run"}})
+async def replay_run(run_id: str, store: StoreDep) -> RunCreated:
+    """Run a recorded request again from the same base commit; model answers are reused."""
+    from shared.requests import append_request, replay_request
+
+    try:
+        req = replay_request(await store.read_stream(run_id))
+    except LookupError:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no run {run_id!r} to replay") from None
+    return RunCreated(run_id=await append_request(store, req, service="gateway",
+                                                  metadata={"replayed_from": run_id}))

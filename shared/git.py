@@ -1,0 +1,165 @@
+"""Running git: one small wrapper every adapter uses (workspace, forge, services).
+
+Every call gets a fixed identity (so commits made by the pipeline are attributable and
+reproducible) and never prompts for credentials (a prompt would hang a service forever).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+from pathlib import Path
+
+from shared.telemetry import git_span
+
+IDENTITY_NAME = "Repo Pilot"
+IDENTITY_EMAIL = "repo-pilot@localhost"
+
+
+class GitError(RuntimeError):
+    """A git command failed; the message names the command and carries git's stderr."""
+
+    def __init__(self, args: list[str], returncode: int, stderr: str, stdout: str = ""):
+        self.args_list = args
+        self.returncode = returncode
+        self.stderr = stderr
+        self.stdout = stdout
+        detail = (stderr or stdout).strip()
+        super().__init__(f"`{' '.join(args)}` failed (exit {returncode}): {detail}")
+
+
+def git_env(extra: dict | None = None) -> dict[str, str]:
+    """The environment git runs with: the caller's, plus the pipeline identity and no prompts.
+
+    Values in `extra` win, so a caller can pass its own author or committer.
+    """
+    env = dict(os.environ)
+    env.update(
+        {
+            "GIT_AUTHOR_NAME": IDENTITY_NAME,
+            "GIT_AUTHOR_EMAIL": IDENTITY_EMAIL,
+            "GIT_COMMITTER_NAME": IDENTITY_NAME,
+            "GIT_COMMITTER_EMAIL": IDENTITY_EMAIL,
+            "GIT_TERMINAL_PROMPT": "0",
+            # A user's global config (hooks, signing, templates) must not change what we produce.
+            "GIT_CONFIG_NOSYSTEM": "1",
+            "GIT_ASKPASS": "",
+            "SSH_ASKPASS": "",
+            "GIT_SSH_COMMAND": env.get("GIT_SSH_COMMAND", "ssh -o BatchMode=yes"),
+        }
+    )
+    if extra:
+        env.update(extra)
+    return env
+
+
+def git(
+    repo: Path,
+    *args: str,
+    check: bool = True,
+    env: dict | None = None,
+    input: str | None = None,
+) -> str:
+    """Run `git -C repo ARGS` and return its stdout, stripped.
+
+    Raises GitError (command and stderr in the message) when `check` and git exits non-zero.
+    """
+    cmd = ["git", "-C", str(repo), *args]
+    with git_span(args):
+        proc = _run(cmd, env, input)
+    if check and proc.returncode != 0:
+        raise GitError(cmd, proc.returncode, proc.stderr, proc.stdout)
+    return proc.stdout.strip()
+
+
+def _run(cmd: list[str], env: dict | None, input: str | None) -> subprocess.CompletedProcess:  # noqa: A002
+    return subprocess.run(
+        cmd,
+        check=False,
+        capture_output=True,
+        text=True,
+        env=git_env(env),
+        input=input,
+        stdin=None if input is not None else subprocess.DEVNULL,
+    )
+
+
+async def agit(
+    repo: Path,
+    *args: str,
+    check: bool = True,
+    env: dict | None = None,
+    input: str | None = None,
+) -> str:
+    """`git` in a worker thread, so a service's event loop keeps serving while git works."""
+    return await asyncio.to_thread(git, repo, *args, check=check, env=env, input=input)
+
+
+def is_git_repo(path: Path) -> bool:
+    """True when `path` is (the top or inside of) a git working tree or a bare repository."""
+    path = Path(path)
+    if not path.is_dir():
+        return False
+    proc = subprocess.run(
+        ["git", "-C", str(path), "rev-parse", "--git-dir"],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=git_env(),
+        stdin=subprocess.DEVNULL,
+    )
+    return proc.returncode == 0
+
+
+def default_branch(repo: Path) -> str:
+    """The repository's default branch.
+
+    In order: HEAD of a bare repository (mirrors, remotes), what `origin/HEAD` points at (clones), the branch HEAD names (mirrors, and a
+    working repository's checked-out branch unless it is one of the pilot's own `repo-pilot/`
+    branches), then `main` or `master` when present.
+    """
+    repo = Path(repo)
+    if git(repo, "rev-parse", "--is-bare-repository", check=False) == "true":
+        # Mirrors and bare remotes: HEAD is the default branch (refs/remotes may be copied junk).
+        bare_head = git(repo, "symbolic-ref", "-q", "--short", "HEAD", check=False)
+        if bare_head:
+            return bare_head
+    remote_head = git(repo, "symbolic-ref", "-q", "--short", "refs/remotes/origin/HEAD", check=False)
+    if remote_head:
+        return remote_head.removeprefix("origin/")
+    head = git(repo, "symbolic-ref", "-q", "--short", "HEAD", check=False)
+    if head and not head.startswith("repo-pilot/"):
+        return head
+    for candidate in ("main", "master"):
+        if ref_exists(repo, f"refs/heads/{candidate}"):
+            return candidate
+    if head:
+        return head
+    raise GitError(["git", "-C", str(repo), "symbolic-ref", "HEAD"], 1, "cannot tell the default branch")
+
+
+def ref_exists(repo: Path, ref: str) -> bool:
+    """True when `ref` resolves to an object in `repo`."""
+    return bool(git(repo, "rev-parse", "-q", "--verify", ref, check=False))
+
+
+def find_merge(repo: Path, into: str, tip: str) -> str | None:
+    """The merge commit on `into`'s first-parent history that brought in `tip`, if any.
+
+    This is how forges tell "already merged" from the repository itself rather than from
+    their own bookkeeping, so a merge interrupted before it was recorded is not repeated.
+    """
+    out = git(
+        repo, "rev-list", "--first-parent", "--merges", "--parents", "--max-count=5000", into, check=False
+    )
+    for line in out.splitlines():
+        sha, *parents = line.split()
+        if tip in parents[1:]:
+            return sha
+    return None
+
+
+def head_sha(repo: Path, ref: str = "HEAD") -> str:
+    """The full commit sha `ref` resolves to."""
+    return git(repo, "rev-parse", "--verify", f"{ref}^{{commit}}")

@@ -1,0 +1,300 @@
+"""Read models folded from the log: pipeline runs and their bead chains.
+
+`fold` is pure: (run row, bead rows, event) -> new rows. `Projector` applies it in batches,
+writing the rows and its checkpoint in one transaction, so a crash never half-applies a batch;
+`rebuild` replays from position 0 through the very same `fold_all`, which is why a rebuild
+produces exactly the rows live projection did. It folds the whole log in memory first and then
+truncates and writes each row once, because loading and rewriting the same rows batch after
+batch was most of a rebuild's cost besides parsing.
+
+Both read the log with `read_all_slim`: fold needs the position, stream, type, time and payload
+of an event, not its ids or metadata, and skipping those halves the cost of a row.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator, Iterable
+from contextlib import aclosing
+from datetime import datetime
+from typing import Any
+
+from shared.events import STEPS, Envelope
+from shared.store.postgres import SlimEvent
+
+log = logging.getLogger("repo_pilot.projector")
+
+PENDING, RUNNING, COMPLETED, FAILED, SKIPPED = "PENDING", "RUNNING", "COMPLETED", "FAILED", "SKIPPED"
+GEN_STEPS: tuple[str, ...] = ("prompt", "agent", "validate")
+_GEN_STEP_OF = {"FeaturePromptBuilt": "prompt", "FeatureGenerated": "agent", "FeatureValidated": "validate"}
+
+RUN_COLUMNS = (
+    "run_id", "kind", "repo", "status", "engine", "threshold", "categories", "branch", "base_sha",
+    "head_sha", "score", "passed", "merged", "pr_url", "error", "tests", "cost_usd", "tokens",
+    "started_at", "finished_at", "last_position",
+)
+BEAD_COLUMNS = (
+    "run_id", "bead_id", "seq", "kind", "title", "status", "started_at", "ended_at", "duration_ms",
+    "error", "metadata",
+)
+
+
+def _bead(run_id: str, bead_id: str, seq: int, kind: str, title: str) -> dict[str, Any]:
+    return {
+        "run_id": run_id, "bead_id": bead_id, "seq": seq, "kind": kind, "title": title,
+        "status": PENDING, "started_at": None, "ended_at": None, "duration_ms": None,
+        "error": None, "metadata": {},
+    }
+
+
+def _start(bead: dict, at: datetime, **meta: Any) -> None:
+    bead["status"] = RUNNING
+    bead["started_at"] = bead["started_at"] or at
+    bead["ended_at"], bead["duration_ms"], bead["error"] = None, None, None
+    bead["metadata"] = {**bead["metadata"], **meta}
+
+
+def _end(bead: dict, status: str, at: datetime, error: str | None = None, **meta: Any) -> None:
+    bead["status"] = status
+    bead["started_at"] = bead["started_at"] or at
+    bead["ended_at"] = at
+    bead["duration_ms"] = int((at - bead["started_at"]).total_seconds() * 1000)
+    bead["error"] = error
+    bead["metadata"] = {**bead["metadata"], **meta}
+
+
+def fold(run: dict | None, beads: dict[str, dict], event: Envelope | SlimEvent) -> dict | None:
+    """Apply one event to a run row and its beads (mutating `beads`); returns the new run row."""
+    d, at, rid = event.data, event.occurred_at, event.stream_id
+    t = event.type
+    if t == "PipelineRequested":
+        run = _new_run(event, "run", repo=d.repo, engine=d.engine, threshold=d.threshold,
+                       categories=list(d.categories))
+        for i, step in enumerate(STEPS):
+            title = f"{step} ({d.engine or 'auto'} engine)" if step == "analyze" else step
+            beads[step] = _bead(rid, step, i, "step", title)
+        return run
+    if t == "FeatureGenerationRequested":
+        run = _new_run(event, "gen", repo=d.repo_path or d.task_dir, engine="llm", threshold=None,
+                       categories=[])
+        for i, step in enumerate(GEN_STEPS):
+            beads[step] = _bead(rid, step, i, "step", step)
+        return run
+    if run is None:
+        return None  # an event of a stream whose start we never saw (e.g. malformed history)
+    run = dict(run, last_position=event.global_position)
+
+    def bead_for(step: str) -> dict:
+        if step not in beads:
+            beads[step] = _bead(rid, step, len(beads) + 100, "improvement" if ":" in step else "step", step)
+        return beads[step]
+
+    if t == "StepStarted":
+        _start(bead_for(d.step), at, attempt=d.attempt, **({"engine": d.engine} if d.engine else {}))
+    elif t == "StepCompleted":
+        _end(bead_for(d.step), COMPLETED, at, None, summary=d.summary, **d.metadata)
+    elif t == "StepFailed":
+        _end(bead_for(d.step), FAILED, at, d.error, attempt=d.attempt)
+    elif t == "StepSkipped":
+        _end(bead_for(d.step), SKIPPED, at, d.reason)
+    elif t == "RepoAnalyzed":
+        run.update(base_sha=d.base_sha, engine=d.engine)
+    elif t == "ImprovementsSuggested":
+        for i, imp in enumerate(d.improvements):
+            b = _bead(rid, f"improvement:{imp.id}", 100 + i, "improvement", f"{imp.category}: {imp.title}")
+            b["metadata"] = {"category": imp.category, "files": imp.files, "rule": imp.rule}
+            beads.setdefault(b["bead_id"], b)
+    elif t == "ChangeApplied":
+        _end(bead_for(f"improvement:{d.improvement_id}"), COMPLETED, at, None,
+             commit=d.commit_sha, files=d.files)
+    elif t == "ChangeRejected":
+        _end(bead_for(f"improvement:{d.improvement_id}"), SKIPPED, at, d.reason)
+    elif t == "ChangesCommitted":
+        run.update(branch=d.branch, head_sha=d.head_sha)
+    elif t == "ChangesReviewed":
+        run.update(score=d.overall, passed=d.passed)
+    elif t == "TestsCompleted":
+        run["tests"] = {
+            "groups": [g.model_dump(exclude={"output"}) for g in d.groups],
+            "own_before": d.own_before.model_dump(exclude={"output"}) if d.own_before else None,
+            "own_after": d.own_after.model_dump(exclude={"output"}) if d.own_after else None,
+            "regressed": d.regressed,
+        }
+    elif t == "MergeCompleted":
+        run.update(merged=d.merged, pr_url=d.pr_url, branch=d.branch)
+        if not d.merged:
+            run["error"] = d.reason or None
+    elif t == "LlmCallRecorded":
+        run["cost_usd"] = round(run["cost_usd"] + d.cost_usd, 6)
+        run["tokens"] += d.prompt_tokens + d.completion_tokens
+    elif t == "PipelineCompleted":
+        run.update(status=COMPLETED, finished_at=at)
+    elif t == "PipelineFailed":
+        run.update(status=FAILED, finished_at=at, error=f"{d.step}: {d.error}")
+        for bead in beads.values():
+            if bead["status"] in (PENDING, RUNNING):
+                _end(bead, SKIPPED if bead["status"] == PENDING else FAILED, at,
+                     f"pipeline failed at {d.step}")
+    elif t in _GEN_STEP_OF:
+        step = _GEN_STEP_OF[t]
+        _end(bead_for(step), COMPLETED, at, None)
+        if t == "FeatureValidated":
+            run.update(status=COMPLETED, finished_at=at, passed=d.valid, error=None if d.valid else d.reason)
+        elif t == "FeatureGenerated":
+            run["cost_usd"] = round(run["cost_usd"] + d.cost_usd, 6)
+    return run
+
+
+def fold_all(
+    runs: dict[str, dict], beads: dict[str, dict[str, dict]], events: Iterable[Envelope | SlimEvent]
+) -> None:
+    """Fold `events`, in order, into `runs` (by run id) and `beads` (by run id, then bead id)."""
+    for event in events:
+        folded = fold(runs.get(event.stream_id), beads.setdefault(event.stream_id, {}), event)
+        if folded is not None:
+            runs[event.stream_id] = folded
+
+
+def _new_run(event: Envelope | SlimEvent, kind: str, **fields: Any) -> dict:
+    return {
+        "run_id": event.stream_id, "kind": kind, "status": RUNNING, "branch": None, "base_sha": None,
+        "head_sha": None, "score": None, "passed": None, "merged": None, "pr_url": None, "error": None,
+        "tests": {}, "cost_usd": 0.0, "tokens": 0, "started_at": event.occurred_at, "finished_at": None,
+        "last_position": event.global_position, **fields,
+    }
+
+
+class Projector:
+    """Folds the log into `runs` and `beads`, checkpointing in the same transaction."""
+
+    checkpoint_name = "projector"
+
+    def __init__(self, store, batch: int = 2000):
+        self.store = store
+        self.batch = batch
+
+    async def run_once(self) -> int:
+        """Project everything not yet projected; returns how many events were applied."""
+        total = 0
+        async with aclosing(self._pages(await self.store.get_checkpoint(self.checkpoint_name))) as pages:
+            async for events in pages:
+                await self.apply(events)  # re-checks the checkpoint under a lock
+                total += len(events)
+        return total
+
+    async def apply(self, events: list[Envelope | SlimEvent]) -> None:
+        async with self.store.pool.acquire() as conn, conn.transaction():
+            position = await self._lock_checkpoint(conn)
+            events = [e for e in events if e.global_position > position]
+            if not events:
+                return
+            run_ids = sorted({e.stream_id for e in events})
+            runs = {r["run_id"]: dict(r) for r in await conn.fetch(
+                "SELECT * FROM runs WHERE run_id = ANY($1::text[])", run_ids)}
+            beads: dict[str, dict[str, dict]] = {}
+            for r in await conn.fetch("SELECT * FROM beads WHERE run_id = ANY($1::text[])", run_ids):
+                beads.setdefault(r["run_id"], {})[r["bead_id"]] = dict(r)
+            fold_all(runs, beads, events)
+            await self._write(conn, runs, beads, events[-1].global_position)
+
+    async def rebuild(self) -> int:
+        """Truncate the read models and replay the whole log from position 0; returns the count.
+
+        The rows are folded in memory (the read models, not the log, are held) and written with
+        the checkpoint in one transaction: readers and a live projector wait for it and then see
+        the rebuilt tables whole; a rebuild that fails leaves the old ones in place.
+        """
+        runs: dict[str, dict] = {}
+        beads: dict[str, dict[str, dict]] = {}
+        count = position = 0
+        async with aclosing(self._pages(0)) as pages:
+            async for events in pages:
+                fold_all(runs, beads, events)
+                count += len(events)
+                position = events[-1].global_position
+        async with self.store.pool.acquire() as conn, conn.transaction():
+            await self._lock_checkpoint(conn)
+            await conn.execute("TRUNCATE runs, beads")
+            await self._write(conn, runs, beads, position)
+        return count
+
+    async def _pages(self, after: int) -> AsyncIterator[list[SlimEvent]]:
+        """The log after `after` in pages, reading the next page while the caller uses this one."""
+        events = await self.store.read_all_slim(after, self.batch)
+        while events:
+            following = asyncio.create_task(self.store.read_all_slim(events[-1].global_position, self.batch))
+            try:
+                yield events
+            except BaseException:  # the caller failed or stopped early
+                following.cancel()
+                raise
+            events = await following
+
+    async def _lock_checkpoint(self, conn) -> int:
+        """The checkpoint, locked until the transaction ends, so two projectors never apply the
+        same batch twice (nor a projector and a rebuild interleave their writes)."""
+        await conn.execute(
+            "INSERT INTO checkpoints (name, position) VALUES ($1, 0) ON CONFLICT DO NOTHING",
+            self.checkpoint_name,
+        )
+        return await conn.fetchval(
+            "SELECT position FROM checkpoints WHERE name = $1 FOR UPDATE", self.checkpoint_name
+        )
+
+    async def _write(self, conn, runs: dict, beads: dict[str, dict[str, dict]], position: int) -> None:
+        await _upsert(conn, "runs", RUN_COLUMNS, ("run_id",), runs.values())
+        await _upsert(conn, "beads", BEAD_COLUMNS, ("run_id", "bead_id"),
+                      (b for bs in beads.values() for b in bs.values()))
+        await self.store.set_checkpoint(self.checkpoint_name, position, conn=conn)
+
+    async def run(self, stop: asyncio.Event, poll_interval: float = 1.0) -> None:
+        """Project live until `stop` is set, woken by the store's NOTIFY (polling as a fallback)."""
+        await wait_for_log(self.store, stop, self.run_once, poll_interval)
+
+
+async def wait_for_log(store, stop: asyncio.Event, work, poll_interval: float = 1.0) -> None:
+    """Call `work()` whenever the log grows (NOTIFY) or every `poll_interval`, until `stop`."""
+    import asyncpg
+
+    woken = asyncio.Event()
+    listener = await asyncpg.connect(store.dsn)
+    await listener.add_listener(store.channel, lambda *_: woken.set())
+    try:
+        while not stop.is_set():
+            woken.clear()
+            await work()
+            waiters = [asyncio.ensure_future(woken.wait()), asyncio.ensure_future(stop.wait())]
+            await asyncio.wait(waiters, timeout=poll_interval, return_when=asyncio.FIRST_COMPLETED)
+            for w in waiters:
+                w.cancel()
+    finally:
+        await listener.close()
+
+
+async def _upsert(conn, table: str, columns: tuple[str, ...], key: tuple[str, ...], rows: Iterable[dict]) -> None:
+    rows = list(rows)
+    if not rows:
+        return
+    cols = ", ".join(columns)
+    params = ", ".join(f"${i}" for i in range(1, len(columns) + 1))
+    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in columns if c not in key)
+    sql = (f"INSERT INTO {table} ({cols}) VALUES ({params}) "
+           f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {updates}")
+    await conn.executemany(sql, [tuple(r[c] for c in columns) for r in rows])
+
+
+async def list_runs(store, limit: int = 50) -> list[dict]:
+    rows = await store.pool.fetch("SELECT * FROM runs ORDER BY started_at DESC LIMIT $1", limit)
+    return [dict(r) for r in rows]
+
+
+async def get_run(store, run_id: str) -> tuple[dict | None, list[dict]]:
+    run = await store.pool.fetchrow("SELECT * FROM runs WHERE run_id = $1", run_id)
+    beads = await store.pool.fetch("SELECT * FROM beads WHERE run_id = $1 ORDER BY seq, bead_id", run_id)
+    return (dict(run) if run else None), [dict(b) for b in beads]
+
+
+def dumps(rows: list[dict]) -> str:
+    return json.dumps(rows, default=str, sort_keys=True)

@@ -1,0 +1,188 @@
+"""The outbox relay: publishes every stored event, in global order, to JetStream (DESIGN section 3).
+
+Leadership: each relay keeps a dedicated asyncpg connection and asks for a session advisory lock
+(`pg_try_advisory_lock`, one key per schema + relay name). Only the holder publishes; standbys
+retry every `lock_retry` seconds and take over when the leader's connection dies (Postgres drops
+the lock with the session). The checkpoint is written through that same lock connection, so a
+relay that lost its lock can no longer move the checkpoint.
+
+Checkpoint cadence: each event is published and its PubAck awaited before the next (global order
+on the stream), and the position of the last acknowledged event is written at most every
+`checkpoint_interval` seconds (and on leaving). Writing it per event would double the round trips
+per event; after a crash the few events published since the last write go out again and the
+stream drops them by `Nats-Msg-Id` (2 minute window). Consumers are idempotent beyond that.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import time
+
+import asyncpg
+from nats.aio.client import Client
+
+from shared.bus import ensure_stream
+from shared.events import Envelope
+
+log = logging.getLogger("repo_pilot.relay")
+
+
+def leader_lock_key(schema: str, name: str) -> int:
+    """The advisory lock key for one relay group (same schema and name = one leader)."""
+    digest = hashlib.sha256(f"{schema}:relay:{name}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+def publish_headers(event: Envelope) -> dict[str, str]:
+    """`Nats-Msg-Id` for dedupe and the traceparent stored with the event (not the relay's own)."""
+    headers = {"Nats-Msg-Id": str(event.event_id)}
+    if event.traceparent:
+        headers["traceparent"] = event.traceparent
+    return headers
+
+
+class LeadershipLost(Exception):
+    """The lock connection died: another relay may lead now."""
+
+
+class Relay:
+    """One outbox relay; run several, exactly one publishes."""
+
+    def __init__(
+        self,
+        store,
+        nc: Client,
+        *,
+        stream_name: str = "PILOT",
+        subject_prefix: str = "pilot",
+        name: str = "relay",
+        batch: int = 500,
+        lock_retry: float = 0.5,
+        checkpoint_interval: float = 0.2,
+        poll_interval: float = 1.0,
+        reset: bool = False,
+    ):
+        self.store = store
+        self.nc = nc
+        self.js = nc.jetstream()
+        self.stream_name = stream_name
+        self.subject_prefix = subject_prefix
+        self.name = name
+        self.batch = batch
+        self.lock_retry = lock_retry
+        self.checkpoint_interval = checkpoint_interval
+        self.poll_interval = poll_interval
+        self._reset = reset
+        self._key = leader_lock_key(store.schema, name)
+        self._lock_conn: asyncpg.Connection | None = None
+        self._acked = 0
+        self._saved = 0
+        self.published = 0  # messages the stream accepted as new (not duplicates)
+
+    @property
+    def is_leader(self) -> bool:
+        return self._lock_conn is not None and not self._lock_conn.is_closed()
+
+    @property
+    def lock_backend_pid(self) -> int | None:
+        """The Postgres backend holding the leader lock (for operators and failover tests)."""
+        return self._lock_conn.get_server_pid() if self.is_leader else None
+
+    async def republish_all(self, stop: asyncio.Event) -> None:
+        """Run as `run`, but once leading publish again from position 0 (rebuilds a wiped stream)."""
+        self._reset = True
+        await self.run(stop)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Stand by or lead until `stop` is set."""
+        while not stop.is_set():
+            conn = None
+            try:
+                conn = await asyncpg.connect(
+                    self.store.dsn, server_settings={"search_path": self.store.schema}
+                )
+                if await conn.fetchval("SELECT pg_try_advisory_lock($1)", self._key):
+                    await self._lead(conn, stop)
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, LeadershipLost) as exc:
+                log.warning("%s: lost leadership or database connection: %s", self.name, exc)
+            except Exception:
+                # A bug or a bus failure (stream deleted, NATS down): say so and try again.
+                log.exception("%s: publishing failed; retrying", self.name)
+            finally:
+                self._lock_conn = None
+                if conn is not None:
+                    with contextlib.suppress(Exception):
+                        await conn.close(timeout=2)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.lock_retry)
+
+    async def _lead(self, conn: asyncpg.Connection, stop: asyncio.Event) -> None:
+        self._lock_conn = conn
+        lost = asyncio.Event()
+        conn.add_termination_listener(lambda _c: lost.set())
+        if self._reset:
+            await self.store.set_checkpoint(self.name, 0, conn=conn)
+            self._reset = False
+        start = await self.store.get_checkpoint(self.name, conn=conn)
+        self._acked = self._saved = start
+        await ensure_stream(self.js, self.stream_name, self.subject_prefix)
+        log.info("%s: leading; publishing after position %s to %s", self.name, start, self.stream_name)
+
+        finished = asyncio.Event()
+        publisher = asyncio.create_task(self._publish_after(start, conn))
+        keeper = asyncio.create_task(self._keep_checkpoint(conn, finished))
+        waiters = [asyncio.create_task(stop.wait()), asyncio.create_task(lost.wait())]
+        try:
+            await asyncio.wait([publisher, keeper, *waiters], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            # The keeper is not cancelled (a query cut mid-flight leaves the connection busy): it
+            # is told to finish and writes the last acknowledged position on its way out.
+            publisher.cancel()
+            for waiter in waiters:
+                waiter.cancel()
+            finished.set()
+            await asyncio.gather(publisher, *waiters, return_exceptions=True)
+            await asyncio.gather(keeper, return_exceptions=True)
+        if lost.is_set():
+            raise LeadershipLost("lock connection closed")
+        for task in (publisher, keeper):
+            if not task.cancelled() and task.exception() is not None:
+                raise task.exception()
+
+    async def _publish_after(self, start: int, conn: asyncpg.Connection) -> None:
+        async for event in self.store.tail(start, batch=self.batch, poll_interval=self.poll_interval):
+            if conn.is_closed():  # never publish once the lock may belong to someone else
+                raise LeadershipLost("lock connection closed")
+            ack = await self.js.publish(
+                event.subject(self.subject_prefix),
+                event.to_json().encode(),
+                stream=self.stream_name,
+                headers=publish_headers(event),
+            )
+            if not ack.duplicate:
+                self.published += 1
+            self._acked = event.global_position
+
+    async def _keep_checkpoint(self, conn: asyncpg.Connection, finished: asyncio.Event) -> None:
+        """Write the acknowledged position now and then (and once more when `finished` is set).
+
+        Doubles as the lock connection's liveness probe while nothing is published.
+        """
+        while not finished.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(finished.wait(), self.checkpoint_interval)
+            if self._acked != self._saved:
+                await self._save(conn)
+            elif not finished.is_set():
+                await conn.fetchval("SELECT 1", timeout=5)
+
+    async def _save(self, conn: asyncpg.Connection) -> None:
+        acked = self._acked
+        if acked != self._saved:
+            started = time.monotonic()
+            await self.store.set_checkpoint(self.name, acked, conn=conn)
+            self._saved = acked
+            log.debug("%s: checkpoint %s (%.1f ms)", self.name, acked, (time.monotonic() - started) * 1e3)

@@ -1,0 +1,113 @@
+"""Rich views of runs, beads and events for the CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+STATUS_STYLE = {"PENDING": "dim", "RUNNING": "bold yellow", "COMPLETED": "green", "FAILED": "bold red",
+                "SKIPPED": "magenta"}
+DONE = ("COMPLETED", "FAILED")
+
+
+def bead_table(run: dict | None, beads: list[dict]) -> Table:
+    title = f"{run['run_id']} — {run['status']}" if run else "waiting for the run to appear…"
+    table = Table(title=title, title_justify="left", expand=False)
+    for col in ("bead", "status", "duration", "detail"):
+        table.add_column(col)
+    for b in beads:
+        duration = f"{b['duration_ms'] / 1000:.1f}s" if b["duration_ms"] is not None else ""
+        detail = b["error"] or (b["metadata"] or {}).get("summary") or ""
+        table.add_row(b["title"], Text(b["status"], style=STATUS_STYLE.get(b["status"], "")), duration,
+                      Text(str(detail)[:100]))
+    return table
+
+
+async def follow(store, run_id: str, timeout: float, console: Console, interval: float = 0.5) -> dict | None:
+    """Show the bead chain live until the run ends (or `timeout`); returns the final run row."""
+    from shared.projections import get_run
+
+    deadline = time.monotonic() + timeout
+    run, beads = None, []
+    with Live(bead_table(None, []), console=console, refresh_per_second=4, transient=False) as live:
+        while time.monotonic() < deadline:
+            run, beads = await get_run(store, run_id)
+            live.update(bead_table(run, beads))
+            if run and run["status"] in DONE:
+                break
+            await asyncio.sleep(interval)
+        else:
+            console.print(f"[yellow]still running after {timeout:.0f}s; `repo-pilot status {run_id}` shows it later")
+    console.line()  # the live view leaves its cursor at the end of the table
+    return run
+
+
+def print_verdict(console: Console, run: dict | None, beads: list[dict]) -> None:
+    if run is None:
+        console.print("[red]the run never appeared in the read models: is a projector running (`repo-pilot up`)?")
+        return
+    lines = []
+    if run["status"] == "COMPLETED":
+        lines.append(Text("merged" if run["merged"] else "completed, not merged",
+                          style="bold green" if run["merged"] else "bold yellow"))
+    else:
+        lines.append(Text(f"{run['status'].lower()}: {run['error'] or ''}", style="bold red"))
+    if run["score"] is not None:
+        lines.append(Text(f"score {run['score']:.1f} (threshold {run['threshold']}, "
+                          f"{'passed' if run['passed'] else 'not passed'})"))
+    tests = run.get("tests") or {}
+    before, after = tests.get("own_before"), tests.get("own_after")
+    if after:
+        lines.append(Text(f"own tests: before {before['passed']}/{before['total']} passed, "
+                          f"after {after['passed']}/{after['total']} passed"
+                          + (" — REGRESSED" if tests.get("regressed") else "")))
+    for g in tests.get("groups", []):
+        lines.append(Text(f"generated {g['group']}: {g['passed']}/{g['total']} passed"))
+    applied = sum(1 for b in beads if b["kind"] == "improvement" and b["status"] == "COMPLETED")
+    rejected = sum(1 for b in beads if b["kind"] == "improvement" and b["status"] == "SKIPPED")
+    if applied or rejected:
+        lines.append(Text(f"improvements: {applied} applied, {rejected} rejected"))
+    if run["branch"]:
+        lines.append(Text(f"branch {run['branch']}" + (f" — {run['pr_url']}" if run["pr_url"] else "")))
+    if run["error"] and run["status"] == "COMPLETED":
+        lines.append(Text(f"why: {run['error']}", style="yellow"))
+    if run["tokens"]:
+        lines.append(Text(f"model: {run['tokens']} tokens, ${run['cost_usd']:.4f}"))
+    log_bead = next((b for b in beads if b["bead_id"] == "docs"), None)
+    console.print(Group(*lines))
+    if log_bead is not None:
+        from shared.settings import Settings
+
+        console.print(f"run log: {Settings().runs_dir / (run['run_id'] + '.json')}")
+
+
+def print_runs(console: Console, runs: list[dict]) -> None:
+    table = Table(title="runs")
+    for col in ("run", "status", "repo", "score", "merged", "started"):
+        table.add_column(col)
+    for r in runs:
+        table.add_row(r["run_id"], Text(r["status"], style=STATUS_STYLE.get(r["status"], "")), r["repo"] or "",
+                      "" if r["score"] is None else f"{r['score']:.1f}", "" if r["merged"] is None else str(r["merged"]),
+                      r["started_at"].strftime("%Y-%m-%d %H:%M:%S") if r["started_at"] else "")
+    console.print(table)
+
+
+def print_run(console: Console, run: dict, beads: list[dict]) -> None:
+    console.print(bead_table(run, beads))
+    print_verdict(console, run, beads)
+
+
+def print_event(console: Console, event) -> None:
+    console.print(f"[dim]{event.global_position:>6}[/] {event.occurred_at:%H:%M:%S} [cyan]{event.stream_id}[/] "
+                  f"v{event.version} [bold]{event.type}[/] {_brief(event)}", highlight=False, soft_wrap=True)
+
+
+def _brief(event) -> str:
+    d = event.data.model_dump(exclude={"schema_version"})
+    text = ", ".join(f"{k}={v!r}" for k, v in d.items() if not isinstance(v, (list, dict)) and v not in (None, ""))
+    return text[:160]

@@ -1,0 +1,98 @@
+"""What a user may ask for: validating a pipeline request, deriving a replay, appending it.
+
+Shared by the CLI and the HTTP gateway so both refuse the same bad requests with the same
+words. Validation raises ValueError with a message meant for the user; each face turns it into
+its own error (an exit code, a 400).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from shared.events import CATEGORIES, Envelope, PipelineRequested, make_event, new_run_stream
+from shared.settings import Settings
+
+ENGINES = ("rules", "llm")
+FORGES = ("local", "remote", "github")
+
+
+def looks_remote(repo: str) -> bool:
+    """A git URL (scheme://… or scp-like git@host:…) rather than a local path."""
+    return "://" in repo or repo.startswith("git@")
+
+
+def validate_request(
+    repo: str,
+    categories: str | Sequence[str],
+    threshold: float | None,
+    engine: str | None,
+    settings: Settings,
+    ref: str | None = None,
+    forge: str = "local",
+) -> PipelineRequested:
+    """The PipelineRequested a user asked for, or ValueError saying what is wrong.
+
+    A local path must be an existing git repository (it becomes absolute); `categories` is a
+    comma-separated string or a list; defaults (threshold, engine) come from `settings`.
+    """
+    from shared.git import is_git_repo
+
+    if not repo or not repo.strip():
+        raise ValueError("repo is empty: give the path of a git repository or a git URL.")
+    if not looks_remote(repo):
+        path = Path(repo).expanduser().resolve()
+        if not path.exists():
+            raise ValueError(f"{repo}: no such directory. Give the path of a git repository or a git URL.")
+        if not is_git_repo(path):
+            raise ValueError(f"{path} is not a git repository (no .git). Run `git init` and commit first, "
+                             "or give a git URL.")
+        repo = str(path)
+    raw = categories.split(",") if isinstance(categories, str) else list(categories)
+    cats = [c.strip() for c in raw if c and c.strip()]
+    unknown = [c for c in cats if c not in CATEGORIES]
+    if unknown or not cats:
+        raise ValueError(f"unknown categories {unknown or categories!r}; choose from {', '.join(CATEGORIES)}")
+    if threshold is not None and not 1.0 <= threshold <= 10.0:
+        raise ValueError(f"threshold {threshold} is out of range; give a score from 1 to 10")
+    if engine not in (None, *ENGINES):
+        raise ValueError(f"unknown engine {engine!r}; choose rules or llm")
+    if forge not in FORGES:
+        raise ValueError(f"unknown forge {forge!r}; choose {', '.join(FORGES)}")
+    if forge == "local" and looks_remote(repo):
+        forge = "github" if "github.com" in repo and settings.github_token else "remote"
+    if engine == "llm" and settings.default_engine != "llm":
+        raise ValueError("the llm engine needs a model: set OPENAI_API_KEY and/or OPENAI_BASE_URL")
+    return PipelineRequested(
+        repo=repo, ref=ref, categories=cats, forge=forge,
+        threshold=threshold if threshold is not None else settings.auto_merge_threshold,
+        engine=engine or settings.default_engine,
+    )
+
+
+def replay_request(events: Sequence[Envelope]) -> PipelineRequested:
+    """The request to run again for a recorded run (its events in order), or LookupError.
+
+    The ref is pinned to the commit the original run analyzed, so prompts (and so recorded
+    model answers) match.
+    """
+    if not events or events[0].type != "PipelineRequested":
+        raise LookupError("no run to replay: its stream does not start with PipelineRequested")
+    request = events[0].data
+    analyzed = next((e.data for e in events if e.type == "RepoAnalyzed"), None)
+    if analyzed is not None:
+        request = request.model_copy(update={"ref": analyzed.base_sha})
+    return request
+
+
+async def append_request(store, request: PipelineRequested, *, service: str,
+                         metadata: dict | None = None) -> str:
+    """Append `request` as the first event of a new run stream; returns the run id."""
+    from shared.telemetry import tracer
+
+    stream = new_run_stream()
+    # The root of the run's trace: every service's span continues from this event's traceparent.
+    with tracer().start_as_current_span("run requested", attributes={"pilot.stream_id": stream}):
+        event = make_event(request, stream, service=service, metadata=metadata)
+    await store.append(stream, [event], 0)
+    return stream

@@ -1,0 +1,367 @@
+"""The Sandbox port: where tests and generated code run (DESIGN section 4).
+
+`DockerSandbox` (no network, memory/CPU/process limits, killed at the timeout) when a Docker
+engine answers; otherwise `LocalSandbox`: a subprocess in its own process group with resource
+limits, a throw-away HOME and an environment holding no secrets. `run_pytest` runs a suite in
+either and reads the counts from the JUnit XML report.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import logging
+import os
+import resource
+import shutil
+import signal
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+from shared.events.run import TestGroupResult
+from shared.junit import JUnitError, read_junit
+from shared.telemetry import sandbox_span
+
+log = logging.getLogger(__name__)
+
+# Variables copied from the parent; everything else is dropped (an allow-list, not a deny-list).
+ENV_ALLOW = ("PATH", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "TZ", "TERM", "SYSTEMROOT",
+             # pip's own configuration (where the index, local wheels and CA bundle are), so the
+             # target env can be installed (shared/target_env.py). An index URL with user:password
+             # in it would reach the target's tests too: give pip credentials some other way.
+             "PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_FIND_LINKS", "PIP_TRUSTED_HOST", "PIP_CERT",
+             "PIP_DEFAULT_TIMEOUT", "PIP_DISABLE_PIP_VERSION_CHECK", "PIP_RETRIES")
+# Never passed, even when a caller hands them in explicitly.
+SECRET_PATTERNS = (
+    "OPENAI_API_KEY",
+    "GITHUB_TOKEN",
+    "*_TOKEN",
+    "*_KEY",
+    "*SECRET*",
+    "*PASSWORD*",
+    "*PASSWD*",
+    "*CREDENTIAL*",
+    "DATABASE_URL",
+    "NATS_URL",
+    "AWS_*",
+)
+OUTPUT_TAIL = 4000
+
+
+@dataclass
+class SandboxResult:
+    exit_code: int
+    stdout: str
+    stderr: str
+    timed_out: bool
+    duration: float
+
+
+@runtime_checkable
+class Sandbox(Protocol):
+    name: str
+
+    async def run(
+        self, cmd: list[str], cwd: Path, timeout: float = 300, env: dict | None = None
+    ) -> SandboxResult: ...
+
+
+def is_secret(name: str) -> bool:
+    upper = name.upper()
+    return any(fnmatch.fnmatchcase(upper, pattern) for pattern in SECRET_PATTERNS)
+
+
+def scrubbed_env(extra: dict | None = None, home: str | None = None) -> dict[str, str]:
+    """The allow-listed parent variables plus `extra`, minus anything that looks like a secret."""
+    env = {k: os.environ[k] for k in ENV_ALLOW if k in os.environ}
+    env.setdefault("PATH", os.defpath)
+    env.setdefault("LANG", "C.UTF-8")
+    env.update(
+        {
+            "PYTHONDONTWRITEBYTECODE": "1",  # keep the repository's status clean
+            "PYTHONUNBUFFERED": "1",
+            "PIP_NO_INPUT": "1",
+            "GIT_TERMINAL_PROMPT": "0",
+        }
+    )
+    if home:
+        env.update(
+            {"HOME": home, "TMPDIR": str(Path(home) / "tmp"), "XDG_CACHE_HOME": str(Path(home) / ".cache")}
+        )
+    env.update({str(k): str(v) for k, v in (extra or {}).items()})
+    return {k: v for k, v in env.items() if not is_secret(k)}
+
+
+def tail(text: str, limit: int = OUTPUT_TAIL) -> str:
+    return text if len(text) <= limit else "…" + text[-limit:]
+
+
+# -- local subprocess -------------------------------------------------------------------------
+
+
+def _user_process_count() -> int:
+    uid = os.getuid()
+    count = 0
+    for entry in os.listdir("/proc") if os.path.isdir("/proc") else ():
+        if entry.isdigit():
+            try:
+                if os.stat(f"/proc/{entry}").st_uid == uid:
+                    count += 1
+            except OSError:
+                continue
+    return count
+
+
+def _limit(kind: int, value: int) -> None:
+    _soft, hard = resource.getrlimit(kind)
+    value = value if hard == resource.RLIM_INFINITY else min(value, hard)
+    resource.setrlimit(kind, (value, value))
+
+
+class LocalSandbox:
+    """A subprocess with time, memory, CPU, process and file-size limits and no secrets.
+
+    Limits: `memory_mb` of address space (2 GiB leaves pytest and most suites room, stops a
+    runaway allocation), CPU seconds (the wall timeout also applies), `max_processes` beyond
+    what the user already runs (RLIMIT_NPROC counts every process of the user; root is exempt
+    from it by the kernel), 1 GiB per written file, no core dumps.
+    """
+
+    name = "local"
+    shares_host_fs = True  # run_pytest may put its report outside the repository
+
+    def __init__(self, memory_mb: int = 2048, cpu_seconds: int = 600, max_processes: int = 256):
+        self.memory_mb = memory_mb
+        self.cpu_seconds = cpu_seconds
+        self.max_processes = max_processes
+
+    def _preexec(self, nproc: int):
+        memory = self.memory_mb * 1024 * 1024
+        cpu = self.cpu_seconds
+
+        def apply() -> None:  # runs in the child between fork and exec: no logging, no locks
+            _limit(resource.RLIMIT_AS, memory)
+            _limit(resource.RLIMIT_CPU, cpu)
+            _limit(resource.RLIMIT_NPROC, nproc)
+            _limit(resource.RLIMIT_FSIZE, 1024**3)
+            _limit(resource.RLIMIT_CORE, 0)
+
+        return apply
+
+    async def run(
+        self, cmd: list[str], cwd: Path, timeout: float = 300, env: dict | None = None
+    ) -> SandboxResult:
+        """Run `cmd` in `cwd`; on timeout the whole process group is killed and `timed_out` set."""
+        home = tempfile.mkdtemp(prefix="repo-pilot-sandbox-")
+        (Path(home) / "tmp").mkdir()
+        nproc = _user_process_count() + self.max_processes
+        started = time.monotonic()
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *cmd,
+                cwd=str(cwd),
+                env=scrubbed_env(env, home=home),
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                start_new_session=True,  # its own process group, so a timeout kills every child
+                preexec_fn=self._preexec(nproc),
+            )
+            timed_out = False
+            try:
+                out, err = await asyncio.wait_for(proc.communicate(), timeout)
+            except TimeoutError:
+                # Either the command itself or a child still holding its pipes ran over.
+                timed_out = proc.returncode is None
+                _kill_group(proc.pid)
+                try:
+                    out, err = await asyncio.wait_for(proc.communicate(), 10)
+                except TimeoutError:  # a child escaped the group and holds the pipes
+                    out, err = b"", b""
+            _kill_group(proc.pid)  # stray background children must not outlive the run
+            code = proc.returncode if proc.returncode is not None else -signal.SIGKILL
+            return SandboxResult(
+                exit_code=code,
+                stdout=out.decode(errors="replace"),
+                stderr=err.decode(errors="replace"),
+                timed_out=timed_out,
+                duration=time.monotonic() - started,
+            )
+        finally:
+            shutil.rmtree(home, ignore_errors=True)
+
+
+def _kill_group(pid: int) -> None:
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+# -- docker --------------------------------------------------------------------------------------
+
+DEFAULT_IMAGE = "repo-pilot-sandbox:latest"
+WORKDIR = "/workspace"
+
+
+class DockerSandbox:
+    """A container per command: no network, memory/CPU/process limits, the repo mounted at /workspace.
+
+    The image must hold Python and pytest (no network inside: nothing can be installed). A host
+    path to this interpreter in the command is replaced by `python`.
+    """
+
+    name = "docker"
+    shares_host_fs = False
+
+    def __init__(
+        self,
+        image: str = DEFAULT_IMAGE,
+        mem_limit: str = "2g",
+        cpus: float = 1.0,
+        pids_limit: int = 256,
+        client=None,
+    ):
+        import docker
+
+        self.image = image
+        self.mem_limit = mem_limit
+        self.nano_cpus = int(cpus * 1e9)
+        self.pids_limit = pids_limit
+        self.client = client or docker.from_env()
+
+    def _run_sync(self, cmd: list[str], cwd: Path, timeout: float, env: dict | None) -> SandboxResult:
+        import requests
+
+        cmd = ["python" if part == sys.executable else part for part in cmd]
+        started = time.monotonic()
+        container = self.client.containers.run(
+            self.image,
+            cmd,
+            detach=True,
+            network_disabled=True,
+            mem_limit=self.mem_limit,
+            memswap_limit=self.mem_limit,
+            nano_cpus=self.nano_cpus,
+            pids_limit=self.pids_limit,
+            volumes={str(Path(cwd).resolve()): {"bind": WORKDIR, "mode": "rw"}},
+            working_dir=WORKDIR,
+            # The host's PATH and HOME mean nothing inside the image.
+            environment=scrubbed_env(env) | {"HOME": "/tmp", "PATH": "/usr/local/bin:/usr/bin:/bin"},
+            # Files written into the mounted repository belong to the host user, not root.
+            user=f"{os.getuid()}:{os.getgid()}",
+            security_opt=["no-new-privileges"],
+            cap_drop=["ALL"],
+        )
+        timed_out = False
+        try:
+            try:
+                code = int(container.wait(timeout=timeout).get("StatusCode", -1))
+            except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):
+                timed_out = True
+                container.kill()
+                code = -signal.SIGKILL
+            out = container.logs(stdout=True, stderr=False).decode(errors="replace")
+            err = container.logs(stdout=False, stderr=True).decode(errors="replace")
+        finally:
+            container.remove(force=True)
+        return SandboxResult(code, out, err, timed_out, time.monotonic() - started)
+
+    async def run(
+        self, cmd: list[str], cwd: Path, timeout: float = 300, env: dict | None = None
+    ) -> SandboxResult:
+        """Run `cmd` in a fresh container with `cwd` mounted as its working directory."""
+        return await asyncio.to_thread(self._run_sync, cmd, cwd, timeout, env)
+
+
+def docker_available(image: str | None = None) -> bool:
+    """True when a Docker engine answers a ping (and holds `image`, when one is named)."""
+    try:
+        import docker
+
+        client = docker.from_env(timeout=3)
+        client.ping()
+        if image:
+            client.images.get(image)
+        return True
+    except Exception:  # noqa: BLE001 - any failure means "not usable"; the caller logs the choice
+        return False
+
+
+def make_sandbox(prefer: str = "auto", image: str = DEFAULT_IMAGE) -> Sandbox:
+    """`docker` when asked or (for `auto`) when an engine answers and has `image`; else `local`."""
+    if prefer not in ("auto", "docker", "local"):
+        raise ValueError(f"unknown sandbox kind {prefer!r} (auto, docker, local)")
+    if prefer == "local":
+        log.info("sandbox: local subprocess (asked for)")
+        return LocalSandbox()
+    if docker_available(image if prefer == "auto" else None):
+        log.info("sandbox: docker, image %s", image)
+        return DockerSandbox(image)
+    if prefer == "docker":
+        raise RuntimeError("sandbox: docker was asked for but no Docker engine answers")
+    log.warning(
+        "sandbox: no Docker engine (or no image %s) answers; using the local subprocess sandbox", image
+    )
+    return LocalSandbox()
+
+
+# -- pytest ----------------------------------------------------------------------------------
+
+
+async def run_pytest(
+    sandbox: Sandbox,
+    repo: Path,
+    args: list[str] = (),
+    timeout: float = 300,
+    group: str = "own",
+    python: str | None = None,
+) -> TestGroupResult:
+    """Run pytest in `repo` inside `sandbox` with `python` (default: this interpreter; see
+    shared/target_env.py); counts from its JUnit report.
+
+    No tests collected gives zeros. A run that produced no report (timeout, crash, pytest
+    missing) counts as one error, with the reason in `output`.
+    """
+    repo = Path(repo)
+    scratch = None
+    if getattr(sandbox, "shares_host_fs", True):
+        scratch = Path(tempfile.mkdtemp(prefix="repo-pilot-junit-"))
+        report, report_arg = scratch / "junit.xml", str(scratch / "junit.xml")
+    else:  # only the repository is visible inside: write the report there, relative to cwd
+        name = f".repo-pilot-junit-{uuid.uuid4().hex}.xml"
+        report, report_arg = repo / name, name
+    cmd = [python or sys.executable, "-m", "pytest", f"--junitxml={report_arg}", "-q", "-p", "no:cacheprovider", *args]
+    try:
+        with sandbox_span(cmd, attributes={"pilot.sandbox": getattr(sandbox, "name", "")}) as span:
+            result = await sandbox.run(cmd, cwd=repo, timeout=timeout)
+            span.set_attribute("process.exit.code", result.exit_code)
+        output = tail(result.stdout + ("\n" + result.stderr if result.stderr.strip() else ""))
+        if result.timed_out:
+            return TestGroupResult(group=group, errors=1, output=f"timed out after {timeout:g}s\n{output}")
+        try:
+            totals = read_junit(report)
+        except JUnitError as exc:
+            if result.exit_code == 5:  # pytest: no tests collected
+                return TestGroupResult(group=group, output=output)
+            return TestGroupResult(group=group, errors=1, output=f"{exc} (exit {result.exit_code})\n{output}")
+        failing = "".join(f"\nFAILED {name}" for name in totals.failing[:50])
+        return TestGroupResult(
+            group=group,
+            total=totals.total,
+            passed=totals.passed,
+            failed=totals.failed,
+            errors=totals.errors,
+            skipped=totals.skipped,
+            output=tail(output + failing),
+        )
+    finally:
+        if scratch:
+            shutil.rmtree(scratch, ignore_errors=True)
+        else:
+            report.unlink(missing_ok=True)

@@ -1,0 +1,60 @@
+"""One settings object, read once in bootstrap/main (DESIGN section 7)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import platformdirs
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def default_home() -> Path:
+    return Path(platformdirs.user_data_dir("repo-pilot", appauthor=False))
+
+
+class Settings(BaseSettings):
+    """Environment (and `.env`) configuration for every process."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
+
+    openai_api_key: str | None = Field(default=None, alias="OPENAI_API_KEY")
+    openai_base_url: str | None = Field(default=None, alias="OPENAI_BASE_URL")
+    openai_model: str = Field(default="gpt-4.1", alias="OPENAI_MODEL")
+    nats_url: str | None = Field(default=None, alias="NATS_URL")
+    database_url: str | None = Field(default=None, alias="DATABASE_URL")
+    auto_merge_threshold: float = Field(default=7.0, alias="AUTO_MERGE_THRESHOLD")
+    target_repo_path: str | None = Field(default=None, alias="TARGET_REPO_PATH")
+    api_token: str | None = Field(default=None, alias="REPO_PILOT_API_TOKEN")
+    otel_endpoint: str | None = Field(default=None, alias="OTEL_EXPORTER_OTLP_ENDPOINT")
+    home: Path = Field(default_factory=default_home, alias="REPO_PILOT_HOME")
+    github_token: str | None = Field(default=None, alias="GITHUB_TOKEN")
+
+    # Bus naming; tests give each test its own stream and subject prefix.
+    stream_name: str = Field(default="PILOT", alias="REPO_PILOT_STREAM")
+    subject_prefix: str = Field(default="pilot", alias="REPO_PILOT_SUBJECT_PREFIX")
+    db_schema: str = Field(default="public", alias="REPO_PILOT_DB_SCHEMA")
+
+    max_deliver: int = Field(default=5, alias="REPO_PILOT_MAX_DELIVER")
+    ack_wait_seconds: float = Field(default=60.0, alias="REPO_PILOT_ACK_WAIT")
+
+    # Per-run model budget.
+    run_token_budget: int = Field(default=2_000_000, alias="REPO_PILOT_TOKEN_BUDGET")
+    run_cost_budget_usd: float = Field(default=5.0, alias="REPO_PILOT_COST_BUDGET")
+
+    @property
+    def default_engine(self) -> str:
+        """`llm` when a model endpoint is configured, else the offline `rules` engine."""
+        return "llm" if (self.openai_api_key or self.openai_base_url) else "rules"
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.home / "runs"
+
+    @property
+    def mirrors_dir(self) -> Path:
+        return self.home / "mirrors"
+
+    @property
+    def worktrees_dir(self) -> Path:
+        return self.home / "worktrees"

@@ -1,0 +1,313 @@
+"""The Postgres event store (asyncpg).
+
+Sequence-gap fix: appends are serialised by a transaction-scoped advisory lock
+(`pg_advisory_xact_lock`, one key per schema), taken before the identity value is drawn and
+held until commit. Global positions therefore become visible strictly in order, and a reader
+that asks for `global_position > checkpoint` can never skip an event that commits late. This
+is the pyeventsourcing / message-db choice; it trades some write concurrency for readers that
+need no snapshot bookkeeping (`benchmarks/` shows the write throughput that remains).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from datetime import datetime
+from importlib import resources
+from typing import Any, NamedTuple
+
+import asyncpg
+from pydantic_core import from_json
+
+from shared.events import Envelope
+from shared.events.registry import Payload, parse_payload_json
+from shared.store.errors import AlreadyProcessed, ConcurrencyError
+
+_COLUMNS = (
+    "global_position, stream_id, version, event_id, type, data::text AS data, metadata, occurred_at, "
+    "causation_id, correlation_id"
+)
+
+
+# What folds need and nothing more: no ids, no metadata beyond the payload's schema version.
+_SLIM_COLUMNS = (
+    "global_position, stream_id, type, occurred_at, data::text AS data, "
+    "(metadata->>'schema_version')::int AS schema_version"
+)
+
+
+class SlimEvent(NamedTuple):
+    """An event as a projection folds it: where it sits, what it is, when, and its typed payload.
+
+    Duck-types the Envelope fields that `shared.projections.fold` reads."""
+
+    global_position: int
+    stream_id: str
+    type: str
+    occurred_at: datetime
+    data: Payload
+
+
+def _lock_key(schema: str, purpose: str) -> int:
+    digest = hashlib.sha256(f"{schema}:{purpose}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    # Text passes through as already-encoded JSON (payloads are encoded by pydantic-core).
+    await conn.set_type_codec("jsonb", encoder=_encode_json, decoder=from_json, schema="pg_catalog")
+
+
+def _encode_json(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def row_to_envelope(row: asyncpg.Record) -> Envelope:
+    """A stored row as an Envelope; the payload is validated (and upcast) straight from its JSON
+    text, which is the hot path of every reader and of projection rebuilds."""
+    metadata = row["metadata"]
+    return Envelope.model_validate(
+        {
+            "event_id": row["event_id"],
+            "type": row["type"],
+            "stream_id": row["stream_id"],
+            "version": row["version"],
+            "global_position": row["global_position"],
+            "occurred_at": row["occurred_at"],
+            "causation_id": row["causation_id"],
+            "correlation_id": row["correlation_id"],
+            "metadata": metadata,
+            "data": parse_payload_json(row["type"], row["data"], metadata.get("schema_version")),
+        }
+    )
+
+
+def migrations() -> list[tuple[int, str, str]]:
+    """The versioned SQL migrations shipped in `shared/store/migrations`, in order."""
+    found = []
+    for entry in resources.files("shared.store").joinpath("migrations").iterdir():
+        if entry.name.endswith(".sql"):
+            found.append((int(entry.name.split("_", 1)[0]), entry.name, entry.read_text()))
+    return sorted(found)
+
+
+class PostgresEventStore:
+    """Append-only event log with expected versions, tracking rows, checkpoints and NOTIFY."""
+
+    def __init__(self, pool: asyncpg.Pool, dsn: str, schema: str):
+        self.pool = pool
+        self.dsn = dsn
+        self.schema = schema
+        self.channel = f"{schema}_events"
+        self._append_lock = _lock_key(schema, "append")
+
+    @classmethod
+    async def connect(
+        cls, dsn: str, schema: str = "public", *, min_size: int = 1, max_size: int = 10
+    ) -> PostgresEventStore:
+        """Connect, create the schema and run pending migrations (safe to race)."""
+        conn = await asyncpg.connect(dsn)
+        try:
+            await migrate(conn, schema)
+        finally:
+            await conn.close()
+        pool = await asyncpg.create_pool(
+            dsn,
+            min_size=min_size,
+            max_size=max_size,
+            init=_init_connection,
+            server_settings={"search_path": schema},
+        )
+        return cls(pool, dsn, schema)
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+    # -- writing -----------------------------------------------------------------------
+
+    async def append(
+        self,
+        stream_id: str,
+        events: Sequence[Envelope],
+        expected_version: int | None = None,
+        *,
+        tracking: tuple[str, uuid.UUID] | None = None,
+    ) -> list[Envelope]:
+        """Append events to one stream; returns them with version and global position.
+
+        `expected_version` (0 = the stream must not exist) raises ConcurrencyError when another
+        writer got there first; None appends at the end whatever the version. `tracking`
+        (consumer, event id) is written in the same transaction and raises AlreadyProcessed if
+        the row exists, rolling everything back.
+        """
+        # One statement, so one implicit transaction and one round trip (migrations/0003).
+        return await self._append(self.pool, stream_id, list(events), expected_version, tracking)
+
+    async def append_in(
+        self,
+        conn: asyncpg.Connection,
+        stream_id: str,
+        events: Sequence[Envelope],
+        expected_version: int | None = None,
+        *,
+        tracking: tuple[str, uuid.UUID] | None = None,
+    ) -> list[Envelope]:
+        """`append` inside a transaction the caller owns (to add its own writes)."""
+        return await self._append(conn, stream_id, events, expected_version, tracking)
+
+    async def _append(self, db, stream_id, events, expected_version, tracking) -> list[Envelope]:
+        if not events and tracking is None:
+            return []
+        try:
+            rows = await db.fetch(
+                "SELECT out_position, out_version FROM append_events("
+                "$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+                stream_id,
+                expected_version,
+                self._append_lock,
+                self.channel,
+                [e.event_id for e in events],
+                [e.type for e in events],
+                [e.data.model_dump_json() for e in events],
+                [e.metadata for e in events],
+                [e.occurred_at for e in events],
+                [e.causation_id for e in events],
+                [e.correlation_id for e in events],
+                tracking[0] if tracking else None,
+                tracking[1] if tracking else None,
+            )
+        except asyncpg.PostgresError as exc:
+            if exc.sqlstate == "RP001":
+                raise AlreadyProcessed(*tracking) from None
+            if exc.sqlstate == "RP002":
+                raise ConcurrencyError(stream_id, expected_version, int(exc.detail)) from None
+            raise
+        positions = sorted((r["out_version"], r["out_position"]) for r in rows)
+        return [
+            e.model_copy(update={"version": v, "global_position": p})
+            for e, (v, p) in zip(events, positions, strict=True)
+        ]
+
+    # -- reading -----------------------------------------------------------------------
+
+    async def read_stream(self, stream_id: str, from_version: int = 1) -> list[Envelope]:
+        rows = await self.pool.fetch(
+            f"SELECT {_COLUMNS} FROM events WHERE stream_id = $1 AND version >= $2 ORDER BY version",
+            stream_id,
+            from_version,
+        )
+        return [row_to_envelope(r) for r in rows]
+
+    async def stream_version(self, stream_id: str) -> int:
+        return await self.pool.fetchval(
+            "SELECT coalesce(max(version), 0) FROM events WHERE stream_id = $1", stream_id
+        )
+
+    async def read_all(self, after_position: int = 0, limit: int = 1000) -> list[Envelope]:
+        """Events with global position > `after_position`, in order, at most `limit`."""
+        rows = await self.pool.fetch(
+            f"SELECT {_COLUMNS} FROM events WHERE global_position > $1 ORDER BY global_position LIMIT $2",
+            after_position,
+            limit,
+        )
+        return [row_to_envelope(r) for r in rows]
+
+    async def read_all_slim(self, after_position: int = 0, limit: int = 1000) -> list[SlimEvent]:
+        """`read_all` for projections: the same events in the same order, each a SlimEvent.
+
+        Skips building the Envelope (ids, causation, correlation, metadata), which is most of the
+        cost of a row; the payload is still validated and upcast exactly as `read_all` does."""
+        rows = await self.pool.fetch(
+            f"SELECT {_SLIM_COLUMNS} FROM events WHERE global_position > $1 "
+            "ORDER BY global_position LIMIT $2",
+            after_position,
+            limit,
+        )
+        return [
+            SlimEvent(position, stream, type_name, at, parse_payload_json(type_name, data, version))
+            for position, stream, type_name, at, data, version in rows
+        ]
+
+    async def read_correlated(self, correlation_id: str) -> list[Envelope]:
+        rows = await self.pool.fetch(
+            f"SELECT {_COLUMNS} FROM events WHERE correlation_id = $1 OR stream_id = $1 "
+            "ORDER BY global_position",
+            correlation_id,
+        )
+        return [row_to_envelope(r) for r in rows]
+
+    async def last_position(self) -> int:
+        return await self.pool.fetchval("SELECT coalesce(max(global_position), 0) FROM events")
+
+    async def is_processed(self, consumer: str, event_id: uuid.UUID) -> bool:
+        return bool(
+            await self.pool.fetchval(
+                "SELECT 1 FROM tracking WHERE consumer = $1 AND event_id = $2", consumer, event_id
+            )
+        )
+
+    async def get_checkpoint(self, name: str, conn: Any = None) -> int:
+        db = conn or self.pool
+        return await db.fetchval("SELECT position FROM checkpoints WHERE name = $1", name) or 0
+
+    async def set_checkpoint(self, name: str, position: int, conn: Any = None) -> None:
+        db = conn or self.pool
+        await db.execute(
+            "INSERT INTO checkpoints (name, position) VALUES ($1, $2) "
+            "ON CONFLICT (name) DO UPDATE SET position = EXCLUDED.position, updated_at = now()",
+            name,
+            position,
+        )
+
+    async def tail(
+        self, after_position: int = 0, *, batch: int = 500, poll_interval: float = 1.0
+    ) -> AsyncIterator[Envelope]:
+        """Yield every event after `after_position`, forever, woken by NOTIFY (polling as a fallback)."""
+        waker = asyncio.Event()
+        listener = await asyncpg.connect(self.dsn)
+        await listener.add_listener(self.channel, lambda *_: waker.set())
+        try:
+            position = after_position
+            while True:
+                waker.clear()
+                events = await self.read_all(position, batch)
+                for event in events:
+                    position = event.global_position
+                    yield event
+                if len(events) < batch:
+                    try:
+                        await asyncio.wait_for(waker.wait(), poll_interval)
+                    except TimeoutError:
+                        pass
+        finally:
+            await listener.close()
+
+
+async def migrate(conn: asyncpg.Connection, schema: str) -> list[str]:
+    """Apply pending migrations under a session advisory lock; returns the names applied."""
+    applied: list[str] = []
+    key = _lock_key(schema, "migrate")
+    await conn.execute("SELECT pg_advisory_lock($1)", key)
+    try:
+        await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+        await conn.execute(f'SET search_path TO "{schema}"')
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            "version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
+        for version, name, sql in migrations():
+            if version in done:
+                continue
+            async with conn.transaction():
+                await conn.execute(sql)
+                await conn.execute(
+                    "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", version, name
+                )
+            applied.append(name)
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock($1)", key)
+    return applied

@@ -1,0 +1,340 @@
+"""The interpreter a target repository's tests run with: its own cached virtualenv, when it declares
+third-party dependencies; Repo Pilot's interpreter otherwise.
+
+Deciding what a repository declares (`read_declared`, `env_key`) is pure; building the env
+(`python_for`) runs `python -m venv` and `pip install` through the sandbox, under a per-env lock,
+into a temp directory renamed into place only once complete (a half-built env is never reused).
+
+Only the dependencies are installed, never the project itself: the env is shared by every
+worktree with the same dependency files (before and after a change, and later runs), so an
+installed copy of the project would shadow the worktree's code under test with a stale one.
+"""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+import configparser
+import contextlib
+import fcntl
+import hashlib
+import os
+import re
+import shutil
+import sys
+import sysconfig
+import time
+import tomllib
+import uuid
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
+
+from shared.sandbox import Sandbox
+
+# Extras (and PEP 735 dependency groups) that hold what a test suite needs.
+TEST_EXTRAS = ("test", "tests", "testing", "dev")
+COMPLETE_MARKER = ".repo-pilot-complete"
+REQUIREMENTS_NAME = "repo-pilot-requirements.txt"
+INSTALL_TIMEOUT = 900.0
+NOTE_TAIL = 600
+
+
+@dataclass(frozen=True)
+class TargetPython:
+    executable: str
+    note: str  # one line: which interpreter and why, for a reader of the test output
+
+
+@dataclass(frozen=True)
+class Declared:
+    lines: tuple[str, ...]  # one pip requirements file's lines
+    sources: tuple[str, ...]  # the files they came from
+
+
+# -- pure: what a repository declares -------------------------------------------------------------
+
+
+def is_dependency_file(rel: str) -> bool:
+    """True for the files whose contents decide the env: packaging metadata and requirements files."""
+    path = PurePosixPath(rel)
+    if len(path.parts) == 1:
+        return path.name in ("pyproject.toml", "setup.py", "setup.cfg") or (
+            path.name.startswith("requirements") and path.suffix == ".txt"
+        )
+    # requirements/base.txt and friends, reached through `-r` from a top-level file.
+    return len(path.parts) == 2 and path.parts[0] == "requirements" and path.suffix == ".txt"
+
+
+def env_key(files: Mapping[str, str], interpreter: str = sys.executable) -> str:
+    """sha256 of the dependency files' paths and contents and of the base interpreter (an env is
+    only valid for the Python it was made from)."""
+    digest = hashlib.sha256(f"{interpreter}\0{sys.version}\0".encode())
+    for rel in sorted(files):
+        digest.update(f"{rel}\0{files[rel]}\0".encode())
+    return digest.hexdigest()
+
+
+def read_declared(files: Mapping[str, str], repo: Path) -> Declared:
+    """The third-party requirements `files` (relative path -> text) declare, as requirements-file
+    lines; references to the project itself are left out (see the module docstring). `-r`/`-c`
+    paths become absolute under `repo` so the lines can live in a file elsewhere."""
+    own: set[str] = set()
+    requirements: list[tuple[str, list[str]]] = []
+    if "pyproject.toml" in files:
+        name, reqs = _from_pyproject(files["pyproject.toml"])
+        own |= {name} if name else set()
+        requirements.append(("pyproject.toml", reqs))
+    if "setup.cfg" in files:
+        name, reqs = _from_setup_cfg(files["setup.cfg"])
+        own |= {name} if name else set()
+        requirements.append(("setup.cfg", reqs))
+    if "setup.py" in files:
+        name, reqs = _from_setup_py(files["setup.py"])
+        own |= {name} if name else set()
+        requirements.append(("setup.py", reqs))
+    lines: list[str] = []
+    sources: list[str] = []
+    for source, reqs in requirements:
+        kept = [r for r in dict.fromkeys(reqs) if not _names_project(r, own)]
+        if kept:
+            sources.append(source)
+            lines.extend(kept)
+    for rel in sorted(files):
+        if "/" not in rel and rel.startswith("requirements") and rel.endswith(".txt"):
+            kept = requirement_file_lines(files[rel], repo)
+            if kept:
+                sources.append(rel)
+                lines.extend(kept)
+    return Declared(tuple(lines), tuple(sources))
+
+
+def requirement_file_lines(text: str, repo: Path) -> list[str]:
+    """A requirements file's meaningful lines: comments, blanks and installs of the project
+    itself (`.`, `-e .[dev]`) dropped; `-r`/`-c` targets made absolute under `repo`."""
+    out = []
+    for raw in re.sub(r"\\\n", " ", text).splitlines():
+        line = re.sub(r"(^|\s)#.*$", "", raw).strip()
+        if not line or re.fullmatch(r"(?:(?:-e|--editable)\s*=?\s*)?(?:file:)?\.(?:/)?(?:\[[^\]]*\])?", line):
+            continue
+        include = re.fullmatch(r"(-r|--requirement|-c|--constraint)\s*=?\s*(\S+)", line)
+        if include and "://" not in include[2]:
+            line = f"{include[1]} {repo / include[2]}"
+        out.append(line)
+    return out
+
+
+def _from_pyproject(text: str) -> tuple[str | None, list[str]]:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError:
+        return None, []  # pip would fail on it as well; the target's own test run shows why
+    project = data.get("project") or {}
+    reqs = list(project.get("dependencies") or [])
+    extras = project.get("optional-dependencies") or {}
+    groups = data.get("dependency-groups") or {}
+    for name in TEST_EXTRAS:
+        reqs += list(extras.get(name) or [])
+        # Groups may include other groups as tables; the plain strings are what pip can take.
+        reqs += [r for r in groups.get(name) or [] if isinstance(r, str)]
+    return project.get("name"), [r for r in reqs if isinstance(r, str)]
+
+
+def _from_setup_cfg(text: str) -> tuple[str | None, list[str]]:
+    parser = configparser.ConfigParser(interpolation=None)
+    try:
+        parser.read_string(text)
+    except configparser.Error:
+        return None, []
+    values = [parser.get("options", "install_requires", fallback="")]
+    values += [parser.get("options.extras_require", name, fallback="") for name in TEST_EXTRAS]
+    values.append(parser.get("options", "tests_require", fallback=""))
+    reqs = [line.strip() for value in values for line in value.splitlines() if line.strip()]
+    return parser.get("metadata", "name", fallback=None), [r for r in reqs if not r.startswith("#")]
+
+
+def _from_setup_py(text: str) -> tuple[str | None, list[str]]:
+    """Literal `install_requires` / `tests_require` / test extras of a `setup(...)` call; anything
+    computed at run time (read from a file, a variable) is not seen."""
+    try:
+        tree = ast.parse(text)
+    except SyntaxError:
+        return None, []
+    name, reqs = None, []
+    for node in ast.walk(tree):
+        func = getattr(node, "func", None)
+        if not isinstance(node, ast.Call) or getattr(func, "id", getattr(func, "attr", None)) != "setup":
+            continue
+        for kw in node.keywords:
+            value = _literal(kw.value)
+            if kw.arg == "name" and isinstance(value, str):
+                name = value
+            elif kw.arg in ("install_requires", "tests_require"):
+                reqs += _strings(value)
+            elif kw.arg == "extras_require" and isinstance(value, dict):
+                reqs += [r for extra in TEST_EXTRAS for r in _strings(value.get(extra))]
+    return name, reqs
+
+
+def _literal(node: ast.AST):
+    try:
+        return ast.literal_eval(node)
+    except (ValueError, SyntaxError, TypeError):
+        return None
+
+
+def _strings(value) -> list[str]:
+    if isinstance(value, str):
+        return [line.strip() for line in value.splitlines() if line.strip()]
+    return [v for v in value if isinstance(v, str)] if isinstance(value, list | tuple) else []
+
+
+def _names_project(requirement: str, own: set[str]) -> bool:
+    try:
+        return canonicalize_name(Requirement(requirement).name) in {canonicalize_name(n) for n in own}
+    except InvalidRequirement:
+        return False  # pip reports it, with its own words
+
+
+# -- I/O: read, build, reuse ----------------------------------------------------------------------
+
+
+def read_dependency_files(repo: Path) -> dict[str, str]:
+    """The repository's dependency files (see `is_dependency_file`), relative path -> text."""
+    repo = Path(repo)
+    candidates = [*repo.glob("*"), *repo.glob("requirements/*.txt")]
+    return {
+        p.relative_to(repo).as_posix(): p.read_text(errors="replace")
+        for p in candidates
+        if p.is_file() and is_dependency_file(p.relative_to(repo).as_posix())
+    }
+
+
+def same_dependencies(a: Path, b: Path) -> bool:
+    """True when two checkouts would get the same env."""
+    return read_dependency_files(a) == read_dependency_files(b)
+
+
+async def python_for(
+    repo: Path,
+    home: Path,
+    sandbox: Sandbox,
+    *,
+    pip_options: Sequence[str] = (),
+    pip_env: Mapping[str, str] | None = None,
+    timeout: float = INSTALL_TIMEOUT,
+) -> TargetPython:
+    """The interpreter to run `repo`'s tests with. Never raises for a failed install: that returns
+    Repo Pilot's interpreter with a note holding the tail of pip's output.
+
+    A repository that declares no dependencies gets `sys.executable`. Otherwise a venv under
+    `home/envs/<env_key>` made with `--system-site-packages` plus a `.pth` to this interpreter's
+    site-packages (pytest and its plugins stay importable; the env's own packages come first),
+    built on first use and reused after. `pip_options` / `pip_env` reach pip only (tests pass
+    `--no-index`, `--no-build-isolation`)."""
+    if not getattr(sandbox, "shares_host_fs", True):
+        return TargetPython(sys.executable, "image's python: the Docker sandbox has no network to install dependencies")
+    files = read_dependency_files(repo)
+    declared = read_declared(files, Path(repo).resolve())
+    if not declared.lines:
+        return TargetPython(sys.executable, "no dependencies declared")
+    envs = Path(home) / "envs"
+    envs.mkdir(parents=True, exist_ok=True)
+    key = env_key(files)
+    final, sources = envs / key, ", ".join(declared.sources)
+    try:
+        async with _locked(envs / f"{key}.lock", timeout + 60):
+            if (final / COMPLETE_MARKER).is_file():
+                return TargetPython(_python(final), f"env {key[:12]} reused ({sources})")
+            started = time.monotonic()
+            failure = await _build(final, declared, repo, sandbox, pip_options, pip_env or {}, timeout)
+    except TimeoutError:
+        return TargetPython(sys.executable, f"env {key[:12]} is still being built elsewhere; Repo Pilot's python ran")
+    if failure is not None:
+        return TargetPython(
+            sys.executable, f"installing dependencies ({sources}) failed; Repo Pilot's python ran: {failure}"
+        )
+    return TargetPython(_python(final), f"env {key[:12]} built from {sources} in {time.monotonic() - started:.1f}s")
+
+
+def _python(env: Path) -> str:
+    return str(env / "bin" / "python")
+
+
+async def _build(final: Path, declared: Declared, repo: Path, sandbox: Sandbox,
+                 pip_options: Sequence[str], pip_env: Mapping[str, str], timeout: float) -> str | None:
+    """Build the env into a temp directory and rename it to `final`; the failure's tail, or None."""
+    for stale in final.parent.glob(f"{final.name}.building-*"):  # left by a crash; we hold the lock
+        shutil.rmtree(stale, ignore_errors=True)
+    shutil.rmtree(final, ignore_errors=True)  # no marker: never completed
+    tmp = final.parent / f"{final.name}.building-{uuid.uuid4().hex[:8]}"
+    try:
+        # pip comes from this interpreter's site-packages through the .pth: no ensurepip copy.
+        made = await sandbox.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(tmp)],
+                                 cwd=final.parent, timeout=120)
+        if made.exit_code != 0:
+            return _tail(made.stdout + made.stderr)
+        _link_parent_site_packages(tmp)
+        (tmp / REQUIREMENTS_NAME).write_text("\n".join(declared.lines) + "\n")
+        env = {"PIP_CACHE_DIR": str(final.parent / ".pip-cache"), **pip_env}
+        cmd = [_python(tmp), "-m", "pip", "install", "--disable-pip-version-check", *pip_options,
+               "-r", str(tmp / REQUIREMENTS_NAME)]
+        # cwd is the repository: pip resolves relative local paths (`./libs/x`) against it.
+        installed = await sandbox.run(cmd, cwd=Path(repo), timeout=timeout, env=env)
+        if installed.exit_code != 0 or installed.timed_out:
+            why = f"timed out after {timeout:g}s; " if installed.timed_out else ""
+            return why + _tail(installed.stdout + "\n" + installed.stderr)
+        _retarget_scripts(tmp, final)
+        (tmp / COMPLETE_MARKER).write_text("\n".join(declared.lines) + "\n")
+        tmp.rename(final)
+        return None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # gone already after a successful rename
+
+
+def _link_parent_site_packages(env: Path) -> None:
+    # --system-site-packages reaches the *base* interpreter's packages; when Repo Pilot itself runs
+    # in a venv, its pytest lives in that venv's site-packages, so point at it explicitly.
+    site = Path(sysconfig.get_path("purelib", "venv", vars={"base": str(env), "platbase": str(env)}))
+    paths = dict.fromkeys([sysconfig.get_path("purelib"), sysconfig.get_path("platlib")])
+    (site / "_repo_pilot_parent.pth").write_text("".join(f"{p}\n" for p in paths))
+
+
+def _retarget_scripts(tmp: Path, final: Path) -> None:
+    # Console scripts pip wrote carry the temp path in their shebang; after the rename they would
+    # point at nothing.
+    for script in (tmp / "bin").iterdir():
+        if script.is_symlink() or not script.is_file():
+            continue
+        data = script.read_bytes()
+        if data.startswith(b"#!") or script.name.lower().startswith("activate"):
+            script.write_bytes(data.replace(str(tmp).encode(), str(final).encode()))
+
+
+def _tail(output: str) -> str:
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    text = " | ".join(lines[-6:])
+    return text if len(text) <= NOTE_TAIL else "…" + text[-NOTE_TAIL:]
+
+
+@contextlib.asynccontextmanager
+async def _locked(path: Path, timeout: float) -> AsyncIterator[None]:
+    """An exclusive flock on `path`, polled so the event loop keeps running; TimeoutError after
+    `timeout` seconds."""
+    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o644)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"lock {path} held for over {timeout:g}s") from None
+                await asyncio.sleep(0.2)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock

@@ -1,0 +1,345 @@
+"""Traces and metrics (DESIGN section 6): one trace per run across every service.
+
+The `traceparent` stored in an event's metadata is the thread that ties a run together: the relay
+sends it as a header, and a consumer continues it with `handler_span`. Replayed events are the
+exception (DESIGN section 8): their spans start a new trace that *links* to the original context,
+so a replay does not hang new spans under a months-old trace.
+
+Nothing here needs a collector. Until `setup_telemetry` is given an endpoint, the OpenTelemetry
+API's no-op providers stay in place: spans cost next to nothing, nothing is exported, and a
+traceparent received from upstream still propagates (the no-op tracer passes its parent along).
+
+Every helper takes an optional `tracer_provider` / the `Metrics` class takes a meter, so tests can
+use the SDK's in-memory exporter and reader without touching the process-wide providers.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import metrics, trace
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+from shared.redaction import redact
+
+log = logging.getLogger("repo_pilot.telemetry")
+
+INSTRUMENTATION_NAME = "repo_pilot"
+GEN_AI_SYSTEM = "openai"  # every engine speaks the OpenAI-compatible API (DESIGN section 4)
+METRIC_EXPORT_INTERVAL_MS = 15_000  # dashboards refresh in seconds, not minutes (SDK default: 60 s)
+# Steps run from a fraction of a second (a projection) to half an hour (a test suite on a big repo).
+STEP_DURATION_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1200, 1800, 3600)
+
+# W3C TraceContext, explicitly: events carry `traceparent`, whatever OTEL_PROPAGATORS says.
+_propagator = TraceContextTextMapPropagator()
+_setup_lock = threading.Lock()
+_configured: tuple[str, str] | None = None  # (service name, endpoint) of the providers we installed
+
+Attributes = Mapping[str, Any]
+
+# Span attributes the dashboards search by (deploy/grafana/dashboards/repo-pilot.json links a run to
+# its traces through STREAM_ID): pass them in `handler_span(..., attributes=...)`.
+STREAM_ID = "pilot.stream_id"  # run-<uuid> / gen-<uuid>
+EVENT_ID = "pilot.event_id"
+EVENT_TYPE = "pilot.event_type"
+SERVICE = "pilot.service"
+
+
+# -- setup -------------------------------------------------------------------------------------
+
+
+def signal_url(endpoint: str, signal: str) -> str:
+    """The OTLP/HTTP URL of one signal ("traces", "metrics") under a base endpoint.
+
+    `OTEL_EXPORTER_OTLP_ENDPOINT` is a base URL (`http://otel-collector:4318`); the exporters want
+    the full path when given an endpoint in code.
+    """
+    return f"{endpoint.rstrip('/')}/v1/{signal}"
+
+
+def setup_telemetry(service_name: str, endpoint: str | None) -> None:
+    """Export traces and metrics over OTLP/HTTP to `endpoint`; without one, change nothing.
+
+    Installs a `TracerProvider` (BatchSpanProcessor) and a `MeterProvider`
+    (PeriodicExportingMetricReader) as the process-wide providers, with `service.name` set.
+    Idempotent: a second call in the same process does nothing (OpenTelemetry allows the global
+    providers to be set only once); a call with a different service or endpoint is logged and
+    ignored. Both providers flush at interpreter exit (see also `shutdown_telemetry`).
+    """
+    global _configured
+    if not endpoint:
+        return
+    with _setup_lock:
+        if _configured is not None:
+            if _configured != (service_name, endpoint):
+                log.warning("telemetry already exports as %s to %s; ignoring %s to %s",
+                            *_configured, service_name, endpoint)
+            return
+        # Imported here: a process without an endpoint never loads the exporter stack.
+        from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+        from opentelemetry.sdk.metrics import MeterProvider
+        from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+        from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+        # Resource.create also merges OTEL_RESOURCE_ATTRIBUTES, so operators can add their own.
+        resource = Resource.create({SERVICE_NAME: service_name})
+        tracer_provider = TracerProvider(resource=resource)
+        tracer_provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(signal_url(endpoint, "traces"))))
+        reader = PeriodicExportingMetricReader(
+            OTLPMetricExporter(signal_url(endpoint, "metrics")),
+            export_interval_millis=METRIC_EXPORT_INTERVAL_MS,
+        )
+        trace.set_tracer_provider(tracer_provider)
+        metrics.set_meter_provider(MeterProvider(resource=resource, metric_readers=[reader]))
+        _configured = (service_name, endpoint)
+        log.info("telemetry: exporting traces and metrics of %s to %s", service_name, endpoint)
+
+
+def shutdown_telemetry() -> None:
+    """Flush and stop the exporting providers, if `setup_telemetry` installed them.
+
+    The SDK also does this at interpreter exit; call it where a short command wants its last spans
+    sent before it returns.
+    """
+    for provider in (trace.get_tracer_provider(), metrics.get_meter_provider()):
+        shutdown = getattr(provider, "shutdown", None)
+        if _configured is not None and shutdown is not None:
+            shutdown()
+
+
+# -- context propagation -----------------------------------------------------------------------
+
+
+def tracer(tracer_provider: trace.TracerProvider | None = None) -> trace.Tracer:
+    """Repo Pilot's tracer (from the global provider unless one is given)."""
+    return trace.get_tracer(INSTRUMENTATION_NAME, tracer_provider=tracer_provider)
+
+
+def context_from_traceparent(traceparent: str | None) -> otel_context.Context:
+    """The context a W3C `traceparent` header describes; an empty context when absent or invalid."""
+    if not traceparent:
+        return otel_context.Context()
+    return _propagator.extract({"traceparent": traceparent}, context=otel_context.Context())
+
+
+def current_traceparent() -> str | None:
+    """The `traceparent` header of the current span, to store in a new event's metadata.
+
+    None when there is no valid current span (for example outside any span, telemetry off).
+    """
+    carrier: dict[str, str] = {}
+    _propagator.inject(carrier)
+    return carrier.get("traceparent")
+
+
+# -- spans -------------------------------------------------------------------------------------
+
+
+@contextmanager
+def handler_span(
+    name: str,
+    traceparent: str | None,
+    *,
+    replayed: bool,
+    attributes: Attributes | None = None,
+    tracer_provider: trace.TracerProvider | None = None,
+) -> Iterator[trace.Span]:
+    """A CONSUMER span around one event's handler, made current for its duration.
+
+    A live event's span is a child of the event's `traceparent`, so a run is one trace across
+    services. A replayed event's span starts a new trace with a Link to that context instead.
+    Without a traceparent the span is a new root. An exception leaving the block is recorded on the
+    span (status ERROR) and re-raised.
+    """
+    origin = context_from_traceparent(traceparent)
+    links: list[trace.Link] = []
+    parent = origin
+    if replayed:
+        original = trace.get_current_span(origin).get_span_context()
+        if original.is_valid:
+            links.append(trace.Link(original, {"pilot.link": "replayed_from"}))
+        parent = otel_context.Context()  # empty, not None: None would mean "the current span"
+    with tracer(tracer_provider).start_as_current_span(
+        name,
+        context=parent,
+        kind=trace.SpanKind.CONSUMER,
+        links=links,
+        attributes={**(attributes or {}), "pilot.replayed": replayed},
+    ) as span:
+        yield span
+
+
+@dataclass
+class LlmCall:
+    """The span of one model call; `record_usage` fills in what is known only after it returns."""
+
+    span: trace.Span
+    model: str
+    metrics: Metrics | None = None
+
+    def record_usage(self, input_tokens: int, output_tokens: int, cost_usd: float = 0.0,
+                     response_model: str | None = None) -> None:
+        """Set the gen_ai usage attributes and count the tokens and cost by model."""
+        self.span.set_attribute("gen_ai.usage.input_tokens", int(input_tokens))
+        self.span.set_attribute("gen_ai.usage.output_tokens", int(output_tokens))
+        self.span.set_attribute("pilot.llm.cost_usd", float(cost_usd))
+        if response_model:
+            self.span.set_attribute("gen_ai.response.model", response_model)
+        (self.metrics or default_metrics()).record_llm(self.model, input_tokens, output_tokens, cost_usd)
+
+
+@contextmanager
+def llm_span(model: str, purpose: str, *, tracer_provider: trace.TracerProvider | None = None,
+             metrics: Metrics | None = None) -> Iterator[LlmCall]:
+    """A CLIENT span for one chat completion, with OpenTelemetry gen_ai attributes.
+
+    Yields an `LlmCall`; call `record_usage(...)` once the response is in (tokens and cost are
+    known only then). Usage is also counted in `llm_tokens_total` and `llm_cost_usd_total`.
+    """
+    with tracer(tracer_provider).start_as_current_span(
+        f"chat {model}",
+        kind=trace.SpanKind.CLIENT,
+        attributes={
+            "gen_ai.system": GEN_AI_SYSTEM,
+            "gen_ai.operation.name": "chat",
+            "gen_ai.request.model": model,
+            "pilot.llm.purpose": purpose,
+        },
+    ) as span:
+        yield LlmCall(span, model, metrics)
+
+
+_GIT_OPTIONS_WITH_VALUE = {"-C", "-c", "--git-dir", "--work-tree", "--namespace", "--exec-path"}
+
+
+def git_subcommand(args: Sequence[str]) -> str:
+    """The subcommand in git's argv (`["-C", "/r", "push", …]` -> "push"), skipping global options."""
+    rest = iter(args)
+    for arg in rest:
+        if arg in _GIT_OPTIONS_WITH_VALUE:
+            next(rest, None)
+        elif not arg.startswith("-"):
+            return arg
+    return "git"
+
+
+@contextmanager
+def git_span(args: Sequence[str], *, tracer_provider: trace.TracerProvider | None = None) -> Iterator[trace.Span]:
+    """An INTERNAL span around one git command (`args` without the leading `git`).
+
+    Credentials embedded in remote URLs are redacted before they become attributes.
+    """
+    subcommand = git_subcommand(args)
+    with tracer(tracer_provider).start_as_current_span(
+        f"git {subcommand}",
+        attributes={"pilot.git.args": [redact(str(a)) for a in args]},
+    ) as span:
+        yield span
+
+
+@contextmanager
+def sandbox_span(cmd: Sequence[str] | str, *, tracer_provider: trace.TracerProvider | None = None,
+                 attributes: Attributes | None = None) -> Iterator[trace.Span]:
+    """An INTERNAL span around one sandboxed command; set `process.exit.code` on it when known."""
+    argv = [cmd] if isinstance(cmd, str) else [str(c) for c in cmd]
+    with tracer(tracer_provider).start_as_current_span(
+        "sandbox run",
+        attributes={**(attributes or {}), "process.command_args": [redact(a) for a in argv]},
+    ) as span:
+        yield span
+
+
+# -- metrics -----------------------------------------------------------------------------------
+
+
+# Run outcomes by the event type that ends a run or a generation job.
+RUN_OUTCOMES = {"PipelineCompleted": "completed", "PipelineFailed": "failed"}
+
+
+def run_outcome(event_type: str) -> str | None:
+    """`completed` / `failed` for an event that ends a run, else None (for `Metrics.record_run`)."""
+    return RUN_OUTCOMES.get(event_type)
+
+
+class Metrics:
+    """Repo Pilot's instruments on one meter; each is created on first use.
+
+    Names follow Prometheus habits so the collector's prometheus exporter keeps them as they are
+    (with its `repo_pilot` namespace): `repo_pilot_runs_total{outcome}`,
+    `repo_pilot_step_duration_seconds_bucket{step}`, `repo_pilot_llm_tokens_total{model,type}`,
+    `repo_pilot_llm_cost_usd_total{model}`, `repo_pilot_consumer_lag{consumer}`.
+    """
+
+    def __init__(self, meter: metrics.Meter):
+        self.meter = meter
+        self._made: dict[str, Any] = {}
+
+    @property
+    def runs(self) -> metrics.Counter:
+        return self._instrument("runs", lambda m: m.create_counter(
+            "runs_total", unit="{run}", description="Pipeline runs by outcome"))
+
+    @property
+    def step_duration(self) -> metrics.Histogram:
+        return self._instrument("step_duration", lambda m: m.create_histogram(
+            "step_duration_seconds", unit="s", description="Handler duration by pipeline step",
+            explicit_bucket_boundaries_advisory=STEP_DURATION_BUCKETS))
+
+    @property
+    def llm_tokens(self) -> metrics.Counter:
+        return self._instrument("llm_tokens", lambda m: m.create_counter(
+            "llm_tokens_total", unit="{token}", description="Model tokens by model and type (input/output)"))
+
+    @property
+    def llm_cost(self) -> metrics.Counter:
+        # "{USD}" is an annotation, which Prometheus naming drops: the name already says the unit.
+        return self._instrument("llm_cost", lambda m: m.create_counter(
+            "llm_cost_usd_total", unit="{USD}", description="Model cost in US dollars by model"))
+
+    @property
+    def consumer_lag(self) -> metrics.Gauge:
+        return self._instrument("consumer_lag", lambda m: m.create_gauge(
+            "consumer_lag", unit="{message}", description="Messages pending for a durable consumer"))
+
+    def record_run(self, outcome: str) -> None:
+        """Count one finished run (`completed`, `failed`, …)."""
+        self.runs.add(1, {"outcome": outcome})
+
+    def record_step(self, step: str, seconds: float) -> None:
+        """Record how long one step's handler took."""
+        self.step_duration.record(seconds, {"step": step})
+
+    def record_llm(self, model: str, input_tokens: int, output_tokens: int, cost_usd: float) -> None:
+        """Count one model call's tokens (by type) and cost."""
+        self.llm_tokens.add(int(input_tokens), {"model": model, "type": "input"})
+        self.llm_tokens.add(int(output_tokens), {"model": model, "type": "output"})
+        self.llm_cost.add(float(cost_usd), {"model": model})
+
+    def set_consumer_lag(self, consumer: str, pending: int) -> None:
+        """Report how many messages wait for `consumer` (JetStream's `num_pending`)."""
+        self.consumer_lag.set(int(pending), {"consumer": consumer})
+
+    def _instrument(self, key: str, create):
+        if key not in self._made:
+            self._made[key] = create(self.meter)
+        return self._made[key]
+
+
+@cache
+def default_metrics() -> Metrics:
+    """The instruments on the global meter provider.
+
+    Safe to call before `setup_telemetry`: the API's proxy meter forwards to the real provider once
+    it is set, and records nothing until then.
+    """
+    return Metrics(metrics.get_meter(INSTRUMENTATION_NAME))

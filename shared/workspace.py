@@ -1,0 +1,277 @@
+"""The Workspace port: a run's working copy, rebuilt from events alone (DESIGN section 4).
+
+Layout under `home`:
+- `mirrors/<hash of source>`: a `git clone --mirror` of each repository, fetched on reuse;
+- `worktrees/<run id>`: a run's working copy at the base sha with its patch series applied.
+
+A run's working copy is a local clone of the mirror rather than a `git worktree` of it: the
+mirror's refs are overwritten by every fetch (`--mirror` maps `refs/*` one to one, with prune),
+so run branches living there would be clobbered, and several services building copies of the
+same repository would contend for the mirror's ref locks. A local clone hardlinks the mirror's
+objects, so it costs about as little as a worktree and owns its refs.
+
+Commits are made with one timestamp for author and committer, and patches are applied with
+`git am --committer-date-is-author-date` under the same fixed identity, so rebuilding a run
+from its patch series yields the very same commit shas on every machine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import hashlib
+import re
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from shared.engines.base import StepError
+from shared.git import GitError, default_branch, git, head_sha, is_git_repo
+
+_SCP_LIKE = re.compile(r"^[\w.-]+@[\w.-]+:")
+
+
+@dataclass(frozen=True)
+class Materialized:
+    """A repository made available locally: its mirror and the commit a run starts from."""
+
+    source: str  # the original path or URL, as given
+    mirror: Path
+    base_sha: str
+    default_branch: str
+    ref: str | None = None
+
+
+def is_url(source: str) -> bool:
+    """True for anything git treats as a remote URL (scheme://… or scp-like user@host:path)."""
+    return "://" in source or bool(_SCP_LIKE.match(source))
+
+
+def _clone_source(source: str) -> str:
+    """What to hand `git clone`: URLs as given, local paths made absolute."""
+    return source if is_url(source) else str(Path(source).expanduser().resolve())
+
+
+def mirror_key(source: str) -> str:
+    """A stable directory name for a source: the same repository always maps to one mirror."""
+    return hashlib.sha256(_clone_source(source).rstrip("/").encode()).hexdigest()[:20]
+
+
+def _check_local_source(source: str) -> None:
+    path = Path(source).expanduser()
+    if not path.exists():
+        raise StepError(
+            f"Repository path does not exist: {source}",
+            hint="Pass an existing local repository path or a git URL (https://, ssh://, file://).",
+        )
+    if not is_git_repo(path):
+        raise StepError(
+            f"Not a git repository: {source}",
+            hint="Run `git init` and commit the code first, or pass the path of a git repository.",
+        )
+    if git(path, "rev-parse", "--is-bare-repository") == "true":
+        return
+    top = Path(git(path, "rev-parse", "--show-toplevel")).resolve()
+    if top != path.resolve():
+        raise StepError(
+            f"{source} is inside a git repository but is not its root",
+            hint=f"Pass the repository root: {top}",
+        )
+
+
+@contextlib.contextmanager
+def _locked(lock_path: Path):
+    """An exclusive inter-process lock: services on one host share mirrors safely."""
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+class Workspace:
+    """Mirrors and per-run working copies under one home directory."""
+
+    def __init__(self, home: Path):
+        self.home = Path(home)
+        self.mirrors = self.home / "mirrors"
+        self.worktrees = self.home / "worktrees"
+
+    def mirror_path(self, source: str) -> Path:
+        return self.mirrors / mirror_key(source)
+
+    def worktree_path(self, run_id: str) -> Path:
+        if not re.fullmatch(r"[\w.-]+", run_id) or run_id in {".", ".."}:
+            raise ValueError(f"run id not usable as a directory name: {run_id!r}")
+        return self.worktrees / run_id
+
+    # -- mirrors -----------------------------------------------------------------------
+
+    async def materialize(self, source: str, ref: str | None = None) -> Materialized:
+        """Clone (or fetch into) the mirror of `source` and resolve `ref` (default branch if None).
+
+        Raises StepError with a hint for a missing path, a directory that is not a git
+        repository, an unreachable URL, an empty repository or an unknown ref.
+        """
+        return await asyncio.to_thread(self._materialize, source, ref)
+
+    def _materialize(self, source: str, ref: str | None) -> Materialized:
+        if not is_url(source):
+            _check_local_source(source)
+        mirror = self._sync_mirror(source)
+        try:
+            branch = default_branch(mirror)
+        except GitError:
+            branch = ""
+        sha = self._resolve(mirror, source, ref or "HEAD")
+        return Materialized(source=source, mirror=mirror, base_sha=sha, default_branch=branch, ref=ref)
+
+    def _sync_mirror(self, source: str) -> Path:
+        mirror = self.mirror_path(source)
+        with _locked(self.mirrors / f"{mirror.name}.lock"):
+            try:
+                if (mirror / "HEAD").exists():
+                    git(mirror, "fetch", "--prune", "--quiet", "origin")
+                    _follow_remote_head(mirror)
+                else:
+                    self._clone_mirror(source, mirror)
+            except GitError as exc:
+                raise StepError(
+                    f"Could not fetch {source}: {exc.stderr.strip() or exc}",
+                    hint="Check the URL or path, your network, and that your credentials allow reading it.",
+                ) from exc
+        return mirror
+
+    def _clone_mirror(self, source: str, mirror: Path) -> None:
+        # Clone beside the final place and rename, so a crash never leaves a half mirror behind.
+        self.mirrors.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{mirror.name}-", dir=self.mirrors))
+        try:
+            git(self.mirrors, "clone", "--mirror", "--quiet", _clone_source(source), str(tmp))
+            tmp.rename(mirror)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    def _resolve(self, mirror: Path, source: str, ref: str) -> str:
+        candidates = [ref] if ref == "HEAD" else [ref, f"refs/heads/{ref}", f"refs/tags/{ref}"]
+        for candidate in candidates:
+            sha = git(mirror, "rev-parse", "-q", "--verify", f"{candidate}^{{commit}}", check=False)
+            if sha:
+                return sha
+        if ref == "HEAD":
+            raise StepError(
+                f"Repository has no commits: {source}",
+                hint="Commit the code first; the pipeline works from a commit.",
+            )
+        # A sha that no branch or tag reaches is not in a mirror until asked for by name.
+        if re.fullmatch(r"[0-9a-fA-F]{7,40}", ref):
+            git(mirror, "fetch", "--quiet", "origin", ref, check=False)
+            sha = git(mirror, "rev-parse", "-q", "--verify", f"{ref}^{{commit}}", check=False)
+            if sha:
+                return sha
+        raise StepError(
+            f"Unknown ref {ref!r} in {source}",
+            hint="Pass a branch, tag or commit sha that exists in the repository (or omit the ref "
+            "to use the default branch).",
+        )
+
+    # -- per-run working copies ----------------------------------------------------------
+
+    async def worktree(
+        self,
+        run_id: str,
+        source: str,
+        base_sha: str,
+        patches: list[str] = (),
+        branch: str | None = None,
+    ) -> Path:
+        """A fresh working copy for `run_id` at `base_sha`, with each patch applied as one commit.
+
+        `patches` are `git format-patch --stdout` outputs, one commit each, applied in order with
+        `git am`, so the run's commit series (and its shas) is reproduced. `branch`, when given,
+        is created (or reset) at the result and checked out. Calling it again for the same run
+        discards the old copy and builds a clean one. A patch that does not apply raises StepError.
+        """
+        return await asyncio.to_thread(self._worktree, run_id, source, base_sha, list(patches), branch)
+
+    def _worktree(
+        self, run_id: str, source: str, base_sha: str, patches: list[str], branch: str | None
+    ) -> Path:
+        path = self.worktree_path(run_id)
+        mirror = self.mirror_path(source)
+        if not (mirror / "HEAD").exists() or not _has_commit(mirror, base_sha):
+            # Another service (or machine) materialized it; fetching makes this one self-sufficient.
+            self._materialize(source, None)
+            if not _has_commit(mirror, base_sha):
+                self._resolve(mirror, source, base_sha)
+        with _locked(self.worktrees / f"{run_id}.lock"):
+            shutil.rmtree(path, ignore_errors=True)
+            self.worktrees.mkdir(parents=True, exist_ok=True)
+            git(self.worktrees, "clone", "--quiet", "--no-checkout", str(mirror), str(path))
+            if branch:
+                git(path, "checkout", "--quiet", "-B", branch, base_sha)
+            else:
+                git(path, "checkout", "--quiet", "--detach", base_sha)
+            for number, patch in enumerate(patches, start=1):
+                _apply_patch(path, patch, number)
+        return path
+
+    async def remove(self, run_id: str) -> None:
+        """Delete the run's working copy (nothing happens when there is none)."""
+        await asyncio.to_thread(shutil.rmtree, self.worktree_path(run_id), True)
+
+
+def _follow_remote_head(mirror: Path) -> None:
+    """Point the mirror's HEAD where the source's HEAD points now (its default branch may change)."""
+    out = git(mirror, "ls-remote", "--symref", "origin", "HEAD", check=False)
+    match = re.search(r"^ref: (refs/heads/\S+)\s+HEAD", out, re.MULTILINE)
+    if match:
+        git(mirror, "symbolic-ref", "HEAD", match.group(1))
+
+
+def _has_commit(repo: Path, sha: str) -> bool:
+    return bool(git(repo, "rev-parse", "-q", "--verify", f"{sha}^{{commit}}", check=False))
+
+
+def _apply_patch(path: Path, patch: str, number: int) -> None:
+    try:
+        git(path, "am", "--quiet", "--committer-date-is-author-date", "--no-gpg-sign", input=patch)
+    except GitError as exc:
+        git(path, "am", "--abort", check=False)
+        raise StepError(
+            f"Patch {number} of the run does not apply: {exc.stderr.strip() or exc}",
+            hint="The base commit or the patch series changed; rebuild the run from its recorded events.",
+        ) from exc
+
+
+def commit_all(path: Path, message: str) -> str | None:
+    """Stage every change in the working copy and commit it; the new sha, or None if nothing changed.
+
+    Author and committer share one timestamp so the commit can be rebuilt byte for byte.
+    """
+    git(path, "add", "--all")
+    if not git(path, "status", "--porcelain", "--untracked-files=no"):
+        return None
+    stamp = f"{int(time.time())} +0000"
+    git(
+        path,
+        "-c",
+        "commit.gpgsign=false",
+        "commit",
+        "--quiet",
+        "--no-verify",
+        "-m",
+        message,
+        env={"GIT_AUTHOR_DATE": stamp, "GIT_COMMITTER_DATE": stamp},
+    )
+    return head_sha(path)
+
+
+def format_patch(path: Path, sha: str) -> str:
+    """The commit `sha` as an mbox patch (`git format-patch --stdout`), ready for `git am`."""
+    return git(path, "format-patch", "-1", "--stdout", "--binary", sha) + "\n"

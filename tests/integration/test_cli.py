@@ -1,0 +1,112 @@
+"""The CLI round trip through real processes: request -> events -> status."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import make_git_repo
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def cli_env(nats_url, database_url, db_schema, bus_names, tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "REPO_PILOT_"))}
+    env.update(NATS_URL=nats_url, DATABASE_URL=database_url, REPO_PILOT_DB_SCHEMA=db_schema,
+               REPO_PILOT_STREAM=bus_names["stream_name"], REPO_PILOT_SUBJECT_PREFIX=bus_names["subject_prefix"],
+               REPO_PILOT_HOME=str(tmp_path / "home"), COLUMNS="200")
+    yield env
+    import asyncio
+
+    import asyncpg
+
+    async def drop():
+        conn = await asyncpg.connect(database_url)
+        await conn.execute(f'DROP SCHEMA IF EXISTS "{db_schema}" CASCADE')
+        await conn.close()
+
+    asyncio.run(drop())
+
+
+def cli(env, *args, check=True):
+    proc = subprocess.run([sys.executable, "-m", "shared.cli", *args], env=env, capture_output=True, text=True,
+                          timeout=120)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"repo-pilot {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def test_request_events_status_round_trip(cli_env, tmp_path):
+    repo = make_git_repo(tmp_path / "target", {"app.py": "print('hi')\n"})
+    run_id = cli(cli_env, "request", str(repo), "--categories", "security,compliance", "--threshold", "8").stdout.strip()
+    assert run_id.startswith("run-")
+
+    lines = cli(cli_env, "events", run_id, "--json").stdout.splitlines()
+    events = [json.loads(line) for line in lines]
+    assert [e["type"] for e in events] == ["PipelineRequested"]
+    assert events[0]["data"]["repo"] == str(repo)
+    assert events[0]["data"]["categories"] == ["security", "compliance"]
+    assert events[0]["data"]["threshold"] == 8.0
+    assert events[0]["data"]["engine"] == "rules"  # no model configured
+
+    status = cli(cli_env, "status", run_id).stdout
+    assert run_id in status and "RUNNING" in status and "analyze (rules engine)" in status
+    assert run_id in cli(cli_env, "runs").stdout
+
+
+def test_request_on_a_non_repository_fails_before_appending(cli_env, tmp_path):
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    proc = cli(cli_env, "request", str(plain), check=False)
+    assert proc.returncode == 2
+    assert "not a git repository" in proc.stderr
+    missing = cli(cli_env, "request", str(tmp_path / "nope"), check=False)
+    assert missing.returncode == 2 and "no such directory" in missing.stderr
+    assert cli(cli_env, "events", "--json").stdout.strip() == ""
+
+
+def test_unreachable_configured_server_is_reported(cli_env, tmp_path):
+    env = {**cli_env, "DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none"}
+    proc = cli(env, "runs", check=False)
+    assert proc.returncode == 2
+    assert "cannot reach PostgreSQL" in proc.stderr and "DATABASE_URL" in proc.stderr
+
+
+@pytest.mark.e2e
+def test_run_follows_to_the_end_and_every_event_belongs_to_one_trace(cli_env, tmp_path):
+    """`repo-pilot run` on real servers (services in-process) with telemetry on: exit 0, a verdict,
+    and one trace per run: every stored event's traceparent carries the run's trace id."""
+    from shared.examples import make_demo_repo
+
+    repo = make_demo_repo(tmp_path / "inventory")
+    # Nothing listens there: export fails quietly; what we check is the propagation in the log.
+    env = {**cli_env, "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9"}
+    proc = cli(env, "run", str(repo), "--local", "--categories", "security,compliance", check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "merged" in proc.stdout and "score" in proc.stdout and "run log:" in proc.stdout
+
+    events = [json.loads(line) for line in cli(cli_env, "events", "--json").stdout.splitlines()]
+    assert events[0]["type"] == "PipelineRequested" and events[-1]["type"] == "PipelineCompleted"
+    parents = [e["metadata"].get("traceparent") for e in events]
+    assert all(parents), [e["type"] for e, p in zip(events, parents, strict=True) if not p]
+    trace_ids = {p.split("-")[1] for p in parents}
+    assert len(trace_ids) == 1
+    assert len({p.split("-")[2] for p in parents}) > 1  # steps nest under their own spans
+
+
+def test_scaffold_dry_run_lists_missing_files_and_changes_nothing(cli_env, tmp_path):
+    from tests.support.rules_repos import WIDGETS, make_repo
+
+    repo = make_repo(tmp_path / "widgets", WIDGETS)
+    head = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True).stdout
+    out = cli(cli_env, "scaffold", str(repo), "--dry-run").stdout
+    assert ".github/workflows/ci.yml" in out and ".pre-commit-config.yaml" in out
+    assert "widgets/core.py" not in out  # existing files are never scaffold targets
+    assert subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True,
+                          text=True).stdout == head
+    assert cli(cli_env, "events", "--json").stdout.strip() == ""

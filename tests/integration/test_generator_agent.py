@@ -1,0 +1,135 @@
+"""`generate` end to end: the real openai client drives our agent against the scripted model server,
+the agent edits a real checkout through the sandbox, and the attempt is validated for real."""
+
+import json
+import sys
+from types import SimpleNamespace
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from services.generator.cli import generate
+from services.generator.handlers import on_feature_generation_requested
+from shared.events import Envelope, make_event, new_gen_stream
+from shared.events.gen import FeatureGenerationRequested
+from shared.settings import Settings
+from tests.support.model_server import ScriptedModelServer
+from tests.support.task_fixture import PAIRS, make_task
+
+pytestmark = pytest.mark.integration
+
+app = typer.Typer()
+app.command("generate")(generate)
+app.command("noop")(lambda: None)
+
+FEATURE_MD = """**Title**: Checked multiply and divide
+
+**Pull Request Details**
+**Description**: multiply and divide reject bad input with clear errors.
+
+**Technical Background**: fixture.
+
+**Solution**: type and zero checks.
+
+**Files Modified**
+- `calc/ops.py`
+"""
+
+
+def _bash(command: str) -> dict:
+    return {"tool_calls": [{"name": "bash", "arguments": {"command": command}}]}
+
+
+def script_feature(server: ScriptedModelServer) -> None:
+    """A model that writes the two_conflicts feature and its tests, runs them, leaves a scratch file, submits."""
+    source, tests = PAIRS["two_conflicts"]
+    steps = [
+        _bash(f"cat > calc/ops.py <<'PILOT_EOF'\n{source['calc/ops.py']}PILOT_EOF"),
+        _bash(f"cat > tests/test_ops.py <<'PILOT_EOF'\n{tests['tests/test_ops.py']}PILOT_EOF\n"
+              "echo 'notes while working' > scratch_notes.txt"),
+        _bash(f"{sys.executable} -m pytest -q -p no:cacheprovider tests"),
+        {"tool_calls": [{"name": "submit", "arguments": {"feature_md": FEATURE_MD}}]},
+    ]
+    for reply in steps:
+        server.add(lambda request: True, reply, times=1)
+
+
+@pytest.fixture
+def server():
+    with ScriptedModelServer() as s:
+        yield s
+
+
+@pytest.fixture
+def task(tmp_path):
+    return make_task(tmp_path / "fixture")
+
+
+def test_generate_end_to_end_writes_a_valid_attempt(task, server, tmp_path, monkeypatch):
+    script_feature(server)
+    monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
+    monkeypatch.setenv("OPENAI_API_KEY", "test-key")
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["generate", "--task", str(task.path), "--backend", "local",
+                                      "--output", str(out), "--model", "scripted-model", "--step-limit", "10"])
+    assert result.exit_code == 0, result.output
+    folder = out / "attempt_1"
+    assert {p.name for p in folder.iterdir()} >= {"feature.patch", "tests.patch", "feature.md", "result.json",
+                                                  "trajectory.json"}
+    assert (folder / "feature.md").read_text() == FEATURE_MD
+    assert "+++ b/calc/ops.py" in (folder / "feature.patch").read_text()
+    assert "tests/test_ops.py" not in (folder / "feature.patch").read_text()
+    assert "+++ b/tests/test_ops.py" in (folder / "tests.patch").read_text()
+    outcome = json.loads((folder / "result.json").read_text())
+    assert outcome["valid"] is True, outcome["reason"]
+    assert outcome["steps"] == 4 and outcome["agent_stop"] == "submitted"
+    assert outcome["files"]["dropped"] == ["scratch_notes.txt"]
+    assert outcome["validation"]["conflicting_features"] == [2, 3]
+    assert outcome["validation"]["tests"]["counts"]["passed"] == 5
+    trajectory = json.loads((folder / "trajectory.json").read_text())
+    assert [a["tool"] for s in trajectory["steps"] for a in s["actions"]] == ["bash", "bash", "bash", "submit"]
+    assert "5 passed" in trajectory["steps"][2]["actions"][0]["output"]
+    # the model saw the prompt with the hot spots and got the tools
+    first = server.requests[0]
+    assert "calc/ops.py lines 1-9: touched by feature(s) 1, 2" in first["messages"][1]["content"]
+    assert [t["function"]["name"] for t in first["tools"]] == ["bash", "submit"]
+
+
+def test_agent_that_never_submits_stops_at_the_step_limit(task, server, tmp_path, monkeypatch):
+    server.add(lambda request: True, _bash("ls"))
+    monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
+    monkeypatch.setenv("OPENAI_API_KEY", "test-key")
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["generate", "--task", str(task.path), "--backend", "local",
+                                      "--output", str(out), "--step-limit", "3"])
+    assert result.exit_code == 1, result.output
+    outcome = json.loads((out / "attempt_1" / "result.json").read_text())
+    assert outcome["valid"] is False and outcome["steps"] == 3
+    assert "agent did not submit (step_limit)" in outcome["reason"]
+    assert "changed nothing" in outcome["reason"]
+    assert len(server.requests) == 3
+
+
+async def test_handler_emits_prompt_generated_and_validated_events(task, server, tmp_path):
+    script_feature(server)
+    settings = Settings(OPENAI_BASE_URL=server.base_url, OPENAI_API_KEY="test-key", OPENAI_MODEL="scripted-model")
+    request = make_event(FeatureGenerationRequested(task_dir=str(task.path), output_dir=str(tmp_path / "out"),
+                                                    backend="local", step_limit=10), new_gen_stream())
+    events = await on_feature_generation_requested(request, SimpleNamespace(settings=settings, extra={}))
+    assert [e.type for e in events] == ["FeaturePromptBuilt", "FeatureGenerated", "FeatureValidated"]
+    assert all(e.causation_id == request.event_id and e.stream_id == request.stream_id for e in events)
+    prompt, generated, validated = (e.data for e in events)
+    assert [h.features for h in prompt.hotspots] == [[1, 2], [2], [3]]
+    assert generated.feature_md == FEATURE_MD and generated.steps == 4
+    assert validated.valid and validated.tests_passed and validated.passed == 5
+    assert [c.feature for c in validated.conflicts if c.status == "conflict"] == [2, 3]
+    assert Envelope.from_json(events[-1].to_json()).data == validated  # survives the store round trip
+
+
+async def test_handler_records_a_bad_task_dir_as_step_failed(tmp_path):
+    request = make_event(FeatureGenerationRequested(task_dir=str(tmp_path / "missing"), output_dir=str(tmp_path)),
+                         new_gen_stream())
+    events = await on_feature_generation_requested(request, SimpleNamespace(settings=Settings(), extra={}))
+    assert [e.type for e in events] == ["StepFailed", "PipelineFailed"]
+    assert "task directory not found" in events[0].data.error

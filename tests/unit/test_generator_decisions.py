@@ -1,0 +1,122 @@
+"""Pure decisions of the generator: task files, hot spots, validity, backend, conflicts, agent cost."""
+
+from pathlib import Path
+
+import pytest
+
+from services.generator.agent import call_cost, truncate
+from services.generator.conflicts import conflict_hunks
+from services.generator.counts import TestCounts
+from services.generator.hotspots import compute_hotspots, rank_files, touched_ranges
+from services.generator.task import feature_title, parse_setup_sh
+from services.generator.task import test_command_from_runner as command_from_runner
+from services.generator.validate import TestRun, decide, derive_local_script, pick_backend
+from shared.engines.base import StepError
+from shared.events.gen import ConflictReport
+
+pytestmark = pytest.mark.unit
+
+SETUP = """#!/bin/bash
+set -e
+REPO_NAME="chi-task56_main"
+BASE_COMMIT="7f280968675bcc9f310008fc6b8abff0b923734c"
+if [ ! -d "$REPO_NAME" ]; then
+    git clone https://github.com/go-chi/chi "$REPO_NAME"
+fi
+git checkout "$BASE_COMMIT"
+"""
+
+
+def test_setup_sh_gives_url_and_base():
+    assert parse_setup_sh(SETUP) == ("https://github.com/go-chi/chi", "7f280968675bcc9f310008fc6b8abff0b923734c")
+
+
+def test_setup_sh_with_variable_url():
+    text = 'REPO_URL="https://example.com/r.git"\nBASE_COMMIT=abc\ngit clone --depth 1 "$REPO_URL" repo\n'
+    assert parse_setup_sh(text) == ("https://example.com/r.git", "abc")
+
+
+def test_test_command_from_runner_skips_installs_and_echoes():
+    runner = ('echo "Running tests..."\npip install -e ".[dev]"\n'
+              'timeout 300 python -m pytest "tests/clients/test_cache.py" -v --tb=short\ngo test ./... -v\n')
+    assert command_from_runner(runner) == (
+        'timeout 300 python -m pytest "tests/clients/test_cache.py" -v --tb=short\ngo test ./... -v')
+
+
+def test_feature_title():
+    assert feature_title("**Title**: Add Editor Session Timeout\n\n**Description**: x") == "Add Editor Session Timeout"
+
+
+def _patch(path: str, start: int, length: int) -> str:
+    body = "".join(f" line{i}\n" for i in range(length - 1)) + "-old\n+new\n"
+    return (f"diff --git a/{path} b/{path}\n--- a/{path}\n+++ b/{path}\n"
+            f"@@ -{start},{length} +{start},{length} @@\n{body}")
+
+
+def test_hotspots_merge_overlaps_and_rank_by_feature_count():
+    patches = {1: _patch("a.py", 10, 5), 2: _patch("a.py", 12, 5), 3: _patch("a.py", 40, 3) + _patch("b.py", 1, 2)}
+    spots = compute_hotspots(patches)
+    assert [(s.path, s.start, s.end, s.features) for s in spots] == [
+        ("a.py", 10, 16, [1, 2]), ("a.py", 40, 42, [3]), ("b.py", 1, 2, [3])]
+    assert rank_files(patches) == [("a.py", [1, 2, 3]), ("b.py", [3])]
+
+
+def test_hotspots_skip_a_patch_that_does_not_parse():
+    assert compute_hotspots({1: "@@ not a diff", 2: _patch("a.py", 1, 2)})[0].features == [2]
+    with pytest.raises(ValueError, match="not a unified diff"):
+        touched_ranges("--- a/x\n+++ b/x\n@@ -1,2 +1,2 @@\n a\n")
+
+
+def _tests(ok: bool, **counts) -> TestRun:
+    return TestRun(ok, TestCounts(framework="pytest", **counts), 0 if ok else 1, "local", [])
+
+
+def _conflict(n: int, status: str = "conflict") -> ConflictReport:
+    return ConflictReport(feature=n, status=status)
+
+
+def test_valid_needs_passing_tests_and_enough_conflicts():
+    assert decide(_tests(True, passed=5), [_conflict(1), _conflict(2, "clean")], 1)[0]
+    valid, reason = decide(_tests(True, passed=5), [_conflict(1), _conflict(2, "clean")], 2)
+    assert not valid and "1 conflict(s)" in reason
+    valid, reason = decide(_tests(False, passed=4, failed=1), [_conflict(1)], 1)
+    assert not valid and "4 passed, 1 failed" in reason
+
+
+def test_could_not_apply_never_counts_as_a_conflict():
+    valid, reason = decide(_tests(True, passed=1), [_conflict(1, "could_not_apply")], 1)
+    assert not valid and "could not apply against features [1]" in reason
+
+
+def test_backend_choice():
+    assert pick_backend("auto", docker_answers=True, has_dockerfile=True) == "docker"
+    assert pick_backend("auto", docker_answers=False, has_dockerfile=True) == "local"
+    assert pick_backend("auto", docker_answers=True, has_dockerfile=False) == "local"
+    assert pick_backend("local", docker_answers=True, has_dockerfile=True) == "local"
+    with pytest.raises(StepError, match="no Docker engine"):
+        pick_backend("docker", docker_answers=False, has_dockerfile=True)
+
+
+def test_local_script_derived_from_runner():
+    runner = 'cd /workspace/repo\ngit apply "/patches/$TEST_PATCH"\npip install -e .\npython -m pytest -v\n'
+    script = derive_local_script(runner, Path("/tmp/r"), Path("/tmp/p"))
+    assert script == ('cd /tmp/r\ngit apply "/tmp/p/$TEST_PATCH"\n# dropped for the local run: pip install -e .\n'
+                      'python -m pytest -v\n')
+
+
+def test_conflict_hunks_from_markers():
+    text = "a\n<<<<<<< HEAD\nx\n=======\ny\n>>>>>>> new\nb\n<<<<<<< HEAD\n=======\nz\n>>>>>>> new\n"
+    assert conflict_hunks(text) == ["<<<<<<< HEAD\nx\n=======\ny\n>>>>>>> new",
+                                    "<<<<<<< HEAD\n=======\nz\n>>>>>>> new"]
+
+
+def test_cost_by_longest_model_prefix():
+    assert call_cost("gpt-4.1-mini-2025-04-14", 1_000_000, 0) == pytest.approx(0.40)
+    assert call_cost("gpt-4.1", 0, 1_000_000) == pytest.approx(8.0)
+    assert call_cost("qwen2.5-coder:7b", 10**6, 10**6) == 0.0
+
+
+def test_truncate_keeps_head_and_tail():
+    out = truncate("a" * 50 + "b" * 50, 20)
+    assert out.startswith("a" * 10) and out.endswith("b" * 10) and "80 characters cut" in out
+    assert truncate("short", 20) == "short"
