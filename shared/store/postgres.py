@@ -20,7 +20,7 @@ from importlib import resources
 from typing import Any, NamedTuple
 
 import asyncpg
-from pydantic_core import from_json
+from pydantic_core import from_json, to_json
 
 from shared.events import Envelope
 from shared.events.registry import Payload, parse_payload_json
@@ -172,7 +172,7 @@ class PostgresEventStore:
                 [e.event_id for e in events],
                 [e.type for e in events],
                 [e.data.model_dump_json() for e in events],
-                [e.metadata for e in events],
+                [to_json(e.metadata).decode() for e in events],
                 [e.occurred_at for e in events],
                 [e.causation_id for e in events],
                 [e.correlation_id for e in events],
@@ -186,10 +186,7 @@ class PostgresEventStore:
                 raise ConcurrencyError(stream_id, expected_version, int(exc.detail)) from None
             raise
         positions = sorted((r["out_version"], r["out_position"]) for r in rows)
-        return [
-            e.model_copy(update={"version": v, "global_position": p})
-            for e, (v, p) in zip(events, positions, strict=True)
-        ]
+        return [e.stored(v, p) for e, (v, p) in zip(events, positions, strict=True)]
 
     # -- reading -----------------------------------------------------------------------
 

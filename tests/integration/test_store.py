@@ -8,7 +8,7 @@ import asyncpg
 import pytest
 
 from shared.events import Envelope, PipelineRequested, StepStarted, make_event, new_run_stream
-from shared.store import AlreadyProcessed, ConcurrencyError, PostgresEventStore, migrate
+from shared.store import AlreadyProcessed, ConcurrencyError, migrate
 
 pytestmark = pytest.mark.integration
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from pydantic import ValidationError
 
 from shared.events import (
     Envelope,
@@ -12,6 +13,7 @@ from shared.events import (
     MalformedEvent,
     PipelineRequested,
     StepFailed,
+    StepStarted,
     UnknownEventType,
     make_event,
     new_gen_stream,
@@ -79,7 +81,7 @@ def test_garbage_is_rejected_clearly(raw):
 
 def test_payloads_are_frozen_and_reject_unknown_fields():
     p = PipelineRequested(repo="/r")
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError):
         p.repo = "/other"  # type: ignore[misc]
     with pytest.raises(MalformedEvent, match="surprise"):
         parse_payload("PipelineRequested", {"repo": "/r", "surprise": 1})
@@ -101,3 +103,15 @@ def test_upcasters_lift_old_schema_versions():
            "data": {"schema_version": 1, "title": "legacy"}}
     lifted = Envelope.from_dict(old)
     assert lifted.data.name == "legacy" and lifted.data.schema_version == 2
+
+
+def test_stored_is_model_copy_with_positions_and_stays_frozen():
+    event = make_event(StepStarted(step="analyze", attempt=1), "run-x", service="tester")
+    fast = event.stored(3, 42)
+    slow = event.model_copy(update={"version": 3, "global_position": 42})
+    assert fast == slow and fast.model_fields_set == slow.model_fields_set
+    assert fast.model_dump_json() == slow.model_dump_json()
+    assert Envelope.from_json(fast.to_json()) == fast
+    assert event.version is None and event.global_position is None  # the original is untouched
+    with pytest.raises(ValidationError):
+        fast.version = 4

@@ -1,0 +1,42 @@
+-- append_events, taking payloads and metadata as JSON text arrays instead of jsonb[]: asyncpg
+-- then encodes them natively instead of calling a Python codec per element (the cast to jsonb
+-- costs the server the same parse either way). `benchmarks/` measures the difference.
+-- The jsonb[] version of 0003 is dropped: call sites prepare with untyped parameters, so two
+-- overloads would be ambiguous. Processes of the previous version must be restarted.
+DROP FUNCTION IF EXISTS append_events(text, integer, bigint, text, uuid[], text[], jsonb[], jsonb[],
+                                      timestamptz[], uuid[], text[], text, uuid);
+CREATE OR REPLACE FUNCTION append_events(
+    p_stream text, p_expected integer, p_lock bigint, p_channel text,
+    p_ids uuid[], p_types text[], p_data text[], p_meta text[], p_at timestamptz[],
+    p_causation uuid[], p_correlation text[], p_consumer text, p_tracked uuid
+) RETURNS TABLE (out_position bigint, out_version integer) AS $$
+DECLARE
+    current_version integer;
+BEGIN
+    IF p_consumer IS NOT NULL THEN
+        INSERT INTO tracking (consumer, event_id) VALUES (p_consumer, p_tracked) ON CONFLICT DO NOTHING;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'event % already processed by %', p_tracked, p_consumer USING ERRCODE = 'RP001';
+        END IF;
+    END IF;
+    IF coalesce(array_length(p_ids, 1), 0) = 0 THEN
+        RETURN;
+    END IF;
+    PERFORM pg_advisory_xact_lock(p_lock);
+    SELECT coalesce(max(e.version), 0) INTO current_version FROM events e WHERE e.stream_id = p_stream;
+    IF p_expected IS NOT NULL AND current_version <> p_expected THEN
+        RAISE EXCEPTION 'stream %: expected version %, found %', p_stream, p_expected, current_version
+            USING ERRCODE = 'RP002', DETAIL = current_version::text;
+    END IF;
+    RETURN QUERY
+    INSERT INTO events (stream_id, version, event_id, type, data, metadata, occurred_at, causation_id,
+                        correlation_id)
+    SELECT p_stream, current_version + u.i::integer, u.event_id, u.type, u.data::jsonb, u.metadata::jsonb,
+           u.occurred_at, u.causation_id, u.correlation_id
+    FROM unnest(p_ids, p_types, p_data, p_meta, p_at, p_causation, p_correlation) WITH ORDINALITY
+         AS u(event_id, type, data, metadata, occurred_at, causation_id, correlation_id, i)
+    ORDER BY u.i
+    RETURNING events.global_position, events.version;
+    PERFORM pg_notify(p_channel, '');
+END;
+$$ LANGUAGE plpgsql;
