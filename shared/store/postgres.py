@@ -61,6 +61,13 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
     await conn.set_type_codec("jsonb", encoder=_encode_json, decoder=from_json, schema="pg_catalog")
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Pool connections carry no session state: LISTEN, session advisory locks and SET live on
+    dedicated connections (relay leader, `tail`, `wait_for_log`). So asyncpg's default reset on
+    release (`UNLISTEN *; RESET ALL; ...`, one more round trip per pooled call) is skipped;
+    asyncpg still rolls back a transaction left open before this runs."""
+
+
 def _encode_json(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value)
 
@@ -119,6 +126,7 @@ class PostgresEventStore:
             min_size=min_size,
             max_size=max_size,
             init=_init_connection,
+            reset=_keep_session,
             server_settings={"search_path": schema},
         )
         return cls(pool, dsn, schema)
