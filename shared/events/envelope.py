@@ -61,7 +61,8 @@ class Envelope(BaseModel):
         machinery: the append path stamps every event it writes, and this is measurably cheaper
         (`benchmarks/`). Both positions are plain ints, so no validation is skipped that matters."""
         new = Envelope.__new__(Envelope)
-        object.__setattr__(new, "__dict__", {**self.__dict__, "version": version, "global_position": global_position})
+        fields = {**self.__dict__, "version": version, "global_position": global_position}
+        object.__setattr__(new, "__dict__", fields)
         object.__setattr__(new, "__pydantic_fields_set__", self.__pydantic_fields_set__ | _STORED_FIELDS)
         object.__setattr__(new, "__pydantic_extra__", None)
         object.__setattr__(new, "__pydantic_private__", None)
