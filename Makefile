@@ -42,6 +42,7 @@ bench: install
 
 lint: install
 	$(PY) -m ruff check shared services tests benchmarks
+	$(VENV)/bin/lint-imports
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -16,11 +16,11 @@ import time
 
 import asyncpg
 
-from shared.bus import connect_nats, ensure_stream
-from shared.consumer import Route, ServiceRuntime
 from shared.events import Envelope, PipelineRequested, make_event
 from shared.events.envelope import new_run_stream
-from shared.relay import Relay
+from shared.messaging.bus import connect_nats, ensure_stream
+from shared.messaging.consumer import Route, ServiceRuntime
+from shared.messaging.relay import Relay
 from shared.store import PostgresEventStore
 
 GAP = 0.03  # lets the consumer finish its bookkeeping (StepCompleted, ack) before the next event

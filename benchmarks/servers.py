@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from shared.embedded import ensure_nats, ensure_postgres, stop_servers
+from shared.app.embedded import ensure_nats, ensure_postgres, stop_servers
 
 
 @dataclass(frozen=True)

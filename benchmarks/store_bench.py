@@ -15,8 +15,8 @@ import asyncpg
 
 from shared.events import STEPS, Envelope, PipelineRequested, StepCompleted, StepStarted, make_event
 from shared.events.envelope import new_run_stream
-from shared.projections import Projector, fold
 from shared.store import PostgresEventStore
+from shared.store.projections import Projector, fold
 
 
 @dataclass

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.embedded import ensure_nats, ensure_postgres, stop_servers
+from shared.app.embedded import ensure_nats, ensure_postgres, stop_servers
 
 
 @pytest.fixture(scope="session")
@@ -86,7 +86,7 @@ async def nats_client(nats_url):
 @pytest.fixture
 def settings(nats_url, database_url, db_schema, bus_names, tmp_path, monkeypatch):
     """A Settings object wired to this test's servers, schema, stream and home."""
-    from shared.settings import Settings
+    from shared.common.settings import Settings
 
     for var in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "GITHUB_TOKEN"):
         monkeypatch.delenv(var, raising=False)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from shared.deps import Deps
+from shared.adapters.workspace import commit_all
+from shared.ports.deps import Deps
 from shared.events import DocsUpdated, Envelope, PipelineCompleted, RepoAnalyzed, StepSkipped
-from shared.pipeline import emit, load_context, previous_calls
-from shared.workspace import commit_all
+from shared.policy.run import emit, load_context, previous_calls
 
 SERVICE = "analyzer"
 DOC_FILES = {"specification": "docs/specification.md", "graph": "docs/graph.md",

@@ -1,7 +1,7 @@
 """analyzer subscriptions: each route parses an event and delegates to a handler."""
 
 from services.analyzer import handlers
-from shared.consumer import Route
+from shared.messaging.consumer import Route
 
 ROUTES = [
     Route("PipelineRequested", handlers.on_pipeline_requested, step="analyze"),

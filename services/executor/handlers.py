@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import asyncio
 
-from shared.deps import Deps
-from shared.engines.base import ChangeRejectedError
+from shared.adapters.git import GitError, git
+from shared.adapters.workspace import commit_all, format_patch
+from shared.ports.deps import Deps
 from shared.events import (
     ChangeApplied,
     ChangeRejected,
@@ -21,9 +22,8 @@ from shared.events import (
     PatchEntry,
     StepStarted,
 )
-from shared.git import GitError, git
-from shared.pipeline import emit, load_context, previous_calls
-from shared.workspace import commit_all, format_patch
+from shared.policy.run import emit, load_context, previous_calls
+from shared.ports.errors import ChangeRejectedError
 
 SERVICE = "executor"
 CONCURRENCY = 4

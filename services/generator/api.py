@@ -65,7 +65,7 @@ async def agenerate_feature(task_dir: str | Path, model_name: str | None = None,
     The model endpoint defaults to OPENAI_BASE_URL / OPENAI_API_KEY, the model to OPENAI_MODEL.
     Raises StepError for what must be fixed first (bad task dir, no repository, no endpoint).
     """
-    from shared.settings import Settings
+    from shared.common.settings import Settings
 
     settings = Settings()
     task = load_task(Path(task_dir))

@@ -16,7 +16,7 @@ from services.generator.job import AttemptResult, GenerateOptions, run_attempt, 
 from services.generator.prompt import SYSTEM, build_prompt
 from services.generator.task import Task, load_task
 from services.generator.validate import ValidationResult
-from shared.engines.base import StepError
+from shared.ports.errors import StepError
 
 console = Console()
 BACKENDS = ("auto", "docker", "local")
@@ -101,7 +101,7 @@ def generate(
             console.print(SYSTEM, markup=False, highlight=False)
             console.print(built.prompt, markup=False, highlight=False)
             return
-        from shared.settings import Settings
+        from shared.common.settings import Settings
 
         settings = Settings()  # read once, here at the edge
         options = GenerateOptions(

@@ -13,8 +13,8 @@ from pathlib import Path
 
 from services.generator.task import Feature
 from services.generator.workspace import apply_patch
+from shared.adapters.git import git
 from shared.events.gen import ConflictReport
-from shared.git import git
 
 _EXISTING, _NEW = "repo-pilot-existing", "repo-pilot-new"
 

@@ -12,10 +12,10 @@ from typing import Any
 
 from services.generator.job import GenerateOptions, run_attempt
 from services.generator.task import load_task
-from shared.engines.base import StepError
 from shared.events import Envelope, make_event
 from shared.events.gen import FeatureGenerationRequested
 from shared.events.run import PipelineFailed, StepFailed
+from shared.ports.errors import StepError
 
 SERVICE = "generator"
 

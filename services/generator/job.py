@@ -22,8 +22,8 @@ from services.generator.split import Split, split_diff
 from services.generator.task import Task
 from services.generator.validate import Backend, ValidationResult, validate_patches
 from services.generator.workspace import checkout_base, diff_against_base, repo_source
-from shared.engines.base import StepError
 from shared.events.gen import FeatureGenerated, FeaturePromptBuilt, FeatureValidated
+from shared.ports.errors import StepError
 
 
 @dataclass

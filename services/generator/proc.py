@@ -1,4 +1,4 @@
-"""Running a command with a time limit through the project's sandbox (`shared.sandbox`).
+"""Running a command with a time limit through the project's sandbox (`shared.adapters.sandbox`).
 
 Validation and the agent's shell both go through `LocalSandbox`: its own process group
 (killed whole at the timeout), resource limits, a throw-away HOME and no secrets in the
@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from shared.sandbox import LocalSandbox
+from shared.adapters.sandbox import LocalSandbox
 
 MEMORY_MB = 16_384
 

@@ -14,7 +14,7 @@ import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from shared.engines.base import StepError
+from shared.ports.errors import StepError
 
 
 @dataclass(frozen=True)

@@ -19,8 +19,8 @@ from services.generator.conflicts import check_conflicts
 from services.generator.counts import TestCounts, parse_test_counts
 from services.generator.task import Task
 from services.generator.workspace import checkout_base
-from shared.engines.base import StepError
 from shared.events.gen import ConflictReport, FeatureValidated
+from shared.ports.errors import StepError
 
 Backend = Literal["docker", "local", "auto"]
 OUTPUT_TAIL = 4000

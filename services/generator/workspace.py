@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from services.generator.task import Task
-from shared.engines.base import StepError
-from shared.git import GitError, git
+from shared.adapters.git import GitError, git
+from shared.ports.errors import StepError
 
 
 def repo_source(task: Task, repo_path: Path | str | None) -> str:

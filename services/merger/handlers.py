@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from shared.deps import Deps
+from shared.ports.deps import Deps
 from shared.events import Envelope, MergeCompleted, StepCompleted, StepStarted
-from shared.pipeline import emit, load_context, merge_is_due
-from shared.review import merge_gate
+from shared.policy.review import merge_gate
+from shared.policy.run import emit, load_context, merge_is_due
 
 SERVICE = "merger"
 

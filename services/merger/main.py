@@ -1,7 +1,7 @@
 """merger subscriptions: it waits for both review and tests (the handler decides when both exist)."""
 
 from services.merger import handlers
-from shared.consumer import Route
+from shared.messaging.consumer import Route
 
 # No step here: the handler records the merge bead itself, only when it actually acts.
 ROUTES = [

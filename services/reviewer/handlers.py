@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from shared.deps import Deps
+from shared.adapters.signals import compute_signals
+from shared.ports.deps import Deps
 from shared.events import ChangesReviewed, Envelope
-from shared.pipeline import emit, load_context, previous_calls
-from shared.review import combine_review
-from shared.signals import compute_signals
+from shared.policy.review import combine_review
+from shared.policy.run import emit, load_context, previous_calls
 
 SERVICE = "reviewer"
 

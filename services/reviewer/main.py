@@ -1,6 +1,6 @@
 """reviewer subscriptions."""
 
 from services.reviewer import handlers
-from shared.consumer import Route
+from shared.messaging.consumer import Route
 
 ROUTES = [Route("ChangesCommitted", handlers.on_changes_committed, step="review")]

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from shared.deps import Deps
-from shared.engines.base import Analysis
+from shared.ports.deps import Deps
 from shared.events import Envelope, ImprovementsSuggested
-from shared.pipeline import emit, load_context, previous_calls, scaffold_only
+from shared.policy.run import emit, load_context, previous_calls, scaffold_only
+from shared.ports.engine import Analysis
 
 SERVICE = "suggester"
 

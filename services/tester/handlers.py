@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from shared.deps import Deps
+from shared.adapters.sandbox import run_pytest
+from shared.adapters.target_env import TargetPython, python_for, same_dependencies
+from shared.ports.deps import Deps
 from shared.events import Envelope, TestGroupResult, TestsCompleted, TestsGenerated
-from shared.pipeline import emit, load_context, previous_calls, regressed
-from shared.sandbox import run_pytest
-from shared.target_env import TargetPython, python_for, same_dependencies
+from shared.policy.run import emit, load_context, previous_calls, regressed
 
 SERVICE = "tester"
 TIMEOUT = 600

@@ -1,6 +1,6 @@
 """tester subscriptions."""
 
 from services.tester import handlers
-from shared.consumer import Route
+from shared.messaging.consumer import Route
 
 ROUTES = [Route("ChangesCommitted", handlers.on_changes_committed, step="test")]

@@ -1,7 +1,7 @@
 """The `llm` engine: the Engine port on any OpenAI-compatible model.
 
 Calls, retries, budget and recording live in `llm_client.ModelCaller`; prompt texts and answer
-shapes in `prompts`; the repository scan in `scan`; edit blocks in `shared.edits`. This module
+shapes in `prompts`; the repository scan in `scan`; edit blocks in `shared.policy.edits`. This module
 decides what to ask for each step and what to do with the answers.
 """
 
@@ -10,28 +10,27 @@ from __future__ import annotations
 import asyncio
 import json
 import statistics
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import openai
 
-from shared.edits import Edit, FailedEdit, UnsafePath, apply_edits, resolve_inside
+from shared.adapters.git import run_git
+from shared.common.settings import Settings
 from shared.engines import prompts as p
-from shared.engines.base import (
-    REVIEW_DIMENSIONS,
-    Analysis,
-    ChangeRejectedError,
-    GeneratedTests,
-    Implementation,
-    ModelReview,
-    StepError,
-)
 from shared.engines.llm_client import DEFAULT_PRICES, Budget, ModelCaller, RetryPolicy
 from shared.engines.scan import render_scan, scan_repo
 from shared.events import Improvement
 from shared.events.run import LlmCallRecorded
-from shared.settings import Settings
+from shared.policy.edits import Edit, FailedEdit, UnsafePath, apply_edits, resolve_inside
+from shared.ports.engine import (
+    REVIEW_DIMENSIONS,
+    Analysis,
+    GeneratedTests,
+    Implementation,
+    ModelReview,
+)
+from shared.ports.errors import ChangeRejectedError, StepError
 
 FILE_CHARS = 8_000  # per file sent with an improvement
 FILES_TOTAL_CHARS = 40_000
@@ -325,16 +324,7 @@ def _combine_reviews(samples: list[p.ReviewAnswer]) -> ModelReview:
 
 
 async def _git_diff(repo: Path, base: str, head: str) -> str:
-    def run() -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            ["git", "-C", str(repo), "diff", f"{base}..{head}"],
-            check=False,
-            capture_output=True,
-            text=True,
-            errors="replace",
-        )
-
-    done = await asyncio.to_thread(run)
+    done = await asyncio.to_thread(run_git, repo, "diff", f"{base}..{head}")
     if done.returncode != 0:
         raise StepError(f"review: cannot diff {base[:12]}..{head[:12]}: {done.stderr.strip()}")
     return done.stdout

@@ -29,9 +29,9 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from shared import telemetry
-from shared.engines.base import StepError
+from shared.common import telemetry
 from shared.events.run import LlmCallRecorded
+from shared.ports.errors import StepError
 
 T = TypeVar("T", bound=BaseModel)
 Messages = list[dict[str, str]]

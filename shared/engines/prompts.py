@@ -11,8 +11,8 @@ import json
 
 from pydantic import BaseModel, Field
 
-from shared.edits import Edit
-from shared.engines.base import REVIEW_DIMENSIONS
+from shared.policy.edits import Edit
+from shared.ports.engine import REVIEW_DIMENSIONS
 
 CATEGORY_GUIDE = {
     "features": "new or improved user-facing behaviour that fits what the project already does",

@@ -139,6 +139,6 @@ def make_event(
 
 
 def _active_traceparent() -> str | None:
-    from shared.telemetry import current_traceparent
+    from shared.common.telemetry import current_traceparent
 
     return current_traceparent()

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
 from importlib import resources
 from pathlib import Path
+
+from shared.adapters.git import git
 
 DEMO_AUTHOR = "Demo Maintainer"
 DEMO_EMAIL = "maintainer@example.com"
@@ -38,21 +38,13 @@ def make_demo_repo(dest: Path) -> Path:
             "__pycache__/\n*.pyc\n.pytest_cache/\n.ruff_cache/\n", encoding="utf-8"
         )
     env = {
-        **os.environ,
         "GIT_AUTHOR_NAME": DEMO_AUTHOR, "GIT_AUTHOR_EMAIL": DEMO_EMAIL, "GIT_AUTHOR_DATE": _DEMO_DATE,
         "GIT_COMMITTER_NAME": DEMO_AUTHOR, "GIT_COMMITTER_EMAIL": DEMO_EMAIL, "GIT_COMMITTER_DATE": _DEMO_DATE,
     }  # fmt: skip
     for args in (
         ["init", "-q", "-b", "main"],
         ["add", "-A"],
-        [
-            "-c",
-            "commit.gpgsign=false",
-            "commit",
-            "-q",
-            "-m",
-            "Inventory: items, stock levels, reports and a CLI",
-        ],
+        ["commit", "-q", "-m", "Inventory: items, stock levels, reports and a CLI"],
     ):
-        subprocess.run(["git", *args], cwd=dest, env=env, check=True, capture_output=True, timeout=60)
+        git(dest, *args, env=env)
     return dest

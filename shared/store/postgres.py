@@ -42,7 +42,7 @@ _SLIM_COLUMNS = (
 class SlimEvent(NamedTuple):
     """An event as a projection folds it: where it sits, what it is, when, and its typed payload.
 
-    Duck-types the Envelope fields that `shared.projections.fold` reads."""
+    Duck-types the Envelope fields that `shared.store.projections.fold` reads."""
 
     global_position: int
     stream_id: str

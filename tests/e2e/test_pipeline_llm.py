@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from shared.deps import real_engine_factory
+from shared.app.bootstrap import real_engine_factory
 from shared.engines.llm_client import RetryPolicy
 from shared.events import PipelineRequested
 from tests.support.llm_script import (

@@ -8,8 +8,8 @@ import subprocess
 
 import pytest
 
+from shared.app.runtime import PIPELINE_SERVICES, System
 from shared.events import PipelineRequested, make_event, new_run_stream
-from shared.runtime import PIPELINE_SERVICES, System
 from tests.support.pipeline import wait_for_run
 
 pytestmark = pytest.mark.e2e

@@ -34,7 +34,7 @@ def cli_env(nats_url, database_url, db_schema, bus_names, tmp_path):
 
 
 def cli(env, *args, check=True):
-    proc = subprocess.run([sys.executable, "-m", "shared.cli", *args], env=env, capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-m", "shared.app.cli", *args], env=env, capture_output=True, text=True,
                           timeout=120)
     if check and proc.returncode != 0:
         raise AssertionError(f"repo-pilot {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")

@@ -27,7 +27,7 @@ import pytest
 import yaml
 
 from services import SERVICES
-from shared.settings import Settings
+from shared.common.settings import Settings
 
 pytestmark = pytest.mark.integration
 
@@ -142,7 +142,7 @@ def test_the_image_installs_the_project_and_runs_the_cli_as_a_non_root_user():
 
 def cli_commands() -> set[str]:
     env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1", "TERM": "dumb"}
-    result = run([sys.executable, "-m", "shared.cli", "--help"], env=env, cwd=ROOT)
+    result = run([sys.executable, "-m", "shared.app.cli", "--help"], env=env, cwd=ROOT)
     assert result.returncode == 0, result.stderr
     return set(re.findall(r"^\W*│?\s+([a-z][a-z-]*)\s{2,}", result.stdout, flags=re.MULTILINE))
 
@@ -158,7 +158,7 @@ def test_every_service_has_a_container_and_one_relay_runs_the_outbox(compose):
 
 
 def test_every_container_command_is_a_real_cli_subcommand(compose):
-    from shared.runtime import service_routes
+    from shared.app.runtime import service_routes
 
     commands = cli_commands()
     assert {"service", "relay"} <= commands, commands
@@ -167,7 +167,7 @@ def test_every_container_command_is_a_real_cli_subcommand(compose):
         if svc["command"][0] == "service":
             assert service_routes(svc["command"][1])  # raises for a service the CLI does not know
     for sub in {svc["command"][0] for svc in pilot_containers(compose).values()}:
-        assert run([sys.executable, "-m", "shared.cli", sub, "--help"], cwd=ROOT).returncode == 0
+        assert run([sys.executable, "-m", "shared.app.cli", sub, "--help"], cwd=ROOT).returncode == 0
 
 
 def test_pilot_containers_get_the_servers_settings_and_shared_data(compose):
@@ -276,7 +276,7 @@ def exported_metric_names() -> set[str]:
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.metrics.export import HistogramDataPoint, InMemoryMetricReader
 
-    from shared.telemetry import Metrics
+    from shared.common.telemetry import Metrics
 
     reader = InMemoryMetricReader()
     instruments = Metrics(MeterProvider(metric_readers=[reader]).get_meter("t"))
@@ -302,7 +302,7 @@ def test_the_dashboard_queries_the_metrics_the_services_export(dashboard):
 
 
 def test_the_dashboard_links_runs_to_traces_by_the_attribute_handler_spans_carry(dashboard):
-    from shared.telemetry import STREAM_ID
+    from shared.common.telemetry import STREAM_ID
 
     tempo_queries = [t["query"] for p in dashboard["panels"] for t in p["targets"] if "query" in t]
     link_urls = [unquote(link["url"]) for link in links_of(dashboard)]
@@ -428,7 +428,7 @@ class _Collector(BaseHTTPRequestHandler):
 EXPORTING_SERVICE = """
 import sys
 from opentelemetry import trace
-from shared import telemetry
+from shared.common import telemetry
 
 telemetry.setup_telemetry("analyzer", sys.argv[1])
 first = trace.get_tracer_provider()

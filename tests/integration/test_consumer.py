@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from shared.consumer import Route, ServiceRuntime
-from shared.engines.base import StepError
 from shared.events import Envelope, RepoAnalyzed, make_event
+from shared.messaging.consumer import Route, ServiceRuntime
+from shared.ports.errors import StepError
 from tests.support.bus_harness import eventually, requested, running_relay
 
 pytestmark = pytest.mark.integration

@@ -6,7 +6,14 @@ import asyncio
 
 import pytest
 
-from shared.embedded import _port_open, check_nats, check_postgres, ensure_nats, ensure_postgres, stop_servers
+from shared.app.embedded import (
+    _port_open,
+    check_nats,
+    check_postgres,
+    ensure_nats,
+    ensure_postgres,
+    stop_servers,
+)
 
 pytestmark = pytest.mark.integration
 

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from shared.engines.base import StepError
-from shared.forge import LocalForge, RemoteForge, make_forge
-from shared.forge_github import GitHubForge, github_repo_of
-from shared.git import git, head_sha
-from shared.workspace import commit_all
+from shared.adapters.forge import LocalForge, RemoteForge, make_forge
+from shared.adapters.forge_github import GitHubForge, github_repo_of
+from shared.adapters.git import git, head_sha
+from shared.adapters.workspace import commit_all
+from shared.ports.errors import StepError
 from tests.conftest import make_git_repo
 from tests.support.github_stub import GitHubStub
 

@@ -18,8 +18,8 @@ try:
 except ImportError:  # the upstream name, where that is what is installed
     import httpx
 
+from shared.app.gateway import check_bind, create_app
 from shared.events import PipelineCompleted, RepoAnalyzed, StepStarted, make_event
-from shared.gateway import check_bind, create_app
 from tests.conftest import make_git_repo
 
 pytestmark = pytest.mark.integration
@@ -254,7 +254,7 @@ def cli_env(database_url, db_schema, tmp_path):
 
 
 def test_the_gateway_command_refuses_an_open_public_bind(cli_env):
-    proc = subprocess.run([sys.executable, "-m", "shared.cli", "gateway", "--host", "0.0.0.0"],
+    proc = subprocess.run([sys.executable, "-m", "shared.app.cli", "gateway", "--host", "0.0.0.0"],
                           env=cli_env, capture_output=True, text=True, timeout=60, check=False)
     assert proc.returncode == 2 and "REPO_PILOT_API_TOKEN" in proc.stderr
 
@@ -264,7 +264,7 @@ async def test_the_gateway_command_serves_with_its_own_store(cli_env, database_u
     env = {**cli_env, "REPO_PILOT_API_TOKEN": TOKEN}
     log = tmp_path / "gateway.log"
     with log.open("w") as sink:
-        proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "shared.cli", "gateway", "--port", str(port),
+        proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "shared.app.cli", "gateway", "--port", str(port),
                                                     env=env, stdout=sink, stderr=sink)
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as c:

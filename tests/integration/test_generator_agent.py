@@ -11,9 +11,9 @@ from typer.testing import CliRunner
 
 from services.generator.cli import generate
 from services.generator.handlers import on_feature_generation_requested
+from shared.common.settings import Settings
 from shared.events import Envelope, make_event, new_gen_stream
 from shared.events.gen import FeatureGenerationRequested
-from shared.settings import Settings
 from tests.support.model_server import ScriptedModelServer
 from tests.support.task_fixture import PAIRS, make_task
 

@@ -9,10 +9,11 @@ import threading
 import openai
 import pytest
 
-from shared.engines.base import ChangeRejectedError, Engine, StepError
 from shared.engines.llm import LlmEngine
 from shared.engines.llm_client import Budget, RetryPolicy
 from shared.events import Improvement
+from shared.ports.engine import Engine
+from shared.ports.errors import ChangeRejectedError, StepError
 from tests.support.model_server import Fault, ScriptedModelServer
 
 pytestmark = pytest.mark.integration
@@ -335,7 +336,7 @@ async def test_replay_answers_without_calling_the_model(repo, server, make_engin
 
 
 async def test_from_settings_points_the_client_at_the_configured_endpoint(repo, server):
-    from shared.settings import Settings
+    from shared.common.settings import Settings
 
     settings = Settings(OPENAI_BASE_URL=server.base_url, OPENAI_MODEL="local-model", REPO_PILOT_TOKEN_BUDGET=123)
     engine = LlmEngine.from_settings(settings, retry=FAST)

@@ -18,7 +18,7 @@ from shared.events import (
     new_gen_stream,
     new_run_stream,
 )
-from shared.projections import Projector
+from shared.store.projections import Projector
 from tests.support.read_models import append as _append
 from tests.support.read_models import snapshot as _snapshot
 

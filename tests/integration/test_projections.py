@@ -17,7 +17,7 @@ from shared.events import (
     StepStarted,
     new_run_stream,
 )
-from shared.projections import Projector, get_run, list_runs
+from shared.store.projections import Projector, get_run, list_runs
 from tests.support.read_models import append as _append
 from tests.support.read_models import snapshot as _snapshot
 

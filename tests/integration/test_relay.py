@@ -8,8 +8,8 @@ import asyncpg
 import pytest
 from nats.js.errors import NotFoundError
 
-from shared.bus import ensure_stream, subjects_for
-from shared.relay import Relay, publish_headers
+from shared.messaging.bus import ensure_stream, subjects_for
+from shared.messaging.relay import Relay, publish_headers
 from tests.support.bus_harness import (
     TRACEPARENT,
     eventually,
@@ -173,8 +173,8 @@ async def test_stream_config_is_brought_up_to_date(nats_client, bus_names):
 async def test_lost_nats_connection_is_logged_and_retried_forever(tmp_path, caplog):
     import logging
 
-    from shared.bus import connect_nats
-    from shared.embedded import ensure_nats, stop_servers
+    from shared.app.embedded import ensure_nats, stop_servers
+    from shared.messaging.bus import connect_nats
 
     url = await asyncio.to_thread(ensure_nats, tmp_path)  # a server of our own, to kill
     nc = await connect_nats(url, "probe")

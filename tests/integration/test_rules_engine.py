@@ -8,11 +8,12 @@ import sys
 import pytest
 import yaml
 
-from shared.engines.base import ChangeRejectedError, Engine
+from shared.adapters.analyzers import run_ruff
 from shared.engines.rules import RulesEngine
-from shared.engines.rules.tools import run_ruff
 from shared.events import CATEGORIES
 from shared.examples import make_demo_repo
+from shared.ports.engine import Engine
+from shared.ports.errors import ChangeRejectedError
 from tests.support.rules_repos import WIDGETS, commit_all, git, make_repo, run_pytest, write
 
 pytestmark = pytest.mark.integration
@@ -229,7 +230,7 @@ async def test_two_runs_on_two_fresh_copies_give_identical_improvements_and_diff
 
 
 def test_the_engine_finds_ruff_next_to_the_interpreter():
-    from shared.engines.rules.tools import tool_command
+    from shared.adapters.analyzers import tool_command
 
     cmd = tool_command("ruff")
     out = subprocess.run([*cmd, "--version"], capture_output=True, text=True, check=True).stdout

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.sandbox import (
+from shared.adapters.sandbox import (
     DEFAULT_IMAGE,
     DockerSandbox,
     LocalSandbox,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from shared.review import combine_review
-from shared.signals import compute_signals, findings_delta, parse_numstat
+from shared.adapters.signals import compute_signals, findings_delta, parse_numstat
+from shared.policy.review import combine_review
 from tests.support.rules_repos import WIDGETS, commit_all, git, make_repo, write
 
 pytestmark = pytest.mark.integration

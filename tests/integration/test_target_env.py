@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from shared.sandbox import LocalSandbox, run_pytest
-from shared.target_env import COMPLETE_MARKER, python_for
+from shared.adapters.sandbox import LocalSandbox, run_pytest
+from shared.adapters.target_env import COMPLETE_MARKER, python_for
 from tests.conftest import make_git_repo
 
 pytestmark = pytest.mark.integration

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from shared.engines.base import StepError
-from shared.git import GitError, default_branch, git, head_sha, is_git_repo
-from shared.workspace import Workspace, commit_all, format_patch, mirror_key
+from shared.adapters.git import GitError, default_branch, git, head_sha, is_git_repo
+from shared.adapters.workspace import Workspace, commit_all, format_patch, mirror_key
+from shared.ports.errors import StepError
 from tests.conftest import make_git_repo
 
 pytestmark = pytest.mark.integration

@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 from nats.js import JetStreamContext
 
 from shared.events import Envelope, PipelineRequested, make_event, new_run_stream
-from shared.relay import Relay
+from shared.messaging.relay import Relay
 
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Self
 from urllib.parse import parse_qs, urlparse
 
-from shared.git import git
+from shared.adapters.git import git
 
 
 class GitHubStub:

@@ -17,7 +17,7 @@ import json
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from shared.engines.base import REVIEW_DIMENSIONS
+from shared.ports.engine import REVIEW_DIMENSIONS
 from tests.conftest import make_git_repo
 from tests.support.model_server import Reply, ScriptedModelServer
 

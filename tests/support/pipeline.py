@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import time
 
+from shared.app.runtime import PIPELINE_SERVICES, System
 from shared.events import PipelineRequested, make_event, new_run_stream
-from shared.projections import Projector, get_run
-from shared.runtime import PIPELINE_SERVICES, System
+from shared.store.projections import Projector, get_run
 
 
 async def wait_for_run(store, run_id: str, timeout: float = 240) -> tuple[dict, list[dict]]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from shared.events import make_event
-from shared.projections import dumps
+from shared.store.projections import dumps
 
 
 async def append(store, stream, *payloads):

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from shared.bus import subjects_for
-from shared.consumer import describe_error, failure_outcome, group_by_stream, retry_delay
 from shared.events import PipelineRequested, StepStarted, UnknownEventType, make_event
-from shared.relay import leader_lock_key, publish_headers
+from shared.messaging.bus import subjects_for
+from shared.messaging.consumer import describe_error, failure_outcome, group_by_stream, retry_delay
+from shared.messaging.relay import leader_lock_key, publish_headers
 
 pytestmark = pytest.mark.unit
 
@@ -72,7 +72,7 @@ def _spans(event):
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-    from shared.consumer import handler_span
+    from shared.messaging.consumer import handler_span
 
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
@@ -104,8 +104,8 @@ def test_replayed_event_links_to_its_old_trace_instead_of_parenting():
 
 
 def test_a_handler_that_ends_its_own_bead_is_not_marked_completed_again():
-    from shared.consumer import closes_step
     from shared.events import StepSkipped, StepStarted, make_event
+    from shared.messaging.consumer import closes_step
 
     skipped = make_event(StepSkipped(step="docs", reason="not merged"), "run-1")
     assert closes_step([skipped], "docs")
@@ -114,8 +114,8 @@ def test_a_handler_that_ends_its_own_bead_is_not_marked_completed_again():
 
 
 def test_step_completed_lands_before_the_run_ends():
-    from shared.consumer import with_step_completed
     from shared.events import DocsUpdated, PipelineCompleted, StepCompleted, make_event
+    from shared.messaging.consumer import with_step_completed
 
     docs = make_event(DocsUpdated(files=["docs/graph.md"]), "run-1")
     end = make_event(PipelineCompleted(verdict="merged"), "run-1")

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from shared.edits import Edit, UnsafePath, apply_edits, replace_once, resolve_inside
+from shared.policy.edits import Edit, UnsafePath, apply_edits, replace_once, resolve_inside
 
 pytestmark = pytest.mark.unit
 

@@ -11,8 +11,8 @@ from services.generator.hotspots import compute_hotspots, rank_files, touched_ra
 from services.generator.task import feature_title, parse_setup_sh
 from services.generator.task import test_command_from_runner as command_from_runner
 from services.generator.validate import TestRun, decide, derive_local_script, pick_backend
-from shared.engines.base import StepError
 from shared.events.gen import ConflictReport
+from shared.ports.errors import StepError
 
 pytestmark = pytest.mark.unit
 

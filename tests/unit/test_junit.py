@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from shared.junit import JUnitError, parse_junit, read_junit
+from shared.adapters.junit import JUnitError, parse_junit, read_junit
 
 pytestmark = pytest.mark.unit
 

@@ -13,7 +13,7 @@ from shared.events import (
     TestsCompleted,
     make_event,
 )
-from shared.pipeline import merge_is_due, regressed, replay_answers, run_context
+from shared.policy.run import merge_is_due, regressed, replay_answers, run_context
 
 pytestmark = pytest.mark.unit
 

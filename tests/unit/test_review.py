@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from shared.engines.base import REVIEW_DIMENSIONS, ModelReview
 from shared.events import run as run_events
 from shared.events.run import ChangesReviewed
-from shared.review import combine_review, merge_gate, own_tests_regressed, signal_assessment
+from shared.policy.review import combine_review, merge_gate, own_tests_regressed, signal_assessment
+from shared.ports.engine import REVIEW_DIMENSIONS, ModelReview
 
 pytestmark = pytest.mark.unit
 

@@ -13,8 +13,8 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
-from shared import telemetry
-from shared.telemetry import (
+from shared.common import telemetry
+from shared.common.telemetry import (
     Metrics,
     context_from_traceparent,
     current_traceparent,

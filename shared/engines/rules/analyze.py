@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 
-from shared.engines.base import Analysis
 from shared.engines.rules.facts import (
     Module,
     RepoFacts,
@@ -13,6 +12,7 @@ from shared.engines.rules.facts import (
     entry_points,
     language_counts,
 )
+from shared.ports.engine import Analysis
 
 # Top-level import names that mean "talks to something outside the process".
 EXTERNAL_SERVICES: dict[str, str] = {

@@ -6,13 +6,7 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from shared.engines.base import Analysis, GeneratedTests, Implementation, ModelReview, StepError
-from shared.engines.rules import facts as facts_mod
-from shared.engines.rules.analyze import analyze_facts
-from shared.engines.rules.implement import implement as implement_improvement
-from shared.engines.rules.suggest import suggest_all
-from shared.engines.rules.tests import generate
-from shared.engines.rules.tools import (
+from shared.adapters.analyzers import (
     DEFAULT_SELECT,
     Finding,
     bandit_only,
@@ -21,8 +15,15 @@ from shared.engines.rules.tools import (
     scan_secrets,
     target_version,
 )
+from shared.engines.rules import facts as facts_mod
+from shared.engines.rules.analyze import analyze_facts
+from shared.engines.rules.implement import implement as implement_improvement
+from shared.engines.rules.suggest import suggest_all
+from shared.engines.rules.tests import generate
 from shared.events import Improvement
 from shared.events.run import CATEGORIES, LlmCallRecorded
+from shared.ports.engine import Analysis, GeneratedTests, Implementation, ModelReview
+from shared.ports.errors import StepError
 
 
 def collect_findings(repo: Path, facts: facts_mod.RepoFacts) -> list[Finding]:
@@ -63,7 +64,7 @@ class RulesEngine:
 
     async def review(self, repo: Path, base_sha: str, head_sha: str, signals: dict[str, Any]) -> ModelReview:
         """A review from the signals alone (and `signals["tests"]`, a TestsCompleted dict, when present)."""
-        from shared.review import signal_assessment, signals_summary
+        from shared.policy.review import signal_assessment, signals_summary
 
         a = signal_assessment(signals, signals.get("tests"))
         return ModelReview(

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import ast
 import configparser
-import subprocess
 import sys
 import tomllib
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from shared.adapters.git import run_git
 
 _SKIP_DIRS = {".git", ".venv", "venv", "env", "node_modules", "build", "dist", "__pycache__", ".tox", ".nox"}
 _LANGUAGES = {
@@ -89,7 +90,7 @@ def _is_test_module(path: str) -> bool:
 
 
 def git(repo: Path, *args: str, check: bool = True) -> str:
-    proc = subprocess.run(["git", *args], cwd=repo, check=False, capture_output=True, text=True, timeout=60)
+    proc = run_git(repo, *args, timeout=60)
     if check and proc.returncode != 0:
         raise RuntimeError(f"git {' '.join(args)} failed: {proc.stderr.strip()[:300]}")
     return proc.stdout
@@ -261,7 +262,7 @@ def collect(repo: Path) -> RepoFacts:
     """Read everything the rules engine needs from the working copy at `repo`."""
     repo = repo.resolve()
     if not repo.is_dir():
-        from shared.engines.base import StepError
+        from shared.ports.errors import StepError
 
         raise StepError(f"repository path {repo} is not a directory")
     files = list_files(repo)

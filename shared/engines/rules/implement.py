@@ -12,12 +12,13 @@ import subprocess
 from importlib import resources
 from pathlib import Path
 
-from shared.engines.base import ChangeRejectedError, Implementation
+from shared.adapters.analyzers import Finding, ruff_fix, run_ruff, target_version, tool_command
 from shared.engines.rules import facts as facts_mod
 from shared.engines.rules.facts import RepoFacts
 from shared.engines.rules.suggest import TEMPLATE_FILES, declared_license
-from shared.engines.rules.tools import Finding, ruff_fix, run_ruff, target_version, tool_command
 from shared.events import Improvement
+from shared.ports.engine import Implementation
+from shared.ports.errors import ChangeRejectedError
 
 _MIT = {"mit", "mit license", "the mit license", "expat"}
 _COMMUNITY_TEMPLATES = {"SECURITY.md": "SECURITY.md.tmpl", "CONTRIBUTING.md": "CONTRIBUTING.md.tmpl",

@@ -11,8 +11,8 @@ import re
 from collections import defaultdict
 from pathlib import Path
 
+from shared.adapters.analyzers import Finding
 from shared.engines.rules.facts import RepoFacts
-from shared.engines.rules.tools import Finding
 from shared.events import Improvement
 
 MAX_PER_CATEGORY = 4

@@ -1,7 +1,7 @@
 """Objective signals about a change, for every engine: findings before/after, parse failures, diff size.
 
 I/O (git, ruff) is in `compute_signals`; what the numbers mean is decided by the pure helpers
-below and by `shared.review`.
+below and by `shared.policy.review`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from shared.engines.rules.tools import DEFAULT_SELECT, Finding, run_ruff, target_version
+from shared.adapters.analyzers import DEFAULT_SELECT, Finding, run_ruff, target_version
+from shared.adapters.git import run_git
 
 
 def count_by_rule(findings: list[Finding]) -> dict[str, int]:
@@ -51,16 +52,14 @@ def findings_delta(before: dict[str, int], after: dict[str, int]) -> dict[str, i
 
 
 def _git(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["git", *args], cwd=repo, check=False, capture_output=True, text=True, timeout=120)
+    return run_git(repo, *args, timeout=120)
 
 
 def _materialize(repo: Path, sha: str, paths: list[str], dest: Path) -> list[str]:
     """Write the versions of `paths` at `sha` under `dest`; returns the ones that exist at that commit."""
     present = []
     for rel in paths:
-        shown = subprocess.run(
-            ["git", "show", f"{sha}:{rel}"], cwd=repo, check=False, capture_output=True, timeout=60
-        )
+        shown = run_git(repo, "show", f"{sha}:{rel}", text=False, timeout=60)
         if shown.returncode != 0:
             continue  # added or deleted by the change
         target = dest / rel

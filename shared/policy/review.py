@@ -10,8 +10,8 @@ from __future__ import annotations
 from statistics import fmean
 from typing import Any
 
-from shared.engines.base import REVIEW_DIMENSIONS, ModelReview
 from shared.events.run import ChangesReviewed, TestsCompleted
+from shared.ports.engine import REVIEW_DIMENSIONS, ModelReview
 
 MODEL_WEIGHT = 0.5  # the model and the signals count equally when both exist
 FLAG_DISTANCE = 3.0  # a model this far from the signals is reported as a disagreement

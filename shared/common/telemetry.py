@@ -27,7 +27,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import metrics, trace
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from shared.redaction import redact
+from shared.common.redaction import redact
 
 log = logging.getLogger("repo_pilot.telemetry")
 

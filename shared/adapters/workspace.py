@@ -28,8 +28,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from shared.engines.base import StepError
-from shared.git import GitError, default_branch, git, head_sha, is_git_repo
+from shared.adapters.git import GitError, default_branch, git, head_sha, is_git_repo
+from shared.ports.errors import StepError
 
 _SCP_LIKE = re.compile(r"^[\w.-]+@[\w.-]+:")
 

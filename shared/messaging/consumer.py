@@ -32,11 +32,11 @@ from nats.errors import Error as NatsError
 from nats.js.api import AckPolicy as JsAckPolicy
 from nats.js.api import DeliverPolicy
 
-from shared import telemetry
-from shared.bus import connect_nats, connection_callbacks, ensure_stream, subjects_for
-from shared.engines.base import StepError
+from shared.common import telemetry
 from shared.events import Envelope, MalformedEvent, UnknownEventType, make_event
 from shared.events.run import PipelineFailed, StepCompleted, StepFailed, StepStarted
+from shared.messaging.bus import connect_nats, connection_callbacks, ensure_stream, subjects_for
+from shared.ports.errors import StepError
 from shared.store import AlreadyProcessed
 
 log = logging.getLogger("repo_pilot.consumer")

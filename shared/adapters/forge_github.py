@@ -7,9 +7,9 @@ import re
 from pathlib import Path
 from typing import Any
 
-from shared.engines.base import StepError
-from shared.forge import MergeRequest, _publish
-from shared.git import git
+from shared.adapters.forge import MergeRequest, _publish
+from shared.adapters.git import git
+from shared.ports.errors import StepError
 
 try:  # openai's HTTP client; the 2.x line ships as `httpx2`
     import httpx2 as httpx

@@ -23,16 +23,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
+from shared.adapters.junit import JUnitError, read_junit
+from shared.common.telemetry import sandbox_span
 from shared.events.run import TestGroupResult
-from shared.junit import JUnitError, read_junit
-from shared.telemetry import sandbox_span
 
 log = logging.getLogger(__name__)
 
 # Variables copied from the parent; everything else is dropped (an allow-list, not a deny-list).
 ENV_ALLOW = ("PATH", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "TZ", "TERM", "SYSTEMROOT",
              # pip's own configuration (where the index, local wheels and CA bundle are), so the
-             # target env can be installed (shared/target_env.py). An index URL with user:password
+             # target env can be installed (shared/adapters/target_env.py). An index URL with user:password
              # in it would reach the target's tests too: give pip credentials some other way.
              "PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_FIND_LINKS", "PIP_TRUSTED_HOST", "PIP_CERT",
              "PIP_DEFAULT_TIMEOUT", "PIP_DISABLE_PIP_VERSION_CHECK", "PIP_RETRIES")
@@ -323,7 +323,7 @@ async def run_pytest(
     python: str | None = None,
 ) -> TestGroupResult:
     """Run pytest in `repo` inside `sandbox` with `python` (default: this interpreter; see
-    shared/target_env.py); counts from its JUnit report.
+    shared/adapters/target_env.py); counts from its JUnit report.
 
     No tests collected gives zeros. A run that produced no report (timeout, crash, pytest
     missing) counts as one error, with the reason in `output`.

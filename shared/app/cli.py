@@ -11,10 +11,10 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from shared import render
+from shared.app import render
+from shared.app.requests import append_request, replay_request
+from shared.common.settings import Settings
 from shared.events import CATEGORIES, PipelineRequested
-from shared.requests import append_request, replay_request
-from shared.settings import Settings
 
 app = typer.Typer(help="Repo Pilot: analyze, improve, review, test and merge a git repository.",
                   no_args_is_help=True, pretty_exceptions_show_locals=False)
@@ -45,7 +45,7 @@ def _logging(level: int) -> None:
 
 
 def _telemetry(service: str, settings: Settings) -> None:
-    from shared.telemetry import setup_telemetry
+    from shared.common.telemetry import setup_telemetry
 
     setup_telemetry(service, settings.otel_endpoint)
 
@@ -56,7 +56,7 @@ def _fail(message: str, code: int = 2) -> None:
 
 
 def _arun(coro):
-    from shared.embedded import ServerUnreachable
+    from shared.app.embedded import ServerUnreachable
 
     try:
         return asyncio.run(coro)
@@ -70,7 +70,7 @@ def _arun(coro):
 def build_request(repo: str, categories: str, threshold: float | None, engine: str | None,
                   settings: Settings, ref: str | None = None, forge: str = "local") -> PipelineRequested:
     """Validate what the user asked for, before anything is appended (exits with the message)."""
-    from shared.requests import validate_request
+    from shared.app.requests import validate_request
 
     try:
         return validate_request(repo, categories, threshold, engine, settings, ref, forge)
@@ -101,7 +101,7 @@ def run(
 
 async def _run(settings: Settings, request: PipelineRequested, in_process: bool, timeout: float,
                metadata: dict | None = None) -> int:
-    from shared.runtime import PIPELINE_SERVICES, System
+    from shared.app.runtime import PIPELINE_SERVICES, System
 
     _telemetry("repo-pilot", settings)
     services = list(PIPELINE_SERVICES) if in_process else []
@@ -114,9 +114,9 @@ async def _run(settings: Settings, request: PipelineRequested, in_process: bool,
 
 
 async def _beads(settings: Settings, run_id: str) -> list[dict]:
-    from shared.embedded import resolve_servers
-    from shared.projections import get_run
-    from shared.runtime import open_store
+    from shared.app.embedded import resolve_servers
+    from shared.app.runtime import open_store
+    from shared.store.projections import get_run
 
     servers = await resolve_servers(settings.nats_url, settings.database_url, settings.home)
     store = await open_store(settings, servers.database_url)
@@ -164,9 +164,9 @@ async def _scaffold_plan(settings: Settings, request: PipelineRequested) -> list
     """What scaffold would add, computed by the engine in use on a scratch copy."""
     import tempfile
 
-    from shared.deps import real_engine_factory
-    from shared.pipeline import RunContext, scaffold_only
-    from shared.workspace import Workspace
+    from shared.adapters.workspace import Workspace
+    from shared.app.bootstrap import real_engine_factory
+    from shared.policy.run import RunContext, scaffold_only
 
     with tempfile.TemporaryDirectory(prefix="repo-pilot-scaffold-") as tmp:
         workspace = Workspace(Path(tmp))
@@ -182,7 +182,7 @@ def up(
     services: Annotated[str | None, typer.Option(help="Comma-separated services (default: all).")] = None,
 ) -> None:
     """Servers, relay, projector and every service, in one process, until Ctrl-C."""
-    from shared.runtime import System, available_services
+    from shared.app.runtime import System, available_services
 
     settings = _settings()
     names = services.split(",") if services else available_services()
@@ -201,7 +201,7 @@ def up(
 def service(name: Annotated[str, typer.Argument(help="analyzer, suggester, executor, reviewer, tester, "
                                                      "merger or generator")]) -> None:
     """Run one service (what a container runs); replicas share its durable consumer."""
-    from shared.runtime import System, service_routes
+    from shared.app.runtime import System, service_routes
 
     try:
         service_routes(name)
@@ -221,7 +221,7 @@ def service(name: Annotated[str, typer.Argument(help="analyzer, suggester, execu
 @app.command()
 def relay() -> None:
     """Run the outbox relay and the projector (several may run; one leads)."""
-    from shared.runtime import System
+    from shared.app.runtime import System
 
     _logging(logging.INFO)
     settings = _settings()
@@ -243,7 +243,7 @@ def gateway(
     """The HTTP gateway: create, list, follow and replay runs (OpenAPI at /docs)."""
     import uvicorn
 
-    from shared.gateway import check_bind, create_app
+    from shared.app.gateway import check_bind, create_app
 
     settings = _settings()
     try:
@@ -283,8 +283,8 @@ class _store:
         self.settings = settings
 
     async def __aenter__(self):
-        from shared.embedded import check_postgres, ensure_postgres
-        from shared.runtime import open_store
+        from shared.app.embedded import check_postgres, ensure_postgres
+        from shared.app.runtime import open_store
 
         dsn = self.settings.database_url or await asyncio.to_thread(ensure_postgres, self.settings.home)
         await check_postgres(dsn)
@@ -298,7 +298,7 @@ class _store:
 @app.command()
 def runs(limit: Annotated[int, typer.Option()] = 20) -> None:
     """Recent runs."""
-    from shared.projections import Projector, list_runs
+    from shared.store.projections import Projector, list_runs
 
     async def main():
         async with _store(_settings()) as store:
@@ -311,7 +311,7 @@ def runs(limit: Annotated[int, typer.Option()] = 20) -> None:
 @app.command()
 def status(run_id: Annotated[str, typer.Argument()]) -> None:
     """A run and its bead chain."""
-    from shared.projections import Projector, get_run
+    from shared.store.projections import Projector, get_run
 
     async def main():
         async with _store(_settings()) as store:
@@ -379,7 +379,7 @@ def replay(
 @projections_app.command("rebuild")
 def projections_rebuild() -> None:
     """Truncate the read models and replay the whole log from position 0."""
-    from shared.projections import Projector
+    from shared.store.projections import Projector
 
     async def main() -> int:
         async with _store(_settings()) as store:
@@ -391,7 +391,7 @@ def projections_rebuild() -> None:
 @servers_app.command("stop")
 def servers_stop() -> None:
     """Stop the embedded servers under REPO_PILOT_HOME."""
-    from shared.embedded import stop_servers
+    from shared.app.embedded import stop_servers
 
     stopped = stop_servers(_settings().home)
     console.print("stopped " + ", ".join(stopped) if stopped else "no embedded servers were running")

@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from shared.redaction import redact
+from shared.common.redaction import redact
 
 log = logging.getLogger("repo_pilot.embedded")
 

@@ -20,23 +20,6 @@ class Analysis(BaseModel):
     stats: dict[str, Any] = Field(default_factory=dict)
 
 
-class ChangeRejectedError(Exception):
-    """An improvement the engine cannot implement safely; the reason goes into ChangeRejected."""
-
-    def __init__(self, reason: str):
-        super().__init__(reason)
-        self.reason = reason
-
-
-class StepError(Exception):
-    """A failure the user can cause (bad repo, model junk, budget spent): recorded, not retried."""
-
-    def __init__(self, message: str, hint: str = ""):
-        super().__init__(message)
-        self.message = message
-        self.hint = hint
-
-
 class Implementation(BaseModel):
     """What `implement` changed in the working copy (files relative to the repository root)."""
 
@@ -45,7 +28,7 @@ class Implementation(BaseModel):
 
 
 class ModelReview(BaseModel):
-    """An engine's own opinion of a change; combined with objective signals in shared.review."""
+    """An engine's own opinion of a change; combined with objective signals in shared.policy.review."""
 
     overall: float = Field(ge=1.0, le=10.0)
     scores: dict[str, float] = Field(default_factory=dict)  # the six dimensions

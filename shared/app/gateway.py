@@ -40,8 +40,8 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 from pydantic import BaseModel, Field
 
+from shared.common.settings import Settings
 from shared.events import CATEGORIES, Envelope
-from shared.settings import Settings
 
 log = logging.getLogger("repo_pilot.gateway")
 
@@ -175,8 +175,8 @@ def _event_out(event: Envelope) -> Event:
 
 
 async def _open_store(settings: Settings):
-    from shared.embedded import check_postgres, ensure_postgres
-    from shared.runtime import open_store
+    from shared.app.embedded import check_postgres, ensure_postgres
+    from shared.app.runtime import open_store
 
     dsn = settings.database_url or await asyncio.to_thread(ensure_postgres, settings.home)
     await check_postgres(dsn)
@@ -260,7 +260,7 @@ async def healthz(store: StoreDep) -> Health:
            responses={400: {"description": "Invalid request (nothing was appended)"}})
 async def create_run(body: RunRequest, request: Request, store: StoreDep) -> RunCreated:
     """Request a pipeline run; the services pick it up from the log."""
-    from shared.requests import append_request, validate_request
+    from shared.app.requests import append_request, validate_request
 
     settings: Settings = request.app.state.settings
     try:
@@ -276,8 +276,8 @@ async def create_run(body: RunRequest, request: Request, store: StoreDep) -> Run
 @_api.get("/runs", response_model=list[Run])
 async def list_runs(store: StoreDep, limit: Annotated[int, Query(ge=1, le=500)] = 50) -> list[Run]:
     """Recent runs, newest first."""
-    from shared.projections import Projector
-    from shared.projections import list_runs as read_runs
+    from shared.store.projections import Projector
+    from shared.store.projections import list_runs as read_runs
 
     await Projector(store).run_once()
     return [Run.model_validate(r) for r in await read_runs(store, limit)]
@@ -286,8 +286,8 @@ async def list_runs(store: StoreDep, limit: Annotated[int, Query(ge=1, le=500)] 
 @_api.get("/runs/{run_id}", response_model=RunDetail, responses={404: {"description": "No such run"}})
 async def get_run(run_id: str, store: StoreDep) -> RunDetail:
     """A run and its bead chain."""
-    from shared.projections import Projector
-    from shared.projections import get_run as read_run
+    from shared.store.projections import Projector
+    from shared.store.projections import get_run as read_run
 
     await Projector(store).run_once()
     run, beads = await read_run(store, run_id)
@@ -354,7 +354,7 @@ def _sse(event: Envelope) -> ServerSentEvent:
            responses={404: {"description": "No such run"}})
 async def replay_run(run_id: str, store: StoreDep) -> RunCreated:
     """Run a recorded request again from the same base commit; model answers are reused."""
-    from shared.requests import append_request, replay_request
+    from shared.app.requests import append_request, replay_request
 
     try:
         req = replay_request(await store.read_stream(run_id))

@@ -24,8 +24,8 @@ import time
 import asyncpg
 from nats.aio.client import Client
 
-from shared.bus import ensure_stream
 from shared.events import Envelope
+from shared.messaging.bus import ensure_stream
 
 log = logging.getLogger("repo_pilot.relay")
 

@@ -8,8 +8,8 @@ import importlib
 import logging
 from dataclasses import dataclass, field
 
-from shared.embedded import Servers, resolve_servers
-from shared.settings import Settings
+from shared.app.embedded import Servers, resolve_servers
+from shared.common.settings import Settings
 
 log = logging.getLogger("repo_pilot.runtime")
 
@@ -64,22 +64,22 @@ class System:
         s = self.settings
         self.servers = await resolve_servers(s.nats_url, s.database_url, s.home)
         self.store = await open_store(s, self.servers.database_url)
-        from shared.bus import connect_nats, ensure_stream
+        from shared.messaging.bus import connect_nats, ensure_stream
 
         self._nc = await connect_nats(self.servers.nats_url, "repo-pilot")
         await ensure_stream(self._nc.jetstream(), s.stream_name, s.subject_prefix)
         if self.relay:
-            from shared.relay import Relay
+            from shared.messaging.relay import Relay
 
             relay = Relay(self.store, self._nc, stream_name=s.stream_name, subject_prefix=s.subject_prefix)
             self._tasks.append(asyncio.create_task(relay.run(self._stop), name="relay"))
         if self.projector:
-            from shared.projections import Projector
+            from shared.store.projections import Projector
 
             self._tasks.append(asyncio.create_task(Projector(self.store).run(self._stop, 0.5), name="projector"))
         if self.services:
-            from shared.consumer import ServiceRuntime
-            from shared.deps import bootstrap
+            from shared.app.bootstrap import bootstrap
+            from shared.messaging.consumer import ServiceRuntime
 
             deps = bootstrap(s, self.store, **self.deps_overrides)
             for name in self.services:

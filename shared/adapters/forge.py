@@ -26,9 +26,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-from shared.engines.base import StepError
-from shared.git import GitError, default_branch, find_merge, git, head_sha
-from shared.redaction import redact
+from shared.adapters.git import GitError, default_branch, find_merge, git, head_sha
+from shared.common.redaction import redact
+from shared.ports.errors import StepError
 
 # ls-remote needs no repository; it still needs a directory to run in.
 _ANYWHERE = Path(tempfile.gettempdir())
@@ -350,7 +350,7 @@ def make_forge(kind: str, target: Path | str, settings) -> Forge:
             raise StepError(
                 "The GitHub forge needs a token", hint="Set GITHUB_TOKEN (contents + pull requests: write)."
             )
-        from shared.forge_github import GitHubForge, github_repo_of
+        from shared.adapters.forge_github import GitHubForge, github_repo_of
 
         repo = github_repo_of(target)
         if not repo:

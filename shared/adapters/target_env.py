@@ -33,7 +33,7 @@ from pathlib import Path, PurePosixPath
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
-from shared.sandbox import Sandbox
+from shared.adapters.sandbox import Sandbox
 
 # Extras (and PEP 735 dependency groups) that hold what a test suite needs.
 TEST_EXTRAS = ("test", "tests", "testing", "dev")

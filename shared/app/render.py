@@ -30,7 +30,7 @@ def bead_table(run: dict | None, beads: list[dict]) -> Table:
 
 async def follow(store, run_id: str, timeout: float, console: Console, interval: float = 0.5) -> dict | None:
     """Show the bead chain live until the run ends (or `timeout`); returns the final run row."""
-    from shared.projections import get_run
+    from shared.store.projections import get_run
 
     deadline = time.monotonic() + timeout
     run, beads = None, []
@@ -81,7 +81,7 @@ def print_verdict(console: Console, run: dict | None, beads: list[dict]) -> None
     log_bead = next((b for b in beads if b["bead_id"] == "docs"), None)
     console.print(Group(*lines))
     if log_bead is not None:
-        from shared.settings import Settings
+        from shared.common.settings import Settings
 
         console.print(f"run log: {Settings().runs_dir / (run['run_id'] + '.json')}")
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from shared.common.settings import Settings
 from shared.events import CATEGORIES, Envelope, PipelineRequested, make_event, new_run_stream
-from shared.settings import Settings
 
 ENGINES = ("rules", "llm")
 FORGES = ("local", "remote", "github")
@@ -36,7 +36,7 @@ def validate_request(
     A local path must be an existing git repository (it becomes absolute); `categories` is a
     comma-separated string or a list; defaults (threshold, engine) come from `settings`.
     """
-    from shared.git import is_git_repo
+    from shared.adapters.git import is_git_repo
 
     if not repo or not repo.strip():
         raise ValueError("repo is empty: give the path of a git repository or a git URL.")
@@ -88,7 +88,7 @@ def replay_request(events: Sequence[Envelope]) -> PipelineRequested:
 async def append_request(store, request: PipelineRequested, *, service: str,
                          metadata: dict | None = None) -> str:
     """Append `request` as the first event of a new run stream; returns the run id."""
-    from shared.telemetry import tracer
+    from shared.common.telemetry import tracer
 
     stream = new_run_stream()
     # The root of the run's trace: every service's span continues from this event's traceparent.

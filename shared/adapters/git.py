@@ -1,7 +1,10 @@
-"""Running git: one small wrapper every adapter uses (workspace, forge, services).
+"""Running git: the one door every git command goes through (workspace, forges, analyzers,
+engines, services, the generator).
 
-Every call gets a fixed identity (so commits made by the pipeline are attributable and
-reproducible) and never prompts for credentials (a prompt would hang a service forever).
+Every call is isolated from the user's git setup: no global or system config, no hooks, a fixed
+identity (so commits made by the pipeline are attributable and reproducible, and a user's
+`core.hooksPath` or `merge.conflictStyle` cannot change a result), and it never prompts for
+credentials (a prompt would hang a service forever).
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from shared.telemetry import git_span
+from shared.common.telemetry import git_span
 
 IDENTITY_NAME = "Repo Pilot"
 IDENTITY_EMAIL = "repo-pilot@localhost"
@@ -42,8 +45,15 @@ def git_env(extra: dict | None = None) -> dict[str, str]:
             "GIT_COMMITTER_NAME": IDENTITY_NAME,
             "GIT_COMMITTER_EMAIL": IDENTITY_EMAIL,
             "GIT_TERMINAL_PROMPT": "0",
-            # A user's global config (hooks, signing, templates) must not change what we produce.
+            # A user's global config (hooks, signing, templates, merge style) must not change what we
+            # produce: no system or global file, and hooks off through the environment's config.
             "GIT_CONFIG_NOSYSTEM": "1",
+            "GIT_CONFIG_GLOBAL": os.devnull,
+            "GIT_CONFIG_COUNT": "2",
+            "GIT_CONFIG_KEY_0": "core.hooksPath",
+            "GIT_CONFIG_VALUE_0": os.devnull,
+            "GIT_CONFIG_KEY_1": "commit.gpgsign",
+            "GIT_CONFIG_VALUE_1": "false",
             "GIT_ASKPASS": "",
             "SSH_ASKPASS": "",
             "GIT_SSH_COMMAND": env.get("GIT_SSH_COMMAND", "ssh -o BatchMode=yes"),
@@ -65,24 +75,35 @@ def git(
 
     Raises GitError (command and stderr in the message) when `check` and git exits non-zero.
     """
-    cmd = ["git", "-C", str(repo), *args]
-    with git_span(args):
-        proc = _run(cmd, env, input)
+    proc = run_git(repo, *args, env=env, input=input)
     if check and proc.returncode != 0:
-        raise GitError(cmd, proc.returncode, proc.stderr, proc.stdout)
+        raise GitError(["git", "-C", str(repo), *args], proc.returncode, proc.stderr, proc.stdout)
     return proc.stdout.strip()
 
 
-def _run(cmd: list[str], env: dict | None, input: str | None) -> subprocess.CompletedProcess:  # noqa: A002
-    return subprocess.run(
-        cmd,
-        check=False,
-        capture_output=True,
-        text=True,
-        env=git_env(env),
-        input=input,
-        stdin=None if input is not None else subprocess.DEVNULL,
-    )
+def run_git(
+    repo: Path,
+    *args: str,
+    env: dict | None = None,
+    input: str | bytes | None = None,  # noqa: A002
+    text: bool = True,
+    timeout: float | None = None,
+) -> subprocess.CompletedProcess:
+    """Run `git -C repo ARGS` isolated (see the module docstring) and return the finished process
+    unchecked, stdout untouched (bytes when `text` is false): for callers that read exit codes
+    themselves or need output byte for byte."""
+    with git_span(args):
+        return subprocess.run(
+            ["git", "-C", str(repo), *args],
+            check=False,
+            capture_output=True,
+            text=text,
+            errors="replace" if text else None,
+            env=git_env(env),
+            input=input,
+            stdin=None if input is not None else subprocess.DEVNULL,
+            timeout=timeout,
+        )
 
 
 async def agit(
@@ -101,15 +122,7 @@ def is_git_repo(path: Path) -> bool:
     path = Path(path)
     if not path.is_dir():
         return False
-    proc = subprocess.run(
-        ["git", "-C", str(path), "rev-parse", "--git-dir"],
-        check=False,
-        capture_output=True,
-        text=True,
-        env=git_env(),
-        stdin=subprocess.DEVNULL,
-    )
-    return proc.returncode == 0
+    return run_git(path, "rev-parse", "--git-dir").returncode == 0
 
 
 def default_branch(repo: Path) -> str:

@@ -1,0 +1,4 @@
+"""Cross-cutting pieces every layer may use: settings, telemetry, redaction.
+
+May import: nothing else of `shared`.
+"""
