@@ -19,10 +19,13 @@ async def on_pipeline_requested(event: Envelope, deps: Deps) -> list[Envelope]:
     ctx = await load_context(deps.store, event)
     req = event.data
     repo = await deps.workspace.materialize(req.repo, req.ref)
-    path = await deps.workspace.worktree(f"{ctx.run_id}-analyze", req.repo, repo.base_sha)
-    engine = deps.engine(ctx, await previous_calls(deps.store, ctx))
-    analysis = await engine.analyze(path)
-    await deps.workspace.remove(f"{ctx.run_id}-analyze")
+    work_id = f"{ctx.run_id}-analyze"
+    try:
+        path = await deps.workspace.worktree(work_id, req.repo, repo.base_sha)
+        engine = deps.engine(ctx, await previous_calls(deps.store, ctx))
+        analysis = await engine.analyze(path)
+    finally:
+        await deps.workspace.remove(work_id)
     return emit(event, SERVICE, *engine.drain_calls(), RepoAnalyzed(
         base_sha=repo.base_sha, default_branch=repo.default_branch, repo_path=req.repo,
         stats=analysis.stats, specification=analysis.specification, graph=analysis.graph,
@@ -38,21 +41,23 @@ async def on_merge_completed(event: Envelope, deps: Deps) -> list[Envelope]:
         repo = await deps.workspace.materialize(ctx.request.repo, ctx.analyzed.default_branch)
         work_id = f"{ctx.run_id}-docs"
         branch = f"{ctx.branch}-docs"
-        path = await deps.workspace.worktree(work_id, ctx.request.repo, repo.base_sha, branch=branch)
-        engine = deps.engine(ctx, await previous_calls(deps.store, ctx))
-        analysis = await engine.analyze(path)
-        for key, rel in DOC_FILES.items():
-            (path / rel).parent.mkdir(parents=True, exist_ok=True)
-            (path / rel).write_text(getattr(analysis, key))
-        sha = commit_all(path, "docs: refresh specification, graph and architecture\n\n"
-                                              f"Repo-Pilot-Run: {ctx.run_id}")
-        if sha:
-            forge = deps.make_forge(ctx.request.forge, ctx.request.repo)
-            await forge.publish(path, branch)
-            request = await forge.open_request(path, branch, "Repo Pilot: refresh docs",
-                                               f"Docs regenerated after run {ctx.run_id}.")
-            sha = await forge.merge(request)
-        await deps.workspace.remove(work_id)
+        try:
+            path = await deps.workspace.worktree(work_id, ctx.request.repo, repo.base_sha, branch=branch)
+            engine = deps.engine(ctx, await previous_calls(deps.store, ctx))
+            analysis = await engine.analyze(path)
+            for key, rel in DOC_FILES.items():
+                (path / rel).parent.mkdir(parents=True, exist_ok=True)
+                (path / rel).write_text(getattr(analysis, key))
+            sha = commit_all(path, "docs: refresh specification, graph and architecture\n\n"
+                                   f"Repo-Pilot-Run: {ctx.run_id}")
+            if sha:
+                forge = deps.make_forge(ctx.request.forge, ctx.request.repo)
+                await forge.publish(path, branch)
+                request = await forge.open_request(path, branch, "Repo Pilot: refresh docs",
+                                                   f"Docs regenerated after run {ctx.run_id}.")
+                sha = await forge.merge(request)
+        finally:
+            await deps.workspace.remove(work_id)
         out += [*engine.drain_calls(), DocsUpdated(files=sorted(DOC_FILES.values()), commit_sha=sha)]
     else:
         out.append(StepSkipped(step="docs", reason=f"not merged: {merge.reason}"))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 
-from shared.adapters.git import GitError, git
+from shared.adapters.git import GitError, git, run_git
 from shared.adapters.workspace import commit_all, format_patch
 from shared.ports.deps import Deps
 from shared.events import (
@@ -41,11 +41,15 @@ async def on_improvements_suggested(event: Envelope, deps: Deps) -> list[Envelop
         async with gate:
             # Stamped now, appended with the rest: the improvement's bead gets its real duration.
             begun[imp.id] = emit(event, SERVICE, StepStarted(step=f"improvement:{imp.id}"))
-            path = await deps.workspace.worktree(scratch, ctx.request.repo, base)
             try:
+                path = await deps.workspace.worktree(scratch, ctx.request.repo, base)
                 await engine.implement(path, imp)
                 git(path, "add", "--all")
-                diff = git(path, "diff", "--cached", "--binary", base) + "\n"
+                # Unstripped: a diff may end in a context line that is a single space.
+                proc = run_git(path, "diff", "--cached", "--binary", base)
+                if proc.returncode:
+                    raise GitError(["git", "diff", "--cached", base], proc.returncode, proc.stderr)
+                diff = proc.stdout
             except ChangeRejectedError as exc:
                 return None, exc.reason
             finally:
@@ -56,33 +60,35 @@ async def on_improvements_suggested(event: Envelope, deps: Deps) -> list[Envelop
     begun: dict[str, list[Envelope]] = {}
     drafts = await asyncio.gather(*(draft(n, imp) for n, imp in enumerate(improvements)))
 
-    # The working copy is rebuilt from events alone, so a redelivery starts from the same state.
-    path = await deps.workspace.worktree(ctx.run_id, ctx.request.repo, base, branch=ctx.branch)
     out: list[Envelope] = []  # stamped as they happen, so beads get real times
 
     def add(payload) -> None:
         out.extend(emit(event, SERVICE, payload))
 
     patches: list[PatchEntry] = []
-    for imp, (diff, reason) in zip(improvements, drafts, strict=True):
-        out.extend(begun[imp.id])
-        if diff is not None:
-            try:
-                git(path, "apply", "--3way", "--whitespace=nowarn", input=diff)
-            except GitError as exc:
-                _discard(path)
-                reason = f"conflicts with an earlier improvement: {exc.stderr.strip()[:300]}"
-                diff = None
-        if diff is None:
-            add(ChangeRejected(improvement_id=imp.id, reason=reason))
-            continue
-        sha = commit_all(path, f"{imp.category}: {imp.title}\n\n{imp.rationale}\n\nRepo-Pilot-Improvement: {imp.id}")
-        patch = format_patch(path, sha)
-        files = sorted(filter(None, git(path, "show", "--name-only", "--format=", sha).splitlines()))
-        add(ChangeApplied(improvement_id=imp.id, patch=patch, files=files, commit_sha=sha))
-        patches.append(PatchEntry(improvement_id=imp.id, commit_sha=sha, patch=patch))
-    head = git(path, "rev-parse", "HEAD")
-    await deps.workspace.remove(ctx.run_id)
+    # The working copy is rebuilt from events alone, so a redelivery starts from the same state.
+    try:
+        path = await deps.workspace.worktree(ctx.run_id, ctx.request.repo, base, branch=ctx.branch)
+        for imp, (diff, reason) in zip(improvements, drafts, strict=True):
+            out.extend(begun[imp.id])
+            if diff is not None:
+                try:
+                    git(path, "apply", "--3way", "--whitespace=nowarn", input=diff)
+                except GitError as exc:
+                    _discard(path)
+                    reason = f"conflicts with an earlier improvement: {exc.stderr.strip()[:300]}"
+                    diff = None
+            if diff is None:
+                add(ChangeRejected(improvement_id=imp.id, reason=reason))
+                continue
+            sha = commit_all(path, f"{imp.category}: {imp.title}\n\n{imp.rationale}\n\nRepo-Pilot-Improvement: {imp.id}")
+            patch = format_patch(path, sha)
+            files = sorted(filter(None, git(path, "show", "--name-only", "--format=", sha).splitlines()))
+            add(ChangeApplied(improvement_id=imp.id, patch=patch, files=files, commit_sha=sha))
+            patches.append(PatchEntry(improvement_id=imp.id, commit_sha=sha, patch=patch))
+        head = git(path, "rev-parse", "HEAD")
+    finally:
+        await deps.workspace.remove(ctx.run_id)
     add(ChangesCommitted(branch=ctx.branch, base_sha=base, head_sha=head, patches=patches))
     return emit(event, SERVICE, *engine.drain_calls()) + out
 

@@ -1,26 +1,27 @@
 """The generator service's handler: one attempt per FeatureGenerationRequested event.
 
-No bus import here: the lead's subscriber parses the event and delegates. `deps` needs
-`.settings` (model endpoint and default model); `deps.extra["openai_client"]`, when present,
-is the model client to use (tests hand in one pointed at the scripted server).
+No bus import here: the lead's subscriber parses the event and delegates. It uses
+`deps.settings` (model endpoint and default model) and `deps.openai_client`, when set, as the
+model client (tests hand in one pointed at the scripted server).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from services.generator.job import GenerateOptions, run_attempt
 from services.generator.task import load_task
 from shared.events import Envelope, make_event
 from shared.events.gen import FeatureGenerationRequested
 from shared.events.run import PipelineFailed, StepFailed
+from shared.common.settings import Settings
+from shared.ports.deps import Deps
 from shared.ports.errors import StepError
 
 SERVICE = "generator"
 
 
-def options_for(request: FeatureGenerationRequested, settings: Any) -> GenerateOptions:
+def options_for(request: FeatureGenerationRequested, settings: Settings) -> GenerateOptions:
     """The attempt's options: the request's values, the endpoint and default model from settings (pure)."""
     return GenerateOptions(
         repo_path=request.repo_path, model=request.model or settings.openai_model, backend=request.backend,
@@ -28,7 +29,7 @@ def options_for(request: FeatureGenerationRequested, settings: Any) -> GenerateO
         min_conflicts=request.min_conflicts, base_url=settings.openai_base_url, api_key=settings.openai_api_key)
 
 
-async def on_feature_generation_requested(event: Envelope, deps: Any) -> list[Envelope]:
+async def on_feature_generation_requested(event: Envelope, deps: Deps) -> list[Envelope]:
     """FeaturePromptBuilt, FeatureGenerated, FeatureValidated for one attempt; StepFailed when the
     request cannot run at all (bad task dir, no repository, no model endpoint)."""
     request = event.data
@@ -37,7 +38,7 @@ async def on_feature_generation_requested(event: Envelope, deps: Any) -> list[En
     def emit(payload) -> Envelope:
         return make_event(payload, event.stream_id, cause=event, service=SERVICE)
 
-    client = (getattr(deps, "extra", None) or {}).get("openai_client")
+    client = deps.openai_client
     folder = Path(request.output_dir) / f"attempt_{request.attempt}"
     try:
         task = load_task(Path(request.task_dir))

@@ -22,16 +22,18 @@ async def on_review_or_tests(event: Envelope, deps: Deps) -> list[Envelope]:
                     StepCompleted(step="merge", summary=result.reason))
     ok, why = merge_gate(ctx.review, ctx.tests)
     work_id = f"{ctx.run_id}-merge"
-    path = await deps.workspace.worktree(work_id, ctx.request.repo, c.base_sha,
-                                         [p.patch for p in c.patches], branch=c.branch)
-    forge = deps.make_forge(ctx.request.forge, ctx.request.repo)
-    # Each forge action checks first whether it was already done: a redelivery never doubles it.
-    await forge.publish(path, c.branch)
     review = ctx.review
     body = f"{review.summary}\n\nScore {review.overall:.1f}/10 (threshold {review.threshold}).\n"
-    request = await forge.open_request(path, c.branch, f"Repo Pilot: {len(c.patches)} improvements", body)
-    merge_sha = await forge.merge(request) if ok else None
-    await deps.workspace.remove(work_id)
+    try:
+        path = await deps.workspace.worktree(work_id, ctx.request.repo, c.base_sha,
+                                             [p.patch for p in c.patches], branch=c.branch)
+        forge = deps.make_forge(ctx.request.forge, ctx.request.repo)
+        # Each forge action checks first whether it was already done: a redelivery never doubles it.
+        await forge.publish(path, c.branch)
+        request = await forge.open_request(path, c.branch, f"Repo Pilot: {len(c.patches)} improvements", body)
+        merge_sha = await forge.merge(request) if ok else None
+    finally:
+        await deps.workspace.remove(work_id)
     result = MergeCompleted(pushed=True, branch=c.branch, pr_url=request.url, merged=ok,
                             merge_sha=merge_sha, reason=why)
     summary = f"merged {merge_sha[:10]}" if ok else f"left open: {why}"

@@ -15,15 +15,17 @@ async def on_changes_committed(event: Envelope, deps: Deps) -> list[Envelope]:
     ctx = await load_context(deps.store, event)
     c = event.data
     work_id = f"{ctx.run_id}-review"
-    path = await deps.workspace.worktree(work_id, ctx.request.repo, c.base_sha,
-                                         [p.patch for p in c.patches])
-    signals = await compute_signals(path, c.base_sha, "HEAD")
     engine = deps.engine(ctx, await previous_calls(deps.store, ctx))
-    # The head sha depends on commit timestamps, so it differs between a run and its replay; the
-    # model already sees the diff, and a prompt without it hashes the same, so replays reuse answers.
-    for_model = {k: v for k, v in signals.items() if k != "head_sha"}
-    model = await engine.review(path, c.base_sha, "HEAD", for_model) if c.patches else None
-    await deps.workspace.remove(work_id)
+    try:
+        path = await deps.workspace.worktree(work_id, ctx.request.repo, c.base_sha,
+                                             [p.patch for p in c.patches])
+        signals = await compute_signals(path, c.base_sha, "HEAD")
+        # The head sha depends on commit timestamps, so it differs between a run and its replay; the
+        # model already sees the diff, and a prompt without it hashes the same, so replays reuse answers.
+        for_model = {k: v for k, v in signals.items() if k != "head_sha"}
+        model = await engine.review(path, c.base_sha, "HEAD", for_model) if c.patches else None
+    finally:
+        await deps.workspace.remove(work_id)
     verdict = combine_review(signals, model if engine.name == "llm" else None, ctx.request.threshold)
     if not c.patches:
         verdict = {**verdict, "passed": False, "blockers": [*verdict.get("blockers", []), "no changes"]}

@@ -14,12 +14,14 @@ async def on_repo_analyzed(event: Envelope, deps: Deps) -> list[Envelope]:
     ctx = await load_context(deps.store, event)
     a = event.data
     work_id = f"{ctx.run_id}-suggest"
-    path = await deps.workspace.worktree(work_id, ctx.request.repo, a.base_sha)
     engine = deps.engine(ctx, await previous_calls(deps.store, ctx))
     analysis = Analysis(specification=a.specification, graph=a.graph, architecture=a.architecture,
                         stats=a.stats)
-    improvements = await engine.suggest(path, analysis, list(ctx.request.categories))
-    if ctx.request.mode == "scaffold":
-        improvements = scaffold_only(improvements, path)
-    await deps.workspace.remove(work_id)
+    try:
+        path = await deps.workspace.worktree(work_id, ctx.request.repo, a.base_sha)
+        improvements = await engine.suggest(path, analysis, list(ctx.request.categories))
+        if ctx.request.mode == "scaffold":
+            improvements = scaffold_only(improvements, path)
+    finally:
+        await deps.workspace.remove(work_id)
     return emit(event, SERVICE, *engine.drain_calls(), ImprovementsSuggested(improvements=improvements))

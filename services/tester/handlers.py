@@ -16,32 +16,35 @@ async def on_changes_committed(event: Envelope, deps: Deps) -> list[Envelope]:
     ctx = await load_context(deps.store, event)
     c = event.data
     before_id, after_id = f"{ctx.run_id}-test-base", f"{ctx.run_id}-test-head"
-    before_path = await deps.workspace.worktree(before_id, ctx.request.repo, c.base_sha)
-    after_path = await deps.workspace.worktree(after_id, ctx.request.repo, c.base_sha,
-                                               [p.patch for p in c.patches])
-    py = await python_for(after_path, deps.settings.home, deps.sandbox)
-    py_before = py if same_dependencies(before_path, after_path) else await python_for(
-        before_path, deps.settings.home, deps.sandbox)
-    own_before = _noted(await run_pytest(deps.sandbox, before_path, timeout=TIMEOUT, group="own",
-                                         python=py_before.executable), py_before)
-    await deps.workspace.remove(before_id)
-    own_after = _noted(await run_pytest(deps.sandbox, after_path, timeout=TIMEOUT, group="own",
-                                        python=py.executable), py)
-    engine = deps.engine(ctx, await previous_calls(deps.store, ctx))
-    applied_ids = {p.improvement_id for p in c.patches}
-    improvements = [i for i in ctx.suggested.improvements if i.id in applied_ids] if ctx.suggested else []
-    generated = await engine.write_tests(after_path, improvements, list(ctx.request.categories))
-    files: dict[str, str] = {}
-    results: list[TestGroupResult] = []
-    for group, group_files in sorted(generated.groups.items()):
-        for rel, content in group_files.items():
-            target = after_path / rel
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(content)
-            files[rel] = content
-        results.append(await run_pytest(deps.sandbox, after_path, sorted(group_files), timeout=TIMEOUT,
-                                        group=group, python=py.executable))
-    await deps.workspace.remove(after_id)
+    try:
+        before_path = await deps.workspace.worktree(before_id, ctx.request.repo, c.base_sha)
+        after_path = await deps.workspace.worktree(after_id, ctx.request.repo, c.base_sha,
+                                                   [p.patch for p in c.patches])
+        py = await python_for(after_path, deps.settings.home, deps.sandbox)
+        py_before = py if same_dependencies(before_path, after_path) else await python_for(
+            before_path, deps.settings.home, deps.sandbox)
+        own_before = _noted(await run_pytest(deps.sandbox, before_path, timeout=TIMEOUT, group="own",
+                                             python=py_before.executable), py_before)
+        await deps.workspace.remove(before_id)  # early: the copy is no longer needed
+        own_after = _noted(await run_pytest(deps.sandbox, after_path, timeout=TIMEOUT, group="own",
+                                            python=py.executable), py)
+        engine = deps.engine(ctx, await previous_calls(deps.store, ctx))
+        applied_ids = {p.improvement_id for p in c.patches}
+        improvements = [i for i in ctx.suggested.improvements if i.id in applied_ids] if ctx.suggested else []
+        generated = await engine.write_tests(after_path, improvements, list(ctx.request.categories))
+        files: dict[str, str] = {}
+        results: list[TestGroupResult] = []
+        for group, group_files in sorted(generated.groups.items()):
+            for rel, content in group_files.items():
+                target = after_path / rel
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_text(content)
+                files[rel] = content
+            results.append(await run_pytest(deps.sandbox, after_path, sorted(group_files), timeout=TIMEOUT,
+                                            group=group, python=py.executable))
+    finally:
+        await deps.workspace.remove(before_id)
+        await deps.workspace.remove(after_id)
     groups = {g: sorted(fs) for g, fs in generated.groups.items()}
     return emit(event, SERVICE, *engine.drain_calls(),
                 TestsGenerated(files=files, groups=groups),

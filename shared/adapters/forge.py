@@ -21,64 +21,22 @@ import json
 import re
 import shutil
 import tempfile
-from dataclasses import dataclass
+from abc import ABC, abstractmethod
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Protocol, runtime_checkable
 
+from shared.adapters.forge_github import GitHubForge, github_repo_of
+from shared.adapters.forge_push import publish_branch, remote_sha
 from shared.adapters.git import GitError, default_branch, find_merge, git, head_sha
 from shared.common.redaction import redact
+from shared.common.settings import Settings
 from shared.ports.errors import StepError
+from shared.ports.forge import Forge, MergeRequest
+
+__all__ = ["Forge", "LocalForge", "MergeRequest", "RemoteForge", "RequestBook", "make_forge"]
 
 # ls-remote needs no repository; it still needs a directory to run in.
 _ANYWHERE = Path(tempfile.gettempdir())
-
-
-@dataclass(frozen=True)
-class MergeRequest:
-    id: str
-    url: str
-    branch: str
-    state: str  # "open" | "merged" | "closed"
-    merge_sha: str | None = None
-    title: str = ""
-    base: str = ""
-
-
-@runtime_checkable
-class Forge(Protocol):
-    name: str
-
-    async def publish(self, repo: Path, branch: str) -> bool: ...
-
-    async def find_request(self, branch: str) -> MergeRequest | None: ...
-
-    async def open_request(self, repo: Path, branch: str, title: str, body: str) -> MergeRequest: ...
-
-    async def merge(self, request: MergeRequest) -> str: ...
-
-
-def _remote_sha(repo: Path, remote: str, branch: str) -> str | None:
-    out = git(repo, "ls-remote", remote, f"refs/heads/{branch}")
-    return out.split()[0] if out else None
-
-
-def _publish(repo: Path, remote: str, branch: str) -> bool:
-    """Push `branch` from `repo` to `remote`; False when the remote already has that commit.
-
-    The branch belongs to the run, so a rebuilt branch replaces what was pushed before (force).
-    """
-    try:
-        local = head_sha(repo, f"refs/heads/{branch}")
-        if _remote_sha(repo, remote, branch) == local:
-            return False
-        git(repo, "push", "--quiet", "--force", remote, f"refs/heads/{branch}:refs/heads/{branch}")
-        return True
-    except GitError as exc:
-        raise StepError(
-            f"Could not publish branch {branch!r}: {redact(str(exc))}",
-            hint="Check that the branch exists in the working copy and the forge accepts pushes.",
-        ) from None
 
 
 # -- the request book (local and remote forges) -----------------------------------------------
@@ -117,26 +75,31 @@ def _latest(requests: list[dict], branch: str, states=("open", "merged", "closed
     return matching[-1] if matching else None
 
 
-class _BookForge:
-    """What the local and remote forges share: requests in a book, merges checked against history."""
+class _BookForge(ABC):
+    """What the local and remote forges share: requests in a book, merges checked against history.
+
+    A subclass says where requests point (`_url`), which branch they merge into (`_base_branch`)
+    and how a merge is made (`_merge_sync`)."""
 
     name = "book"
     remote: str  # what git pushes to and lists: a path or URL
     book: RequestBook
     base: str | None
 
-    def _url(self, number: int) -> str:
-        raise NotImplementedError
+    @abstractmethod
+    def _url(self, number: int) -> str: ...
 
-    def _base_branch(self) -> str:
-        raise NotImplementedError
+    @abstractmethod
+    def _base_branch(self) -> str: ...
 
+    @abstractmethod
     def _merge_sync(self, branch: str, tip: str, base: str, message: str) -> str:
-        raise NotImplementedError
+        """Merge `tip` of `branch` into `base` with `message`; the merge sha (an earlier merge's
+        sha when it is already merged)."""
 
     async def publish(self, repo: Path, branch: str) -> bool:
         """Push the branch; False when the forge already has it at this commit."""
-        return await asyncio.to_thread(_publish, Path(repo), self.remote, branch)
+        return await asyncio.to_thread(publish_branch, Path(repo), self.remote, branch)
 
     async def find_request(self, branch: str) -> MergeRequest | None:
         """The newest request for `branch`, or None."""
@@ -152,7 +115,7 @@ class _BookForge:
             existing = _latest(requests, branch, states=("open", "merged"))
             if existing:
                 return _as_request(existing)
-            if not _remote_sha(repo, self.remote, branch):
+            if not remote_sha(repo, self.remote, branch):
                 raise StepError(
                     f"Branch {branch!r} is not on the forge yet",
                     hint="Publish the branch before opening a merge request for it.",
@@ -186,7 +149,7 @@ class _BookForge:
                 )
             if record["state"] == "merged":
                 return record["merge_sha"]
-            tip = _remote_sha(_ANYWHERE, self.remote, record["branch"])
+            tip = remote_sha(_ANYWHERE, self.remote, record["branch"])
             if tip is None:
                 raise StepError(
                     f"Branch {record['branch']!r} is gone from the forge", hint="Publish it again."
@@ -337,7 +300,7 @@ class RemoteForge(_BookForge):
 # -- GitHub --------------------------------------------------------------------------------------
 
 
-def make_forge(kind: str, target: Path | str, settings) -> Forge:
+def make_forge(kind: str, target: Path | str, settings: Settings) -> Forge:
     """The forge for a run: `local` (the target repository), `remote` (target is a git URL or
     path to push to) or `github` (target is a GitHub URL or a clone of one; needs GITHUB_TOKEN)."""
     if kind == "local":
@@ -345,13 +308,11 @@ def make_forge(kind: str, target: Path | str, settings) -> Forge:
     if kind == "remote":
         return RemoteForge(str(target), state_dir=Path(settings.home) / "forge")
     if kind == "github":
-        token = getattr(settings, "github_token", None)
+        token = settings.github_token
         if not token:
             raise StepError(
                 "The GitHub forge needs a token", hint="Set GITHUB_TOKEN (contents + pull requests: write)."
             )
-        from shared.adapters.forge_github import GitHubForge, github_repo_of
-
         repo = github_repo_of(target)
         if not repo:
             raise StepError(f"Cannot tell the GitHub repository of {target}", hint="Pass a github.com URL.")

@@ -7,9 +7,10 @@ import re
 from pathlib import Path
 from typing import Any
 
-from shared.adapters.forge import MergeRequest, _publish
+from shared.adapters.forge_push import publish_branch
 from shared.adapters.git import git
 from shared.ports.errors import StepError
+from shared.ports.forge import MergeRequest
 
 try:  # openai's HTTP client; the 2.x line ships as `httpx2`
     import httpx2 as httpx
@@ -58,7 +59,7 @@ class GitHubForge:
     async def publish(self, repo: Path, branch: str) -> bool:
         """Push the branch to GitHub; False when it is already there at this commit."""
         try:
-            return await asyncio.to_thread(_publish, Path(repo), self.push_url, branch)
+            return await asyncio.to_thread(publish_branch, Path(repo), self.push_url, branch)
         except StepError as exc:
             raise StepError(exc.message.replace(self.token, "***"), exc.hint) from None
 

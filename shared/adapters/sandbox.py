@@ -19,13 +19,12 @@ import sys
 import tempfile
 import time
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, runtime_checkable
 
 from shared.adapters.junit import JUnitError, read_junit
 from shared.common.telemetry import sandbox_span
 from shared.events.run import TestGroupResult
+from shared.ports.sandbox import Sandbox, SandboxResult
 
 log = logging.getLogger(__name__)
 
@@ -51,24 +50,6 @@ SECRET_PATTERNS = (
     "AWS_*",
 )
 OUTPUT_TAIL = 4000
-
-
-@dataclass
-class SandboxResult:
-    exit_code: int
-    stdout: str
-    stderr: str
-    timed_out: bool
-    duration: float
-
-
-@runtime_checkable
-class Sandbox(Protocol):
-    name: str
-
-    async def run(
-        self, cmd: list[str], cwd: Path, timeout: float = 300, env: dict | None = None
-    ) -> SandboxResult: ...
 
 
 def is_secret(name: str) -> bool:

@@ -25,24 +25,14 @@ import re
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 
 from shared.adapters.git import GitError, default_branch, git, head_sha, is_git_repo
 from shared.ports.errors import StepError
+from shared.ports.workspace import Materialized
 
 _SCP_LIKE = re.compile(r"^[\w.-]+@[\w.-]+:")
-
-
-@dataclass(frozen=True)
-class Materialized:
-    """A repository made available locally: its mirror and the commit a run starts from."""
-
-    source: str  # the original path or URL, as given
-    mirror: Path
-    base_sha: str
-    default_branch: str
-    ref: str | None = None
 
 
 def is_url(source: str) -> bool:
@@ -95,7 +85,8 @@ def _locked(lock_path: Path):
 
 
 class Workspace:
-    """Mirrors and per-run working copies under one home directory."""
+    """Mirrors and per-run working copies under one home directory (the `shared.ports.workspace`
+    port; `Materialized` is re-exported from there)."""
 
     def __init__(self, home: Path):
         self.home = Path(home)
@@ -187,7 +178,7 @@ class Workspace:
         run_id: str,
         source: str,
         base_sha: str,
-        patches: list[str] = (),
+        patches: Sequence[str] = (),
         branch: str | None = None,
     ) -> Path:
         """A fresh working copy for `run_id` at `base_sha`, with each patch applied as one commit.

@@ -2,22 +2,28 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shared.common.settings import Settings
+from shared.events.run import LlmCallRecorded
 from shared.policy.run import RunContext, replay_answers
-from shared.ports.deps import Deps
+from shared.ports.deps import Deps, EngineFactory, ForgeFactory
 from shared.ports.engine import Engine
+from shared.ports.sandbox import Sandbox
+from shared.ports.store import EventStore
+from shared.ports.workspace import Workspace
+
+if TYPE_CHECKING:
+    import openai
 
 
-def real_engine_factory(settings: Settings, **llm_options: Any) -> Callable[[RunContext, list], Engine]:
+def real_engine_factory(settings: Settings, **llm_options: Any) -> EngineFactory:
     """Engines per run: `llm` on the configured endpoint (budget = what the run has left),
     else the offline rules engine. `llm_options` go to `LlmEngine` (e.g. a fast `retry` in tests)."""
 
     clients: list = []  # one HTTP client for every run this process handles, made on first use
 
-    def make(ctx: RunContext, previous_calls: list) -> Engine:
+    def make(ctx: RunContext, previous_calls: list[LlmCallRecorded]) -> Engine:
         if ctx.engine == "llm":
             import openai
 
@@ -44,20 +50,28 @@ def real_engine_factory(settings: Settings, **llm_options: Any) -> Callable[[Run
     return make
 
 
-def bootstrap(settings: Settings, store: Any, **overrides: Any) -> Deps:
-    """Real dependencies; tests pass overrides (e.g. a different engine factory) into the same wiring."""
-    from shared.adapters.forge import make_forge
+def bootstrap(
+    settings: Settings,
+    store: EventStore,
+    *,
+    workspace: Workspace | None = None,
+    sandbox: Sandbox | None = None,
+    make_engine: EngineFactory | None = None,
+    make_forge: ForgeFactory | None = None,
+    openai_client: openai.AsyncOpenAI | None = None,
+) -> Deps:
+    """Real dependencies; a test hands in any of them (e.g. a different engine factory) by keyword
+    and gets the rest of the same wiring."""
+    from shared.adapters.forge import make_forge as real_forge
     from shared.adapters.sandbox import make_sandbox
-    from shared.adapters.workspace import Workspace
+    from shared.adapters.workspace import Workspace as RealWorkspace
 
-    deps = Deps(
+    return Deps(
         settings=settings,
         store=store,
-        workspace=Workspace(settings.home),
-        sandbox=make_sandbox("auto"),
-        make_engine=real_engine_factory(settings),
-        make_forge=lambda kind, target: make_forge(kind, target, settings),
+        workspace=workspace or RealWorkspace(settings.home),
+        sandbox=sandbox or make_sandbox("auto"),
+        make_engine=make_engine or real_engine_factory(settings),
+        make_forge=make_forge or (lambda kind, target: real_forge(kind, target, settings)),
+        openai_client=openai_client,
     )
-    for name, value in overrides.items():
-        setattr(deps, name, value)
-    return deps

@@ -245,11 +245,8 @@ class ServiceRuntime:
 
     async def _append_with_tracking(self, cause: Envelope, events: list[Envelope]) -> None:
         """All events (any streams) and the tracking row in one transaction; raises AlreadyProcessed."""
-        tracking = (self.name, cause.event_id)
-        async with self.store.pool.acquire() as conn, conn.transaction():
-            groups = group_by_stream(events) or [(cause.stream_id, [])]
-            for i, (stream_id, group) in enumerate(groups):
-                await self.store.append_in(conn, stream_id, group, None, tracking=tracking if i == 0 else None)
+        groups = group_by_stream(events) or [(cause.stream_id, [])]
+        await self.store.append_streams(groups, tracking=(self.name, cause.event_id))
 
     async def _record_failure(
         self, event: Envelope, route: Route, error: str, hint: str, attempt: int, *, retryable: bool

@@ -1,31 +1,49 @@
-"""What a service handler receives: the ports it may use, wired by `shared.app.bootstrap`."""
+"""What a service handler receives: the ports it may use, wired by `shared.app.bootstrap`.
+
+Every field is a port (a Protocol in this package) or a plain value; tests hand the same
+`Deps` in-memory fakes (tests/support/fakes.py). There is no bag of extras: a new dependency is
+a new typed field, so a handler can be read for what it uses.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from shared.common.settings import Settings
 from shared.events import make_event
+from shared.events.run import LlmCallRecorded
 from shared.ports.engine import Engine
 from shared.ports.errors import StepError
+from shared.ports.forge import Forge
+from shared.ports.sandbox import Sandbox
+from shared.ports.store import EventStore
+from shared.ports.workspace import Workspace
 
 if TYPE_CHECKING:
+    import openai
+
     from shared.policy.run import RunContext
+
+# (the run, the model calls of the run it replays) -> the engine for that run
+EngineFactory = Callable[["RunContext", list[LlmCallRecorded]], Engine]
+# (forge kind: local | remote | github, the target repository path or URL) -> the forge
+ForgeFactory = Callable[[str, str], Forge]
 
 
 @dataclass
 class Deps:
     settings: Settings
-    store: Any  # PostgresEventStore
-    workspace: Any  # shared.adapters.workspace.Workspace
-    sandbox: Any  # shared.adapters.sandbox.Sandbox
-    make_engine: Callable[[RunContext, list], Engine]
-    make_forge: Callable[[str, str], Any]
-    extra: dict[str, Any] = field(default_factory=dict)
+    store: EventStore
+    workspace: Workspace
+    sandbox: Sandbox
+    make_engine: EngineFactory
+    make_forge: ForgeFactory
+    # the generator's model client; None = one made from settings (tests point it at a scripted server)
+    openai_client: openai.AsyncOpenAI | None = None
 
-    def engine(self, ctx: RunContext, replay_from: list | None = None) -> Engine:
+    def engine(self, ctx: RunContext, replay_from: list[LlmCallRecorded] | None = None) -> Engine:
         return _RecordsCallsOnFailure(self.make_engine(ctx, replay_from or []), self.store, ctx.run_id)
 
 
@@ -39,7 +57,7 @@ class _RecordsCallsOnFailure:
 
     _STEPS = frozenset({"analyze", "suggest", "implement", "review", "write_tests"})
 
-    def __init__(self, engine: Engine, store: Any, stream_id: str):
+    def __init__(self, engine: Engine, store: EventStore, stream_id: str):
         self._engine, self._store, self._stream_id = engine, store, stream_id
 
     def __getattr__(self, name: str) -> Any:

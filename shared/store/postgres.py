@@ -166,6 +166,19 @@ class PostgresEventStore:
         """`append` inside a transaction the caller owns (to add its own writes)."""
         return await self._append(conn, stream_id, events, expected_version, tracking)
 
+    async def append_streams(
+        self, groups: Sequence[tuple[str, Sequence[Envelope]]], *, tracking: tuple[str, uuid.UUID]
+    ) -> list[Envelope]:
+        """Append to several streams and write the tracking row in one transaction; raises
+        AlreadyProcessed, appending nothing, when the row exists. With no groups, only the row."""
+        stored: list[Envelope] = []
+        async with self.pool.acquire() as conn, conn.transaction():
+            for i, (stream_id, events) in enumerate(groups or [("", [])]):
+                stored += await self._append(
+                    conn, stream_id, list(events), None, tracking if i == 0 else None
+                )
+        return stored
+
     async def _append(self, db, stream_id, events, expected_version, tracking) -> list[Envelope]:
         if not events and tracking is None:
             return []

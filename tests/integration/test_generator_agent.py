@@ -116,7 +116,7 @@ async def test_handler_emits_prompt_generated_and_validated_events(task, server,
     settings = Settings(OPENAI_BASE_URL=server.base_url, OPENAI_API_KEY="test-key", OPENAI_MODEL="scripted-model")
     request = make_event(FeatureGenerationRequested(task_dir=str(task.path), output_dir=str(tmp_path / "out"),
                                                     backend="local", step_limit=10), new_gen_stream())
-    events = await on_feature_generation_requested(request, SimpleNamespace(settings=settings, extra={}))
+    events = await on_feature_generation_requested(request, SimpleNamespace(settings=settings, openai_client=None))
     assert [e.type for e in events] == ["FeaturePromptBuilt", "FeatureGenerated", "FeatureValidated"]
     assert all(e.causation_id == request.event_id and e.stream_id == request.stream_id for e in events)
     prompt, generated, validated = (e.data for e in events)
@@ -130,6 +130,6 @@ async def test_handler_emits_prompt_generated_and_validated_events(task, server,
 async def test_handler_records_a_bad_task_dir_as_step_failed(tmp_path):
     request = make_event(FeatureGenerationRequested(task_dir=str(tmp_path / "missing"), output_dir=str(tmp_path)),
                          new_gen_stream())
-    events = await on_feature_generation_requested(request, SimpleNamespace(settings=Settings(), extra={}))
+    events = await on_feature_generation_requested(request, SimpleNamespace(settings=Settings(), openai_client=None))
     assert [e.type for e in events] == ["StepFailed", "PipelineFailed"]
     assert "task directory not found" in events[0].data.error

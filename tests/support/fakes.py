@@ -1,0 +1,328 @@
+"""In-memory fakes of the ports (shared/ports/), for handler unit tests: no servers.
+
+Each implements its Protocol (checked in tests/contract/) and keeps what a test wants to assert
+on: the store its events and tracking rows, the workspace which working copies are still there,
+the forge what it published, opened and merged, the sandbox which commands it was asked to run.
+The workspace makes real git working copies from files held in memory, because handlers run
+git in them; nothing else touches the disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import shutil
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from shared.adapters.git import git
+from shared.common.settings import Settings
+from shared.events import Envelope, Improvement
+from shared.events.run import LlmCallRecorded
+from shared.policy.run import RunContext
+from shared.ports.deps import Deps
+from shared.ports.engine import Analysis, GeneratedTests, Implementation, ModelReview
+from shared.ports.errors import ChangeRejectedError, StepError
+from shared.ports.forge import MergeRequest
+from shared.ports.sandbox import SandboxResult
+from shared.ports.store import Tracking
+from shared.ports.workspace import Materialized
+from shared.store.errors import AlreadyProcessed, ConcurrencyError
+
+# -- event store -------------------------------------------------------------------------------------
+
+
+class InMemoryEventStore:
+    """The EventStore port in a list: one lock serialises appends, as the Postgres store's
+    advisory lock does, so positions are handed out in commit order."""
+
+    def __init__(self) -> None:
+        self.events: list[Envelope] = []
+        self.tracking: set[tuple[str, uuid.UUID]] = set()
+        self._lock = asyncio.Lock()
+
+    async def append(
+        self,
+        stream_id: str,
+        events: Sequence[Envelope],
+        expected_version: int | None = None,
+        *,
+        tracking: Tracking | None = None,
+    ) -> list[Envelope]:
+        async with self._lock:
+            return self._append([(stream_id, events)], expected_version, tracking)
+
+    async def append_streams(
+        self, groups: Sequence[tuple[str, Sequence[Envelope]]], *, tracking: Tracking
+    ) -> list[Envelope]:
+        async with self._lock:
+            return self._append(groups, None, tracking)
+
+    def _append(self, groups, expected_version, tracking) -> list[Envelope]:
+        # Every check before any write: all or nothing, as one transaction.
+        if tracking is not None and tuple(tracking) in self.tracking:
+            raise AlreadyProcessed(*tracking)
+        if expected_version is not None:
+            stream_id = groups[0][0]
+            actual = self._version(stream_id)
+            if actual != expected_version:
+                raise ConcurrencyError(stream_id, expected_version, actual)
+        seen = {e.event_id for e in self.events}
+        stored: list[Envelope] = []
+        versions: dict[str, int] = {}
+        for stream_id, events in groups:
+            for event in events:
+                if event.event_id in seen:
+                    raise ValueError(f"event {event.event_id} is already stored")
+                seen.add(event.event_id)
+                versions[stream_id] = versions.get(stream_id, self._version(stream_id)) + 1
+                stored.append(event.stored(versions[stream_id], len(self.events) + len(stored) + 1))
+        self.events.extend(stored)
+        if tracking is not None:
+            self.tracking.add(tuple(tracking))
+        return stored
+
+    def _version(self, stream_id: str) -> int:
+        return sum(1 for e in self.events if e.stream_id == stream_id)
+
+    async def read_stream(self, stream_id: str, from_version: int = 1) -> list[Envelope]:
+        return [e for e in self.events if e.stream_id == stream_id and e.version >= from_version]
+
+    async def stream_version(self, stream_id: str) -> int:
+        return self._version(stream_id)
+
+    async def read_all(self, after_position: int = 0, limit: int = 1000) -> list[Envelope]:
+        return [e for e in self.events if e.global_position > after_position][:limit]
+
+    async def last_position(self) -> int:
+        return len(self.events)
+
+    async def is_processed(self, consumer: str, event_id: uuid.UUID) -> bool:
+        return (consumer, event_id) in self.tracking
+
+
+# -- workspace ---------------------------------------------------------------------------------------
+
+
+class FakeWorkspace:
+    """Repositories held as {source: {path: content}}; working copies are git repositories made
+    from them under `root`. `live` is what has not been removed yet."""
+
+    def __init__(self, root: Path, repos: dict[str, dict[str, str]]):
+        self.root = Path(root)
+        self.repos = repos
+        self.live: set[str] = set()
+        self.made: list[str] = []
+
+    def _origin(self, source: str) -> Path:
+        if source not in self.repos:
+            raise StepError(f"Repository path does not exist: {source}", hint="Pass an existing repository.")
+        origin = self.root / "origins" / hashlib.sha256(source.encode()).hexdigest()[:12]
+        if not origin.exists():
+            origin.mkdir(parents=True)
+            git(origin, "init", "-q", "-b", "main")
+            for rel, content in self.repos[source].items():
+                (origin / rel).parent.mkdir(parents=True, exist_ok=True)
+                (origin / rel).write_text(content)
+            git(origin, "add", "--all")
+            git(origin, "commit", "-q", "-m", "initial",
+                env={"GIT_AUTHOR_DATE": "1700000000 +0000", "GIT_COMMITTER_DATE": "1700000000 +0000"})
+        return origin
+
+    async def materialize(self, source: str, ref: str | None = None) -> Materialized:
+        origin = self._origin(source)
+        sha = git(origin, "rev-parse", "-q", "--verify", f"{ref or 'HEAD'}^{{commit}}", check=False)
+        if not sha:
+            raise StepError(f"Unknown ref {ref!r} in {source}", hint="Pass a branch, tag or sha.")
+        return Materialized(source=source, mirror=origin, base_sha=sha, default_branch="main", ref=ref)
+
+    async def worktree(
+        self, run_id: str, source: str, base_sha: str, patches: Sequence[str] = (), branch: str | None = None
+    ) -> Path:
+        origin = self._origin(source)
+        path = self.root / "worktrees" / run_id
+        shutil.rmtree(path, ignore_errors=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.live.add(run_id)
+        self.made.append(run_id)
+        git(path.parent, "clone", "-q", str(origin), str(path))
+        git(path, "checkout", "-q", *(["-B", branch] if branch else ["--detach"]), base_sha)
+        for patch in patches:
+            git(path, "am", "-q", "--committer-date-is-author-date", input=patch)
+        return path
+
+    async def remove(self, run_id: str) -> None:
+        shutil.rmtree(self.root / "worktrees" / run_id, ignore_errors=True)
+        self.live.discard(run_id)
+
+
+# -- sandbox -----------------------------------------------------------------------------------------
+
+JUNIT = '<testsuite tests="{total}" failures="{failed}" errors="0" skipped="0">{cases}</testsuite>'
+
+
+class FakeSandbox:
+    """Runs nothing: `outcome(cwd, cmd)` says (passed, failed) for a pytest command, and the JUnit
+    report pytest would have written is written; any other command succeeds with no output."""
+
+    name = "fake"
+
+    def __init__(self, outcome: Callable[[Path, list[str]], tuple[int, int]]):
+        self.outcome = outcome
+        self.calls: list[tuple[list[str], Path]] = []
+
+    async def run(self, cmd: list[str], cwd: Path, timeout: float = 300, env: dict | None = None) -> SandboxResult:
+        self.calls.append((list(cmd), Path(cwd)))
+        report = next((a.split("=", 1)[1] for a in cmd if a.startswith("--junitxml=")), None)
+        if report is not None:
+            passed, failed = self.outcome(Path(cwd), list(cmd))
+            cases = "".join(f'<testcase classname="t" name="ok{i}"/>' for i in range(passed))
+            cases += "".join(f'<testcase classname="t" name="bad{i}"><failure message="x"/></testcase>'
+                             for i in range(failed))
+            target = Path(report) if Path(report).is_absolute() else Path(cwd) / report
+            target.write_text(JUNIT.format(total=passed + failed, failed=failed, cases=cases))
+            return SandboxResult(1 if failed else 0, f"{passed} passed, {failed} failed", "", False, 0.0)
+        return SandboxResult(0, "", "", False, 0.0)
+
+
+# -- forge -------------------------------------------------------------------------------------------
+
+
+class FakeForge:
+    """A forge that remembers: which branches (at which commit) were published, which requests
+    opened and merged. Like the real ones, it never opens or merges twice."""
+
+    name = "fake"
+
+    def __init__(self) -> None:
+        self.published: dict[str, str] = {}
+        self.requests: dict[str, MergeRequest] = {}
+        self.merges: list[str] = []
+
+    async def publish(self, repo: Path, branch: str) -> bool:
+        sha = git(Path(repo), "rev-parse", f"refs/heads/{branch}")
+        if self.published.get(branch) == sha:
+            return False
+        self.published[branch] = sha
+        return True
+
+    async def find_request(self, branch: str) -> MergeRequest | None:
+        return self.requests.get(branch)
+
+    async def open_request(self, repo: Path, branch: str, title: str, body: str) -> MergeRequest:
+        if branch not in self.published:
+            raise StepError(f"Branch {branch!r} is not on the forge yet", hint="Publish it first.")
+        existing = self.requests.get(branch)
+        if existing and existing.state in ("open", "merged"):
+            return existing
+        request = MergeRequest(id=str(len(self.requests) + 1), url=f"fake://requests/{len(self.requests) + 1}",
+                               branch=branch, state="open", title=title, base="main")
+        self.requests[branch] = request
+        return request
+
+    async def merge(self, request: MergeRequest) -> str:
+        current = self.requests[request.branch]
+        if current.state == "merged":
+            return current.merge_sha
+        sha = "m" + self.published[request.branch][1:]
+        self.requests[request.branch] = MergeRequest(**{**current.__dict__, "state": "merged", "merge_sha": sha})
+        self.merges.append(request.branch)
+        return sha
+
+
+# -- engine ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class FakeEngine:
+    """An engine that answers from a script; `fail` names a step that raises StepError, `edits`
+    maps an improvement id to {path: content} (or to a reason to reject it)."""
+
+    name: str = "rules"  # what RepoAnalyzed accepts; "llm" makes the reviewer blend its score
+    analysis: Analysis = field(default_factory=lambda: Analysis(specification="spec", graph="graph",
+                                                                architecture="arch", stats={"files": 1}))
+    improvements: list[Improvement] = field(default_factory=list)
+    edits: dict[str, dict[str, str] | str] = field(default_factory=dict)
+    review_answer: ModelReview = field(default_factory=lambda: ModelReview(overall=8.0, summary="fine"))
+    tests: dict[str, dict[str, str]] = field(default_factory=dict)
+    fail: str | None = None
+    calls: list[LlmCallRecorded] = field(default_factory=list)
+    seen: list[tuple[str, Any]] = field(default_factory=list)
+
+    def _step(self, name: str, arg: Any = None) -> None:
+        self.seen.append((name, arg))
+        self.calls.append(LlmCallRecorded(purpose=name, model="fake", prompt_hash=f"h-{name}-{len(self.calls)}",
+                                          prompt_tokens=10, completion_tokens=5, cost_usd=0.001,
+                                          response="{}"))
+        if self.fail == name:
+            raise StepError(f"the fake engine fails at {name}", hint="as scripted")
+
+    async def analyze(self, repo: Path) -> Analysis:
+        self._step("analyze", repo)
+        return self.analysis
+
+    async def suggest(self, repo: Path, analysis: Analysis, categories: list[str]) -> list[Improvement]:
+        self._step("suggest", list(categories))
+        return [i for i in self.improvements if i.category in categories]
+
+    async def implement(self, repo: Path, improvement: Improvement) -> Implementation:
+        self._step("implement", improvement.id)
+        edit = self.edits.get(improvement.id, {})
+        if isinstance(edit, str):
+            raise ChangeRejectedError(edit)
+        for rel, content in edit.items():
+            (Path(repo) / rel).parent.mkdir(parents=True, exist_ok=True)
+            (Path(repo) / rel).write_text(content)
+        return Implementation(files=sorted(edit))
+
+    async def review(self, repo: Path, base_sha: str, head_sha: str, signals: dict[str, Any]) -> ModelReview:
+        self._step("review", signals)
+        return self.review_answer
+
+    async def write_tests(self, repo: Path, improvements: list[Improvement], categories: list[str]) -> GeneratedTests:
+        self._step("write_tests", [i.id for i in improvements])
+        return GeneratedTests(groups=self.tests)
+
+    def drain_calls(self) -> list[LlmCallRecorded]:
+        calls, self.calls = self.calls, []
+        return calls
+
+
+def fake_deps(
+    tmp_path: Path,
+    repos: dict[str, dict[str, str]],
+    *,
+    engine: FakeEngine | None = None,
+    sandbox: FakeSandbox | None = None,
+    forge: FakeForge | None = None,
+    store: InMemoryEventStore | None = None,
+) -> Deps:
+    """`Deps` wired to fakes only (the same dataclass bootstrap fills with real adapters)."""
+    engine = engine or FakeEngine()
+    forge = forge or FakeForge()
+
+    def make_engine(ctx: RunContext, previous: list[LlmCallRecorded]) -> FakeEngine:
+        return engine
+
+    return Deps(
+        settings=Settings(REPO_PILOT_HOME=tmp_path / "home"),
+        store=store or InMemoryEventStore(),
+        workspace=FakeWorkspace(tmp_path / "ws", repos),
+        sandbox=sandbox or FakeSandbox(lambda cwd, cmd: (1, 0)),
+        make_engine=make_engine,
+        make_forge=lambda kind, target: forge,
+    )
+
+
+async def given(store: InMemoryEventStore, stream_id: str, *payloads: Any) -> list[Envelope]:
+    """Append `payloads` to `stream_id` as one chain (each caused by the one before); the stored events."""
+    from shared.events import make_event
+
+    stored: list[Envelope] = []
+    for payload in payloads:
+        cause = stored[-1] if stored else None
+        stored += await store.append(stream_id, [make_event(payload, stream_id, cause=cause)])
+    return stored

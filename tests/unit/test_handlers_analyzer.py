@@ -1,0 +1,98 @@
+"""The analyzer's handlers against in-memory fakes of their ports: no servers."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from services.analyzer.handlers import DOC_FILES, on_merge_completed, on_pipeline_requested
+from shared.adapters.git import git
+from shared.events import MergeCompleted, PipelineRequested, new_run_stream
+from shared.ports.errors import StepError
+from tests.support.fakes import FakeEngine, FakeForge, fake_deps, given
+
+pytestmark = pytest.mark.unit
+
+REPO = {"app.py": "def main():\n    return 1\n"}
+
+
+def types(events) -> list[str]:
+    return [e.type for e in events]
+
+
+async def test_requested_run_is_analyzed_at_the_resolved_base_and_the_copy_removed(tmp_path):
+    deps = fake_deps(tmp_path, {"demo": REPO})
+    run = new_run_stream()
+    [request] = await given(deps.store, run, PipelineRequested(repo="demo"))
+
+    out = await on_pipeline_requested(request, deps)
+
+    assert types(out) == ["LlmCallRecorded", "RepoAnalyzed"]
+    analyzed = out[-1].data
+    base = (await deps.workspace.materialize("demo")).base_sha
+    assert (analyzed.base_sha, analyzed.default_branch, analyzed.repo_path) == (base, "main", "demo")
+    assert (analyzed.specification, analyzed.engine) == ("spec", "rules")
+    assert all(e.causation_id == request.event_id and e.stream_id == run for e in out)
+    assert deps.workspace.made == [f"{run}-analyze"] and not deps.workspace.live
+
+
+async def test_a_failing_engine_leaves_no_copy_and_its_calls_in_the_log(tmp_path):
+    deps = fake_deps(tmp_path, {"demo": REPO}, engine=FakeEngine(fail="analyze"))
+    run = new_run_stream()
+    [request] = await given(deps.store, run, PipelineRequested(repo="demo"))
+
+    with pytest.raises(StepError, match="fails at analyze"):
+        await on_pipeline_requested(request, deps)
+
+    assert not deps.workspace.live
+    assert types(await deps.store.read_stream(run)) == ["PipelineRequested", "LlmCallRecorded"]
+
+
+async def test_a_missing_repository_is_a_step_error(tmp_path):
+    deps = fake_deps(tmp_path, {})
+    [request] = await given(deps.store, new_run_stream(), PipelineRequested(repo="nowhere"))
+    with pytest.raises(StepError, match="does not exist"):
+        await on_pipeline_requested(request, deps)
+
+
+async def test_not_merged_skips_the_docs_and_closes_the_run_with_its_log(tmp_path):
+    deps = fake_deps(tmp_path, {"demo": REPO})
+    run = new_run_stream()
+    events = await given(deps.store, run, PipelineRequested(repo="demo"))
+    analyzed = (await on_pipeline_requested(events[0], deps))[-1]
+    await deps.store.append(run, [analyzed])
+    [merge] = await given(deps.store, run, MergeCompleted(pushed=True, branch="b", merged=False, reason="low score"))
+
+    out = await on_merge_completed(merge, deps)
+
+    assert types(out) == ["StepSkipped", "PipelineCompleted"]
+    done = out[-1].data
+    assert (done.verdict, done.summary) == ("not_merged", "low score")
+    logged = json.loads(open(done.run_log).read())
+    assert [e["type"] for e in logged] == ["PipelineRequested", "RepoAnalyzed", "MergeCompleted"]
+    assert not deps.workspace.live
+
+
+async def test_merged_run_gets_its_docs_committed_and_merged_through_the_forge(tmp_path):
+    forge = FakeForge()
+    deps = fake_deps(tmp_path, {"demo": REPO}, forge=forge)
+    run = new_run_stream()
+    events = await given(deps.store, run, PipelineRequested(repo="demo"))
+    analyzed = (await on_pipeline_requested(events[0], deps))[-1]
+    await deps.store.append(run, [analyzed])
+    [merge] = await given(deps.store, run, MergeCompleted(pushed=True, branch="b", merged=True))
+
+    out = await on_merge_completed(merge, deps)
+
+    assert types(out) == ["LlmCallRecorded", "DocsUpdated", "PipelineCompleted"]
+    docs = out[1].data
+    assert docs.files == sorted(DOC_FILES.values())
+    [branch] = forge.published
+    assert branch.endswith("-docs") and forge.merges == [branch]
+    assert docs.commit_sha == forge.requests[branch].merge_sha
+    assert out[-1].data.verdict == "merged"
+    assert not deps.workspace.live
+    path = tmp_path / "check"
+    git(tmp_path, "clone", "-q", str((await deps.workspace.materialize("demo")).mirror), str(path))
+    assert not (path / "docs").exists()  # the docs went to the forge's branch, not the origin
