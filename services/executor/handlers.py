@@ -58,7 +58,11 @@ async def on_improvements_suggested(event: Envelope, deps: Deps) -> list[Envelop
 
     improvements = list(event.data.improvements)
     begun: dict[str, list[Envelope]] = {}
-    drafts = await asyncio.gather(*(draft(n, imp) for n, imp in enumerate(improvements)))
+    # Every draft runs to its end (and removes its scratch copy) before a failure propagates.
+    drafts = await asyncio.gather(*(draft(n, imp) for n, imp in enumerate(improvements)), return_exceptions=True)
+    failed = next((d for d in drafts if isinstance(d, BaseException)), None)
+    if failed is not None:
+        raise failed
 
     out: list[Envelope] = []  # stamped as they happen, so beads get real times
 

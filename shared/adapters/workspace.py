@@ -213,8 +213,18 @@ class Workspace:
         return path
 
     async def remove(self, run_id: str) -> None:
-        """Delete the run's working copy (nothing happens when there is none)."""
-        await asyncio.to_thread(shutil.rmtree, self.worktree_path(run_id), True)
+        """Delete the run's working copy and its lock file (nothing happens when there is none)."""
+        await asyncio.to_thread(self._remove, run_id)
+
+    def _remove(self, run_id: str) -> None:
+        path = self.worktree_path(run_id)
+        lock = self.worktrees / f"{run_id}.lock"
+        if not lock.exists() and not path.exists():
+            return
+        with _locked(lock):
+            shutil.rmtree(path, ignore_errors=True)
+            # Unlinked while held: a builder waiting on it finds the copy gone and starts afresh.
+            lock.unlink(missing_ok=True)
 
 
 def _follow_remote_head(mirror: Path) -> None:

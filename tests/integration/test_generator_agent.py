@@ -3,7 +3,6 @@ the agent edits a real checkout through the sandbox, and the attempt is validate
 
 import json
 import sys
-from types import SimpleNamespace
 
 import pytest
 import typer
@@ -14,6 +13,7 @@ from services.generator.handlers import on_feature_generation_requested
 from shared.common.settings import Settings
 from shared.events import Envelope, make_event, new_gen_stream
 from shared.events.gen import FeatureGenerationRequested
+from tests.support.fakes import fake_deps
 from tests.support.model_server import ScriptedModelServer
 from tests.support.task_fixture import PAIRS, make_task
 
@@ -116,7 +116,7 @@ async def test_handler_emits_prompt_generated_and_validated_events(task, server,
     settings = Settings(OPENAI_BASE_URL=server.base_url, OPENAI_API_KEY="test-key", OPENAI_MODEL="scripted-model")
     request = make_event(FeatureGenerationRequested(task_dir=str(task.path), output_dir=str(tmp_path / "out"),
                                                     backend="local", step_limit=10), new_gen_stream())
-    events = await on_feature_generation_requested(request, SimpleNamespace(settings=settings, openai_client=None))
+    events = await on_feature_generation_requested(request, fake_deps(tmp_path, {}, settings=settings))
     assert [e.type for e in events] == ["FeaturePromptBuilt", "FeatureGenerated", "FeatureValidated"]
     assert all(e.causation_id == request.event_id and e.stream_id == request.stream_id for e in events)
     prompt, generated, validated = (e.data for e in events)
@@ -130,6 +130,6 @@ async def test_handler_emits_prompt_generated_and_validated_events(task, server,
 async def test_handler_records_a_bad_task_dir_as_step_failed(tmp_path):
     request = make_event(FeatureGenerationRequested(task_dir=str(tmp_path / "missing"), output_dir=str(tmp_path)),
                          new_gen_stream())
-    events = await on_feature_generation_requested(request, SimpleNamespace(settings=Settings(), openai_client=None))
+    events = await on_feature_generation_requested(request, fake_deps(tmp_path, {}, settings=Settings()))
     assert [e.type for e in events] == ["StepFailed", "PipelineFailed"]
     assert "task directory not found" in events[0].data.error

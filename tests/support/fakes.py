@@ -299,6 +299,8 @@ def fake_deps(
     sandbox: FakeSandbox | None = None,
     forge: FakeForge | None = None,
     store: InMemoryEventStore | None = None,
+    settings: Settings | None = None,
+    openai_client: Any = None,
 ) -> Deps:
     """`Deps` wired to fakes only (the same dataclass bootstrap fills with real adapters)."""
     engine = engine or FakeEngine()
@@ -308,12 +310,13 @@ def fake_deps(
         return engine
 
     return Deps(
-        settings=Settings(REPO_PILOT_HOME=tmp_path / "home"),
+        settings=settings or Settings(REPO_PILOT_HOME=tmp_path / "home"),
         store=store or InMemoryEventStore(),
         workspace=FakeWorkspace(tmp_path / "ws", repos),
         sandbox=sandbox or FakeSandbox(lambda cwd, cmd: (1, 0)),
         make_engine=make_engine,
         make_forge=lambda kind, target: forge,
+        openai_client=openai_client,
     )
 
 
