@@ -19,14 +19,8 @@ from pathlib import PurePosixPath
 from unidiff import PatchSet
 from unidiff.errors import UnidiffParseError
 
-_TEST_DIRS = {"tests", "test", "__tests__", "testdata", "spec", "specs"}
-_TEST_NAMES = [
-    "test_*.py", "*_test.py", "conftest.py", "tests.py",
-    "*_test.go",
-    "tests.rs", "*_tests.rs", "*_test.rs",
-    "*.test.js", "*.test.jsx", "*.test.ts", "*.test.tsx", "*.test.mjs", "*.test.cjs",
-    "*.spec.js", "*.spec.jsx", "*.spec.ts", "*.spec.tsx", "*.spec.mjs", "*.spec.cjs",
-]
+from shared.policy import paths as policy_paths
+
 _SCRATCH_DIRS = {
     "__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache", ".tox", ".nox", ".venv", "venv",
     "node_modules", "target", "dist", "build", ".next", "coverage", ".cache", ".idea", ".vscode",
@@ -51,10 +45,7 @@ def is_scratch(path: str) -> bool:
 
 def is_test_path(path: str) -> bool:
     """True when `path` is a test file by the conventions of Python, Go, Rust or JavaScript."""
-    p = PurePosixPath(path)
-    if any(part in _TEST_DIRS for part in p.parts[:-1]):
-        return True
-    return any(fnmatch.fnmatch(p.name, pat) for pat in _TEST_NAMES)
+    return policy_paths.is_test_path(path)
 
 
 @dataclass

@@ -15,6 +15,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from shared.policy.paths import is_test_path
+
 # The families the engine looks at: syntax errors and pyflakes (so signals see breakage),
 # bugbear (likely bugs), the flake8-bandit security rules, and pyupgrade.
 DEFAULT_SELECT: tuple[str, ...] = ("E9", "F", "B", "S", "UP")
@@ -34,12 +36,6 @@ class Finding:
     message: str
     fixable: bool = False  # the tool has a *safe* automatic fix for it
     name: str = ""  # the rule's name, e.g. `hardcoded-password-string`
-
-
-def is_test_path(path: str) -> bool:
-    parts = path.split("/")
-    name = parts[-1]
-    return "tests" in parts[:-1] or "test" in parts[:-1] or name.startswith("test_") or name == "conftest.py"
 
 
 def _drop_test_noise(findings: list[Finding]) -> list[Finding]:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import time
 
@@ -26,14 +25,14 @@ from nats.aio.client import Client
 
 from shared.events import Envelope
 from shared.messaging.bus import ensure_stream
+from shared.store.postgres import advisory_lock_key
 
 log = logging.getLogger("repo_pilot.relay")
 
 
 def leader_lock_key(schema: str, name: str) -> int:
     """The advisory lock key for one relay group (same schema and name = one leader)."""
-    digest = hashlib.sha256(f"{schema}:relay:{name}".encode()).digest()
-    return int.from_bytes(digest[:8], "big", signed=True)
+    return advisory_lock_key(schema, f"relay:{name}")
 
 
 def publish_headers(event: Envelope) -> dict[str, str]:

@@ -8,36 +8,58 @@ or the repository's own tests regressing forbid an auto-merge whatever the model
 from __future__ import annotations
 
 from statistics import fmean
+from collections.abc import Mapping
 from typing import Any
 
-from shared.events.run import ChangesReviewed, TestsCompleted
+from shared.events.run import ChangesReviewed, TestGroupResult, TestsCompleted
 from shared.ports.engine import REVIEW_DIMENSIONS, ModelReview
 
 MODEL_WEIGHT = 0.5  # the model and the signals count equally when both exist
 FLAG_DISTANCE = 3.0  # a model this far from the signals is reported as a disagreement
-_SECURITY_PREFIXES = ("S", "B", "bandit:", "secret:")
+# ruff's flake8-bandit (S) and bugbear (B) rules, bandit's own tests, secrets found in the code
+SECURITY_PREFIXES = ("S", "B", "bandit:", "secret:")
+
+
+def is_security_finding(code: str) -> bool:
+    """True for a finding code (`S105`, `bandit:B303`, `secret:github-token`) that is a security matter."""
+    return code.startswith(SECURITY_PREFIXES)
 
 
 def _clamp(x: float) -> float:
     return round(min(10.0, max(1.0, x)), 1)
 
 
-def _failing(group: dict[str, Any] | None) -> int:
+def _failing(group: Mapping[str, Any] | None) -> int:
     return 0 if not group else int(group.get("failed", 0)) + int(group.get("errors", 0))
 
 
-def own_tests_regressed(tests: dict[str, Any] | None) -> str | None:
-    """Why the repository's own suite got worse, or None. More failures after than before is a regression."""
+def _as_dict(group: TestGroupResult | Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+    return group.model_dump() if isinstance(group, TestGroupResult) else group
+
+
+def own_suite_regression(
+    before: TestGroupResult | Mapping[str, Any] | None, after: TestGroupResult | Mapping[str, Any] | None
+) -> str | None:
+    """The one rule for "the repository's own tests regressed": more failing (failed + errors)
+    after than before, or fewer passing. Why, or None when they did not (or never ran after)."""
+    before, after = _as_dict(before), _as_dict(after)
+    if not after:
+        return None
+    if _failing(after) > _failing(before):
+        return f"the repository's own tests regressed: {_failing(before)} failing before, {_failing(after)} after"
+    if before and int(after.get("passed", 0)) < int(before.get("passed", 0)):
+        return f"the repository's own tests regressed: {before.get('passed')} passed before, {after.get('passed')} after"
+    return None
+
+
+def own_tests_regressed(tests: Mapping[str, Any] | None) -> str | None:
+    """Why the repository's own suite got worse according to a TestsCompleted payload, or None."""
     if not tests:
         return None
-    before, after = tests.get("own_before"), tests.get("own_after")
-    if after and _failing(after) > _failing(before):
-        return f"the repository's own tests regressed: {_failing(before)} failing before, {_failing(after)} after"
-    if after and before and int(after.get("passed", 0)) < int(before.get("passed", 0)):
-        return f"the repository's own tests regressed: {before.get('passed')} passed before, {after.get('passed')} after"
-    if tests.get("regressed"):
+    regression = own_suite_regression(tests.get("own_before"), tests.get("own_after"))
+    if regression is None and tests.get("regressed"):
         return "the repository's own tests regressed (reported by the tester)"
-    return None
+    return regression
 
 
 def generated_groups(tests: dict[str, Any] | None) -> list[dict[str, Any]]:
@@ -50,7 +72,7 @@ def did_not_run(group: dict[str, Any]) -> bool:
 
 
 def _security_count(counts: dict[str, int]) -> int:
-    return sum(n for code, n in counts.items() if code.startswith(_SECURITY_PREFIXES))
+    return sum(n for code, n in counts.items() if is_security_finding(code))
 
 
 def signal_assessment(signals: dict[str, Any], tests: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -67,7 +89,7 @@ def signal_assessment(signals: dict[str, Any], tests: dict[str, Any] | None = No
     issues: list[str] = []
     blockers: list[str] = []
 
-    grew_security = any(after.get(c, 0) > before.get(c, 0) for c in after if c.startswith(_SECURITY_PREFIXES))
+    grew_security = any(after.get(c, 0) > before.get(c, 0) for c in after if is_security_finding(c))
     if delta > 0 or grew_security:
         grown = {
             c: after.get(c, 0) - before.get(c, 0) for c in sorted(after) if after.get(c, 0) > before.get(c, 0)

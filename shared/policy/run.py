@@ -17,6 +17,7 @@ from shared.events.run import (
     TestGroupResult,
     TestsCompleted,
 )
+from shared.policy.review import own_suite_regression
 
 
 @dataclass
@@ -91,8 +92,8 @@ def merge_is_due(ctx: RunContext, trigger: Envelope) -> bool:
 
 
 def regressed(before: TestGroupResult, after: TestGroupResult) -> bool:
-    """The repository's own suite got worse: more failures/errors, or fewer passing tests."""
-    return (after.failed + after.errors > before.failed + before.errors) or after.passed < before.passed
+    """The repository's own suite got worse (the rule: `shared.policy.review.own_suite_regression`)."""
+    return own_suite_regression(before, after) is not None
 
 
 def scaffold_only(improvements: list, repo) -> list:

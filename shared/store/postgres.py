@@ -11,6 +11,7 @@ need no snapshot bookkeeping (`benchmarks/` shows the write throughput that rema
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import uuid
@@ -51,9 +52,21 @@ class SlimEvent(NamedTuple):
     data: Payload
 
 
-def _lock_key(schema: str, purpose: str) -> int:
+def advisory_lock_key(schema: str, purpose: str) -> int:
+    """The Postgres advisory lock key for `purpose` in `schema` (appends, migrations, a relay
+    group): one 64-bit key per pair, the same in every process."""
     digest = hashlib.sha256(f"{schema}:{purpose}".encode()).digest()
     return int.from_bytes(digest[:8], "big", signed=True)
+
+
+async def wait_for_any(events: Sequence[asyncio.Event], timeout: float) -> None:
+    """Return when one of `events` is set or after `timeout` seconds, whichever comes first."""
+    waiters = [asyncio.ensure_future(e.wait()) for e in events]
+    try:
+        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
@@ -109,7 +122,7 @@ class PostgresEventStore:
         self.dsn = dsn
         self.schema = schema
         self.channel = f"{schema}_events"
-        self._append_lock = _lock_key(schema, "append")
+        self._append_lock = advisory_lock_key(schema, "append")
 
     @classmethod
     async def connect(
@@ -280,34 +293,39 @@ class PostgresEventStore:
             position,
         )
 
+    @contextlib.asynccontextmanager
+    async def appended(self) -> AsyncIterator[asyncio.Event]:
+        """An event set by every append's NOTIFY, listened for on a dedicated connection (pooled
+        connections hold no LISTEN) that is closed on leaving. Clear it before reading the log,
+        so an append committed while reading is never missed."""
+        woken = asyncio.Event()
+        listener = await asyncpg.connect(self.dsn)
+        try:
+            await listener.add_listener(self.channel, lambda *_: woken.set())
+            yield woken
+        finally:
+            await listener.close()
+
     async def tail(
         self, after_position: int = 0, *, batch: int = 500, poll_interval: float = 1.0
     ) -> AsyncIterator[Envelope]:
         """Yield every event after `after_position`, forever, woken by NOTIFY (polling as a fallback)."""
-        waker = asyncio.Event()
-        listener = await asyncpg.connect(self.dsn)
-        await listener.add_listener(self.channel, lambda *_: waker.set())
-        try:
+        async with self.appended() as woken:
             position = after_position
             while True:
-                waker.clear()
+                woken.clear()
                 events = await self.read_all(position, batch)
                 for event in events:
                     position = event.global_position
                     yield event
                 if len(events) < batch:
-                    try:
-                        await asyncio.wait_for(waker.wait(), poll_interval)
-                    except TimeoutError:
-                        pass
-        finally:
-            await listener.close()
+                    await wait_for_any([woken], poll_interval)
 
 
 async def migrate(conn: asyncpg.Connection, schema: str) -> list[str]:
     """Apply pending migrations under a session advisory lock; returns the names applied."""
     applied: list[str] = []
-    key = _lock_key(schema, "migrate")
+    key = advisory_lock_key(schema, "migrate")
     await conn.execute("SELECT pg_advisory_lock($1)", key)
     try:
         await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')

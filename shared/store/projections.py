@@ -22,7 +22,7 @@ from datetime import datetime
 from typing import Any
 
 from shared.events import STEPS, Envelope
-from shared.store.postgres import SlimEvent
+from shared.store.postgres import SlimEvent, wait_for_any
 
 log = logging.getLogger("repo_pilot.projector")
 
@@ -256,21 +256,11 @@ class Projector:
 
 async def wait_for_log(store, stop: asyncio.Event, work, poll_interval: float = 1.0) -> None:
     """Call `work()` whenever the log grows (NOTIFY) or every `poll_interval`, until `stop`."""
-    import asyncpg
-
-    woken = asyncio.Event()
-    listener = await asyncpg.connect(store.dsn)
-    await listener.add_listener(store.channel, lambda *_: woken.set())
-    try:
+    async with store.appended() as woken:
         while not stop.is_set():
             woken.clear()
             await work()
-            waiters = [asyncio.ensure_future(woken.wait()), asyncio.ensure_future(stop.wait())]
-            await asyncio.wait(waiters, timeout=poll_interval, return_when=asyncio.FIRST_COMPLETED)
-            for w in waiters:
-                w.cancel()
-    finally:
-        await listener.close()
+            await wait_for_any([woken, stop], poll_interval)
 
 
 async def _upsert(conn, table: str, columns: tuple[str, ...], key: tuple[str, ...], rows: Iterable[dict]) -> None:

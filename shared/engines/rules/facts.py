@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from shared.adapters.git import run_git
+from shared.policy.paths import is_test_path
 
 _SKIP_DIRS = {".git", ".venv", "venv", "env", "node_modules", "build", "dist", "__pycache__", ".tox", ".nox"}
 _LANGUAGES = {
@@ -81,12 +82,7 @@ class RepoFacts:
 
 
 def _is_test_module(path: str) -> bool:
-    parts = path.split("/")
-    return (
-        parts[0] in ("tests", "test")
-        or Path(path).name.startswith("test_")
-        or Path(path).name == "conftest.py"
-    )
+    return is_test_path(path)
 
 
 def git(repo: Path, *args: str, check: bool = True) -> str:

@@ -14,11 +14,11 @@ from pathlib import Path
 from shared.adapters.analyzers import Finding
 from shared.engines.rules.facts import RepoFacts
 from shared.events import Improvement
+from shared.policy.review import is_security_finding
 
 MAX_PER_CATEGORY = 4
 _MAX_LISTED = 20
 
-SECURITY_PREFIXES = ("S", "B", "bandit:", "secret:")
 
 LICENSE_FILES = ("LICENSE", "LICENCE", "COPYING")
 COMMUNITY_DOCS = {
@@ -111,7 +111,7 @@ def security_improvements(findings: list[Finding]) -> list[Improvement]:
     for f in findings:
         if f.code.startswith("secret:"):
             groups["secret:"].append(f)
-        elif f.code.startswith(SECURITY_PREFIXES):
+        elif is_security_finding(f.code):
             groups[f.code].append(f)
     ranked = sorted(_security_group(code, sorted(fs)) for code, fs in groups.items())
     return [imp for _, imp in ranked[:MAX_PER_CATEGORY]]

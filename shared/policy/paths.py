@@ -1,0 +1,24 @@
+"""What a path in a repository is (pure): the one home of "is this a test file"."""
+
+from __future__ import annotations
+
+import fnmatch
+from pathlib import PurePosixPath
+
+TEST_DIRS = frozenset({"tests", "test", "__tests__", "testdata", "spec", "specs"})
+TEST_NAMES = (
+    "test_*.py", "*_test.py", "conftest.py", "tests.py",
+    "*_test.go",
+    "tests.rs", "*_tests.rs", "*_test.rs",
+    "*.test.js", "*.test.jsx", "*.test.ts", "*.test.tsx", "*.test.mjs", "*.test.cjs",
+    "*.spec.js", "*.spec.jsx", "*.spec.ts", "*.spec.tsx", "*.spec.mjs", "*.spec.cjs",
+)  # fmt: skip
+
+
+def is_test_path(path: str) -> bool:
+    """True when `path` (relative, `/`-separated) is a test file by the conventions of Python, Go,
+    Rust or JavaScript: inside a test directory at any depth, or named like a test module."""
+    p = PurePosixPath(path)
+    if any(part in TEST_DIRS for part in p.parts[:-1]):
+        return True
+    return any(fnmatch.fnmatch(p.name, pattern) for pattern in TEST_NAMES)
