@@ -397,16 +397,15 @@ def servers_stop() -> None:
     console.print("stopped " + ", ".join(stopped) if stopped else "no embedded servers were running")
 
 
-def _register_optional() -> None:
-    """Commands whose modules may not be installed in every build."""
-    try:
-        from services.generator.cli import generate
-    except ImportError:
-        return
+def _register_generator() -> None:
+    """`generate` lives with the generator service. It ships in every build, so an ImportError
+    here is a bug and stops the CLI at start instead of silently dropping the command."""
+    from services.generator.cli import generate
+
     app.command("generate", help="Generate benchmark features that conflict with a task's features.")(generate)
 
 
-_register_optional()
+_register_generator()
 
 
 def main() -> None:

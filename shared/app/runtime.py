@@ -17,25 +17,27 @@ PIPELINE_SERVICES = ("analyzer", "suggester", "executor", "reviewer", "tester", 
 
 
 def service_routes(name: str) -> list:
-    """The routes a service declares in services/<name>/main.py."""
+    """The routes a service declares in services/<name>/main.py.
+
+    ValueError when there is no such service; any other import error (a module the service
+    imports is missing or broken) propagates, so a broken service fails loudly at start."""
+    module_name = f"services.{name}.main"
     try:
-        module = importlib.import_module(f"services.{name}.main")
+        module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
+        if exc.name not in (f"services.{name}", module_name):
+            raise
         raise ValueError(f"unknown service {name!r}") from exc
     return list(module.ROUTES)
 
 
 def available_services() -> list[str]:
+    """Every service in `services.SERVICES`, each loaded once (a broken one raises)."""
     from services import SERVICES
 
-    found = []
     for name in SERVICES:
-        try:
-            service_routes(name)
-        except (ValueError, ImportError, AttributeError):
-            continue
-        found.append(name)
-    return found
+        service_routes(name)
+    return list(SERVICES)
 
 
 async def open_store(settings: Settings, database_url: str):
