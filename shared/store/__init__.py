@@ -4,7 +4,7 @@ Where events are stored: `postgres.py` (the `events`, `tracking` and `checkpoint
 declared in `migrations/`).
 """
 
-from shared.store.errors import AlreadyProcessed, ConcurrencyError
+from shared.store.errors import AlreadyProcessed, ConcurrencyError, MigrationChanged
 from shared.store.postgres import PostgresEventStore, migrate, row_to_envelope
 
-__all__ = ["AlreadyProcessed", "ConcurrencyError", "PostgresEventStore", "migrate", "row_to_envelope"]
+__all__ = ["AlreadyProcessed", "ConcurrencyError", "MigrationChanged", "PostgresEventStore", "migrate", "row_to_envelope"]

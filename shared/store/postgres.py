@@ -25,7 +25,7 @@ from pydantic_core import from_json, to_json
 
 from shared.events import Envelope
 from shared.events.registry import Payload, parse_payload_json
-from shared.store.errors import AlreadyProcessed, ConcurrencyError
+from shared.store.errors import AlreadyProcessed, ConcurrencyError, MigrationChanged
 
 _COLUMNS = (
     "global_position, stream_id, version, event_id, type, data::text AS data, metadata, occurred_at, "
@@ -322,8 +322,17 @@ class PostgresEventStore:
                     await wait_for_any([woken], poll_interval)
 
 
+def checksum(sql: str) -> str:
+    """The sha256 of a migration's text, as recorded in `schema_migrations.checksum`."""
+    return hashlib.sha256(sql.encode()).hexdigest()
+
+
 async def migrate(conn: asyncpg.Connection, schema: str) -> list[str]:
-    """Apply pending migrations under a session advisory lock; returns the names applied."""
+    """Apply pending migrations under a session advisory lock; returns the names applied.
+
+    Raises MigrationChanged, before applying anything, when the file of an applied migration no
+    longer has the checksum recorded when it was applied. Applied rows without a checksum (from
+    before migration 0005) get the current file's recorded."""
     applied: list[str] = []
     key = advisory_lock_key(schema, "migrate")
     await conn.execute("SELECT pg_advisory_lock($1)", key)
@@ -334,9 +343,17 @@ async def migrate(conn: asyncpg.Connection, schema: str) -> list[str]:
             "CREATE TABLE IF NOT EXISTS schema_migrations ("
             "version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
         )
-        done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
-        for version, name, sql in migrations():
-            if version in done:
+        # to_jsonb(m): the checksum column does not exist until migration 0005 has run.
+        rows = await conn.fetch(
+            "SELECT version, to_jsonb(m)->>'checksum' AS checksum FROM schema_migrations m"
+        )
+        recorded = {r["version"]: r["checksum"] for r in rows}
+        shipped = migrations()
+        for version, name, sql in shipped:
+            if recorded.get(version) and recorded[version] != checksum(sql):
+                raise MigrationChanged(schema, name, recorded[version], checksum(sql))
+        for version, name, sql in shipped:
+            if version in recorded:
                 continue
             async with conn.transaction():
                 await conn.execute(sql)
@@ -344,6 +361,14 @@ async def migrate(conn: asyncpg.Connection, schema: str) -> list[str]:
                     "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", version, name
                 )
             applied.append(name)
+        has_column = await conn.fetchval(
+            "SELECT 1 FROM information_schema.columns WHERE table_schema = $1 "
+            "AND table_name = 'schema_migrations' AND column_name = 'checksum'", schema)
+        if has_column:
+            await conn.executemany(
+                "UPDATE schema_migrations SET checksum = $2 WHERE version = $1 AND checksum IS NULL",
+                [(version, checksum(sql)) for version, _, sql in shipped],
+            )
     finally:
         await conn.execute("SELECT pg_advisory_unlock($1)", key)
     return applied
