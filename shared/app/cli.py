@@ -57,10 +57,11 @@ def _fail(message: str, code: int = 2) -> None:
 
 def _arun(coro):
     from shared.app.embedded import ServerUnreachable
+    from shared.store.errors import MigrationChanged
 
     try:
         return asyncio.run(coro)
-    except ServerUnreachable as exc:
+    except (ServerUnreachable, MigrationChanged) as exc:
         _fail(str(exc))
     except KeyboardInterrupt:
         err.print("interrupted")
