@@ -18,6 +18,7 @@ from shared.adapters.forge_github import GitHubForge, github_repo_of
 from shared.adapters.git import git, head_sha
 from shared.adapters.workspace import commit_all
 from shared.ports.errors import StepError
+from shared.ports.forge import Forge
 from tests.conftest import make_git_repo
 from tests.support.github_stub import GitHubStub
 
@@ -66,6 +67,10 @@ def setup(request, tmp_path):
 
 
 # -- the contract ------------------------------------------------------------------------------
+
+
+def test_implements_the_port(setup):
+    assert isinstance(setup.forge, Forge)
 
 
 async def test_publish_twice_pushes_once(setup):

@@ -21,6 +21,7 @@ from shared.adapters.sandbox import (
     run_pytest,
     scrubbed_env,
 )
+from shared.ports.sandbox import Sandbox
 
 pytestmark = pytest.mark.integration
 
@@ -40,6 +41,10 @@ def py(code: str) -> list[str]:
 
 
 # -- the contract ------------------------------------------------------------------------------
+
+
+def test_implements_the_port(sandbox):
+    assert isinstance(sandbox, Sandbox)
 
 
 async def test_runs_in_cwd_and_captures_both_streams(sandbox, tmp_path):
