@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from shared.adapters.forge import make_forge as real_forge
+from shared.adapters.sandbox import make_sandbox
+from shared.adapters.workspace import Workspace as RealWorkspace
 from shared.common.settings import Settings
 from shared.events.run import LlmCallRecorded
 from shared.policy.run import RunContext, replay_answers
@@ -62,10 +65,6 @@ def bootstrap(
 ) -> Deps:
     """Real dependencies; a test hands in any of them (e.g. a different engine factory) by keyword
     and gets the rest of the same wiring."""
-    from shared.adapters.forge import make_forge as real_forge
-    from shared.adapters.sandbox import make_sandbox
-    from shared.adapters.workspace import Workspace as RealWorkspace
-
     return Deps(
         settings=settings,
         store=store,

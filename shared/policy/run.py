@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from shared.events import Envelope
+from shared.events import Envelope, make_event
 from shared.events.run import (
     ChangeApplied,
     ChangesCommitted,
@@ -18,6 +19,7 @@ from shared.events.run import (
     TestsCompleted,
 )
 from shared.policy.review import own_suite_regression
+from shared.ports.store import EventStore
 
 
 @dataclass
@@ -98,8 +100,6 @@ def regressed(before: TestGroupResult, after: TestGroupResult) -> bool:
 
 def scaffold_only(improvements: list, repo) -> list:
     """Improvements that only add files missing from the repository (what `scaffold` generates)."""
-    from pathlib import Path
-
     return [i for i in improvements if i.files and not any((Path(repo) / f).exists() for f in i.files)]
 
 
@@ -110,16 +110,14 @@ def replay_answers(previous: list[LlmCallRecorded]) -> dict[str, str]:
 
 def emit(cause: Envelope, service: str, *payloads) -> list[Envelope]:
     """Events reacting to `cause`, on its stream, carrying its correlation and trace."""
-    from shared.events import make_event
-
     return [make_event(p, cause.stream_id, cause=cause, service=service) for p in payloads]
 
 
-async def load_context(store, event: Envelope) -> RunContext:
+async def load_context(store: EventStore, event: Envelope) -> RunContext:
     return run_context(event.stream_id, await store.read_stream(event.stream_id))
 
 
-async def previous_calls(store, ctx: RunContext) -> list[LlmCallRecorded]:
+async def previous_calls(store: EventStore, ctx: RunContext) -> list[LlmCallRecorded]:
     """Model calls of the run this one replays (empty when it is not a replay)."""
     if not ctx.replayed_from:
         return []

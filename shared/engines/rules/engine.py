@@ -15,7 +15,7 @@ from shared.adapters.analyzers import (
     scan_secrets,
     target_version,
 )
-from shared.engines.rules import facts as facts_mod
+import shared.engines.rules.facts as facts_mod
 from shared.engines.rules.analyze import analyze_facts
 from shared.engines.rules.implement import implement as implement_improvement
 from shared.engines.rules.suggest import suggest_all

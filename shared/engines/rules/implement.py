@@ -13,7 +13,7 @@ from importlib import resources
 from pathlib import Path
 
 from shared.adapters.analyzers import Finding, ruff_fix, run_ruff, target_version, tool_command
-from shared.engines.rules import facts as facts_mod
+import shared.engines.rules.facts as facts_mod
 from shared.engines.rules.facts import RepoFacts
 from shared.engines.rules.suggest import TEMPLATE_FILES, declared_license
 from shared.events import Improvement
