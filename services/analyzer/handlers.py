@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Protocol
 
 from shared.adapters.workspace import commit_all
-from shared.ports.deps import Deps
+from shared.ports.deps import UsesSettings, UsesStore, UsesWorkspace, UsesEngine, UsesForge
 from shared.events import DocsUpdated, Envelope, PipelineCompleted, RepoAnalyzed, StepSkipped
 from shared.policy.run import emit, load_context, previous_calls
 
 SERVICE = "analyzer"
+
+
+class Uses(UsesSettings, UsesStore, UsesWorkspace, UsesEngine, UsesForge, Protocol):
+    """What the analyzer's handlers use: the store (run context, run log), the workspace, the engine (docs) and the forge (docs merge)."""
 DOC_FILES = {"specification": "docs/specification.md", "graph": "docs/graph.md",
              "architecture": "docs/architecture.md"}
 
 
-async def on_pipeline_requested(event: Envelope, deps: Deps) -> list[Envelope]:
+async def on_pipeline_requested(event: Envelope, deps: Uses) -> list[Envelope]:
     ctx = await load_context(deps.store, event)
     req = event.data
     repo = await deps.workspace.materialize(req.repo, req.ref)
@@ -33,7 +38,7 @@ async def on_pipeline_requested(event: Envelope, deps: Deps) -> list[Envelope]:
     ))
 
 
-async def on_merge_completed(event: Envelope, deps: Deps) -> list[Envelope]:
+async def on_merge_completed(event: Envelope, deps: Uses) -> list[Envelope]:
     ctx = await load_context(deps.store, event)
     merge = event.data
     out: list = []
@@ -68,7 +73,7 @@ async def on_merge_completed(event: Envelope, deps: Deps) -> list[Envelope]:
     return emit(event, SERVICE, *out)
 
 
-async def write_run_log(deps: Deps, run_id: str, last: Envelope) -> Path:
+async def write_run_log(deps: Uses, run_id: str, last: Envelope) -> Path:
     """The run's full event log as JSON under REPO_PILOT_HOME/runs/ (written before it closes)."""
     events = await deps.store.read_stream(run_id)
     path = deps.settings.runs_dir / f"{run_id}.json"

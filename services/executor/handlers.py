@@ -9,10 +9,11 @@ rejected with that reason rather than forced.
 from __future__ import annotations
 
 import asyncio
+from typing import Protocol
 
 from shared.adapters.git import GitError, git, run_git
 from shared.adapters.workspace import commit_all, format_patch
-from shared.ports.deps import Deps
+from shared.ports.deps import UsesStore, UsesWorkspace, UsesEngine
 from shared.events import (
     ChangeApplied,
     ChangeRejected,
@@ -26,10 +27,14 @@ from shared.policy.run import emit, load_context, previous_calls
 from shared.ports.errors import ChangeRejectedError
 
 SERVICE = "executor"
+
+
+class Uses(UsesStore, UsesWorkspace, UsesEngine, Protocol):
+    """What the executor's handlers use: the store, the workspace and the engine."""
 CONCURRENCY = 4
 
 
-async def on_improvements_suggested(event: Envelope, deps: Deps) -> list[Envelope]:
+async def on_improvements_suggested(event: Envelope, deps: Uses) -> list[Envelope]:
     ctx = await load_context(deps.store, event)
     base = ctx.analyzed.base_sha
     engine = deps.engine(ctx, await previous_calls(deps.store, ctx))

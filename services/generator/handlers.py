@@ -8,6 +8,7 @@ model client (tests hand in one pointed at the scripted server).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Protocol
 
 from services.generator.job import GenerateOptions, run_attempt
 from services.generator.task import load_task
@@ -15,10 +16,14 @@ from shared.events import Envelope, make_event
 from shared.events.gen import FeatureGenerationRequested
 from shared.events.run import PipelineFailed, StepFailed
 from shared.common.settings import Settings
-from shared.ports.deps import Deps
+from shared.ports.deps import UsesSettings, UsesModelClient
 from shared.ports.errors import StepError
 
 SERVICE = "generator"
+
+
+class Uses(UsesSettings, UsesModelClient, Protocol):
+    """What the generator's handlers use: the settings (model endpoint) and the model client."""
 
 
 def options_for(request: FeatureGenerationRequested, settings: Settings) -> GenerateOptions:
@@ -29,7 +34,7 @@ def options_for(request: FeatureGenerationRequested, settings: Settings) -> Gene
         min_conflicts=request.min_conflicts, base_url=settings.openai_base_url, api_key=settings.openai_api_key)
 
 
-async def on_feature_generation_requested(event: Envelope, deps: Deps) -> list[Envelope]:
+async def on_feature_generation_requested(event: Envelope, deps: Uses) -> list[Envelope]:
     """FeaturePromptBuilt, FeatureGenerated, FeatureValidated for one attempt; StepFailed when the
     request cannot run at all (bad task dir, no repository, no model endpoint)."""
     request = event.data

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from shared.ports.deps import Deps
+from typing import Protocol
+
+from shared.ports.deps import UsesStore, UsesWorkspace, UsesForge
 from shared.events import Envelope, MergeCompleted, StepCompleted, StepStarted
 from shared.policy.review import merge_gate
 from shared.policy.run import emit, load_context, merge_is_due
@@ -10,7 +12,11 @@ from shared.policy.run import emit, load_context, merge_is_due
 SERVICE = "merger"
 
 
-async def on_review_or_tests(event: Envelope, deps: Deps) -> list[Envelope]:
+class Uses(UsesStore, UsesWorkspace, UsesForge, Protocol):
+    """What the merger's handlers use: the store, the workspace and the forge."""
+
+
+async def on_review_or_tests(event: Envelope, deps: Uses) -> list[Envelope]:
     ctx = await load_context(deps.store, event)
     if not merge_is_due(ctx, event):
         return []

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Protocol
+
 from shared.adapters.signals import compute_signals
-from shared.ports.deps import Deps
+from shared.ports.deps import UsesStore, UsesWorkspace, UsesEngine
 from shared.events import ChangesReviewed, Envelope
 from shared.policy.review import combine_review
 from shared.policy.run import emit, load_context, previous_calls
@@ -11,7 +13,11 @@ from shared.policy.run import emit, load_context, previous_calls
 SERVICE = "reviewer"
 
 
-async def on_changes_committed(event: Envelope, deps: Deps) -> list[Envelope]:
+class Uses(UsesStore, UsesWorkspace, UsesEngine, Protocol):
+    """What the reviewer's handlers use: the store, the workspace and the engine."""
+
+
+async def on_changes_committed(event: Envelope, deps: Uses) -> list[Envelope]:
     ctx = await load_context(deps.store, event)
     c = event.data
     work_id = f"{ctx.run_id}-review"

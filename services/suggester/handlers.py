@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from shared.ports.deps import Deps
+from typing import Protocol
+
+from shared.ports.deps import UsesStore, UsesWorkspace, UsesEngine
 from shared.events import Envelope, ImprovementsSuggested
 from shared.policy.run import emit, load_context, previous_calls, scaffold_only
 from shared.ports.engine import Analysis
@@ -10,7 +12,11 @@ from shared.ports.engine import Analysis
 SERVICE = "suggester"
 
 
-async def on_repo_analyzed(event: Envelope, deps: Deps) -> list[Envelope]:
+class Uses(UsesStore, UsesWorkspace, UsesEngine, Protocol):
+    """What the suggester's handlers use: the store, the workspace and the engine."""
+
+
+async def on_repo_analyzed(event: Envelope, deps: Uses) -> list[Envelope]:
     ctx = await load_context(deps.store, event)
     a = event.data
     work_id = f"{ctx.run_id}-suggest"

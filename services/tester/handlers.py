@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+from typing import Protocol
+
 from shared.adapters.sandbox import run_pytest
 from shared.adapters.target_env import TargetPython, python_for, same_dependencies
-from shared.ports.deps import Deps
+from shared.ports.deps import UsesSettings, UsesStore, UsesWorkspace, UsesSandbox, UsesEngine
 from shared.events import Envelope, TestGroupResult, TestsCompleted, TestsGenerated
 from shared.policy.run import emit, load_context, previous_calls, regressed
 
 SERVICE = "tester"
+
+
+class Uses(UsesSettings, UsesStore, UsesWorkspace, UsesSandbox, UsesEngine, Protocol):
+    """What the tester's handlers use: the store, the workspace, the sandbox, the engine and the settings (env home)."""
 TIMEOUT = 600
 
 
-async def on_changes_committed(event: Envelope, deps: Deps) -> list[Envelope]:
+async def on_changes_committed(event: Envelope, deps: Uses) -> list[Envelope]:
     ctx = await load_context(deps.store, event)
     c = event.data
     before_id, after_id = f"{ctx.run_id}-test-base", f"{ctx.run_id}-test-head"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from shared.common.settings import Settings
 from shared.events import make_event
@@ -30,6 +30,48 @@ if TYPE_CHECKING:
 EngineFactory = Callable[["RunContext", list[LlmCallRecorded]], Engine]
 # (forge kind: local | remote | github, the target repository path or URL) -> the forge
 ForgeFactory = Callable[[str, str], Forge]
+
+
+# What a handler may use, one capability each: a service's handlers module declares the ones it
+# needs as `class Uses(UsesStore, UsesWorkspace, ..., Protocol)` and takes `deps: Uses`. `Deps`
+# has them all.
+
+
+@runtime_checkable
+class UsesSettings(Protocol):
+    settings: Settings
+
+
+@runtime_checkable
+class UsesStore(Protocol):
+    store: EventStore
+
+
+@runtime_checkable
+class UsesWorkspace(Protocol):
+    workspace: Workspace
+
+
+@runtime_checkable
+class UsesSandbox(Protocol):
+    sandbox: Sandbox
+
+
+@runtime_checkable
+class UsesForge(Protocol):
+    make_forge: ForgeFactory
+
+
+@runtime_checkable
+class UsesEngine(Protocol):
+    def engine(self, ctx: RunContext, replay_from: list[LlmCallRecorded] | None = None) -> Engine:
+        """The run's engine; model calls made before a failing step still reach the log."""
+        ...
+
+
+@runtime_checkable
+class UsesModelClient(Protocol):
+    openai_client: openai.AsyncOpenAI | None
 
 
 @dataclass

@@ -57,3 +57,16 @@ def test_a_broken_command_module_stops_the_cli_at_start():
     ok = subprocess.run([sys.executable, "-c", "import shared.app.cli as c; print(c.app.registered_commands[-1].name)"],
                         cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert ok.stdout.strip() == "generate", ok.stderr
+
+
+@pytest.mark.parametrize("name", services.SERVICES)
+def test_each_handler_declares_what_it_uses_and_deps_provides_it(name, tmp_path):
+    import importlib
+    import inspect
+
+    from tests.support.fakes import fake_deps
+
+    module = importlib.import_module(f"services.{name}.handlers")
+    handlers = [f for n, f in vars(module).items() if n.startswith("on_") and inspect.iscoroutinefunction(f)]
+    assert handlers and all(inspect.signature(f).parameters["deps"].annotation == "Uses" for f in handlers)
+    assert isinstance(fake_deps(tmp_path, {}), module.Uses)
