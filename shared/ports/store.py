@@ -25,7 +25,8 @@ class EventStore(Protocol):
         *,
         tracking: Tracking | None = None,
     ) -> list[Envelope]:
-        """Append to one stream; returns the events with version and global position.
+        """Append to one stream; returns the events with version and global position (errors from
+        shared.ports.errors).
 
         `expected_version` (0 = the stream must not exist) raises ConcurrencyError when another
         writer got there first; `tracking` raises AlreadyProcessed when its row exists, and then

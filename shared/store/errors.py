@@ -1,20 +1,9 @@
-class ConcurrencyError(Exception):
-    """Another writer appended to the stream first: the expected version no longer holds."""
+"""Errors of the event store. Those raised through the EventStore port (ConcurrencyError,
+AlreadyProcessed) live with the port, in `shared.ports.errors`, and are re-exported here."""
 
-    def __init__(self, stream_id: str, expected: int, actual: int):
-        super().__init__(f"stream {stream_id}: expected version {expected}, found {actual}")
-        self.stream_id = stream_id
-        self.expected = expected
-        self.actual = actual
+from shared.ports.errors import AlreadyProcessed, ConcurrencyError
 
-
-class AlreadyProcessed(Exception):
-    """The tracking row (consumer, event id) exists: the event was handled before."""
-
-    def __init__(self, consumer: str, event_id):
-        super().__init__(f"{consumer} already processed event {event_id}")
-        self.consumer = consumer
-        self.event_id = event_id
+__all__ = ["AlreadyProcessed", "ConcurrencyError", "MigrationChanged"]
 
 
 class MigrationChanged(Exception):

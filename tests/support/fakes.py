@@ -25,12 +25,11 @@ from shared.events.run import LlmCallRecorded
 from shared.policy.run import RunContext
 from shared.ports.deps import Deps
 from shared.ports.engine import Analysis, GeneratedTests, Implementation, ModelReview
-from shared.ports.errors import ChangeRejectedError, StepError
+from shared.ports.errors import AlreadyProcessed, ChangeRejectedError, ConcurrencyError, StepError
 from shared.ports.forge import MergeRequest
 from shared.ports.sandbox import SandboxResult
 from shared.ports.store import Tracking
 from shared.ports.workspace import Materialized
-from shared.store.errors import AlreadyProcessed, ConcurrencyError
 
 # -- event store -------------------------------------------------------------------------------------
 
