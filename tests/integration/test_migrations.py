@@ -57,3 +57,19 @@ async def test_an_edited_applied_migration_stops_start_up_naming_the_file(
     assert not await conn.fetchval(  # nothing further was applied
         "SELECT 1 FROM information_schema.tables WHERE table_schema = $1 AND table_name = 'later'", db_schema)
     assert await conn.fetchval(f'SELECT pg_try_advisory_lock({pg.advisory_lock_key(db_schema, "migrate")})')
+
+
+async def test_the_cli_stops_with_the_message_not_a_traceback(conn, database_url, db_schema, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    await migrate(conn, db_schema)
+    await conn.execute(f"""UPDATE "{db_schema}".schema_migrations SET checksum = 'recorded-earlier' WHERE version = 1""")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "REPO_PILOT_"))}
+    env.update(DATABASE_URL=database_url, NATS_URL="nats://127.0.0.1:1", REPO_PILOT_DB_SCHEMA=db_schema,
+               REPO_PILOT_HOME=str(tmp_path / "home"), COLUMNS="300")
+    proc = subprocess.run([sys.executable, "-m", "shared.app.cli", "runs"], env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "migration 0001_events.sql was applied" in proc.stderr and "Traceback" not in proc.stderr
