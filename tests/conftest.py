@@ -8,6 +8,7 @@ subject prefix, so tests run in parallel and can be re-run on the same servers.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -52,20 +53,29 @@ def db_schema(unique) -> str:
     return f"t_{unique}"
 
 
-@pytest.fixture
-async def store(database_url, db_schema):
+@contextlib.asynccontextmanager
+async def scratch_store(database_url: str, schema: str):
+    """A Postgres event store in its own schema, dropped on leaving."""
     import asyncpg
 
     from shared.store import PostgresEventStore
 
-    s = await PostgresEventStore.connect(database_url, schema=db_schema)
-    yield s
-    await s.close()
-    conn = await asyncpg.connect(database_url)
+    s = await PostgresEventStore.connect(database_url, schema=schema)
     try:
-        await conn.execute(f'DROP SCHEMA IF EXISTS "{db_schema}" CASCADE')
+        yield s
     finally:
-        await conn.close()
+        await s.close()
+        conn = await asyncpg.connect(database_url)
+        try:
+            await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        finally:
+            await conn.close()
+
+
+@pytest.fixture
+async def store(database_url, db_schema):
+    async with scratch_store(database_url, db_schema) as s:
+        yield s
 
 
 @pytest.fixture

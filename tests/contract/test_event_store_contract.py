@@ -7,12 +7,12 @@ from __future__ import annotations
 import asyncio
 import uuid
 
-import asyncpg
 import pytest
 
 from shared.events import LlmCallRecorded, StepStarted, make_event, new_run_stream
 from shared.ports.store import EventStore
-from shared.store import AlreadyProcessed, ConcurrencyError, PostgresEventStore
+from shared.store import AlreadyProcessed, ConcurrencyError
+from tests.conftest import scratch_store
 from tests.support.fakes import InMemoryEventStore
 
 
@@ -22,15 +22,8 @@ async def store(request, unique):
     if request.param == "memory":
         yield InMemoryEventStore()
         return
-    database_url, schema = request.getfixturevalue("database_url"), f"c_{unique}"
-    s = await PostgresEventStore.connect(database_url, schema=schema)
-    yield s
-    await s.close()
-    conn = await asyncpg.connect(database_url)
-    try:
-        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-    finally:
-        await conn.close()
+    async with scratch_store(request.getfixturevalue("database_url"), f"c_{unique}") as s:
+        yield s
 
 
 def events(stream: str, n: int, first: int = 1) -> list:
