@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from typing import Protocol
 
-from shared.adapters.git import GitError, git, run_git
+from shared.adapters.git import GitError, git, git_apply_patch, git_patch
 from shared.adapters.workspace import commit_all, format_patch
 from shared.ports.deps import UsesStore, UsesWorkspace, UsesEngine
 from shared.events import (
@@ -50,13 +50,12 @@ async def on_improvements_suggested(event: Envelope, deps: Uses) -> list[Envelop
                 path = await deps.workspace.worktree(scratch, ctx.request.repo, base)
                 await engine.implement(path, imp)
                 git(path, "add", "--all")
-                # Unstripped: a diff may end in a context line that is a single space.
-                proc = run_git(path, "diff", "--cached", "--binary", base)
-                if proc.returncode:
-                    raise GitError(["git", "diff", "--cached", base], proc.returncode, proc.stderr)
-                diff = proc.stdout
+                # Byte for byte: a diff may end in a context line that is a single space.
+                diff = git_patch(path, "diff", "--cached", "--binary", base)
             except ChangeRejectedError as exc:
                 return None, exc.reason
+            except GitError as exc:
+                return None, f"its patch could not be built: {exc.stderr.strip()[:300] or exc}"
             finally:
                 await deps.workspace.remove(scratch)
         return (diff, "") if diff.strip() else (None, "the engine made no change for this improvement")
@@ -82,10 +81,10 @@ async def on_improvements_suggested(event: Envelope, deps: Uses) -> list[Envelop
             out.extend(begun[imp.id])
             if diff is not None:
                 try:
-                    git(path, "apply", "--3way", "--whitespace=nowarn", input=diff)
+                    git_apply_patch(path, "apply", "--3way", "--whitespace=nowarn", patch=diff)
                 except GitError as exc:
                     _discard(path)
-                    reason = f"conflicts with an earlier improvement: {exc.stderr.strip()[:300]}"
+                    reason = rejection_reason(exc.stderr)
                     diff = None
             if diff is None:
                 add(ChangeRejected(improvement_id=imp.id, reason=reason))
@@ -105,3 +104,13 @@ async def on_improvements_suggested(event: Envelope, deps: Uses) -> list[Envelop
 def _discard(path) -> None:
     git(path, "reset", "--hard", "-q")
     git(path, "clean", "-fdq")
+
+
+def rejection_reason(stderr: str) -> str:
+    """Why a drafted diff did not apply on the run branch: a real overlap with an earlier
+    improvement, or a patch git could not read (a bug on our side, named as such)."""
+    detail = stderr.strip()[:300]
+    if any(s in stderr for s in ("corrupt patch", "malformed patch", "patch fragment without header",
+                                 "No valid patches", "unrecognized input")):
+        return f"its patch could not be applied as built (not a conflict): {detail}"
+    return f"conflicts with an earlier improvement: {detail}"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 import subprocess
+import tempfile
 from pathlib import Path
 
 from shared.common.telemetry import git_span
@@ -104,6 +105,43 @@ def run_git(
             stdin=None if input is not None else subprocess.DEVNULL,
             timeout=timeout,
         )
+
+
+def git_patch(repo: Path, *args: str, env: dict | None = None) -> str:
+    """Run a git command that writes a diff or patch (`diff`, `format-patch`, `show`) and return
+    its stdout byte for byte: never stripped (a hunk's last line may be a blank context line, a
+    single space) and decoded as UTF-8 strictly, never with replacement characters.
+
+    When a file the patch touches is not UTF-8 text, the command runs again with every path
+    treated as binary, so the patch is carried exactly (git's base85 binary form) instead of
+    being corrupted. Raises GitError when git fails.
+    """
+    proc = run_git(repo, *args, env=env, text=False)
+    _check_raw(repo, args, proc)
+    try:
+        return proc.stdout.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    with tempfile.TemporaryDirectory(prefix="repo-pilot-attrs-") as tmp:
+        attributes = Path(tmp) / "attributes"
+        attributes.write_text("* binary\n")
+        proc = run_git(repo, "-c", f"core.attributesFile={attributes}", *args, env=env, text=False)
+    _check_raw(repo, args, proc)
+    return proc.stdout.decode("utf-8")
+
+
+def git_apply_patch(repo: Path, *args: str, patch: str, env: dict | None = None) -> None:
+    """Feed `patch` (from `git_patch`) to `git ARGS` (`apply`, `am`) as the exact UTF-8 bytes it
+    was made from. Raises GitError carrying git's own reason when it does not apply."""
+    proc = run_git(repo, *args, env=env, input=patch.encode("utf-8"), text=False)
+    _check_raw(repo, args, proc)
+
+
+def _check_raw(repo: Path, args: tuple[str, ...], proc: subprocess.CompletedProcess) -> None:
+    if proc.returncode != 0:
+        stderr = proc.stderr.decode("utf-8", "replace")
+        stdout = proc.stdout.decode("utf-8", "replace")
+        raise GitError(["git", "-C", str(repo), *args], proc.returncode, stderr, stdout)
 
 
 async def agit(

@@ -6,7 +6,6 @@ below and by `shared.policy.review`.
 
 from __future__ import annotations
 
-import ast
 import asyncio
 import subprocess
 import tempfile
@@ -17,6 +16,7 @@ from typing import Any
 
 from shared.adapters.analyzers import DEFAULT_SELECT, Finding, run_ruff, target_version
 from shared.adapters.git import run_git
+from shared.common.pyparse import parse_python
 
 
 def count_by_rule(findings: list[Finding]) -> dict[str, int]:
@@ -39,7 +39,7 @@ def parse_numstat(numstat: str) -> dict[str, Any]:
 
 def parse_failure(path: str, source: str) -> str | None:
     try:
-        ast.parse(source, filename=path)
+        parse_python(source, filename=path)
     except SyntaxError as exc:
         return f"{path}:{exc.lineno}: {exc.msg}"
     return None

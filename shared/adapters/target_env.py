@@ -33,6 +33,8 @@ from pathlib import Path, PurePosixPath
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
+from shared.common.pyparse import parse_python
+
 from shared.adapters.sandbox import Sandbox
 
 # Extras (and PEP 735 dependency groups) that hold what a test suite needs.
@@ -160,7 +162,7 @@ def _from_setup_py(text: str) -> tuple[str | None, list[str]]:
     """Literal `install_requires` / `tests_require` / test extras of a `setup(...)` call; anything
     computed at run time (read from a file, a variable) is not seen."""
     try:
-        tree = ast.parse(text)
+        tree = parse_python(text)
     except SyntaxError:
         return None, []
     name, reqs = None, []

@@ -28,7 +28,15 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from shared.adapters.git import GitError, default_branch, git, head_sha, is_git_repo
+from shared.adapters.git import (
+    GitError,
+    default_branch,
+    git,
+    git_apply_patch,
+    git_patch,
+    head_sha,
+    is_git_repo,
+)
 from shared.ports.errors import StepError
 from shared.ports.workspace import Materialized
 
@@ -241,7 +249,7 @@ def _has_commit(repo: Path, sha: str) -> bool:
 
 def _apply_patch(path: Path, patch: str, number: int) -> None:
     try:
-        git(path, "am", "--quiet", "--committer-date-is-author-date", "--no-gpg-sign", input=patch)
+        git_apply_patch(path, "am", "--quiet", "--committer-date-is-author-date", "--no-gpg-sign", patch=patch)
     except GitError as exc:
         git(path, "am", "--abort", check=False)
         raise StepError(
@@ -275,4 +283,4 @@ def commit_all(path: Path, message: str) -> str | None:
 
 def format_patch(path: Path, sha: str) -> str:
     """The commit `sha` as an mbox patch (`git format-patch --stdout`), ready for `git am`."""
-    return git(path, "format-patch", "-1", "--stdout", "--binary", sha) + "\n"
+    return git_patch(path, "format-patch", "-1", "--stdout", "--binary", sha)

@@ -20,13 +20,14 @@ no longer parses after its blocks is left untouched and all its blocks are repor
 
 from __future__ import annotations
 
-import ast
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from pydantic import BaseModel
+
+from shared.common.pyparse import parse_python
 
 
 class UnsafePath(ValueError):
@@ -152,7 +153,7 @@ def _reindent(lines: list[str], have: str, want: str) -> list[str]:
 
 def _parses(source: str) -> str | None:
     try:
-        ast.parse(source)
+        parse_python(source)
     except (SyntaxError, ValueError) as exc:
         return f"{type(exc).__name__}: {exc}"
     return None

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from shared.adapters.git import run_git
+from shared.common.pyparse import parse_python
 from shared.policy.paths import is_test_path
 
 _SKIP_DIRS = {".git", ".venv", "venv", "env", "node_modules", "build", "dist", "__pycache__", ".tox", ".nox"}
@@ -131,7 +132,7 @@ def parse_module(path: str, source: str) -> Module:
     name, is_package = module_name(path)
     lines = source.count("\n") + (0 if source.endswith("\n") or not source else 1)
     try:
-        tree = ast.parse(source, filename=path)
+        tree = parse_python(source, filename=path)
     except SyntaxError as exc:
         return Module(name, path, is_package, "", [], [], None, [], [], False, [], False, lines, str(exc))
     functions, classes, top_level, imports, own = [], [], [], [], []

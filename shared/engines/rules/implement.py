@@ -6,12 +6,12 @@ and every fix is verified afterwards (the finding is gone or reduced, the files 
 
 from __future__ import annotations
 
-import ast
 import string
 import subprocess
 from importlib import resources
 from pathlib import Path
 
+from shared.common.pyparse import parse_python
 from shared.adapters.analyzers import Finding, ruff_fix, run_ruff, target_version, tool_command
 import shared.engines.rules.facts as facts_mod
 from shared.engines.rules.facts import RepoFacts
@@ -184,7 +184,7 @@ def _ruff(repo: Path, facts: RepoFacts, improvement: Improvement, codes: list[st
 
 def _parse_error(path: Path) -> bool:
     try:
-        ast.parse(path.read_text(encoding="utf-8"))
+        parse_python(path.read_text(encoding="utf-8"))
     except SyntaxError:
         return True
     return False
