@@ -30,10 +30,10 @@ async def on_changes_committed(event: Envelope, deps: Uses) -> list[Envelope]:
         py_before = py if same_dependencies(before_path, after_path) else await python_for(
             before_path, deps.settings.home, deps.sandbox)
         own_before = _noted(await run_pytest(deps.sandbox, before_path, timeout=TIMEOUT, group="own",
-                                             python=py_before.executable), py_before)
+                                             python=py_before.executable, plugins=py_before.plugins), py_before)
         await deps.workspace.remove(before_id)  # early: the copy is no longer needed
         own_after = _noted(await run_pytest(deps.sandbox, after_path, timeout=TIMEOUT, group="own",
-                                            python=py.executable), py)
+                                            python=py.executable, plugins=py.plugins), py)
         engine = deps.engine(ctx, await previous_calls(deps.store, ctx))
         applied_ids = {p.improvement_id for p in c.patches}
         improvements = [i for i in ctx.suggested.improvements if i.id in applied_ids] if ctx.suggested else []
@@ -47,7 +47,7 @@ async def on_changes_committed(event: Envelope, deps: Uses) -> list[Envelope]:
                 target.write_text(content)
                 files[rel] = content
             results.append(await run_pytest(deps.sandbox, after_path, sorted(group_files), timeout=TIMEOUT,
-                                            group=group, python=py.executable))
+                                            group=group, python=py.executable, plugins=py.plugins))
     finally:
         await deps.workspace.remove(before_id)
         await deps.workspace.remove(after_id)
@@ -60,4 +60,5 @@ async def on_changes_committed(event: Envelope, deps: Uses) -> list[Envelope]:
 
 def _noted(result: TestGroupResult, py: TargetPython) -> TestGroupResult:
     """The result with a head line saying which interpreter ran the suite, and why."""
-    return result.model_copy(update={"output": f"python: {py.executable} ({py.note})\n{result.output}"})
+    plugins = f"; plugins: {', '.join(py.plugins)}" if py.plugins else "; no pytest plugins autoloaded"
+    return result.model_copy(update={"output": f"python: {py.executable} ({py.note}{plugins})\n{result.output}"})

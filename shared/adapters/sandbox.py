@@ -20,8 +20,9 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from collections.abc import Sequence
 
-from shared.adapters.junit import JUnitError, read_junit
+from shared.adapters.junit import JUnitError, JUnitTotals, read_junit
 from shared.common.telemetry import sandbox_span
 from shared.events.run import TestGroupResult
 from shared.ports.sandbox import Sandbox, SandboxResult
@@ -295,6 +296,11 @@ def make_sandbox(prefer: str = "auto", image: str = DEFAULT_IMAGE) -> Sandbox:
 # -- pytest ----------------------------------------------------------------------------------
 
 
+# pytest's exit codes (pytest.ExitCode): what each says about a run that wrote no usable report.
+PYTEST_EXIT = {2: "interrupted (collection errors?)", 3: "internal error", 4: "usage or configuration error",
+               5: "no tests collected"}
+
+
 async def run_pytest(
     sandbox: Sandbox,
     repo: Path,
@@ -302,12 +308,15 @@ async def run_pytest(
     timeout: float = 300,
     group: str = "own",
     python: str | None = None,
+    plugins: Sequence[str] = (),
 ) -> TestGroupResult:
     """Run pytest in `repo` inside `sandbox` with `python` (default: this interpreter; see
     shared/adapters/target_env.py); counts from its JUnit report.
 
-    No tests collected gives zeros. A run that produced no report (timeout, crash, pytest
-    missing) counts as one error, with the reason in `output`.
+    The target's pytest, not Repo Pilot's: plugin autoload is off, so only `plugins` (modules the
+    target declares, `-p`) and what its own conftest asks for are loaded; its own configuration
+    (pytest.ini, pyproject, tox.ini, setup.cfg) and conftest files apply as they would for its
+    developers. How the exit code and the report combine is `pytest_result`.
     """
     repo = Path(repo)
     scratch = None
@@ -317,32 +326,57 @@ async def run_pytest(
     else:  # only the repository is visible inside: write the report there, relative to cwd
         name = f".repo-pilot-junit-{uuid.uuid4().hex}.xml"
         report, report_arg = repo / name, name
-    cmd = [python or sys.executable, "-m", "pytest", f"--junitxml={report_arg}", "-q", "-p", "no:cacheprovider", *args]
+    loaded = [arg for module in plugins for arg in ("-p", module)]
+    cmd = [python or sys.executable, "-m", "pytest", f"--junitxml={report_arg}", "-q", "-p", "no:cacheprovider",
+           *loaded, *args]
     try:
         with sandbox_span(cmd, attributes={"pilot.sandbox": getattr(sandbox, "name", "")}) as span:
-            result = await sandbox.run(cmd, cwd=repo, timeout=timeout)
+            result = await sandbox.run(cmd, cwd=repo, timeout=timeout, env={"PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"})
             span.set_attribute("process.exit.code", result.exit_code)
         output = tail(result.stdout + ("\n" + result.stderr if result.stderr.strip() else ""))
         if result.timed_out:
             return TestGroupResult(group=group, errors=1, output=f"timed out after {timeout:g}s\n{output}")
         try:
-            totals = read_junit(report)
+            totals, problem = read_junit(report), None
         except JUnitError as exc:
-            if result.exit_code == 5:  # pytest: no tests collected
-                return TestGroupResult(group=group, output=output)
-            return TestGroupResult(group=group, errors=1, output=f"{exc} (exit {result.exit_code})\n{output}")
-        failing = "".join(f"\nFAILED {name}" for name in totals.failing[:50])
-        return TestGroupResult(
-            group=group,
-            total=totals.total,
-            passed=totals.passed,
-            failed=totals.failed,
-            errors=totals.errors,
-            skipped=totals.skipped,
-            output=tail(output + failing),
-        )
+            totals, problem = None, str(exc)
+        return pytest_result(group, result.exit_code, totals, problem, output)
     finally:
         if scratch:
             shutil.rmtree(scratch, ignore_errors=True)
         else:
             report.unlink(missing_ok=True)
+
+
+def pytest_result(
+    group: str, exit_code: int, totals: JUnitTotals | None, problem: str | None, output: str
+) -> TestGroupResult:
+    """One pytest run's result (pure). Never "0 of 0 passed" for a suite that did not run:
+
+    - no tests collected (exit 5, nothing in the report): zeros, and the output says so;
+    - collection errors, an internal error, a usage/config error (exit 2-4), or exit 1 with no
+      failing test in the report, or no report at all: at least one error, the reason first in
+      `output` (the tail of pytest's own output follows).
+    """
+    if totals is None:
+        if exit_code == 5:
+            return TestGroupResult(group=group, output=f"no tests collected\n{output}")
+        why = PYTEST_EXIT.get(exit_code, f"exit {exit_code}")
+        return TestGroupResult(group=group, errors=1,
+                               output=f"could not run: pytest {why}, {problem} (exit {exit_code})\n{output}")
+    errors, note = totals.errors, ""
+    if exit_code in (2, 3, 4) or (exit_code == 1 and not totals.failed and not totals.errors):
+        errors = max(errors, 1)
+        note = f"pytest exit {exit_code}: {PYTEST_EXIT.get(exit_code, 'failed outside any test')}\n"
+    if exit_code == 5 and not totals.total:
+        note = "no tests collected\n"
+    failing = "".join(f"\nFAILED {name}" for name in totals.failing[:50])
+    return TestGroupResult(
+        group=group,
+        total=totals.total + errors - totals.errors,
+        passed=totals.passed,
+        failed=totals.failed,
+        errors=errors,
+        skipped=totals.skipped,
+        output=tail(note + output + failing),
+    )

@@ -49,6 +49,7 @@ NOTE_TAIL = 600
 class TargetPython:
     executable: str
     note: str  # one line: which interpreter and why, for a reader of the test output
+    plugins: tuple[str, ...] = ()  # pytest plugin modules the target declares (loaded with `-p`)
 
 
 @dataclass(frozen=True)
@@ -221,6 +222,57 @@ def same_dependencies(a: Path, b: Path) -> bool:
 
 
 async def python_for(
+    repo: Path,
+    home: Path,
+    sandbox: Sandbox,
+    *,
+    pip_options: Sequence[str] = (),
+    pip_env: Mapping[str, str] | None = None,
+    timeout: float = INSTALL_TIMEOUT,
+) -> TargetPython:
+    """The interpreter to run `repo`'s tests with (`_interpreter_for`), and the pytest plugins the
+    target declares that it can import: Repo Pilot's own plugins (pytest-asyncio, xdist…) are never
+    loaded into a target's suite, only those its dependency files name."""
+    py = await _interpreter_for(repo, home, sandbox, pip_options=pip_options, pip_env=pip_env, timeout=timeout)
+    declared = read_declared(read_dependency_files(repo), Path(repo).resolve())
+    names = declared_names(declared)
+    if not names:
+        return py
+    plugins = await _pytest_plugins(py.executable, names, sandbox, Path(repo))
+    return TargetPython(py.executable, py.note, plugins)
+
+
+def declared_names(declared: Declared) -> set[str]:
+    """Canonical distribution names of the requirements in `declared` (pure)."""
+    names = set()
+    for line in declared.lines:
+        with contextlib.suppress(InvalidRequirement):
+            names.add(canonicalize_name(Requirement(line).name))
+    return names
+
+
+_LIST_PLUGINS = (
+    "import json, importlib.metadata as m\n"
+    "print(json.dumps(sorted({(d.metadata['Name'] or '', e.module) for d in m.distributions()"
+    " for e in d.entry_points if e.group == 'pytest11'})))"
+)
+
+
+async def _pytest_plugins(python: str, names: set[str], sandbox: Sandbox, repo: Path) -> tuple[str, ...]:
+    """The `pytest11` entry-point modules `python` can import, of the distributions in `names`."""
+    import json
+
+    done = await sandbox.run([python, "-c", _LIST_PLUGINS], cwd=repo, timeout=60)
+    if done.exit_code != 0:
+        return ()
+    try:
+        found = json.loads(done.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        return ()
+    return tuple(sorted({module for dist, module in found if canonicalize_name(dist) in names}))
+
+
+async def _interpreter_for(
     repo: Path,
     home: Path,
     sandbox: Sandbox,

@@ -56,7 +56,10 @@ def own_tests_regressed(tests: Mapping[str, Any] | None) -> str | None:
     """Why the repository's own suite got worse according to a TestsCompleted payload, or None."""
     if not tests:
         return None
-    regression = own_suite_regression(tests.get("own_before"), tests.get("own_after"))
+    after = tests.get("own_after")
+    if after and did_not_run(_as_dict(after)):
+        return "the repository's own tests could not run after the change: no regression can be claimed"
+    regression = own_suite_regression(tests.get("own_before"), after)
     if regression is None and tests.get("regressed"):
         return "the repository's own tests regressed (reported by the tester)"
     return regression
