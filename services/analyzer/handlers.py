@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
+import logging
 from typing import Protocol
 
+from shared.adapters.run_log import run_log_path, write_run_log
 from shared.adapters.workspace import commit_all
 from shared.ports.deps import UsesSettings, UsesStore, UsesWorkspace, UsesEngine, UsesForge
 from shared.events import DocsUpdated, Envelope, PipelineCompleted, RepoAnalyzed, StepSkipped
 from shared.policy.run import emit, load_context, previous_calls
 
 SERVICE = "analyzer"
+log = logging.getLogger("repo_pilot.analyzer")
 
 
 class Uses(UsesSettings, UsesStore, UsesWorkspace, UsesEngine, UsesForge, Protocol):
@@ -66,17 +67,20 @@ async def on_merge_completed(event: Envelope, deps: Uses) -> list[Envelope]:
         out += [*engine.drain_calls(), DocsUpdated(files=sorted(DOC_FILES.values()), commit_sha=sha)]
     else:
         out.append(StepSkipped(step="docs", reason=f"not merged: {merge.reason}"))
-    log_path = await write_run_log(deps, ctx.run_id, event)
     verdict = "merged" if merge.merged else "not_merged"
     summary = merge.reason or ("merged into the default branch" if merge.merged else "")
-    out.append(PipelineCompleted(verdict=verdict, summary=summary, run_log=str(log_path)))
+    log_file = run_log_path(deps.settings.runs_dir, ctx.run_id)  # written by on_run_ended, once stored
+    out.append(PipelineCompleted(verdict=verdict, summary=summary, run_log=str(log_file)))
     return emit(event, SERVICE, *out)
 
 
-async def write_run_log(deps: Uses, run_id: str, last: Envelope) -> Path:
-    """The run's full event log as JSON under REPO_PILOT_HOME/runs/ (written before it closes)."""
-    events = await deps.store.read_stream(run_id)
-    path = deps.settings.runs_dir / f"{run_id}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps([json.loads(e.to_json()) for e in events], indent=2))
-    return path
+async def on_run_ended(event: Envelope, deps: Uses) -> list[Envelope]:
+    """After the run's last event (completed or failed) is in the store: write the run log.
+
+    A log that cannot be written is logged, not raised: raising would record another
+    PipelineFailed, which comes back here."""
+    try:
+        await write_run_log(deps.store, deps.settings.runs_dir, event.stream_id)
+    except OSError as exc:
+        log.warning("run log for %s not written: %s", event.stream_id, exc)
+    return []

@@ -236,7 +236,7 @@ async def python_for(
     py = await _interpreter_for(repo, home, sandbox, pip_options=pip_options, pip_env=pip_env, timeout=timeout)
     declared = read_declared(read_dependency_files(repo), Path(repo).resolve())
     names = declared_names(declared)
-    if not names:
+    if not names or not getattr(sandbox, "shares_host_fs", True):
         return py
     plugins = await _pytest_plugins(py.executable, names, sandbox, Path(repo))
     return TargetPython(py.executable, py.note, plugins)
@@ -269,7 +269,19 @@ async def _pytest_plugins(python: str, names: set[str], sandbox: Sandbox, repo: 
         found = json.loads(done.stdout.strip().splitlines()[-1])
     except (ValueError, IndexError):
         return ()
-    return tuple(sorted({module for dist, module in found if canonicalize_name(dist) in names}))
+    wanted = sorted({module for dist, module in found if canonicalize_name(dist) in names})
+    return tuple([m for m in wanted if await _loads(python, m, sandbox)])
+
+
+async def _loads(python: str, module: str, sandbox: Sandbox) -> bool:
+    """Whether pytest starts with plugin `module` (a declared plugin may be broken with the pytest
+    that is installed, e.g. pytest-flake8 on pytest 8: left out, so the rest of the suite runs)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="repo-pilot-plugin-") as empty:
+        done = await sandbox.run([python, "-m", "pytest", "-p", module, "--help"], cwd=Path(empty), timeout=60,
+                                 env={"PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"})
+    return done.exit_code == 0
 
 
 async def _interpreter_for(

@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from shared.adapters.run_log import write_run_log
 from shared.app import render
 from shared.app.requests import append_request, replay_request
 from shared.common.settings import Settings
@@ -110,8 +111,17 @@ async def _run(settings: Settings, request: PipelineRequested, in_process: bool,
         run_id = await append_request(system.store, request, service="cli", metadata=metadata)
         err.print(f"run [bold]{run_id}[/] on {request.repo} with the [bold]{request.engine}[/] engine")
         run = await render.follow(system.store, run_id, timeout, console=err)
-    render.print_verdict(console, run, await _beads(settings, run_id))
+        ended = bool(run and run["status"] in render.DONE)
+        # Written here too (the analyzer also writes it), so the file exists when its path is printed.
+        log_path = await write_run_log(system.store, settings.runs_dir, run_id) if ended else None
+        hint = failure_hint(await system.store.read_stream(run_id))
+    render.print_verdict(console, run, await _beads(settings, run_id), hint=hint, log_path=log_path)
     return 0 if run and run["status"] == "COMPLETED" else 1
+
+
+def failure_hint(events) -> str:
+    """The hint the run's failure carries (PipelineFailed.hint), if any."""
+    return next((e.data.hint for e in reversed(events) if e.type == "PipelineFailed" and e.data.hint), "")
 
 
 async def _beads(settings: Settings, run_id: str) -> list[dict]:
@@ -322,7 +332,7 @@ def status(run_id: Annotated[str, typer.Argument()]) -> None:
     run_row, beads = _arun(main())
     if run_row is None:
         _fail(f"no run {run_id!r}; `repo-pilot runs` lists them", 1)
-    render.print_run(console, run_row, beads)
+    render.print_run(console, run_row, beads, log_path=_settings().runs_dir / f"{run_id}.json")
 
 
 @app.command()

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 
 from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 from rich.text import Text
+
+from shared.policy.review import did_not_run
 
 STATUS_STYLE = {"PENDING": "dim", "RUNNING": "bold yellow", "COMPLETED": "green", "FAILED": "bold red",
                 "SKIPPED": "magenta"}
@@ -47,7 +50,8 @@ async def follow(store, run_id: str, timeout: float, console: Console, interval:
     return run
 
 
-def print_verdict(console: Console, run: dict | None, beads: list[dict]) -> None:
+def print_verdict(console: Console, run: dict | None, beads: list[dict], *, hint: str = "",
+                  log_path=None) -> None:
     if run is None:
         console.print("[red]the run never appeared in the read models: is a projector running (`repo-pilot up`)?")
         return
@@ -57,17 +61,21 @@ def print_verdict(console: Console, run: dict | None, beads: list[dict]) -> None
                           style="bold green" if run["merged"] else "bold yellow"))
     else:
         lines.append(Text(f"{run['status'].lower()}: {run['error'] or ''}", style="bold red"))
+        if hint:
+            lines.append(Text(f"hint: {hint}", style="yellow"))
     if run["score"] is not None:
         lines.append(Text(f"score {run['score']:.1f} (threshold {run['threshold']}, "
                           f"{'passed' if run['passed'] else 'not passed'})"))
     tests = run.get("tests") or {}
     before, after = tests.get("own_before"), tests.get("own_after")
     if after:
-        lines.append(Text(f"own tests: before {before['passed']}/{before['total']} passed, "
-                          f"after {after['passed']}/{after['total']} passed"
+        lines.append(Text(f"own tests: before {suite_summary(before)}, after {suite_summary(after)}"
                           + (" — REGRESSED" if tests.get("regressed") else "")))
+        if before and not did_not_run(before) and before["failed"] + before["errors"]:
+            lines.append(Text(f"note: the repository's own tests were already failing before the run "
+                              f"({before['failed'] + before['errors']} failing)", style="yellow"))
     for g in tests.get("groups", []):
-        lines.append(Text(f"generated {g['group']}: {g['passed']}/{g['total']} passed"))
+        lines.append(Text(f"generated {g['group']}: {suite_summary(g)}"))
     applied = sum(1 for b in beads if b["kind"] == "improvement" and b["status"] == "COMPLETED")
     rejected = sum(1 for b in beads if b["kind"] == "improvement" and b["status"] == "SKIPPED")
     if applied or rejected:
@@ -78,12 +86,24 @@ def print_verdict(console: Console, run: dict | None, beads: list[dict]) -> None
         lines.append(Text(f"why: {run['error']}", style="yellow"))
     if run["tokens"]:
         lines.append(Text(f"model: {run['tokens']} tokens, ${run['cost_usd']:.4f}"))
-    log_bead = next((b for b in beads if b["bead_id"] == "docs"), None)
     console.print(Group(*lines))
-    if log_bead is not None:
-        from shared.common.settings import Settings
+    if log_path is not None and Path(log_path).is_file():
+        console.print(f"run log: {log_path}")
 
-        console.print(f"run log: {Settings().runs_dir / (run['run_id'] + '.json')}")
+
+def suite_summary(group: dict | None) -> str:
+    """One test group in words: never "0/0 passed" for a suite that did not run."""
+    if not group:
+        return "not run"
+    if did_not_run(group):
+        reason = next((line for line in (group.get("output") or "").splitlines()
+                       if line.startswith(("could not run", "pytest exit", "timed out"))), "")
+        return f"could not run ({group['errors']} error(s){': ' + reason[:120] if reason else ''})"
+    if not group["total"]:
+        return "no tests found"
+    text = f"{group['passed']}/{group['total']} passed"
+    bad = [f"{group[k]} {k}" for k in ("failed", "errors") if group.get(k)]
+    return text + (f" ({', '.join(bad)})" if bad else "")
 
 
 def print_runs(console: Console, runs: list[dict]) -> None:
@@ -97,9 +117,9 @@ def print_runs(console: Console, runs: list[dict]) -> None:
     console.print(table)
 
 
-def print_run(console: Console, run: dict, beads: list[dict]) -> None:
+def print_run(console: Console, run: dict, beads: list[dict], log_path=None) -> None:
     console.print(bead_table(run, beads))
-    print_verdict(console, run, beads)
+    print_verdict(console, run, beads, log_path=log_path)
 
 
 def print_event(console: Console, event) -> None:

@@ -48,6 +48,8 @@ def validate_request(
             raise ValueError(f"{path} is not a git repository (no .git). Run `git init` and commit first, "
                              "or give a git URL.")
         repo = str(path)
+        if forge == "local":
+            refuse_dirty_worktree(path)
     raw = categories.split(",") if isinstance(categories, str) else list(categories)
     cats = [c.strip() for c in raw if c and c.strip()]
     unknown = [c for c in cats if c not in CATEGORIES]
@@ -68,6 +70,20 @@ def validate_request(
         threshold=threshold if threshold is not None else settings.auto_merge_threshold,
         engine=engine or settings.default_engine,
     )
+
+
+def refuse_dirty_worktree(path: Path) -> None:
+    """ValueError (with what to do) when `path` is a working tree with uncommitted changes to
+    tracked files: the local forge merges into it, and that would fail only after all the work."""
+    from shared.adapters.git import git
+
+    if git(path, "rev-parse", "--is-bare-repository", check=False) == "true":
+        return
+    changed = git(path, "diff", "--name-only", "HEAD", check=False)  # staged or not; "" without commits
+    if changed:
+        files = ", ".join(changed.splitlines()[:5])
+        raise ValueError(f"{path} has uncommitted changes ({files}); the local forge merges into this working "
+                         "tree. Commit or stash your changes (`git stash`), then run again.")
 
 
 def replay_request(events: Sequence[Envelope]) -> PipelineRequested:

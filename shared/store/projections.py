@@ -112,7 +112,7 @@ def fold(run: dict | None, beads: dict[str, dict], event: Envelope | SlimEvent) 
     elif t == "ChangeRejected":
         _end(bead_for(f"improvement:{d.improvement_id}"), SKIPPED, at, d.reason)
     elif t == "ChangesCommitted":
-        run.update(branch=d.branch, head_sha=d.head_sha)
+        run.update(head_sha=d.head_sha)  # the branch exists for the user only once pushed
     elif t == "ChangesReviewed":
         run.update(score=d.overall, passed=d.passed)
     elif t == "TestsCompleted":
@@ -123,7 +123,7 @@ def fold(run: dict | None, beads: dict[str, dict], event: Envelope | SlimEvent) 
             "regressed": d.regressed,
         }
     elif t == "MergeCompleted":
-        run.update(merged=d.merged, pr_url=d.pr_url, branch=d.branch)
+        run.update(merged=d.merged, pr_url=d.pr_url, branch=d.branch if d.pushed else None)
         if not d.merged:
             run["error"] = d.reason or None
     elif t == "LlmCallRecorded":

@@ -89,6 +89,7 @@ def test_run_follows_to_the_end_and_every_event_belongs_to_one_trace(cli_env, tm
     proc = cli(env, "run", str(repo), "--local", "--categories", "security,compliance", check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "merged" in proc.stdout and "score" in proc.stdout and "run log:" in proc.stdout
+    assert_complete_run_log(proc.stdout, "PipelineCompleted", "DocsUpdated")
 
     events = [json.loads(line) for line in cli(cli_env, "events", "--json").stdout.splitlines()]
     assert events[0]["type"] == "PipelineRequested" and events[-1]["type"] == "PipelineCompleted"
@@ -110,3 +111,36 @@ def test_scaffold_dry_run_lists_missing_files_and_changes_nothing(cli_env, tmp_p
     assert subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True,
                           text=True).stdout == head
     assert cli(cli_env, "events", "--json").stdout.strip() == ""
+
+
+def assert_complete_run_log(stdout: str, last: str, *also: str) -> list[dict]:
+    """The run log the CLI printed exists and ends with the run's last event."""
+    path = next(line.split("run log:", 1)[1].strip() for line in stdout.splitlines() if "run log:" in line)
+    logged = json.loads(open(path).read())
+    types = [e["type"] for e in logged]
+    assert types[-1] == last, types[-4:]
+    assert set(also) <= set(types), types
+    return logged
+
+
+def test_dirty_working_tree_is_refused_before_any_event(cli_env, tmp_path):
+    repo = make_git_repo(tmp_path / "dirty", {"app.py": "print('hi')\n"})
+    (repo / "app.py").write_text("print('changed')\n")
+    proc = cli(cli_env, "request", str(repo), check=False)
+    assert proc.returncode == 2
+    assert "uncommitted changes" in proc.stderr and "app.py" in proc.stderr and "stash" in proc.stderr
+    assert cli(cli_env, "events", "--json").stdout.strip() == ""
+    (repo / "new_untracked.py").write_text("x = 1\n")  # untracked files are not merged over: fine
+    (repo / "app.py").write_text("print('hi')\n")
+    assert cli(cli_env, "request", str(repo)).stdout.startswith("run-")
+
+
+def test_a_failed_run_shows_its_hint_and_a_complete_run_log(cli_env, tmp_path):
+    empty = tmp_path / "empty"
+    subprocess.run(["git", "init", "-q", str(empty)], check=True)  # a repository with no commits
+    proc = cli(cli_env, "run", str(empty), "--local", "--timeout", "90", check=False)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "no commits" in proc.stdout and "hint: Commit the code first" in proc.stdout
+    assert "branch" not in proc.stdout  # nothing was pushed: no branch to name
+    logged = assert_complete_run_log(proc.stdout, "PipelineFailed", "StepFailed")
+    assert logged[-1]["data"]["hint"]
