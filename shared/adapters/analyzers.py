@@ -15,6 +15,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from shared.common.budget import skip_reason
 from shared.policy.paths import is_test_path
 
 # The families the engine looks at: syntax errors and pyflakes (so signals see breakage),
@@ -184,9 +185,9 @@ def scan_secrets(repo: Path, files: list[str]) -> list[Finding]:
     findings: list[Finding] = []
     for rel in files:
         path = repo / rel
+        if skip_reason(path):
+            continue  # over budget, binary or unreadable: not a text secret we can scan
         try:
-            if path.stat().st_size > 1_000_000:
-                continue
             text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError):
             continue  # binary or unreadable: not a text secret

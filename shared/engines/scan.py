@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from fnmatch import fnmatch
 from pathlib import Path
 
+from shared.common.budget import MAX_FILE_BYTES, SNIFF_BYTES
+
 PER_FILE_CHARS = 8_000
 TOTAL_CHARS = 60_000
 MAX_LISTED = 400
@@ -190,16 +192,24 @@ def _is_venv(path: Path) -> bool:
 
 
 def _read_text(path: Path) -> str | None:
+    """The file's text, or None for a binary, undecodable or unreadable one (size is checked before)."""
     try:
         raw = path.read_bytes()
     except OSError:
         return None
-    if b"\x00" in raw[:8192]:
+    if b"\x00" in raw[:SNIFF_BYTES]:
         return None
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
         return None
+
+
+def _too_large(path: Path) -> bool:
+    try:
+        return path.stat().st_size > MAX_FILE_BYTES
+    except OSError:
+        return True
 
 
 def scan_repo(repo: Path, per_file: int = PER_FILE_CHARS, total: int = TOTAL_CHARS) -> RepoScan:
@@ -225,6 +235,8 @@ def scan_repo(repo: Path, per_file: int = PER_FILE_CHARS, total: int = TOTAL_CHA
                 skipped["secrets"] += 1
             elif path.suffix.lower() in BINARY_SUFFIXES:
                 skipped["binary"] += 1
+            elif _too_large(path):
+                skipped["too_large"] += 1
             else:
                 candidates.append((rel, path))
     candidates.sort(key=lambda c: (priority(c[0]), c[0].count("/"), c[0]))

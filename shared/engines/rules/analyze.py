@@ -120,6 +120,7 @@ def stats(facts: RepoFacts) -> dict:
         "public_functions": sum(len(m.functions) for m in facts.modules if not _is_test_module(m.path)),
         "public_classes": sum(len(m.classes) for m in facts.modules if not _is_test_module(m.path)),
         "parse_errors": sorted(m.path for m in facts.modules if m.parse_error),
+        "skipped_files": dict(sorted(facts.skipped.items())[:50]),  # over budget or binary: never parsed
         "dependencies": dependencies(facts),
     }
 
@@ -151,6 +152,9 @@ def _specification(facts: RepoFacts, st: dict) -> str:
         if m.all_names is not None:
             out.append("- `__all__`: " + ", ".join(f"`{n}`" for n in m.all_names))
         out.append("")
+    if facts.skipped:
+        out += ["## Not analysed", "", "Over the size budget or binary, so no tool read them:", ""]
+        out += [f"- {rel}: {why}" for rel, why in sorted(facts.skipped.items())[:50]] + [""]
     tests = [m.path for m in facts.modules if _is_test_module(m.path)]
     out += ["## Tests", ""]
     out += [f"- {t}" for t in tests] or ["- no test files found"]

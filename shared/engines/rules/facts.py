@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from shared.adapters.git import run_git
+from shared.common.budget import skip_reason
 from shared.common.pyparse import parse_python
 from shared.policy.paths import is_test_path
 
@@ -56,6 +57,7 @@ class RepoFacts:
     requirements: list[str] = field(default_factory=list)
     authors: list[str] = field(default_factory=list)  # by number of commits, most first
     head_year: int | None = None
+    skipped: dict[str, str] = field(default_factory=dict)  # path -> why no tool reads it (budget.skip_reason)
 
     @property
     def project(self) -> dict[str, Any]:
@@ -63,7 +65,8 @@ class RepoFacts:
 
     @property
     def python_files(self) -> list[str]:
-        return [f for f in self.files if f.endswith(".py")]
+        """Python files the tools may read: over-budget and binary ones left out (see `skipped`)."""
+        return [f for f in self.files if f.endswith(".py") and f not in self.skipped]
 
     @property
     def module_names(self) -> set[str]:
@@ -264,8 +267,13 @@ def collect(repo: Path) -> RepoFacts:
         raise StepError(f"repository path {repo} is not a directory")
     files = list_files(repo)
     modules = []
+    skipped: dict[str, str] = {}
     for rel in files:
         if rel.endswith(".py"):
+            reason = skip_reason(repo / rel)
+            if reason:
+                skipped[rel] = reason
+                continue
             source = (repo / rel).read_text(encoding="utf-8", errors="replace")
             modules.append(parse_module(rel, source))
     pyproject = _read_toml(repo / "pyproject.toml") if "pyproject.toml" in files else {}
@@ -279,7 +287,7 @@ def collect(repo: Path) -> RepoFacts:
     authors, year = _authors(repo)
     return RepoFacts(
         repo, name, files, sorted(modules, key=lambda m: m.name), pyproject, setup_cfg,
-        _requirements(repo, files), authors, year,
+        _requirements(repo, files), authors, year, skipped,
     )  # fmt: skip
 
 
