@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from shared.adapters.own_tests import run_ecosystem_suite
 from shared.adapters.sandbox import run_pytest
 from shared.adapters.target_env import TargetPython, python_for, same_dependencies
+from shared.engines.rules.facts import list_files
+from shared.engines.rules.project import detect as detect_project
 from shared.ports.deps import UsesSettings, UsesStore, UsesWorkspace, UsesSandbox, UsesEngine
 from shared.events import Envelope, TestGroupResult, TestsCompleted, TestsGenerated
 from shared.policy.run import emit, load_context, previous_calls, regressed
@@ -29,11 +32,18 @@ async def on_changes_committed(event: Envelope, deps: Uses) -> list[Envelope]:
         py = await python_for(after_path, deps.settings.home, deps.sandbox)
         py_before = py if same_dependencies(before_path, after_path) else await python_for(
             before_path, deps.settings.home, deps.sandbox)
-        own_before = _noted(await run_pytest(deps.sandbox, before_path, timeout=TIMEOUT, group="own",
-                                             python=py_before.executable, plugins=py_before.plugins), py_before)
+        language = detect_project(before_path, list_files(before_path)).language or "python"
+        if language == "python":
+            own_before = _noted(await run_pytest(deps.sandbox, before_path, timeout=TIMEOUT, group="own",
+                                                 python=py_before.executable, plugins=py_before.plugins), py_before)
+        else:  # the repository's own runner (npm/node, cargo, go); generated tests stay pytest
+            own_before = await run_ecosystem_suite(deps.sandbox, before_path, language, TIMEOUT)
         await deps.workspace.remove(before_id)  # early: the copy is no longer needed
-        own_after = _noted(await run_pytest(deps.sandbox, after_path, timeout=TIMEOUT, group="own",
-                                            python=py.executable, plugins=py.plugins), py)
+        if language == "python":
+            own_after = _noted(await run_pytest(deps.sandbox, after_path, timeout=TIMEOUT, group="own",
+                                                python=py.executable, plugins=py.plugins), py)
+        else:
+            own_after = await run_ecosystem_suite(deps.sandbox, after_path, language, TIMEOUT)
         engine = deps.engine(ctx, await previous_calls(deps.store, ctx))
         applied_ids = {p.improvement_id for p in c.patches}
         improvements = [i for i in ctx.suggested.improvements if i.id in applied_ids] if ctx.suggested else []

@@ -104,6 +104,12 @@ class Workspace:
     def mirror_path(self, source: str) -> Path:
         return self.mirrors / mirror_key(source)
 
+    def checkout_path(self, run_id: str, source: str) -> Path:
+        """Where a run's working copy of `source` lives: `worktrees/<run id>/<the repository's own
+        directory name>`, so tools that name a project after its directory see the user's name,
+        never an internal one like `run-…-imp5`."""
+        return self.worktree_path(run_id) / checkout_name(source)
+
     def worktree_path(self, run_id: str) -> Path:
         if not re.fullmatch(r"[\w.-]+", run_id) or run_id in {".", ".."}:
             raise ValueError(f"run id not usable as a directory name: {run_id!r}")
@@ -201,7 +207,7 @@ class Workspace:
     def _worktree(
         self, run_id: str, source: str, base_sha: str, patches: list[str], branch: str | None
     ) -> Path:
-        path = self.worktree_path(run_id)
+        path = self.checkout_path(run_id, source)
         mirror = self.mirror_path(source)
         if not (mirror / "HEAD").exists() or not _has_commit(mirror, base_sha):
             # Another service (or machine) materialized it; fetching makes this one self-sufficient.
@@ -209,8 +215,8 @@ class Workspace:
             if not _has_commit(mirror, base_sha):
                 self._resolve(mirror, source, base_sha)
         with _locked(self.worktrees / f"{run_id}.lock"):
-            shutil.rmtree(path, ignore_errors=True)
-            self.worktrees.mkdir(parents=True, exist_ok=True)
+            shutil.rmtree(self.worktree_path(run_id), ignore_errors=True)
+            path.parent.mkdir(parents=True, exist_ok=True)
             git(self.worktrees, "clone", "--quiet", "--no-checkout", str(mirror), str(path))
             if branch:
                 git(path, "checkout", "--quiet", "-B", branch, base_sha)
@@ -233,6 +239,13 @@ class Workspace:
             shutil.rmtree(path, ignore_errors=True)
             # Unlinked while held: a builder waiting on it finds the copy gone and starts afresh.
             lock.unlink(missing_ok=True)
+
+
+def checkout_name(source: str) -> str:
+    """The repository's own name from its path or URL (`/src/tabulate` and
+    `https://host/org/tabulate.git` both give `tabulate`); `repo` when none can be told."""
+    tail = re.split(r"[/:\\]", source.rstrip("/\\"))[-1].removesuffix(".git").removesuffix(".bundle")
+    return tail if re.fullmatch(r"[\w][\w.-]*", tail or "") and tail not in (".", "..") else "repo"
 
 
 def _follow_remote_head(mirror: Path) -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from shared.adapters.git import run_git
+from shared.engines.rules.project import detect as detect_project
 from shared.common.budget import skip_reason
 from shared.common.pyparse import parse_python
 from shared.policy.paths import is_test_path
@@ -58,6 +59,8 @@ class RepoFacts:
     authors: list[str] = field(default_factory=list)  # by number of commits, most first
     head_year: int | None = None
     skipped: dict[str, str] = field(default_factory=dict)  # path -> why no tool reads it (budget.skip_reason)
+    language: str | None = "python"  # the primary ecosystem (engines/rules/project.py)
+    languages: list[str] = field(default_factory=list)
 
     @property
     def project(self) -> dict[str, Any]:
@@ -278,16 +281,11 @@ def collect(repo: Path) -> RepoFacts:
             modules.append(parse_module(rel, source))
     pyproject = _read_toml(repo / "pyproject.toml") if "pyproject.toml" in files else {}
     setup_cfg = _read_setup_cfg(repo / "setup.cfg") if "setup.cfg" in files else {}
-    name = (
-        (pyproject.get("project") or {}).get("name")
-        or ((pyproject.get("tool") or {}).get("poetry") or {}).get("name")
-        or setup_cfg.get("metadata", {}).get("name")
-        or repo.name
-    )
+    kind = detect_project(repo, files)
     authors, year = _authors(repo)
     return RepoFacts(
-        repo, name, files, sorted(modules, key=lambda m: m.name), pyproject, setup_cfg,
-        _requirements(repo, files), authors, year, skipped,
+        repo, kind.name, files, sorted(modules, key=lambda m: m.name), pyproject, setup_cfg,
+        _requirements(repo, files), authors, year, skipped, kind.language, kind.languages,
     )  # fmt: skip
 
 

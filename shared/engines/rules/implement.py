@@ -15,6 +15,7 @@ from shared.common.pyparse import parse_python
 from shared.adapters.analyzers import Finding, ruff_fix, run_ruff, target_version, tool_command
 import shared.engines.rules.facts as facts_mod
 from shared.engines.rules.facts import RepoFacts
+from shared.engines.rules.project import DEPENDABOT, ecosystem_commands
 from shared.engines.rules.suggest import TEMPLATE_FILES, declared_license
 from shared.events import Improvement
 from shared.ports.engine import Implementation
@@ -59,7 +60,7 @@ def template_values(facts: RepoFacts) -> dict[str, str]:
     holder = (facts.authors or meta_names or [f"The {facts.name} authors"])[0]
     branches = facts_mod.git(facts.root, "branch", "--format=%(refname:short)", check=False).split()
     packages = sorted({p.name.split(".")[0] for p in facts.packages}) or [facts.name.replace("-", "_")]
-    return {
+    values = {
         "name": facts.name,
         "holder": holder,
         "year": str(facts.head_year or 1970),
@@ -74,6 +75,29 @@ def template_values(facts: RepoFacts) -> dict[str, str]:
         "packages": ", ".join(packages),
         "ruff_version": _ruff_version(),
     }
+    return {**values, **ecosystem_values(facts, values)}
+
+
+def ecosystem_values(facts: RepoFacts, values: dict[str, str]) -> dict[str, str]:
+    """What differs by ecosystem: Dependabot's ecosystem, the install/test commands, the setup text."""
+    language = facts.language or "python"
+    package_json = (facts.root / "package.json").read_text(errors="replace") if "package.json" in facts.files else ""
+    cmds = ecosystem_commands(language, facts.files, package_json)
+    if cmds is None:  # Python (and the fallback): the values above
+        return {
+            "ecosystem": "pip",
+            "runtime_line": f"{facts.name} supports Python {values['python_version']} and later.",
+            "setup_commands": f"python -m venv .venv\n. .venv/bin/activate\n{values['install_command']}",
+        }
+    return {"ecosystem": DEPENDABOT[language], "install_command": cmds.install, "test_command": cmds.test,
+            "runtime_line": cmds.runtime, "setup_commands": cmds.setup}
+
+
+def template_for(rel: str, facts: RepoFacts) -> str:
+    """The bundled template that writes `rel` for this project's ecosystem."""
+    if rel == ".github/workflows/ci.yml" and facts.language in ("javascript", "rust", "go"):
+        return f"ci-{facts.language}.yml.tmpl"
+    return _TEMPLATES[rel]
 
 
 def _write_new(repo: Path, rel: str, content: str) -> None:
@@ -90,7 +114,7 @@ def _templates(repo: Path, facts: RepoFacts, improvement: Improvement, targets: 
         )
     values = template_values(facts)
     for rel in missing:
-        _write_new(repo, rel, render_template(_TEMPLATES[rel], values))
+        _write_new(repo, rel, render_template(template_for(rel, facts), values))
     written = [t for t in missing if (repo / t).is_file() and (repo / t).stat().st_size > 0]
     return Implementation(files=written, summary=f"added {', '.join(written)} from templates ({facts.name})")
 

@@ -147,7 +147,7 @@ def has_type_checking(facts: RepoFacts) -> bool:
 
 
 def metadata_gaps(facts: RepoFacts) -> list[str]:
-    if not facts.python_files:
+    if facts.language != "python" or not facts.python_files:
         return []
     if not facts.project and "setup.py" not in facts.files and "setup.cfg" not in facts.files:
         if (facts.pyproject.get("tool") or {}).get("poetry"):
@@ -175,7 +175,8 @@ def compliance_improvements(facts: RepoFacts, findings: list[Finding]) -> list[I
             files=["LICENSE"], changes=f"Create LICENSE ({declared or 'license to be chosen'}).",
             rule="check:license",
         ))  # fmt: skip
-    missing_docs = [doc for doc, stems in COMMUNITY_DOCS.items() if not _has(facts.files, stems)]
+    missing_docs = [doc for doc, stems in COMMUNITY_DOCS.items() if not _has(facts.files, stems)
+                    and (facts.language or doc != "CONTRIBUTING.md")]  # no setup to describe without an ecosystem
     if missing_docs:
         out.append(Improvement(
             id="compliance-community-docs", category="compliance",
@@ -202,7 +203,7 @@ def compliance_improvements(facts: RepoFacts, findings: list[Finding]) -> list[I
             ),
             files=_files(upgrades), changes=_listing(upgrades), rule="ruff:" + ",".join(codes),
         ))  # fmt: skip
-    if facts.python_files and not has_type_checking(facts):
+    if facts.language == "python" and facts.python_files and not has_type_checking(facts):
         out.append(Improvement(
             id="compliance-type-checking", category="compliance", title="Add a type-checking configuration",
             rationale="There is no mypy or pyright configuration and no py.typed marker, so type annotations are "
@@ -239,6 +240,8 @@ def has_ci(files: list[str]) -> bool:
 def integration_improvements(facts: RepoFacts) -> list[Improvement]:
     out: list[Improvement] = []
     files = facts.files
+    if facts.language is None:  # no ecosystem we can build or test: nothing sensible to add
+        return out
     if not has_ci(files):
         out.append(Improvement(
             id="integration-ci-workflow", category="integration", title="Add a CI workflow that runs the tests",
@@ -246,7 +249,7 @@ def integration_improvements(facts: RepoFacts) -> list[Improvement]:
                       "request. A GitHub Actions workflow installs the project and runs its test command.",
             files=[".github/workflows/ci.yml"], changes="Create .github/workflows/ci.yml.", rule="check:ci-workflow",
         ))  # fmt: skip
-    if ".pre-commit-config.yaml" not in files:
+    if ".pre-commit-config.yaml" not in files and facts.language == "python":  # its hooks are ruff's
         out.append(Improvement(
             id="integration-pre-commit", category="integration", title="Add a pre-commit configuration",
             rationale="Without pre-commit hooks, lint and whitespace problems reach review. The config runs "
@@ -263,7 +266,7 @@ def integration_improvements(facts: RepoFacts) -> list[Improvement]:
         ))  # fmt: skip
     from shared.engines.rules.facts import dependencies
 
-    if dependencies(facts) and not any(Path(f).name in LOCKFILES for f in files):
+    if facts.language == "python" and dependencies(facts) and not any(Path(f).name in LOCKFILES for f in files):
         out.append(Improvement(
             id="integration-lockfile", category="integration", title="Commit a dependency lockfile",
             rationale="The project declares dependencies but commits no lockfile, so two installs can resolve "

@@ -1,0 +1,145 @@
+"""The repository's own test suite, run with its own ecosystem's runner.
+
+Python goes through pytest in the target's env (sandbox.run_pytest, target_env.python_for);
+JavaScript/TypeScript through `npm test` (the package's own script) or `node --test`; Rust
+through `cargo test`; Go through `go test ./...`. A toolchain that is not installed is said so,
+as one error: the suite did not run, so no run can claim it did not regress.
+
+Counts come from each runner's own summary lines (node's `# tests/# pass/# fail`, jest's
+`Tests:` line, cargo's `test result:` lines, go's `--- PASS/FAIL`); when a runner prints none
+(a custom npm script), the suite counts as one test that passed or failed by its exit code,
+and the output says so.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+
+from shared.adapters.sandbox import Sandbox, tail
+from shared.events.run import TestGroupResult
+
+TIMEOUT = 600.0
+_NODE = re.compile(r"^[#ℹ]\s*(tests|pass|fail|cancelled|skipped|todo)\s+(\d+)\s*$", re.MULTILINE)
+_JEST = re.compile(r"^\s*Tests:\s+(.*?)(\d+) total", re.MULTILINE)
+_JEST_PART = re.compile(r"(\d+) (passed|failed|skipped|todo|pending)")
+_CARGO = re.compile(r"test result: \w+\. (\d+) passed; (\d+) failed; (\d+) ignored")
+_GO = re.compile(r"^\s*--- (PASS|FAIL|SKIP): ", re.MULTILINE)
+
+
+def toolchain_env() -> dict[str, str]:
+    """What the runners need from the parent environment: the sandbox gives every run a fresh
+    HOME, where rustup and cargo would find no toolchain."""
+    home = Path(os.environ.get("HOME", "~")).expanduser()
+    env = {"CARGO_HOME": os.environ.get("CARGO_HOME", str(home / ".cargo")),
+           "RUSTUP_HOME": os.environ.get("RUSTUP_HOME", str(home / ".rustup")),
+           "CARGO_TERM_COLOR": "never", "NO_COLOR": "1", "CI": "1"}
+    for name in ("GOPATH", "GOMODCACHE", "GOFLAGS", "npm_config_cache"):
+        if name in os.environ:
+            env[name] = os.environ[name]
+    return env
+
+
+def counts_from_output(runner: str, exit_code: int, output: str, group: str = "own") -> TestGroupResult:
+    """One runner's result from its console summary (pure); see the module docstring."""
+    total = passed = failed = skipped = 0
+    found = False
+    if runner == "node":
+        values: dict[str, int] = {}
+        for key, n in _NODE.findall(output):
+            values[key] = values.get(key, 0) + int(n)  # several files: several summaries under npm
+        if "tests" in values:
+            found = True
+            total, passed = values["tests"], values.get("pass", 0)
+            failed = values.get("fail", 0) + values.get("cancelled", 0)
+            skipped = values.get("skipped", 0) + values.get("todo", 0)
+        elif (jest := _JEST.search(output)) is not None:
+            found = True
+            total = int(jest.group(2))
+            parts = {kind: int(n) for n, kind in _JEST_PART.findall(jest.group(1))}
+            passed, failed = parts.get("passed", 0), parts.get("failed", 0)
+            skipped = parts.get("skipped", 0) + parts.get("todo", 0) + parts.get("pending", 0)
+    elif runner == "cargo":
+        results = _CARGO.findall(output)
+        if results:
+            found = True
+            passed = sum(int(p) for p, _, _ in results)
+            failed = sum(int(f) for _, f, _ in results)
+            skipped = sum(int(i) for _, _, i in results)
+            total = passed + failed + skipped
+    elif runner == "go":
+        marks = _GO.findall(output)
+        if marks:
+            found = True
+            passed, failed, skipped = marks.count("PASS"), marks.count("FAIL"), marks.count("SKIP")
+            total = len(marks)
+    if found:
+        errors = 1 if exit_code != 0 and not failed else 0  # it failed outside any test (a build error)
+        note = f"{runner}: exit {exit_code} with no failing test: failed outside the tests\n" if errors else ""
+        return TestGroupResult(group=group, total=total + errors, passed=passed, failed=failed, errors=errors,
+                               skipped=skipped, output=tail(note + output))
+    if runner == "cargo" and exit_code != 0:
+        return TestGroupResult(group=group, total=1, errors=1,
+                               output=tail(f"could not run: cargo test did not build (exit {exit_code})\n{output}"))
+    # No summary to read: the suite is one test, judged by its exit code.
+    return TestGroupResult(group=group, total=1, passed=int(exit_code == 0), failed=int(exit_code != 0),
+                           output=tail(f"{runner}: no per-test summary in the output; counted by exit code "
+                                       f"{exit_code}\n{output}"))
+
+
+def not_run(runner: str, why: str, group: str = "own") -> TestGroupResult:
+    """The suite could not run at all: one error with the reason (never "0 of 0 passed")."""
+    return TestGroupResult(group=group, total=1, errors=1, output=f"could not run: {why}")
+
+
+async def run_ecosystem_suite(sandbox: Sandbox, repo: Path, language: str, timeout: float = TIMEOUT,
+                              group: str = "own") -> TestGroupResult:
+    """Run the own tests of a JavaScript/TypeScript, Rust or Go repository (see the module docstring)."""
+    repo = Path(repo)
+    env = toolchain_env()
+    if language == "javascript":
+        if shutil.which("node") is None:
+            return not_run("node", "node is not installed, so the JavaScript tests were not run", group)
+        package = _package_json(repo)
+        script = (package.get("scripts") or {}).get("test") if isinstance(package.get("scripts"), dict) else None
+        uses_script = isinstance(script, str) and script.strip() and "no test specified" not in script
+        if uses_script and shutil.which("npm") is None:
+            return not_run("npm", "npm is not installed, so `npm test` was not run", group)
+        notes = ""
+        if (package.get("dependencies") or package.get("devDependencies")) and not (repo / "node_modules").is_dir():
+            cmd = ["npm", "ci" if (repo / "package-lock.json").is_file() else "install",
+                   "--ignore-scripts", "--no-audit", "--no-fund"]
+            installed = await sandbox.run(cmd, cwd=repo, timeout=timeout, env=env)
+            if installed.exit_code != 0:
+                notes = f"`{' '.join(cmd)}` failed (exit {installed.exit_code}): {tail(installed.stderr, 600)}\n"
+        cmd = ["npm", "test"] if uses_script else ["node", "--test"]
+        done = await sandbox.run(cmd, cwd=repo, timeout=timeout, env=env)
+        runner = "node"
+    elif language == "rust":
+        if shutil.which("cargo") is None:
+            return not_run("cargo", "cargo is not installed, so `cargo test` was not run", group)
+        done = await sandbox.run(["cargo", "test", "--color", "never"], cwd=repo, timeout=timeout, env=env)
+        runner, notes = "cargo", ""
+    elif language == "go":
+        if shutil.which("go") is None:
+            return not_run("go", "go is not installed here, so `go test ./...` was not run", group)
+        done = await sandbox.run(["go", "test", "-v", "./..."], cwd=repo, timeout=timeout, env=env)
+        runner, notes = "go", ""
+    else:
+        return not_run(language, f"no test runner is known for {language}", group)
+    if done.timed_out:
+        return not_run(runner, f"`{' '.join(cmd if language == 'javascript' else [runner, 'test'])}` timed out "
+                               f"after {timeout:g}s\n{tail(done.stdout)}", group)
+    result = counts_from_output(runner, done.exit_code, done.stdout + "\n" + done.stderr, group)
+    return result.model_copy(update={"output": tail(notes + result.output)}) if notes else result
+
+
+def _package_json(repo: Path) -> dict:
+    try:
+        data = json.loads((repo / "package.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
