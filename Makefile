@@ -5,7 +5,7 @@ PYTEST := $(PY) -m pytest
 REPO ?=
 ARGS ?=
 
-.PHONY: install run demo up test unit integration e2e bench lint clean
+.PHONY: install run demo up test unit integration e2e bench eval lint clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -39,6 +39,12 @@ e2e: install
 
 bench: install
 	$(PY) -m benchmarks
+
+CORPUS ?=
+OUT ?= eval.json
+eval: install  ## make eval CORPUS=DIR [OUT=eval.json]: the offline main job on every repository in DIR
+	@test -n "$(CORPUS)" || (echo "usage: make eval CORPUS=/dir/of/repos-or-bundles [OUT=eval.json]" >&2; exit 2)
+	$(PY) -m shared.app.evaluate $(CORPUS) --out $(OUT)
 
 lint: install
 	$(PY) -m ruff check shared services tests benchmarks

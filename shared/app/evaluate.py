@@ -1,0 +1,171 @@
+"""`make eval CORPUS=DIR`: the offline main job on every repository in DIR, one table row each.
+
+Each entry of DIR (a git repository, or a `*.bundle`) is cloned to a temp directory, so the
+corpus itself is never touched, and run through the whole pipeline with the rules engine on
+the configured servers (embedded ones when NATS_URL/DATABASE_URL are unset). A row says what a
+user would want to know: findings before → after, improvements applied (and how many change
+source code), the repository's own tests before → after, generated tests passed, merged or why
+not, time, and whether any internal name (`run-…`) reached a file of the merged tree.
+
+    python -m shared.app.evaluate DIR [--out eval.json] [--timeout 1800]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from shared.adapters.git import git, run_git
+from shared.engines.rules.project import LANGUAGES
+
+SOURCE_SUFFIXES = {s for suffixes, _ in LANGUAGES.values() for s in suffixes}
+INTERNAL_MARKERS = ("run-0", "run_0", "-imp0", "-imp1", "-imp2", "-imp3", "-imp4")
+
+
+def corpus_entries(corpus: Path) -> list[Path]:
+    """The repositories of `corpus`: `*.bundle` files and git repositories, sorted by name."""
+    entries = []
+    for path in sorted(Path(corpus).iterdir()):
+        if path.suffix == ".bundle" or (path.is_dir() and (path / ".git").exists()):
+            entries.append(path)
+    return entries
+
+
+def is_source_change(files: list[str]) -> bool:
+    """True when an improvement touched code (not tests, docs or configuration)."""
+    for rel in files:
+        p = PurePosixPath(rel)
+        if p.suffix in SOURCE_SUFFIXES and not {"tests", "test", "docs", "doc"} & set(p.parts[:-1]) \
+                and not p.name.startswith("test_") and p.name != "conftest.py":
+            return True
+    return False
+
+
+def _suite(group: dict | None) -> str:
+    if not group:
+        return "-"
+    if group.get("errors") and not group.get("passed") and not group.get("failed"):
+        return f"could not run ({group['errors']} err)"
+    bad = group.get("failed", 0) + group.get("errors", 0)
+    return f"{group.get('passed', 0)}/{group.get('total', 0)}" + (f" ({bad} failing)" if bad else "")
+
+
+def summarize(name: str, events: list[Any], seconds: float, leaks: list[str]) -> dict[str, Any]:
+    """One table row from a run's events (pure)."""
+    by_type: dict[str, list[Any]] = {}
+    for e in events:
+        by_type.setdefault(e.type, []).append(e.data)
+    applied = by_type.get("ChangeApplied", [])
+    review = (by_type.get("ChangesReviewed") or [None])[-1]
+    tests = (by_type.get("TestsCompleted") or [None])[-1]
+    merge = (by_type.get("MergeCompleted") or [None])[-1]
+    failed = (by_type.get("PipelineFailed") or [None])[-1]
+    signals = review.signals if review else {}
+    generated = [g for g in (tests.groups if tests else [])]
+    row = {
+        "repo": name,
+        "status": "failed" if failed else ("completed" if "PipelineCompleted" in by_type else "unfinished"),
+        "findings_before": sum((signals.get("findings_before") or {}).values()) if review else None,
+        "findings_after": sum((signals.get("findings_after") or {}).values()) if review else None,
+        "applied": len(applied),
+        "applied_source": sum(is_source_change(a.files) for a in applied),
+        "rejected": len(by_type.get("ChangeRejected", [])),
+        "own_before": tests.own_before.model_dump(exclude={"output"}) if tests and tests.own_before else None,
+        "own_after": tests.own_after.model_dump(exclude={"output"}) if tests and tests.own_after else None,
+        "generated_passed": sum(g.passed for g in generated),
+        "generated_total": sum(g.total for g in generated),
+        "score": review.overall if review else None,
+        "merged": bool(merge and merge.merged),
+        "why": (f"failed at {failed.step}: {failed.error}" if failed else (merge.reason if merge else "")),
+        "seconds": round(seconds, 1),
+        "internal_name_files": leaks,
+    }
+    return row
+
+
+def leaked_files(repo: Path) -> list[str]:
+    """Files of the default branch's tree that mention an internal name."""
+    hits = set()
+    for marker in INTERNAL_MARKERS:
+        out = run_git(repo, "grep", "-l", "-F", marker, "HEAD", "--").stdout
+        hits |= {line.split(":", 1)[1] for line in out.splitlines() if ":" in line}
+    return sorted(hits)
+
+
+async def evaluate(corpus: Path, timeout: float) -> list[dict[str, Any]]:
+    from shared.app.requests import append_request, validate_request
+    from shared.app.runtime import PIPELINE_SERVICES, System
+    from shared.common.settings import Settings
+    from shared.store.projections import get_run
+
+    settings = Settings()
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="repo-pilot-eval-") as tmp:
+        async with System(settings, services=list(PIPELINE_SERVICES)) as system:
+            for entry in corpus_entries(corpus):
+                name = entry.name.removesuffix(".bundle")
+                dest = Path(tmp) / name
+                git(Path(tmp), "clone", "--quiet", str(entry), str(dest))
+                request = validate_request(str(dest), "features,security,compliance,integration", None, "rules",
+                                           settings)
+                started = time.monotonic()
+                run_id = await append_request(system.store, request, service="eval")
+                print(f"{name}: {run_id}", file=sys.stderr, flush=True)
+                deadline = started + timeout
+                while time.monotonic() < deadline:
+                    run, _ = await get_run(system.store, run_id)
+                    if run and run["status"] in ("COMPLETED", "FAILED"):
+                        break
+                    await asyncio.sleep(1)
+                seconds = time.monotonic() - started
+                await asyncio.sleep(1)  # the run's last events (StepCompleted) land after the status flips
+                events = await system.store.read_stream(run_id)
+                rows.append(summarize(name, events, seconds, leaked_files(dest)))
+    return rows
+
+
+def render_table(rows: list[dict[str, Any]]) -> str:
+    """The rows as a Markdown table (what the README shows)."""
+    head = ("| repository | findings before → after | applied (source) | own tests before → after "
+            "| generated passed | merged / why not | time |")
+    out = [head, "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        findings = "-" if r["findings_before"] is None else f"{r['findings_before']} → {r['findings_after']}"
+        merged = "merged" if r["merged"] else f"no: {r['why']}"
+        if r["internal_name_files"]:
+            merged += f" (internal names in {', '.join(r['internal_name_files'])})"
+        out.append(
+            f"| {r['repo']} | {findings} | {r['applied']} ({r['applied_source']}) | "
+            f"{_suite(r['own_before'])} → {_suite(r['own_after'])} | "
+            f"{r['generated_passed']}/{r['generated_total']} | {merged.replace('|', '/')} | {r['seconds']:.0f} s |"
+        )
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("corpus", type=Path)
+    parser.add_argument("--out", type=Path, default=Path("eval.json"))
+    parser.add_argument("--timeout", type=float, default=1800)
+    args = parser.parse_args(argv)
+    if not args.corpus.is_dir() or not corpus_entries(args.corpus):
+        print(f"error: {args.corpus} holds no git repositories or bundles", file=sys.stderr)
+        return 2
+    import logging
+
+    logging.basicConfig(level=logging.WARNING)
+    rows = asyncio.run(evaluate(args.corpus, args.timeout))
+    args.out.write_text(json.dumps(rows, indent=2) + "\n")
+    print(render_table(rows))
+    print(f"\n(written to {args.out})")
+    return 0 if all(r["status"] == "completed" and not r["internal_name_files"] for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
