@@ -48,8 +48,13 @@ async def on_improvements_suggested(event: Envelope, deps: Uses) -> list[Envelop
             begun[imp.id] = emit(event, SERVICE, StepStarted(step=f"improvement:{imp.id}"))
             try:
                 path = await deps.workspace.worktree(scratch, ctx.request.repo, base)
-                await engine.implement(path, imp)
+                done = await engine.implement(path, imp)
                 git(path, "add", "--all")
+                # A file the engine wrote on purpose is added even when the repository's .gitignore
+                # matches it (tabulate ignores `.*`, so .github/dependabot.yml vanished silently).
+                wrote = [f for f in (getattr(done, "files", None) or []) if (path / f).is_file()]
+                if wrote:
+                    git(path, "add", "--force", "--", *wrote)
                 # Byte for byte: a diff may end in a context line that is a single space.
                 diff = git_patch(path, "diff", "--cached", "--binary", base)
             except ChangeRejectedError as exc:

@@ -42,6 +42,7 @@ class EditingEngine:
 
     async def implement(self, repo: Path, improvement: Improvement) -> Implementation:
         rel, content = self.edits[improvement.id]
+        (Path(repo) / rel).parent.mkdir(parents=True, exist_ok=True)
         (Path(repo) / rel).write_bytes(content)
         return Implementation(files=[rel], summary="edited")
 
@@ -127,3 +128,24 @@ class EngineHolder:
 
     def __call__(self, ctx, previous):
         return self.engine
+
+
+async def test_a_file_the_engine_writes_is_committed_even_when_gitignored(tmp_path, settings, store):
+    repo = make_git_repo(tmp_path / "src", {"calc.py": SOURCE, ".gitignore": ".*\n!.gitignore\n"})
+    imp = Improvement(id="bot", category="integration", title="dependabot", rationale="r",
+                      files=[".github/dependabot.yml"])
+    content = b"version: 2\n"
+    deps = bootstrap(settings, store, make_engine=EngineHolder(
+        EditingEngine({"bot": (".github/dependabot.yml", content)})))
+    m = await deps.workspace.materialize(str(repo))
+    stream = new_run_stream()
+    request = make_event(PipelineRequested(repo=str(repo), engine="rules"), stream)
+    analyzed = make_event(RepoAnalyzed(base_sha=m.base_sha, default_branch="main", repo_path=str(repo),
+                                       specification="", graph="", architecture=""), stream, cause=request)
+    suggested = make_event(ImprovementsSuggested(improvements=[imp]), stream, cause=analyzed)
+    await store.append(stream, [request, analyzed, suggested], 0)
+
+    out = await on_improvements_suggested(suggested, deps)
+
+    applied = [e.data for e in out if isinstance(e.data, ChangeApplied)]
+    assert [a.files for a in applied] == [[".github/dependabot.yml"]], [e.data for e in out]
