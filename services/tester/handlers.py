@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
 from typing import Protocol
 
 from shared.adapters.own_tests import run_ecosystem_suite
 from shared.adapters.sandbox import run_pytest
-from shared.adapters.target_env import TargetPython, python_for, same_dependencies
+from shared.adapters.target_env import TargetPython, install_project, python_for, same_dependencies
 from shared.engines.rules.facts import list_files
 from shared.engines.rules.project import detect as detect_project
 from shared.ports.deps import UsesSettings, UsesStore, UsesWorkspace, UsesSandbox, UsesEngine
@@ -34,14 +37,12 @@ async def on_changes_committed(event: Envelope, deps: Uses) -> list[Envelope]:
             before_path, deps.settings.home, deps.sandbox)
         language = detect_project(before_path, list_files(before_path)).language or "python"
         if language == "python":
-            own_before = _noted(await run_pytest(deps.sandbox, before_path, timeout=TIMEOUT, group="own",
-                                                 python=py_before.executable, plugins=py_before.plugins), py_before)
+            own_before = await _own_pytest(deps, before_path, py_before)
         else:  # the repository's own runner (npm/node, cargo, go); generated tests stay pytest
             own_before = await run_ecosystem_suite(deps.sandbox, before_path, language, TIMEOUT)
         await deps.workspace.remove(before_id)  # early: the copy is no longer needed
         if language == "python":
-            own_after = _noted(await run_pytest(deps.sandbox, after_path, timeout=TIMEOUT, group="own",
-                                                python=py.executable, plugins=py.plugins), py)
+            own_after = await _own_pytest(deps, after_path, py)
         else:
             own_after = await run_ecosystem_suite(deps.sandbox, after_path, language, TIMEOUT)
         engine = deps.engine(ctx, await previous_calls(deps.store, ctx))
@@ -68,7 +69,19 @@ async def on_changes_committed(event: Envelope, deps: Uses) -> list[Envelope]:
                                regressed=regressed(own_before, own_after)))
 
 
-def _noted(result: TestGroupResult, py: TargetPython) -> TestGroupResult:
+async def _own_pytest(deps: Uses, path: Path, py: TargetPython) -> TestGroupResult:
+    """The own suite of one checkout, with the project itself installed for that run (its
+    metadata is what `importlib.metadata.version(...)` tests read)."""
+    with tempfile.TemporaryDirectory(prefix="repo-pilot-project-") as site:
+        not_installed = await install_project(py.executable, path, deps.sandbox, Path(site) / "site")
+        result = await run_pytest(deps.sandbox, path, timeout=TIMEOUT, group="own", python=py.executable,
+                                  plugins=py.plugins, pythonpath=None if not_installed else str(Path(site) / "site"))
+    return _noted(result, py, not_installed or "project installed from this checkout")
+
+
+def _noted(result: TestGroupResult, py: TargetPython, project: str = "") -> TestGroupResult:
     """The result with a head line saying which interpreter ran the suite, and why."""
     plugins = f"; plugins: {', '.join(py.plugins)}" if py.plugins else "; no pytest plugins autoloaded"
-    return result.model_copy(update={"output": f"python: {py.executable} ({py.note}{plugins})\n{result.output}"})
+    project = f"; {project}" if project else ""
+    return result.model_copy(update={"output": f"python: {py.executable} ({py.note}{plugins}{project})\n"
+                                               f"{result.output}"})

@@ -309,6 +309,7 @@ async def run_pytest(
     group: str = "own",
     python: str | None = None,
     plugins: Sequence[str] = (),
+    pythonpath: str | None = None,
 ) -> TestGroupResult:
     """Run pytest in `repo` inside `sandbox` with `python` (default: this interpreter; see
     shared/adapters/target_env.py); counts from its JUnit report.
@@ -331,7 +332,8 @@ async def run_pytest(
            *loaded, *args]
     try:
         with sandbox_span(cmd, attributes={"pilot.sandbox": getattr(sandbox, "name", "")}) as span:
-            result = await sandbox.run(cmd, cwd=repo, timeout=timeout, env={"PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"})
+            env = {"PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1", **({"PYTHONPATH": pythonpath} if pythonpath else {})}
+            result = await sandbox.run(cmd, cwd=repo, timeout=timeout, env=env)
             span.set_attribute("process.exit.code", result.exit_code)
         output = tail(result.stdout + ("\n" + result.stderr if result.stderr.strip() else ""))
         if result.timed_out:

@@ -326,6 +326,37 @@ async def _interpreter_for(
     return TargetPython(_python(final), f"env {key[:12]} built from {sources} in {time.monotonic() - started:.1f}s")
 
 
+async def install_project(
+    python: str,
+    repo: Path,
+    sandbox: Sandbox,
+    site: Path,
+    *,
+    pip_options: Sequence[str] = (),
+    pip_env: Mapping[str, str] | None = None,
+    timeout: float = INSTALL_TIMEOUT,
+) -> str | None:
+    """Install the project in `repo` itself (no dependencies) into `site`, for that checkout's test
+    run only; None when it worked, else why not (one line).
+
+    Suites that read their own package metadata (`importlib.metadata.version("toolz")`) fail unless
+    the project is installed. The copy is built from the very checkout under test and `site` goes
+    on PYTHONPATH, after the checkout itself (`python -m pytest` puts the repository first), so
+    nothing stale shadows the code under test; the shared env stays free of any project."""
+    repo = Path(repo)
+    if not any((repo / f).is_file() for f in ("pyproject.toml", "setup.py", "setup.cfg")):
+        return "no packaging metadata: the project is not installable"
+    if not getattr(sandbox, "shares_host_fs", True):
+        return "the Docker sandbox has no network to build the project"
+    env = {"PIP_CACHE_DIR": str(site.parent / ".repo-pilot-pip-cache"), **(pip_env or {})}
+    cmd = [python, "-m", "pip", "install", "--disable-pip-version-check", "--no-deps", "--quiet",
+           *pip_options, "--target", str(site), str(repo)]
+    done = await sandbox.run(cmd, cwd=repo, timeout=timeout, env=env)
+    if done.exit_code != 0 or done.timed_out:
+        return "installing the project failed: " + _tail(done.stdout + "\n" + done.stderr)
+    return None
+
+
 def _python(env: Path) -> str:
     return str(env / "bin" / "python")
 

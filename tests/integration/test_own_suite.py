@@ -3,6 +3,7 @@ never Repo Pilot's plugins; a suite that cannot run is errors with the reason, n
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -90,3 +91,25 @@ def test_pytest_result_decisions():
     assert (nothing.total, nothing.errors) == (0, 0) and nothing.output.startswith("no tests collected")
     internal = pytest_result("own", 3, None, "no JUnit report", "INTERNALERROR> boom")
     assert internal.errors == 1 and "internal error" in internal.output
+
+
+async def test_a_suite_reading_its_own_metadata_passes_with_the_project_installed_per_run(tmp_path):
+    from shared.adapters.target_env import install_project
+
+    repo = make_git_repo(tmp_path / "meta", {
+        "pyproject.toml": '[build-system]\nrequires = ["setuptools"]\nbuild-backend = "setuptools.build_meta"\n'
+                          '[project]\nname = "metapkg"\nversion = "2.5"\n',
+        "metapkg/__init__.py": "VALUE = 1\n",
+        "tests/test_meta.py": "import importlib.metadata\nimport metapkg\n\n\n"
+                              "def test_version():\n    assert importlib.metadata.version('metapkg') == '2.5'\n\n\n"
+                              "def test_code_is_the_checkouts():\n"
+                              f"    assert metapkg.__file__.startswith({str(tmp_path / 'meta')!r})\n",
+    })
+    sandbox = LocalSandbox()
+    bare = await run_pytest(sandbox, repo)
+    assert (bare.passed, bare.failed) == (1, 1), bare.output
+
+    site = tmp_path / "site"
+    assert await install_project(sys.executable, repo, sandbox, site, **OFFLINE) is None
+    result = await run_pytest(sandbox, repo, pythonpath=str(site))
+    assert (result.passed, result.failed) == (2, 0), result.output
