@@ -159,3 +159,16 @@ async def test_patch_that_does_not_apply_is_a_step_error(ws, source):
 def test_run_ids_cannot_escape_the_home(ws):
     with pytest.raises(ValueError):
         ws.worktree_path("../evil")
+
+
+async def test_working_copies_carry_the_repositorys_own_name(ws, tmp_path):
+    from shared.engines.rules.facts import collect
+
+    repo = make_git_repo(tmp_path / "my-scripts", {"requirements.txt": "requests\n", "tool.py": "print(1)\n"})
+    m = await ws.materialize(str(repo))
+    copy = await ws.worktree("run-01a2b3c4-9c07-799b-9b2a-df2ba362032c-imp5", str(repo), m.base_sha)
+    assert copy.name == "my-scripts"
+    facts = collect(copy)
+    assert (facts.name, facts.language) == ("my-scripts", "python")
+    await ws.remove("run-01a2b3c4-9c07-799b-9b2a-df2ba362032c-imp5")
+    assert not copy.exists()
