@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from services.analyzer.handlers import DOC_FILES, on_merge_completed, on_pipeline_requested
+from services.analyzer.handlers import DOC_FILES, on_merge_completed, on_pipeline_requested, on_run_ended
 from shared.adapters.git import git
 from shared.events import MergeCompleted, PipelineRequested, new_run_stream
 from shared.ports.errors import StepError
@@ -69,8 +69,12 @@ async def test_not_merged_skips_the_docs_and_closes_the_run_with_its_log(tmp_pat
     assert types(out) == ["StepSkipped", "PipelineCompleted"]
     done = out[-1].data
     assert (done.verdict, done.summary) == ("not_merged", "low score")
+    # The log is written once the run's last event is stored (on_run_ended), so it holds them all.
+    await deps.store.append(run, out)
+    assert await on_run_ended(out[-1], deps) == []
     logged = json.loads(open(done.run_log).read())
-    assert [e["type"] for e in logged] == ["PipelineRequested", "RepoAnalyzed", "MergeCompleted"]
+    assert [e["type"] for e in logged] == [
+        "PipelineRequested", "RepoAnalyzed", "MergeCompleted", "StepSkipped", "PipelineCompleted"]
     assert not deps.workspace.live
 
 
