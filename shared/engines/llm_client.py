@@ -299,8 +299,10 @@ class ModelCaller:
             response = await self.client.chat.completions.create(model=self.model, messages=messages, **options)
             text = _answer_text(response)
             usage = response.usage
-            prompt_tokens = counted(usage.prompt_tokens if usage else None, prompt_estimate)
-            completion_tokens = counted(usage.completion_tokens if usage else None, estimate_tokens(text or ""))
+            # Missing, zero or negative usage is counted as what we measured, so no server can
+            # switch the budget off.
+            prompt_tokens = counted(getattr(usage, "prompt_tokens", None), prompt_estimate)
+            completion_tokens = counted(getattr(usage, "completion_tokens", None), estimate_tokens(text or ""))
             price_in, price_out = price_for(self.model, self.prices)
             cost = (prompt_tokens * price_in + completion_tokens * price_out) / 1_000_000
             span.record_usage(prompt_tokens, completion_tokens, cost)

@@ -2,7 +2,7 @@
 
 - **Structured output.** How to ask for JSON: OpenAI `json_schema`, a forced tool call, vLLM
   guided decoding, Ollama `format`, then `json_object`, then plain prompting. The first mode is
-  configured (`REPO_PILOT_LLM_STRUCTURED`) or detected from the URL; a mode the server refuses
+  configured (`REPO_PILOT_LLM_STRUCTURED`) or detected (`json_schema`, which the common servers take); a mode the server refuses
   with HTTP 400 is dropped for the rest of the process and the next one is tried at once.
 - **Concurrency.** At most `limit` requests in flight (`REPO_PILOT_LLM_CONCURRENCY`; local
   servers often serve one request at a time). A 429 halves the limit (never below 1), so a
@@ -49,11 +49,9 @@ def is_local(base_url: str | None) -> bool:
 
 
 def detect_mode(base_url: str | None) -> str:
-    """The strongest mode a server of this URL is likely to have. OpenAI, vLLM, llama.cpp's
-    server, LM Studio and Ollama (>= 0.5) all take `json_schema`; Ollama's port gets its native
-    `format` field, which its OpenAI-compatible route also reads."""
-    if urlsplit(base_url or OPENAI_URL).port == 11434:
-        return "ollama_format"
+    """The strongest mode a server of this URL is likely to have: OpenAI, vLLM, llama.cpp's server,
+    LM Studio and Ollama (>= 0.5, grammar-enforced) all take `json_schema` on their OpenAI routes.
+    The others (`tools`, `guided`, `ollama_format`) are there to be configured where they work better."""
     return "json_schema"
 
 
