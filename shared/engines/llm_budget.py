@@ -10,6 +10,7 @@ budget off. One ledger per run is shared by every engine of that run in the proc
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass, field
 
@@ -59,6 +60,22 @@ class Ledger:
     cost_usd: float = 0.0
     reserved_tokens: int = 0
     reserved_cost_usd: float = 0.0
+    _settled: asyncio.Event | None = field(default=None, repr=False)
+
+    async def reserve_or_wait(
+        self, purpose: str, prompt_tokens: int, answer_cap: int, prices: tuple[float, float]
+    ) -> Reservation:
+        """`reserve`, but while other calls hold reservations, wait for them to settle (they
+        usually use less than they held) before giving up."""
+        while True:
+            try:
+                return self.reserve(purpose, prompt_tokens, answer_cap, prices)
+            except StepError:
+                if not self.reserved_tokens and not self.reserved_cost_usd:
+                    raise
+            if self._settled is None:
+                self._settled = asyncio.Event()
+            await self._settled.wait()
 
     def catch_up(self, tokens: int, cost_usd: float) -> None:
         """What the store says the run spent so far (other steps, other processes)."""
@@ -94,6 +111,11 @@ class Ledger:
         self.reserved_cost_usd -= reservation.cost_usd
         self.tokens += max(0, tokens)
         self.cost_usd += max(0.0, cost_usd)
+        if abs(self.reserved_cost_usd) < 1e-12:
+            self.reserved_cost_usd = 0.0  # float residue must not keep waiters waiting
+        if self._settled is not None:
+            self._settled.set()
+            self._settled = None
 
     def fits(self, tokens: int, cost_usd: float) -> bool:
         b = self.budget

@@ -259,7 +259,7 @@ class ModelCaller:
                 options = mode_options(mode, schema)
                 cap_param = ep.cap_param
                 counter[0] += 1
-                reservation = self.ledger.reserve(
+                reservation = await self.ledger.reserve_or_wait(
                     purpose, estimate_tokens([messages, options]), self.answer_cap,
                     price_for(self.model, self.prices),
                 )

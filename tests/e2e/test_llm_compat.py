@@ -87,7 +87,7 @@ async def test_each_server_family_completes_and_merges_the_sound_change(family, 
             run, beads, events = await run_pipeline(
                 llm_settings,
                 PipelineRequested(repo=str(repo), engine="llm", categories=list(CATEGORIES)),
-                make_engine=real_engine_factory(llm_settings, retry=FAST, timeout=10),
+                make_engine=real_engine_factory(llm_settings, retry=FAST, timeout=spec.timeout),
             )
         finally:
             stop.set()

@@ -221,6 +221,7 @@ class Family:
     ideas_per_category: int = 2
     review: str | None = None
     before: Callable[[ScriptedModelServer], None] | None = None
+    timeout: float = 10.0  # the client's per-request timeout
 
 
 RENAMED = {"Correctness": "9/10", "Safety": 9, "code quality": 8, "Clarity": 9, "Tests": "8", "vibes": 10}
@@ -236,7 +237,9 @@ FAMILIES: dict[str, Family] = {
     "json_schema_refused": Family(server={"shape": schema_only}, before=refuse_json_schema),
     "one_improvement_per_category": Family(ideas_per_category=1),
     "review_dimensions_renamed": Family(review=review_answer(9, RENAMED)),
-    "one_request_at_a_time": Family(server={"slots": 1, "answer_delay": 0.3}, settings={"llm_concurrency": 1}),
+    # Four implement calls queued at the server would take 1.2 s, past the client's timeout.
+    "one_request_at_a_time": Family(server={"slots": 1, "answer_delay": 0.3}, settings={"llm_concurrency": 1},
+                                    timeout=1.0),
     "slow_answers": Family(server={"answer_delay": 0.8}),
     "429_when_busy": Family(server={"slots": 1, "busy": "429", "answer_delay": 0.2}),
 }

@@ -334,10 +334,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(_error(400, "scripted model server: streaming is not supported"))
             return
         owner = self.owner
-        if owner._slots is None:
-            self._send(owner._answer(request))
-            return
-        if not owner._slots.acquire(blocking=owner.busy == "queue"):
+        if owner._slots is not None and not owner._slots.acquire(blocking=owner.busy == "queue"):
             with owner._lock:
                 owner.requests.append(request)
                 owner.busy_refusals += 1
@@ -353,7 +350,8 @@ class _Handler(BaseHTTPRequestHandler):
         finally:
             with owner._lock:
                 owner._in_flight -= 1
-            owner._slots.release()
+            if owner._slots is not None:
+                owner._slots.release()
 
     def _send(self, answer: _Answer) -> None:
         closing = self.owner._closing
