@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import statistics
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ import openai
 from shared.adapters.git import run_git
 from shared.common.settings import Settings
 from shared.engines import prompts as p
-from shared.engines.llm_answers import review_scores
+from shared.engines.llm_answers import combine_review_samples, review_scores
 from shared.engines.llm_budget import Budget, Ledger
 from shared.engines.llm_client import DEFAULT_PRICES, ModelCaller, RetryPolicy
 from shared.engines.llm_endpoint import Endpoint, endpoint
@@ -288,7 +287,7 @@ class LlmEngine:
                 samples.append(await self.caller.ask("review", messages, p.ReviewAnswer, check))
             except StepError:
                 break  # extra samples are a refinement; the recorded calls say what happened
-        review = _combine_reviews(samples)
+        review = combine_review_samples(samples)
         missing = [d for d in REVIEW_DIMENSIONS if d not in review.scores]
         if missing:
             self.caller.note("review", f"not scored by the model: {', '.join(missing)} (signals used)")
@@ -340,35 +339,6 @@ class LlmEngine:
             p.user(f"# Improvements\n{listed}\n\n{context}"),
         ]
         return (await self.caller.ask(purpose, messages, p.TestsAnswer, check)).content
-
-
-def _combine_reviews(samples: list[p.ReviewAnswer]) -> ModelReview:
-    """Median of the samples, per dimension over the samples that scored it. A dimension no sample
-    scored is left out (the reviewer's signals stand in for it) and named in the summary; a sample
-    without an overall score gets the mean of its dimension scores."""
-    read = [review_scores(s.scores, REVIEW_DIMENSIONS)[0] for s in samples]
-    overall = [
-        s.overall if s.overall is not None else round(statistics.fmean(scores.values()), 1)
-        for s, scores in zip(samples, read, strict=True)
-    ]
-    middle = statistics.median(overall)
-    closest = min(zip(samples, overall, strict=True), key=lambda pair: abs(pair[1] - middle))[0]
-    scores = {
-        d: float(statistics.median(r[d] for r in read if d in r))
-        for d in REVIEW_DIMENSIONS
-        if any(d in r for r in read)
-    }
-    missing = [d for d in REVIEW_DIMENSIONS if d not in scores]
-    summary = closest.summary
-    if missing:
-        summary = f"{summary} (not scored by the model: {', '.join(missing)})".strip()
-    return ModelReview(
-        overall=min(10.0, max(1.0, middle)),
-        scores=scores,
-        issues=list(dict.fromkeys(i for s in samples for i in s.issues)),
-        summary=summary,
-        samples=overall,
-    )
 
 
 def _inside(repo: Path, path: str) -> bool:

@@ -13,10 +13,14 @@ from __future__ import annotations
 
 import json
 import re
+import statistics
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
+
+from shared.engines.prompts import ReviewAnswer
+from shared.ports.engine import REVIEW_DIMENSIONS, ModelReview
 
 T = TypeVar("T", bound=BaseModel)
 
@@ -162,3 +166,32 @@ def review_scores(raw: dict[str, object], dimensions: tuple[str, ...]) -> tuple[
         else:
             found.setdefault(dimension, []).append(score)
     return {d: round(sum(v) / len(v), 2) for d, v in found.items()}, unused
+
+
+def combine_review_samples(samples: list[ReviewAnswer]) -> ModelReview:
+    """Median of the samples, per dimension over the samples that scored it. A dimension no sample
+    scored is left out (the reviewer's signals stand in for it) and named in the summary; a sample
+    without an overall score gets the mean of its dimension scores."""
+    read = [review_scores(s.scores, REVIEW_DIMENSIONS)[0] for s in samples]
+    overall = [
+        s.overall if s.overall is not None else round(statistics.fmean(scores.values()), 1)
+        for s, scores in zip(samples, read, strict=True)
+    ]
+    middle = statistics.median(overall)
+    closest = min(zip(samples, overall, strict=True), key=lambda pair: abs(pair[1] - middle))[0]
+    scores = {
+        d: float(statistics.median(r[d] for r in read if d in r))
+        for d in REVIEW_DIMENSIONS
+        if any(d in r for r in read)
+    }
+    missing = [d for d in REVIEW_DIMENSIONS if d not in scores]
+    summary = closest.summary
+    if missing:
+        summary = f"{summary} (not scored by the model: {', '.join(missing)})".strip()
+    return ModelReview(
+        overall=min(10.0, max(1.0, middle)),
+        scores=scores,
+        issues=list(dict.fromkeys(i for s in samples for i in s.issues)),
+        summary=summary,
+        samples=overall,
+    )

@@ -22,6 +22,7 @@ from typing import Any
 
 from shared.ports.engine import REVIEW_DIMENSIONS
 from tests.conftest import make_git_repo
+from tests.support.llm_script import purpose
 from tests.support.model_server import Fault, Reply, ScriptedModelServer
 
 CATEGORIES = ("security", "compliance")
@@ -113,10 +114,6 @@ def review_answer(score: float = 9, scores: Mapping[str, Any] | None = None) -> 
         "scores": dict(scores) if scores is not None else {d: score for d in REVIEW_DIMENSIONS},
         "overall": score, "issues": [], "summary": f"scripted review {score}",
     })
-
-
-def purpose(name: str) -> str:
-    return f"PURPOSE: {name}\n"
 
 
 def script_tools(
