@@ -95,16 +95,19 @@ class LlmEngine:
     # -- analyze ---------------------------------------------------------------------------
 
     async def analyze(self, repo: Path) -> Analysis:
+        """The three documents; one or two the model left out are written as a note saying so."""
+
         scan = scan_repo(repo)
         answer = await self.caller.ask(
             "analyze", [p.system("analyze", p.ANALYZE), p.user(render_scan(scan))], p.AnalysisAnswer
         )
-        return Analysis(
-            specification=answer.specification,
-            graph=answer.graph,
-            architecture=answer.architecture,
-            stats=scan.stats,
-        )
+        docs = answer.model_dump()
+        missing = [name for name, text in docs.items() if not text.strip()]
+        for name in missing:
+            docs[name] = f"# {name.capitalize()}\n\n(The model did not write this document.)\n"
+        if missing:
+            self.caller.note("analyze", f"the model did not write: {', '.join(missing)}")
+        return Analysis(**docs, stats=scan.stats)
 
     # -- suggest ---------------------------------------------------------------------------
 

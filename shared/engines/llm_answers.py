@@ -26,6 +26,7 @@ T = TypeVar("T", bound=BaseModel)
 
 _THINK = re.compile(r"<(think|thinking|reasoning)>.*?</\1>", re.DOTALL | re.IGNORECASE)
 _THINK_CLOSE = re.compile(r"</(think|thinking|reasoning)>", re.IGNORECASE)
+_THINK_OPEN = re.compile(r"<(think|thinking|reasoning)>", re.IGNORECASE)
 _FENCE = re.compile(r"```[a-zA-Z0-9_-]*[ \t]*\n(.*?)\n?```", re.DOTALL)
 SHOWN_CHARS = 300  # how much of an unusable answer a failure message quotes
 
@@ -37,6 +38,9 @@ def strip_reasoning(text: str) -> str:
     closing = list(_THINK_CLOSE.finditer(text))
     if closing:
         text = text[closing[-1].end():]
+    unclosed = _THINK_OPEN.search(text)  # cut off mid-thought: nothing after it is an answer
+    if unclosed:
+        text = text[: unclosed.start()]
     return text.strip()
 
 

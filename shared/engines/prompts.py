@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 
-from pydantic import AliasChoices, BaseModel, Field
+from pydantic import AliasChoices, BaseModel, Field, model_validator
 
 from shared.policy.edits import Edit
 from shared.ports.engine import REVIEW_DIMENSIONS
@@ -26,9 +26,17 @@ CATEGORY_GUIDE = {
 
 
 class AnalysisAnswer(BaseModel):
-    specification: str = Field(min_length=1)
-    graph: str = Field(min_length=1)
-    architecture: str = Field(min_length=1)
+    """A missing document is filled in by the engine with a note; at least one must be there."""
+
+    specification: str = ""
+    graph: str = ""
+    architecture: str = ""
+
+    @model_validator(mode="after")
+    def _some_document(self) -> AnalysisAnswer:
+        if not (self.specification.strip() or self.graph.strip() or self.architecture.strip()):
+            raise ValueError("write the three documents: specification, graph, architecture")
+        return self
 
 
 class Idea(BaseModel):
@@ -60,7 +68,7 @@ class ReviewAnswer(BaseModel):
 
 class TestsAnswer(BaseModel):
     path: str = ""
-    content: str = Field(min_length=1)
+    content: str = Field(min_length=1, validation_alias=AliasChoices("content", "code", "module", "test"))
 
 
 # -- prompts -------------------------------------------------------------------------------

@@ -365,3 +365,39 @@ async def test_from_settings_points_the_client_at_the_configured_endpoint(repo, 
     server.add("PURPOSE: analyze", DOCS)
     await engine.analyze(repo)
     assert server.requests[0]["model"] == "local-model" and engine.caller.ledger.budget.max_tokens == 123_456
+
+
+async def test_an_analysis_missing_a_document_is_taken_with_a_note(repo, server, make_engine):
+    server.add("PURPOSE: analyze", "<think>short</think>" + json.dumps({"specification": "# Spec\n", "graph": "# G"}))
+    engine = make_engine()
+    analysis = await engine.analyze(repo)
+    assert analysis.specification == "# Spec\n" and "did not write this document" in analysis.architecture
+    [call] = engine.drain_calls()
+    assert call.note == "the model did not write: architecture" and len(server.requests) == 1
+
+
+async def test_refused_modes_fall_back_to_plain_prompting_and_the_endpoint_remembers(repo, server, make_engine):
+    from tests.support.families import asked_mode
+
+    refuse = Fault.status(400, message="response_format is not supported by this server")
+    server.add(lambda r: asked_mode(r) in ("json_schema", "json_object"), refuse)
+    server.add("PURPOSE: analyze", "Here are the docs:\n```json\n" + DOCS + "\n```")
+    ep = endpoint(server.base_url)
+    await make_engine(endpoint=ep).analyze(repo)
+    assert [asked_mode(r) for r in server.requests] == ["json_schema", "json_object", "plain"]
+    engine = make_engine(endpoint=ep)  # another run of the same process
+    await engine.analyze(repo)
+    assert [asked_mode(r) for r in server.requests[3:]] == ["plain"]
+    assert ep.refused == {"json_schema", "json_object"}
+
+
+async def test_a_server_refusing_the_answer_cap_is_asked_without_it_from_then_on(repo, server, make_engine):
+    refuse = Fault.status(400, message="Unsupported parameter: 'max_tokens'")
+    server.add(lambda r: "max_tokens" in r, refuse)
+    server.add("PURPOSE: analyze", DOCS)
+    engine = make_engine(endpoint=endpoint(server.base_url))
+    await engine.analyze(repo)
+    await engine.analyze(repo)
+    assert ["max_tokens" in r for r in server.requests] == [True, False, False]
+    first, *rest = engine.drain_calls()
+    assert "max_tokens" in first.error and all(c.error is None for c in rest)

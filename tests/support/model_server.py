@@ -46,12 +46,14 @@ class Fault:
     seconds: float = 0.0
     times: int | None = None
     then: Any = None
+    message: str = ""
 
     @staticmethod
-    def status(code: int, times: int | None = None, then: Reply | None = None) -> Fault:
-        """Answer with HTTP `code` (429, 500, ...). With `times`, only the first `times` matches
-        fail; after that the rule answers `then`, or is used up when `then` is None."""
-        return Fault("status", status_code=code, times=times, then=then)
+    def status(code: int, times: int | None = None, then: Reply | None = None, message: str = "") -> Fault:
+        """Answer with HTTP `code` (429, 500, ...) and `message` in the error body. With `times`,
+        only the first `times` matches fail; after that the rule answers `then`, or is used up
+        when `then` is None."""
+        return Fault("status", status_code=code, times=times, then=then, message=message)
 
     @staticmethod
     def delay(seconds: float, then: Reply = "") -> Fault:
@@ -256,7 +258,8 @@ class ScriptedModelServer:
             return self._render(request, produced, delay)
         if isinstance(reply, Fault):
             if reply.kind == "status":
-                return _error(reply.status_code, f"scripted fault: HTTP {reply.status_code}", delay=delay)
+                return _error(reply.status_code, reply.message or f"scripted fault: HTTP {reply.status_code}",
+                              delay=delay)
             if reply.kind == "delay":
                 return self._render(request, reply.then, delay + reply.seconds)
             if reply.kind == "timeout":

@@ -39,11 +39,12 @@ def test_an_object_that_does_not_fit_is_skipped_for_one_that_does():
     ("", "the answer was empty"),
     ("<think>I need to look at the files {\"a\": 1}</think>", "only reasoning"),
     ("no json here at all", "holds no JSON object"),
-    ('{"specification": "x"}', "does not match the expected shape: graph: Field required"),
+    ("<think>Let me draft it: {\"specification\": \"x\"} and then", "only reasoning"),  # cut off mid-thought
+    ('{"specification": "x"}', "does not match the expected shape: improvements: Field required"),
 ])
 def test_unusable_answers_say_what_is_wrong(text, problem):
     with pytest.raises(ValueError, match=problem):
-        parse_json_answer(text, p.AnalysisAnswer)
+        parse_json_answer(text, p.SuggestAnswer if "specification" in text and "<" not in text else p.AnalysisAnswer)
 
 
 def test_a_check_failure_is_reported_when_no_candidate_passes():
