@@ -267,8 +267,10 @@ class ModelCaller:
                     options[cap_param] = reservation.answer_tokens
                 try:
                     completion = await self._call(purpose, messages, options, reservation.prompt_tokens)
-                except Exception as exc:
-                    self.ledger.settle(reservation, 0, 0.0)
+                except BaseException as exc:
+                    self.ledger.settle(reservation, 0, 0.0)  # cancelled too: never leave it held
+                    if not isinstance(exc, Exception):
+                        raise
                     refused = isinstance(exc, openai.BadRequestError) and mode != "plain"
                     self._record(purpose, digest, _Completion(None, 0, 0, 0.0), counter[0],
                                  error=_describe(exc) + (f" (asked with {mode})" if refused else ""))

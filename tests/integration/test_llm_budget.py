@@ -104,3 +104,19 @@ async def test_engines_of_one_run_share_its_ledger_through_the_factory(settings,
                                        return_exceptions=True)
     assert any(isinstance(r, StepError) for r in results)
     assert first.caller.ledger.tokens <= 7_000
+
+
+async def test_a_cancelled_call_gives_its_reservation_back():
+    from tests.support.model_server import Fault
+
+    with ScriptedModelServer(default=Fault.delay(5, DOCS)) as server:
+        ledger = Ledger(Budget(max_tokens=100_000))
+        c = caller(server, ledger)
+        task = asyncio.create_task(ask(c, 1))
+        while not server.requests:
+            await asyncio.sleep(0.01)
+        assert ledger.reserved_tokens > 0
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert ledger.reserved_tokens == 0 and ledger.tokens == 0
