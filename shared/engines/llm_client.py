@@ -236,7 +236,8 @@ class ModelCaller:
         try:
             async for try_ in retrying:
                 with try_:
-                    return counter[0] + 1, await self._attempt(purpose, messages, schema, digest, counter), digest
+                    completion = await self._attempt(purpose, messages, schema, digest, counter)
+                    return counter[0], completion, digest
         except RetryError as exc:
             last = exc.last_attempt.exception()
             raise StepError(

@@ -401,3 +401,4 @@ async def test_a_server_refusing_the_answer_cap_is_asked_without_it_from_then_on
     assert ["max_tokens" in r for r in server.requests] == [True, False, False]
     first, *rest = engine.drain_calls()
     assert "max_tokens" in first.error and all(c.error is None for c in rest)
+    assert [first.attempt, rest[0].attempt] == [1, 2]  # the refused request and its resend
