@@ -21,16 +21,21 @@ if TYPE_CHECKING:
 
 
 def real_engine_factory(settings: Settings, **llm_options: Any) -> EngineFactory:
-    """Engines per run: `llm` on the configured endpoint (budget = what the run has left),
-    else the offline rules engine. `llm_options` go to `LlmEngine` (e.g. a fast `retry` in tests)."""
+    """Engines per run: `llm` on the configured endpoint, else the offline rules engine.
+    `llm_options` go to `LlmEngine` (e.g. a fast `retry` in tests).
+
+    One HTTP client and one endpoint record (structured-output mode, concurrency limit) serve
+    every run of the process; one budget ledger per run is shared by all its engines here, so
+    concurrent steps of a run reserve against the same budget."""
 
     clients: list = []  # one HTTP client for every run this process handles, made on first use
+    ledgers: dict[str, Any] = {}
 
     def make(ctx: RunContext, previous_calls: list[LlmCallRecorded]) -> Engine:
         if ctx.engine == "llm":
             import openai
 
-            from shared.engines.llm import Budget, LlmEngine
+            from shared.engines.llm import Budget, Ledger, LlmEngine, endpoint_for
 
             if not clients:
                 clients.append(openai.AsyncOpenAI(
@@ -38,13 +43,13 @@ def real_engine_factory(settings: Settings, **llm_options: Any) -> EngineFactory
                     base_url=settings.openai_base_url,
                     max_retries=0,  # retries are the engine's (tenacity), so each attempt is recorded
                 ))
-            client = clients[0]
-            budget = Budget(
-                max_tokens=max(0, settings.run_token_budget - ctx.tokens_spent),
-                max_cost_usd=max(0.0, settings.run_cost_budget_usd - ctx.cost_spent),
-            )
+            ledger = ledgers.setdefault(ctx.run_id, Ledger(Budget(
+                max_tokens=settings.run_token_budget, max_cost_usd=settings.run_cost_budget_usd)))
+            ledger.catch_up(ctx.tokens_spent, ctx.cost_spent)  # what other processes spent
+            options = {"endpoint": endpoint_for(settings), "answer_cap": settings.llm_answer_tokens,
+                       **llm_options}
             return LlmEngine(
-                client, settings.openai_model, budget, replay=replay_answers(previous_calls), **llm_options
+                clients[0], settings.openai_model, ledger=ledger, replay=replay_answers(previous_calls), **options
             )
         from shared.engines.rules import RulesEngine
 

@@ -31,6 +31,25 @@ def bead_table(run: dict | None, beads: list[dict]) -> Table:
     return table
 
 
+def model_activity() -> Text | None:
+    """Model requests of this process running and waiting for a slot, per endpoint (None when idle)."""
+    from shared.engines.llm_endpoint import activity
+
+    busy = activity()
+    if not busy:
+        return None
+    return Text("\n".join(
+        f"model {e.base_url}: {e.running} running, {e.waiting} waiting (at most {e.limit} at once)"
+        for e in busy
+    ), style="cyan")
+
+
+def live_view(run: dict | None, beads: list[dict]) -> Table | Group:
+    table = bead_table(run, beads)
+    waiting = model_activity()
+    return table if waiting is None else Group(table, waiting)
+
+
 async def follow(store, run_id: str, timeout: float, console: Console, interval: float = 0.5) -> dict | None:
     """Show the bead chain live until the run ends (or `timeout`); returns the final run row."""
     from shared.store.projections import get_run
@@ -40,7 +59,7 @@ async def follow(store, run_id: str, timeout: float, console: Console, interval:
     with Live(bead_table(None, []), console=console, refresh_per_second=4, transient=False) as live:
         while time.monotonic() < deadline:
             run, beads = await get_run(store, run_id)
-            live.update(bead_table(run, beads))
+            live.update(live_view(run, beads))
             if run and run["status"] in DONE:
                 break
             await asyncio.sleep(interval)

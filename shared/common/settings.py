@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import platformdirs
 from pydantic import Field
@@ -41,6 +42,14 @@ class Settings(BaseSettings):
     # Per-run model budget.
     run_token_budget: int = Field(default=2_000_000, alias="REPO_PILOT_TOKEN_BUDGET")
     run_cost_budget_usd: float = Field(default=5.0, alias="REPO_PILOT_COST_BUDGET")
+
+    # The model endpoint: how to ask for JSON (auto = detect, then fall back on HTTP 400), how
+    # many requests at once (unset = 8 for OpenAI, 2 for a local server, 4 otherwise), answer cap.
+    llm_structured: Literal["auto", "json_schema", "tools", "guided", "ollama_format", "json_object", "plain"] = (
+        Field(default="auto", alias="REPO_PILOT_LLM_STRUCTURED")
+    )
+    llm_concurrency: int | None = Field(default=None, alias="REPO_PILOT_LLM_CONCURRENCY")
+    llm_answer_tokens: int = Field(default=16_384, alias="REPO_PILOT_LLM_ANSWER_TOKENS")
 
     @property
     def default_engine(self) -> str:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import statistics
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,10 @@ import openai
 from shared.adapters.git import run_git
 from shared.common.settings import Settings
 from shared.engines import prompts as p
-from shared.engines.llm_client import DEFAULT_PRICES, Budget, ModelCaller, RetryPolicy
+from shared.engines.llm_answers import combine_review_samples, review_scores
+from shared.engines.llm_budget import Budget, Ledger
+from shared.engines.llm_client import DEFAULT_PRICES, ModelCaller, RetryPolicy
+from shared.engines.llm_endpoint import Endpoint, endpoint
 from shared.engines.scan import render_scan, scan_repo
 from shared.events import Improvement
 from shared.events.run import LlmCallRecorded
@@ -57,25 +59,34 @@ class LlmEngine:
         prices: dict[str, tuple[float, float]] | None = None,
         retry: RetryPolicy | None = None,
         timeout: float | None = None,
+        ledger: Ledger | None = None,
+        endpoint: Endpoint | None = None,
+        answer_cap: int = 16_384,
     ):
+        """`ledger` is the run's budget shared with its other engines; without one, `budget`
+        makes a ledger of this engine's own. `endpoint` defaults to the client's base URL."""
         self.max_edit_retries = max_edit_retries
         self.caller = ModelCaller(
             client=client,
             model=model,
-            budget=budget or Budget(),
+            ledger=ledger or Ledger(budget or Budget()),
+            endpoint=endpoint,
             retry=retry or RetryPolicy(),
             max_format_retries=max_format_retries,
             replay=dict(replay or {}),
             prices=dict(prices if prices is not None else DEFAULT_PRICES),
             timeout=timeout,
+            answer_cap=answer_cap,
         )
 
     @classmethod
     def from_settings(cls, settings: Settings, replay: dict[str, str] | None = None, **kw: Any) -> LlmEngine:
-        """An engine for one run from the process settings (OPENAI_* and the run budget)."""
+        """An engine for one run from the process settings (OPENAI_*, REPO_PILOT_LLM_*, the run budget)."""
         # Local servers (Ollama, llama.cpp, vLLM) need no key, but the SDK insists on one.
         client = openai.AsyncOpenAI(api_key=settings.openai_api_key or "not-needed", base_url=settings.openai_base_url)
         budget = Budget(max_tokens=settings.run_token_budget, max_cost_usd=settings.run_cost_budget_usd)
+        kw.setdefault("endpoint", endpoint_for(settings))
+        kw.setdefault("answer_cap", settings.llm_answer_tokens)
         return cls(client, settings.openai_model, budget, replay=replay, **kw)
 
     def drain_calls(self) -> list[LlmCallRecorded]:
@@ -84,16 +95,19 @@ class LlmEngine:
     # -- analyze ---------------------------------------------------------------------------
 
     async def analyze(self, repo: Path) -> Analysis:
+        """The three documents; one or two the model left out are written as a note saying so."""
+
         scan = scan_repo(repo)
         answer = await self.caller.ask(
             "analyze", [p.system("analyze", p.ANALYZE), p.user(render_scan(scan))], p.AnalysisAnswer
         )
-        return Analysis(
-            specification=answer.specification,
-            graph=answer.graph,
-            architecture=answer.architecture,
-            stats=scan.stats,
-        )
+        docs = answer.model_dump()
+        missing = [name for name, text in docs.items() if not text.strip()]
+        for name in missing:
+            docs[name] = f"# {name.capitalize()}\n\n(The model did not write this document.)\n"
+        if missing:
+            self.caller.note("analyze", f"the model did not write: {', '.join(missing)}")
+        return Analysis(**docs, stats=scan.stats)
 
     # -- suggest ---------------------------------------------------------------------------
 
@@ -121,30 +135,47 @@ class LlmEngine:
         return [imp for result in results for imp in result]
 
     async def _suggest_one(self, repo: Path, category: str, context: str) -> list[Improvement]:
+        """Fewer ideas than asked are taken with a note on the call; none at all skips the category
+        with the model's reason. Ideas naming paths outside the repository are dropped (noted),
+        and asked again only when that leaves none."""
+        dropped: list[str] = []
+
         def check(answer: p.SuggestAnswer) -> p.SuggestAnswer:
-            if len(answer.improvements) < 2:
-                raise ValueError(f"give at least 2 improvements, not {len(answer.improvements)}")
+            dropped.clear()
+            kept = []
             for idea in answer.improvements:
-                for path in idea.files:
-                    try:
-                        resolve_inside(repo, path)
-                    except UnsafePath as exc:
-                        raise ValueError(
-                            f"files must be relative paths inside the repository: {exc}"
-                        ) from None
-            return answer
+                outside = [path for path in idea.files if not _inside(repo, path)]
+                if outside:
+                    dropped.append(f"{idea.title!r} (names {', '.join(outside)})")
+                else:
+                    kept.append(idea)
+            if answer.improvements and not kept:
+                raise ValueError(
+                    "files must be relative paths inside the repository; every idea named a path "
+                    "outside it: " + "; ".join(dropped)
+                )
+            return answer.model_copy(update={"improvements": kept})
 
         purpose = f"suggest:{category}"
         body = p.SUGGEST.format(category=category, guide=p.CATEGORY_GUIDE.get(category, category))
         answer = await self.caller.ask(
             purpose, [p.system(purpose, body), p.user(context)], p.SuggestAnswer, check
         )
+        notes = [f"dropped, path outside the repository: {'; '.join(dropped)}"] if dropped else []
+        if not answer.improvements:
+            notes.append(f"category {category} skipped: the model suggested nothing"
+                         + (f" ({answer.reason})" if answer.reason else ""))
+        elif len(answer.improvements) < 2:
+            notes.append(f"accepted {len(answer.improvements)} improvement where 2 to 4 were asked"
+                         + (f" ({answer.reason})" if answer.reason else ""))
+        if notes:
+            self.caller.note(purpose, "; ".join(notes))
         return [
             Improvement(
                 id=f"{category}-{n}",
                 category=category,
                 title=idea.title,
-                rationale=idea.rationale,
+                rationale=idea.rationale or idea.changes or idea.title,
                 files=idea.files,
                 changes=idea.changes,
             )
@@ -244,12 +275,11 @@ class LlmEngine:
         messages = [p.system("review", p.REVIEW), p.user(body)]
 
         def check(answer: p.ReviewAnswer) -> p.ReviewAnswer:
-            missing = [d for d in REVIEW_DIMENSIONS if d not in answer.scores]
-            if missing:
-                raise ValueError(f"scores must include every dimension; missing: {', '.join(missing)}")
-            bad = {d: s for d, s in answer.scores.items() if d in REVIEW_DIMENSIONS and not 1 <= s <= 10}
-            if bad:
-                raise ValueError(f"scores must be between 1 and 10: {bad}")
+            scores, _ = review_scores(answer.scores, REVIEW_DIMENSIONS)
+            if answer.overall is None and not scores:
+                raise ValueError(
+                    "give an overall score from 1 to 10 and scores for: " + ", ".join(REVIEW_DIMENSIONS)
+                )
             return answer
 
         before = self.caller.spent.tokens, self.caller.spent.cost_usd
@@ -260,7 +290,11 @@ class LlmEngine:
                 samples.append(await self.caller.ask("review", messages, p.ReviewAnswer, check))
             except StepError:
                 break  # extra samples are a refinement; the recorded calls say what happened
-        return _combine_reviews(samples)
+        review = combine_review_samples(samples)
+        missing = [d for d in REVIEW_DIMENSIONS if d not in review.scores]
+        if missing:
+            self.caller.note("review", f"not scored by the model: {', '.join(missing)} (signals used)")
+        return review
 
     # -- write_tests -----------------------------------------------------------------------
 
@@ -310,17 +344,17 @@ class LlmEngine:
         return (await self.caller.ask(purpose, messages, p.TestsAnswer, check)).content
 
 
-def _combine_reviews(samples: list[p.ReviewAnswer]) -> ModelReview:
-    overall = [s.overall for s in samples]
-    middle = statistics.median(overall)
-    closest = min(samples, key=lambda s: abs(s.overall - middle))
-    return ModelReview(
-        overall=middle,
-        scores={d: float(statistics.median(s.scores[d] for s in samples)) for d in REVIEW_DIMENSIONS},
-        issues=list(dict.fromkeys(i for s in samples for i in s.issues)),
-        summary=closest.summary,
-        samples=overall,
-    )
+def _inside(repo: Path, path: str) -> bool:
+    try:
+        resolve_inside(repo, path)
+    except UnsafePath:
+        return False
+    return True
+
+
+def endpoint_for(settings: Settings) -> Endpoint:
+    """The process's record of the configured endpoint (structured-output mode, concurrency)."""
+    return endpoint(settings.openai_base_url, mode=settings.llm_structured, concurrency=settings.llm_concurrency)
 
 
 async def _git_diff(repo: Path, base: str, head: str) -> str:

@@ -5,9 +5,12 @@ are given: the SDK retries invisibly, so its attempts could be neither recorded 
 `LlmCallRecorded` nor counted against the budget, and its backoff cannot be shortened for
 tests. With tenacity every HTTP attempt is recorded and the backoff is a `RetryPolicy`.
 
-Answers are structured: the model is asked for a JSON object (`response_format=json_object`),
-which is validated with a pydantic model; an invalid answer goes back to the model with the
-validation error, up to `max_format_retries` times, then the step fails with `StepError`.
+Answers are structured: the endpoint's strongest structured-output mode asks for the answer's
+JSON schema (`llm_endpoint`), the answer is read tolerantly (`llm_answers`: prose, fences and
+reasoning around the object are fine) and validated with a pydantic model; an unusable answer
+goes back to the model with the problem, up to `max_format_retries` times, then the step fails
+with a `StepError` that quotes what the model said. The run's budget is reserved before each
+request and settled after it (`llm_budget`).
 """
 
 from __future__ import annotations
@@ -20,9 +23,10 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 import openai
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 from tenacity import (
     AsyncRetrying,
+    RetryCallState,
     RetryError,
     retry_if_exception,
     stop_after_attempt,
@@ -30,6 +34,9 @@ from tenacity import (
 )
 
 from shared.common import telemetry
+from shared.engines.llm_answers import parse_json_answer, shown
+from shared.engines.llm_budget import Ledger, counted, estimate_tokens
+from shared.engines.llm_endpoint import Endpoint, endpoint, mode_options
 from shared.events.run import LlmCallRecorded
 from shared.ports.errors import StepError
 
@@ -51,14 +58,6 @@ DEFAULT_PRICES: dict[str, tuple[float, float]] = {
 
 
 @dataclass(frozen=True)
-class Budget:
-    """What one engine instance (one run) may spend; None means no limit."""
-
-    max_tokens: int | None = None
-    max_cost_usd: float | None = None
-
-
-@dataclass(frozen=True)
 class RetryPolicy:
     """Backoff for transient failures (429, 5xx, timeouts, connection errors, garbled bodies)."""
 
@@ -69,6 +68,8 @@ class RetryPolicy:
 
 @dataclass
 class Spent:
+    """What one caller (one engine, one step) has spent; the run's total is in its Ledger."""
+
     tokens: int = 0
     cost_usd: float = 0.0
 
@@ -106,29 +107,19 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-_FENCE = re.compile(r"^```(?:json)?\s*\n(.*)\n```\s*$", re.DOTALL)
+
+_CONTEXT_LENGTH = re.compile(r"context length|context window|maximum context|too many tokens|prompt is too long",
+                             re.IGNORECASE)
 
 
-def parse_json_answer(text: str | None, schema: type[T], check: Callable[[T], T] | None = None) -> T:
-    """The answer as `schema`; raises ValueError with a message meant for the model."""
-    if not text or not text.strip():
-        raise ValueError("the answer was empty; reply with one JSON object")
-    body = text.strip()
-    fenced = _FENCE.match(body)  # models fence JSON even when asked not to; harmless to accept
-    if fenced:
-        body = fenced.group(1)
+def _retry_after(exc: BaseException | None) -> float | None:
+    """Seconds a 429/503 asks us to wait (`Retry-After` in seconds), if it says."""
+    response = getattr(exc, "response", None)
+    value = response.headers.get("retry-after") if response is not None else None
     try:
-        data = json.loads(body)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"the answer is not valid JSON ({exc})") from None
-    try:
-        value = schema.model_validate(data)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(map(str, e['loc'])) or 'answer'}: {e['msg']}" for e in exc.errors()[:8]
-        )
-        raise ValueError(f"the JSON does not match the expected shape: {problems}") from None
-    return check(value) if check else value
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
 
 
 @dataclass
@@ -141,16 +132,19 @@ class _Completion:
 
 @dataclass
 class ModelCaller:
-    """One run's access to a model: every call goes through here, is budgeted and recorded."""
+    """One run's access to a model: every call goes through here, waits for a slot on the
+    endpoint, is budgeted (reserve, then settle) and recorded."""
 
     client: openai.AsyncOpenAI
     model: str
-    budget: Budget = field(default_factory=Budget)
+    ledger: Ledger = field(default_factory=Ledger)
+    endpoint: Endpoint | None = None
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     max_format_retries: int = 2
     replay: dict[str, str] = field(default_factory=dict)
     prices: dict[str, tuple[float, float]] = field(default_factory=lambda: dict(DEFAULT_PRICES))
     timeout: float | None = None
+    answer_cap: int = 16_384
     spent: Spent = field(default_factory=Spent)
     records: list[LlmCallRecorded] = field(default_factory=list)
 
@@ -159,41 +153,44 @@ class ModelCaller:
         if self.timeout is not None:
             options["timeout"] = self.timeout
         self.client = self.client.with_options(**options)
+        if self.endpoint is None:
+            self.endpoint = endpoint(str(self.client.base_url))
 
     def drain(self) -> list[LlmCallRecorded]:
         drained, self.records = self.records, []
         return drained
 
     def remaining_fraction(self) -> float:
-        """How much of the tighter budget is left, 0..1 (1 when unlimited)."""
-        left = [1.0]
-        if self.budget.max_tokens:
-            left.append(1 - self.spent.tokens / self.budget.max_tokens)
-        if self.budget.max_cost_usd:
-            left.append(1 - self.spent.cost_usd / self.budget.max_cost_usd)
-        return max(0.0, min(left))
+        """How much of the run's tighter budget is left, 0..1 (1 when unlimited)."""
+        return self.ledger.remaining_fraction()
 
     def can_afford(self, tokens: int, cost_usd: float) -> bool:
-        b, s = self.budget, self.spent
-        return (b.max_tokens is None or s.tokens + tokens <= b.max_tokens) and (
-            b.max_cost_usd is None or s.cost_usd + cost_usd <= b.max_cost_usd
-        )
+        return self.ledger.fits(tokens, cost_usd)
+
+    def note(self, purpose: str, text: str) -> None:
+        """Attach a note to the last recorded call of `purpose` (what was accepted, and why)."""
+        for i in range(len(self.records) - 1, -1, -1):
+            if self.records[i].purpose == purpose:
+                old = self.records[i].note
+                self.records[i] = self.records[i].model_copy(update={"note": f"{old}; {text}" if old else text})
+                return
 
     async def ask(
         self, purpose: str, messages: Messages, schema: type[T], check: Callable[[T], T] | None = None
     ) -> T:
-        """Ask for a JSON object, validate it as `schema` (then `check`, which may raise
-        ValueError), retrying invalid answers with the error appended. StepError when the model
-        keeps answering junk, the endpoint keeps failing, or the budget is spent."""
+        """Ask for a JSON object, read it tolerantly as `schema` (then `check`, which may raise
+        ValueError), retrying unusable answers with the problem appended. StepError when the model
+        keeps answering nothing usable (quoting what it said), the endpoint keeps failing, or the
+        budget is spent."""
         conversation = list(messages)
         attempt = 0
-        problem = ""
+        problem, answer = "", None
         for _ in range(self.max_format_retries + 1):
-            attempt, completion, digest = await self._complete(purpose, conversation, attempt)
+            attempt, completion, digest = await self._complete(purpose, conversation, schema, attempt)
             try:
                 value = parse_json_answer(completion.text, schema, check)
             except ValueError as exc:
-                problem = str(exc)
+                problem, answer = str(exc), completion.text
                 self._record(purpose, digest, completion, attempt, error=f"invalid answer: {problem}")
                 conversation += [
                     {"role": "assistant", "content": completion.text or ""},
@@ -207,82 +204,112 @@ class ModelCaller:
             self._record(purpose, digest, completion, attempt)
             return value
         raise StepError(
-            f"{purpose}: the model's answer was still invalid after {self.max_format_retries + 1} attempts: {problem}",
-            hint="try a stronger model (OPENAI_MODEL) or check that the endpoint supports JSON output",
+            f"{purpose}: nothing usable in the model's answers after {self.max_format_retries + 1} attempts: "
+            f"{problem}. The last answer was {shown(answer)}",
+            hint="try a stronger model (OPENAI_MODEL) or set REPO_PILOT_LLM_STRUCTURED to a mode the "
+            "endpoint supports",
         )
 
-    async def _complete(self, purpose: str, messages: Messages, attempt: int) -> tuple[int, _Completion, str]:
+    async def _complete(
+        self, purpose: str, messages: Messages, schema: type[BaseModel], attempt: int
+    ) -> tuple[int, _Completion, str]:
         digest = prompt_hash(self.model, messages)
         if digest in self.replay:
             return attempt + 1, _Completion(self.replay[digest], 0, 0, 0.0), digest
+        exponential = wait_exponential_jitter(
+            multiplier=self.retry.initial_seconds, jitter=self.retry.initial_seconds,
+            max=self.retry.max_seconds,
+        )
+
+        def wait(state: RetryCallState) -> float:
+            asked = _retry_after(state.outcome.exception() if state.outcome else None)
+            base = exponential(state)
+            return max(base, min(asked, self.retry.max_seconds)) if asked is not None else base
+
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.retry.attempts),
-            wait=wait_exponential_jitter(multiplier=self.retry.initial_seconds, jitter=self.retry.initial_seconds,
-                                         max=self.retry.max_seconds),
+            wait=wait,
             retry=retry_if_exception(_transient),
             reraise=False,
         )
+        counter = [attempt]
         try:
             async for try_ in retrying:
                 with try_:
-                    attempt += 1
-                    self._check_budget(purpose)
-                    try:
-                        return attempt, await self._call(messages, purpose), digest
-                    except Exception as exc:
-                        self._record(
-                            purpose, digest, _Completion(None, 0, 0, 0.0), attempt, error=_describe(exc)
-                        )
-                        if not _transient(exc) and isinstance(exc, openai.APIStatusError):
-                            raise StepError(
-                                f"{purpose}: the model endpoint refused the request ({_describe(exc)})",
-                                hint="check OPENAI_BASE_URL, OPENAI_API_KEY and OPENAI_MODEL",
-                            ) from exc
-                        raise
+                    completion = await self._attempt(purpose, messages, schema, digest, counter)
+                    return counter[0], completion, digest
         except RetryError as exc:
             last = exc.last_attempt.exception()
             raise StepError(
                 f"{purpose}: model endpoint kept failing: {_describe(last)} "
                 f"(after {self.retry.attempts} attempts)",
-                hint="the endpoint is overloaded or down; try again later",
+                hint="the endpoint is overloaded or down; try again later, or lower REPO_PILOT_LLM_CONCURRENCY",
             ) from last
         raise AssertionError("unreachable: tenacity either returns or raises")
 
-    async def _call(self, messages: Messages, purpose: str = "") -> _Completion:
+    async def _attempt(
+        self, purpose: str, messages: Messages, schema: type[BaseModel], digest: str, counter: list[int]
+    ) -> _Completion:
+        """One try: a slot on the endpoint, then requests until one is answered; a mode (or the
+        answer cap) the server refuses with 400 is dropped and the request sent again at once."""
+        ep = self.endpoint
+        assert ep is not None
+        async with ep.slot():
+            while True:
+                mode = ep.modes()[0]
+                options = mode_options(mode, schema)
+                cap_param = ep.cap_param
+                counter[0] += 1
+                reservation = await self.ledger.reserve_or_wait(
+                    purpose, estimate_tokens([messages, options]), self.answer_cap,
+                    price_for(self.model, self.prices),
+                )
+                if cap_param:
+                    options[cap_param] = reservation.answer_tokens
+                try:
+                    completion = await self._call(purpose, messages, options, reservation.prompt_tokens)
+                except BaseException as exc:
+                    self.ledger.settle(reservation, 0, 0.0)  # cancelled too: never leave it held
+                    if not isinstance(exc, Exception):
+                        raise
+                    refused = isinstance(exc, openai.BadRequestError) and mode != "plain"
+                    self._record(purpose, digest, _Completion(None, 0, 0, 0.0), counter[0],
+                                 error=_describe(exc) + (f" (asked with {mode})" if refused else ""))
+                    if isinstance(exc, openai.RateLimitError):
+                        ep.throttle()
+                    if isinstance(exc, openai.BadRequestError) and not _CONTEXT_LENGTH.search(exc.message):
+                        if cap_param and cap_param in exc.message:
+                            ep.cap_param = None
+                            continue
+                        if mode != "plain":
+                            ep.refuse(mode)
+                            continue
+                    if not _transient(exc) and isinstance(exc, openai.APIStatusError):
+                        raise StepError(
+                            f"{purpose}: the model endpoint refused the request ({_describe(exc)})",
+                            hint="check OPENAI_BASE_URL, OPENAI_API_KEY and OPENAI_MODEL",
+                        ) from exc
+                    raise
+                self.ledger.settle(
+                    reservation, completion.prompt_tokens + completion.completion_tokens, completion.cost_usd
+                )
+                self.spent.tokens += completion.prompt_tokens + completion.completion_tokens
+                self.spent.cost_usd += completion.cost_usd
+                return completion
+
+    async def _call(self, purpose: str, messages: Messages, options: dict, prompt_estimate: int) -> _Completion:
         with telemetry.llm_span(self.model, purpose) as span:
-            completion = await self._request(messages)
-            span.record_usage(completion.prompt_tokens, completion.completion_tokens, completion.cost_usd)
-        return completion
-
-    async def _request(self, messages: Messages) -> _Completion:
-        response = await self.client.chat.completions.create(
-            model=self.model,
-            messages=messages,
-            response_format={"type": "json_object"},
-        )
-        text = response.choices[0].message.content if response.choices else None
-        usage = response.usage
-        # Some local servers omit usage; estimate so the budget still means something.
-        prompt_tokens = usage.prompt_tokens if usage else len(json.dumps(messages)) // 4
-        completion_tokens = usage.completion_tokens if usage else len(text or "") // 4
-        price_in, price_out = price_for(self.model, self.prices)
-        cost = (prompt_tokens * price_in + completion_tokens * price_out) / 1_000_000
-        self.spent.tokens += prompt_tokens + completion_tokens
-        self.spent.cost_usd += cost
+            response = await self.client.chat.completions.create(model=self.model, messages=messages, **options)
+            text = _answer_text(response)
+            usage = response.usage
+            # Missing, zero or negative usage is counted as what we measured, so no server can
+            # switch the budget off.
+            prompt_tokens = counted(getattr(usage, "prompt_tokens", None), prompt_estimate)
+            completion_tokens = counted(getattr(usage, "completion_tokens", None), estimate_tokens(text or ""))
+            price_in, price_out = price_for(self.model, self.prices)
+            cost = (prompt_tokens * price_in + completion_tokens * price_out) / 1_000_000
+            span.record_usage(prompt_tokens, completion_tokens, cost)
         return _Completion(text, prompt_tokens, completion_tokens, cost)
-
-    def _check_budget(self, purpose: str) -> None:
-        # Checked before each attempt; calls already in flight (concurrent categories) may
-        # overshoot the budget by their own size, which is the price of not serialising them.
-        b, s = self.budget, self.spent
-        if (b.max_tokens is not None and s.tokens >= b.max_tokens) or (
-            b.max_cost_usd is not None and s.cost_usd >= b.max_cost_usd
-        ):
-            raise StepError(
-                f"model budget spent before {purpose}: {s.tokens} tokens of {b.max_tokens or 'unlimited'}, "
-                f"${s.cost_usd:.4f} of {'$' + format(b.max_cost_usd, '.2f') if b.max_cost_usd else 'unlimited'}",
-                hint="raise REPO_PILOT_TOKEN_BUDGET / REPO_PILOT_COST_BUDGET or ask for fewer categories",
-            )
 
     def _record(
         self, purpose: str, digest: str, completion: _Completion, attempt: int, error: str | None = None
@@ -300,3 +327,16 @@ class ModelCaller:
                 error=error,
             )
         )
+
+
+def _answer_text(response) -> str | None:
+    """The answer: a tool call's arguments when the model called our tool, else the content.
+    `reasoning_content` (vLLM's reasoning parser) is never read."""
+    if not response.choices:
+        return None
+    message = response.choices[0].message
+    for call in message.tool_calls or []:
+        function = getattr(call, "function", None)
+        if function is not None and function.arguments:
+            return function.arguments
+    return message.content

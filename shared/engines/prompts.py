@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 
-from pydantic import BaseModel, Field
+from pydantic import AliasChoices, BaseModel, Field, model_validator
 
 from shared.policy.edits import Edit
 from shared.ports.engine import REVIEW_DIMENSIONS
@@ -26,20 +26,29 @@ CATEGORY_GUIDE = {
 
 
 class AnalysisAnswer(BaseModel):
-    specification: str = Field(min_length=1)
-    graph: str = Field(min_length=1)
-    architecture: str = Field(min_length=1)
+    """A missing document is filled in by the engine with a note; at least one must be there."""
+
+    specification: str = ""
+    graph: str = ""
+    architecture: str = ""
+
+    @model_validator(mode="after")
+    def _some_document(self) -> AnalysisAnswer:
+        if not (self.specification.strip() or self.graph.strip() or self.architecture.strip()):
+            raise ValueError("write the three documents: specification, graph, architecture")
+        return self
 
 
 class Idea(BaseModel):
     title: str = Field(min_length=1)
-    rationale: str = Field(min_length=1)
+    rationale: str = Field(default="", validation_alias=AliasChoices("rationale", "why", "reason", "description"))
     files: list[str] = Field(default_factory=list)
-    changes: str = ""
+    changes: str = Field(default="", validation_alias=AliasChoices("changes", "change", "what", "details"))
 
 
 class SuggestAnswer(BaseModel):
-    improvements: list[Idea]
+    improvements: list[Idea] = Field(validation_alias=AliasChoices("improvements", "suggestions", "ideas"))
+    reason: str = ""  # why there are none (or fewer than asked)
 
 
 class ImplementAnswer(BaseModel):
@@ -48,15 +57,18 @@ class ImplementAnswer(BaseModel):
 
 
 class ReviewAnswer(BaseModel):
-    scores: dict[str, float]
-    overall: float = Field(ge=1.0, le=10.0)
+    """Read leniently: scores under other names or as strings ("8/10") are sorted out by the
+    engine (`review_scores`); `overall` may be missing when there are scores to average."""
+
+    scores: dict[str, object] = Field(default_factory=dict)
+    overall: float | None = Field(default=None, ge=1.0, le=10.0)
     issues: list[str] = Field(default_factory=list)
     summary: str = ""
 
 
 class TestsAnswer(BaseModel):
     path: str = ""
-    content: str = Field(min_length=1)
+    content: str = Field(min_length=1, validation_alias=AliasChoices("content", "code", "module", "test"))
 
 
 # -- prompts -------------------------------------------------------------------------------
@@ -88,6 +100,7 @@ Answer with one JSON object:
 "changes": "what to change, precisely"}}]}}
 Give 2 to 4 improvements. Each must be doable by editing a few files, name the files
 (relative paths inside the repository), and not break existing behaviour or tests.
+If there is nothing worth doing in this category, answer {{"improvements": [], "reason": "why"}}.
 """
 
 IMPLEMENT = """

@@ -208,3 +208,4 @@ class LlmCallRecorded(Payload):
     response: str = ""
     attempt: int = 1
     error: str | None = None
+    note: str | None = None  # what was accepted from an imperfect answer (fewer ideas, missing scores)

@@ -74,6 +74,22 @@ def did_not_run(group: dict[str, Any]) -> bool:
     return int(group.get("errors", 0)) > 0 and int(group.get("passed", 0)) + int(group.get("failed", 0)) == 0
 
 
+# A fix often turns a severe finding into its milder sibling: `shell=True` removed (S602) leaves a
+# plain subprocess call (S603). That is the finding getting better, not a new one.
+_MILDER = {"S602": "S603", "S604": "S603", "S605": "S606"}
+
+
+def _downgrades_credited(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
+    """`after` with each milder finding that replaced a removed severe one taken out."""
+    credited = dict(after)
+    for severe, milder in _MILDER.items():
+        removed = before.get(severe, 0) - after.get(severe, 0)
+        added = credited.get(milder, 0) - before.get(milder, 0)
+        if removed > 0 and added > 0:
+            credited[milder] -= min(removed, added)
+    return credited
+
+
 def _security_count(counts: dict[str, int]) -> int:
     return sum(n for code, n in counts.items() if is_security_finding(code))
 
@@ -92,7 +108,8 @@ def signal_assessment(signals: dict[str, Any], tests: dict[str, Any] | None = No
     issues: list[str] = []
     blockers: list[str] = []
 
-    grew_security = any(after.get(c, 0) > before.get(c, 0) for c in after if is_security_finding(c))
+    credited = _downgrades_credited(before, after)
+    grew_security = any(credited.get(c, 0) > before.get(c, 0) for c in credited if is_security_finding(c))
     if delta > 0 or grew_security:
         grown = {
             c: after.get(c, 0) - before.get(c, 0) for c in sorted(after) if after.get(c, 0) > before.get(c, 0)

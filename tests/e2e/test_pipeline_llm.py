@@ -168,7 +168,8 @@ async def test_a_model_that_never_answers_json_for_suggest_fails_the_run_at_sugg
     assert run["status"] == "FAILED"
     [failed] = of(events, "PipelineFailed")
     assert failed.step == "suggest"
-    assert "suggest:" in failed.error and "not valid JSON" in failed.error
+    assert "suggest:" in failed.error and "holds no JSON object" in failed.error
+    assert "The last answer was 'Sure! Here are some ideas: 1. validate input'" in failed.error
     assert step_status(beads)["suggest"] == "FAILED"
     assert of(events, "ImprovementsSuggested") == []
     # every junk answer was recorded, so the log shows what the model said

@@ -12,9 +12,17 @@ thread) that speaks enough of the chat-completions API for the real `openai` cli
 
 Rules are tried in order; a rule with `times` is used up after that many matches. A reply is
 a string (the assistant content), a callable(request_json) returning any reply, a dict
-(`{"content": ..., "tool_calls": [...], "usage": {...}}`) or a `Fault`. When nothing
-matches, `default` answers, else HTTP 400 with a message saying so. `.requests` holds every
-request body received, in order.
+(`{"content": ..., "tool_calls": [...], "reasoning_content": ..., "usage": {...}}`) or a
+`Fault`. When nothing matches, `default` answers, else HTTP 400 with a message saying so.
+`.requests` holds every request body received, in order.
+
+Imitating a server family (see `tests/support/families.py`):
+- `shape(request, message) -> message | Fault` rewrites every answer the rules produce, the way
+  a server and its model would (prose and fences around it, `<think>` first, tool calls...);
+- `answer_delay` makes every answer slow (seconds);
+- `slots=N` serves at most N requests at once: the rest queue (`busy="queue"`, like llama.cpp
+  or Ollama with one slot) or get HTTP 429 with `Retry-After` (`busy="429"`); `.peak` is the
+  most requests that were being answered at once.
 """
 
 from __future__ import annotations
@@ -38,12 +46,14 @@ class Fault:
     seconds: float = 0.0
     times: int | None = None
     then: Any = None
+    message: str = ""
 
     @staticmethod
-    def status(code: int, times: int | None = None, then: Reply | None = None) -> Fault:
-        """Answer with HTTP `code` (429, 500, ...). With `times`, only the first `times` matches
-        fail; after that the rule answers `then`, or is used up when `then` is None."""
-        return Fault("status", status_code=code, times=times, then=then)
+    def status(code: int, times: int | None = None, then: Reply | None = None, message: str = "") -> Fault:
+        """Answer with HTTP `code` (429, 500, ...) and `message` in the error body. With `times`,
+        only the first `times` matches fail; after that the rule answers `then`, or is used up
+        when `then` is None."""
+        return Fault("status", status_code=code, times=times, then=then, message=message)
 
     @staticmethod
     def delay(seconds: float, then: Reply = "") -> Fault:
@@ -119,14 +129,34 @@ class _Answer:
     body: bytes
     delay: float = 0.0
     hang: float = 0.0
+    headers: dict[str, str] | None = None
 
 
 class ScriptedModelServer:
     """See the module docstring. Use as a context manager, or call start()/close()."""
 
-    def __init__(self, default: Reply | None = None, model: str = "scripted-model"):
+    def __init__(
+        self,
+        default: Reply | None = None,
+        model: str = "scripted-model",
+        *,
+        shape: Callable[[dict, dict], dict] | None = None,
+        slots: int | None = None,
+        busy: str = "queue",
+        retry_after: float = 0.05,
+        answer_delay: float = 0.0,
+    ):
         self.default = default
         self.model = model
+        self.shape = shape
+        self.slots = slots
+        self.busy = busy
+        self.retry_after = retry_after
+        self.answer_delay = answer_delay
+        self.peak = 0
+        self.busy_refusals = 0
+        self._in_flight = 0
+        self._slots = threading.BoundedSemaphore(slots) if slots else None
         self.requests: list[dict] = []
         self._rules: list[_Rule] = []
         self._lock = threading.Lock()
@@ -215,7 +245,9 @@ class ScriptedModelServer:
             else:
                 return _error(400, f"scripted model server: no rule matches this request and no default is set "
                                    f"(messages start: {text[:200]!r})")
-        return self._render(request, reply)
+        answer = self._render(request, reply)
+        answer.delay += self.answer_delay
+        return answer
 
     def _render(self, request: dict, reply: Reply, delay: float = 0.0) -> _Answer:
         if callable(reply) and not isinstance(reply, Fault):
@@ -226,7 +258,8 @@ class ScriptedModelServer:
             return self._render(request, produced, delay)
         if isinstance(reply, Fault):
             if reply.kind == "status":
-                return _error(reply.status_code, f"scripted fault: HTTP {reply.status_code}", delay=delay)
+                return _error(reply.status_code, reply.message or f"scripted fault: HTTP {reply.status_code}",
+                              delay=delay)
             if reply.kind == "delay":
                 return self._render(request, reply.then, delay + reply.seconds)
             if reply.kind == "timeout":
@@ -237,10 +270,16 @@ class ScriptedModelServer:
         if isinstance(reply, dict):
             message["content"] = reply.get("content")
             if reply.get("tool_calls"):
-                message["tool_calls"] = [_tool_call(c) for c in reply["tool_calls"]]
+                message["tool_calls"] = reply["tool_calls"]
+            if reply.get("reasoning_content"):
+                message["reasoning_content"] = reply["reasoning_content"]
             usage = reply.get("usage")
         else:
             message["content"] = "" if reply is None else str(reply)
+        if self.shape is not None:
+            message = self.shape(request, message)
+        if message.get("tool_calls"):
+            message["tool_calls"] = [_tool_call(c) for c in message["tool_calls"]]
         if usage is None:
             prompt = _estimate_tokens(json.dumps(request.get("messages", [])))
             completion = _estimate_tokens((message["content"] or "") + json.dumps(message.get("tool_calls", "")))
@@ -297,7 +336,25 @@ class _Handler(BaseHTTPRequestHandler):
         if request.get("stream"):
             self._send(_error(400, "scripted model server: streaming is not supported"))
             return
-        self._send(self.owner._answer(request))
+        owner = self.owner
+        if owner._slots is not None and not owner._slots.acquire(blocking=owner.busy == "queue"):
+            with owner._lock:
+                owner.requests.append(request)
+                owner.busy_refusals += 1
+            busy = _error(429, "scripted server busy: one request at a time")
+            busy.headers = {"Retry-After": str(owner.retry_after)}
+            self._send(busy)
+            return
+        try:
+            with owner._lock:
+                owner._in_flight += 1
+                owner.peak = max(owner.peak, owner._in_flight)
+            self._send(owner._answer(request))
+        finally:
+            with owner._lock:
+                owner._in_flight -= 1
+            if owner._slots is not None:
+                owner._slots.release()
 
     def _send(self, answer: _Answer) -> None:
         closing = self.owner._closing
@@ -311,6 +368,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_response(answer.status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(answer.body)))
+            for name, value in (answer.headers or {}).items():
+                self.send_header(name, value)
             self.end_headers()
             self.wfile.write(answer.body)
         except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout test)

@@ -160,3 +160,11 @@ def test_a_new_security_finding_blocks_even_when_the_total_falls():
     verdict = combine_review(signals, None, threshold=1.0)
     assert verdict["passed"] is False
     assert verdict["blockers"] == ["security findings grew (S602 +1) while the total fell from 5 to 1"]
+
+
+def test_shell_true_replaced_by_a_plain_subprocess_call_is_not_a_new_security_finding():
+    signals = {**clean_fix_signals(), "findings_before": {"S602": 1}, "findings_after": {"S603": 1}}
+    assert combine_review(signals, None, threshold=1.0)["blockers"] == []
+    # ...but a milder finding beyond the ones it replaced still counts
+    signals = {**signals, "findings_after": {"S603": 2}}
+    assert combine_review(signals, None, threshold=1.0)["blockers"] == ["findings grew from 1 to 2 (S603 +2)"]
