@@ -50,9 +50,14 @@ def _conflicts_table(result: ValidationResult) -> Table:
 
 def _show_validation(result: ValidationResult) -> None:
     t = result.tests
-    console.print(f"tests ({t.backend}): {'[green]pass[/]' if t.passed else '[red]fail[/]'} — "
+    console.print(f"tests ({t.backend}, counts from {t.source}): {'[green]pass[/]' if t.passed else '[red]fail[/]'} — "
                   f"{t.counts.passed} passed, {t.counts.failed} failed, {t.counts.errors} errors"
                   + (" (timed out)" if t.timed_out else ""))
+    if result.proofs is not None:
+        for name, proof in result.proofs.to_dict().items():
+            mark = "[green]yes[/]" if proof["ok"] else ("[dim]not run[/]" if not proof["ran"] else "[red]no[/]")
+            console.print(f"  {name.replace('_', ' ')}: {mark}" + (f" — {proof['reason']}" if proof["reason"]
+                                                                    and proof["ran"] else ""), highlight=False)
     console.print(_conflicts_table(result))
     verdict = "[green]valid[/]" if result.valid else "[red]invalid[/]"
     console.print(f"{verdict}: {result.reason}")

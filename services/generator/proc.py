@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,11 +49,28 @@ def run_sync(cmd: list[str], cwd: Path, timeout: float, env: dict | None = None)
         return pool.submit(asyncio.run, run(cmd, cwd, timeout, env)).result()
 
 
+def uv_bin_dir() -> str | None:
+    """The folder holding the `uv` executable this project depends on (None when it is missing)."""
+    try:
+        from uv import find_uv_bin
+
+        return os.path.dirname(find_uv_bin())
+    except (ImportError, FileNotFoundError):
+        found = shutil.which("uv")
+        return os.path.dirname(found) if found else None
+
+
 def base_env(extra: dict | None = None) -> dict[str, str]:
-    """Toolchain locations worth keeping (the sandbox drops everything not allow-listed)."""
+    """Toolchain locations worth keeping (the sandbox drops everything not allow-listed), with
+    `uv` on PATH: CooperBench's run_tests.sh scripts call `uv venv` and `uv pip install`."""
     keep = ("VIRTUAL_ENV", "GOPATH", "GOROOT", "GOCACHE", "GOMODCACHE", "GOFLAGS", "CARGO_HOME",
             "RUSTUP_HOME", "NODE_PATH", "PYTHONPATH")
     env = {k: v for k, v in os.environ.items() if k in keep}
+    path = os.environ.get("PATH", os.defpath)
+    uv_dir = uv_bin_dir()
+    if uv_dir and uv_dir not in path.split(os.pathsep):
+        path = uv_dir + os.pathsep + path
+    env["PATH"] = path
     if extra:
         env.update(extra)
     return env
