@@ -16,6 +16,7 @@ from services.generator.job import AttemptResult, GenerateOptions, run_attempt, 
 from services.generator.prompt import SYSTEM, build_prompt
 from services.generator.task import Task, load_task
 from services.generator.validate import ValidationResult
+from shared.events.gen import FeatureGenerationRequested
 from shared.ports.errors import StepError
 
 console = Console()
@@ -137,6 +138,28 @@ async def _run_attempts(task: Task, options: GenerateOptions, output: Path, atte
             console.print(f"[red]attempt {n} failed:[/] {result.reason}")
         results.append(result)
     return results
+
+
+def build_generation_requests(task: Path, attempts: int, output: Path, *, repo_path: Path | None = None,
+                              model: str | None = None, backend: str = "auto", feature: int | None = None,
+                              step_limit: int = 30, cost_limit: float = 1.0,
+                              min_conflicts: int = 1) -> list[FeatureGenerationRequested]:
+    """One FeatureGenerationRequested per attempt, checked before anything is appended: the task
+    loads, the backend is known, the paths are absolute (a service may run in another directory).
+    Raises StepError with the reason."""
+    if backend not in BACKENDS:
+        raise StepError(f"--backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
+    loaded = load_task(task)
+    if feature is not None and feature not in {f.number for f in loaded.features}:
+        raise StepError(f"--feature {feature}: {loaded.name} has features "
+                        f"{', '.join(str(f.number) for f in loaded.features)}")
+    if repo_path is not None and not Path(repo_path).exists():
+        raise StepError(f"--repo-path {repo_path} does not exist")
+    return [FeatureGenerationRequested(
+        task_dir=str(loaded.path), repo_path=str(Path(repo_path).resolve()) if repo_path else None, attempt=n,
+        output_dir=str(Path(output).resolve()), model=model, backend=backend, step_limit=step_limit,
+        cost_limit_usd=cost_limit, min_conflicts=min_conflicts, feature=feature)
+        for n in range(1, attempts + 1)]
 
 
 def main() -> None:  # `python -m services.generator.cli`

@@ -10,6 +10,7 @@ import asyncio
 import json
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -111,13 +112,21 @@ def write_attempt_files(folder: Path, feature_patch: str, tests_patch: str, feat
     (folder / "result.json").write_text(json.dumps(result, indent=2, default=str))
 
 
+async def _no_step(name: str) -> None:
+    return None
+
+
 async def run_attempt(task: Task, options: GenerateOptions, folder: Path, attempt: int = 1,
-                      client: openai.AsyncOpenAI | None = None) -> AttemptResult:
+                      client: openai.AsyncOpenAI | None = None,
+                      on_step: Callable[[str], Awaitable[None]] = _no_step) -> AttemptResult:
     """Run one attempt and write its folder. Raises StepError for what the user must fix first
-    (no repository, no model endpoint, unknown feature); a failed attempt is a result, not an error."""
+    (no repository, no model endpoint, unknown feature); a failed attempt is a result, not an error.
+    `on_step` is awaited as each generation step ("prompt", "agent", "validate") begins."""
     started = time.monotonic()
+    await on_step("prompt")
     prompt = build_prompt(task, options.feature)
     source = repo_source(task, options.repo_path)
+    await on_step("agent")
     client = client or make_client(options)
     limits = AgentLimits(step_limit=options.step_limit, cost_limit_usd=options.cost_limit_usd,
                          timeout_s=options.timeout_s)
@@ -135,6 +144,7 @@ async def run_attempt(task: Task, options: GenerateOptions, folder: Path, attemp
     if split.failure:
         result.reasons.append(split.failure)
     else:
+        await on_step("validate")
         result.validation = await asyncio.to_thread(
             validate_patches, task, source, split.feature_patch, split.tests_patch, backend=options.backend,
             min_conflicts=options.min_conflicts, timeout=options.test_timeout_s)

@@ -2,6 +2,9 @@
 the agent edits a real checkout through the sandbox, and the attempt is validated for real."""
 
 import json
+import os
+import re
+import subprocess
 import sys
 
 import pytest
@@ -133,3 +136,65 @@ async def test_handler_records_a_bad_task_dir_as_step_failed(tmp_path):
     events = await on_feature_generation_requested(request, fake_deps(tmp_path, {}, settings=Settings()))
     assert [e.type for e in events] == ["StepFailed", "PipelineFailed"]
     assert "task directory not found" in events[0].data.error
+    assert events[0].data.step == events[1].data.step == "prompt"  # one of the job's beads
+
+
+def _cli(env, *args):
+    return subprocess.run([sys.executable, "-m", "shared.app.cli", *args], env=env, capture_output=True,
+                          text=True, timeout=300)
+
+
+@pytest.fixture
+def cli_env(nats_url, database_url, db_schema, bus_names, tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "REPO_PILOT_"))}
+    env.update(NATS_URL=nats_url, DATABASE_URL=database_url, REPO_PILOT_DB_SCHEMA=db_schema,
+               REPO_PILOT_STREAM=bus_names["stream_name"], REPO_PILOT_SUBJECT_PREFIX=bus_names["subject_prefix"],
+               REPO_PILOT_HOME=str(tmp_path / "home"), COLUMNS="200")
+    return env
+
+
+def _events(env) -> list[dict]:
+    out = _cli(env, "events", "--json")
+    assert out.returncode == 0, out.stderr
+    return [json.loads(line) for line in out.stdout.splitlines()]
+
+
+def test_request_generation_runs_over_the_bus_and_follows_the_job(task, server, tmp_path, cli_env):
+    """`repo-pilot request-generation`: FeatureGenerationRequested appended, the generator service
+    (in-process, real NATS JetStream and Postgres) runs the attempt, the CLI follows the beads."""
+    script_feature(server)
+    env = {**cli_env, "OPENAI_BASE_URL": server.base_url, "OPENAI_API_KEY": "test-key",
+           "OPENAI_MODEL": "scripted-model"}
+    out = tmp_path / "out"
+    proc = _cli(env, "request-generation", "--task", str(task.path), "--backend", "local", "--output", str(out),
+                "--step-limit", "10", "--local")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "generation jobs" in proc.stdout and "COMPLETED" in proc.stdout
+    assert json.loads((out / "attempt_1" / "result.json").read_text())["valid"] is True
+    events = _events(cli_env)
+    types = [e["type"] for e in events]
+    assert types[0] == "FeatureGenerationRequested" and types[-1] == "FeatureValidated"
+    assert [e["data"]["step"] for e in events if e["type"] == "StepStarted"] == ["prompt", "agent", "validate"]
+    assert len({e["stream_id"] for e in events}) == 1 and events[0]["stream_id"].startswith("gen-")
+    status = _cli(cli_env, "status", events[0]["stream_id"])
+    assert status.returncode == 0
+    for bead in ("prompt", "agent", "validate"):
+        assert re.search(rf"{bead}\s+│\s+COMPLETED", status.stdout), status.stdout
+
+
+def test_request_generation_failure_lands_on_the_agent_bead(task, tmp_path, cli_env):
+    out = tmp_path / "out"  # no model endpoint configured: the agent step cannot start
+    proc = _cli(cli_env, "request-generation", "--task", str(task.path), "--backend", "local", "--output", str(out),
+                "--local", "--timeout", "120")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    events = _events(cli_env)
+    failed = [e for e in events if e["type"] == "StepFailed"]
+    assert [e["data"]["step"] for e in failed] == ["agent"]
+    assert "no model endpoint" in failed[0]["data"]["error"]
+    status = _cli(cli_env, "status", events[0]["stream_id"]).stdout
+    assert re.search(r"prompt\s+│\s+COMPLETED", status) and re.search(r"agent\s+│\s+FAILED", status), status
+
+
+def test_request_generation_refuses_a_bad_task_before_appending(tmp_path, cli_env):
+    proc = _cli(cli_env, "request-generation", "--task", str(tmp_path / "missing"), "--local")
+    assert proc.returncode == 2 and "task directory not found" in proc.stderr
