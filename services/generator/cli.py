@@ -12,7 +12,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from services.generator.job import AttemptResult, GenerateOptions, run_attempt, validation_only
+from services.generator.dataset import run_dataset
+from services.generator.job import AttemptResult, GenerateOptions, make_client, run_attempt, validation_only
 from services.generator.prompt import SYSTEM, build_prompt
 from services.generator.task import Task, load_task
 from services.generator.validate import ValidationResult
@@ -78,7 +79,10 @@ def _attempts_table(results: list[AttemptResult]) -> Table:
 
 
 def generate(
-    task: Path = typer.Option(..., "--task", help="Task directory: dataset/<repo>_task/task<id>."),  # noqa: B008
+    task: Path | None = typer.Option(None, "--task", help="Task directory: dataset/<repo>_task/task<id>."),  # noqa: B008
+    dataset: Path | None = typer.Option(  # noqa: B008
+        None, "--dataset", help="A dataset folder: every task in it, resumable (summary.md in --output)."),
+    concurrency: int = typer.Option(2, "--concurrency", min=1, help="Tasks at a time with --dataset."),
     repo_path: Path | None = typer.Option(None, "--repo-path", help="Local base repository."),  # noqa: B008
     attempts: int = typer.Option(1, "--attempts", min=1, help="Independent attempts to run."),
     output: Path = typer.Option(Path("generated"), "--output", help="Attempt folders go here."),  # noqa: B008
@@ -97,6 +101,12 @@ def generate(
     """Generate new task features that pass their tests and conflict with existing ones."""
     if backend not in BACKENDS:
         raise typer.BadParameter(f"must be one of {', '.join(BACKENDS)}", param_hint="--backend")
+    if (task is None) == (dataset is None):
+        raise typer.BadParameter("give exactly one of --task DIR or --dataset DIR", param_hint="--task")
+    if dataset is not None:
+        raise typer.Exit(_generate_dataset(dataset, output, attempts, concurrency, GenerateOptions(
+            repo_path=None, model=model, backend=backend, feature=feature, step_limit=step_limit,
+            cost_limit_usd=cost_limit, min_conflicts=min_conflicts)))
     try:
         loaded = load_task(task)
         if list_features:
@@ -125,6 +135,34 @@ def generate(
         raise typer.Exit(2) from None
     console.print(_attempts_table(results))
     raise typer.Exit(0 if any(r.success for r in results) else 1)
+
+
+def _generate_dataset(dataset: Path, output: Path, attempts: int, concurrency: int, options: GenerateOptions) -> int:
+    from shared.common.settings import Settings
+
+    settings = Settings()  # read once, here at the edge
+    options.model = options.model or settings.openai_model
+    options.base_url, options.api_key = settings.openai_base_url, settings.openai_api_key
+
+    def done(task: str, n: int, result: dict) -> None:
+        mark = "[green]valid[/]" if result["valid"] else "[red]invalid[/]"
+        console.print(f"{task} attempt {n}: {mark} — {result['reason'][:160]}", highlight=False)
+
+    try:
+        make_client(options)  # a missing endpoint is reported once, not once per task
+        rows = asyncio.run(run_dataset(dataset, options, output, attempts, concurrency, on_attempt=done))
+    except StepError as exc:
+        console.print(f"[red]error:[/] {exc.message}" + (f"\n[dim]{exc.hint}[/]" if exc.hint else ""))
+        return 2
+    table = Table(title=f"Dataset {dataset}")
+    for column in ("task", "attempts", "valid", "conflicts", "cost $", "time s", "resumed", "error"):
+        table.add_column(column)
+    for r in rows:
+        table.add_row(r.task, str(r.attempts), str(r.valid), ", ".join(map(str, r.conflicts)) or "-",
+                      f"{r.cost_usd:.4f}", f"{r.time_s:.1f}", str(r.resumed), r.error[:80])
+    console.print(table)
+    console.print(f"summary: {output / 'summary.md'}, {output / 'summary.json'}")
+    return 0 if any(r.valid for r in rows) else 1
 
 
 async def _run_attempts(task: Task, options: GenerateOptions, output: Path, attempts: int) -> list[AttemptResult]:

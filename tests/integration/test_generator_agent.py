@@ -18,45 +18,14 @@ from shared.events import Envelope, make_event, new_gen_stream
 from shared.events.gen import FeatureGenerationRequested
 from tests.support.fakes import fake_deps
 from tests.support.model_server import ScriptedModelServer
-from tests.support.task_fixture import PAIRS, make_task
+from tests.support.generator_script import FEATURE_MD, _bash, script_feature
+from tests.support.task_fixture import make_task
 
 pytestmark = pytest.mark.integration
 
 app = typer.Typer()
 app.command("generate")(generate)
 app.command("noop")(lambda: None)
-
-FEATURE_MD = """**Title**: Checked multiply and divide
-
-**Pull Request Details**
-**Description**: multiply and divide reject bad input with clear errors.
-
-**Technical Background**: fixture.
-
-**Solution**: type and zero checks.
-
-**Files Modified**
-- `calc/ops.py`
-"""
-
-
-def _bash(command: str) -> dict:
-    return {"tool_calls": [{"name": "bash", "arguments": {"command": command}}]}
-
-
-def script_feature(server: ScriptedModelServer) -> None:
-    """A model that writes the two_conflicts feature and its tests, runs them, leaves a scratch file, submits."""
-    source, tests = PAIRS["two_conflicts"]
-    steps = [
-        _bash(f"cat > calc/ops.py <<'PILOT_EOF'\n{source['calc/ops.py']}PILOT_EOF"),
-        _bash(f"cat > tests/test_ops.py <<'PILOT_EOF'\n{tests['tests/test_ops.py']}PILOT_EOF\n"
-              "echo 'notes while working' > scratch_notes.txt"),
-        _bash(f"{sys.executable} -m pytest -q -p no:cacheprovider tests"),
-        {"tool_calls": [{"name": "submit", "arguments": {"feature_md": FEATURE_MD}}]},
-    ]
-    for reply in steps:
-        server.add(lambda request: True, reply, times=1)
-
 
 @pytest.fixture
 def server():
