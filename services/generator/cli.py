@@ -92,6 +92,8 @@ def generate(
     step_limit: int = typer.Option(30, "--step-limit", min=1, help="Agent steps per attempt."),
     cost_limit: float = typer.Option(1.0, "--cost-limit", help="Model spend per attempt, USD."),
     min_conflicts: int = typer.Option(1, "--min-conflicts", min=0, help="Conflicts a valid feature needs."),
+    agent_network: bool = typer.Option(False, "--agent-network",
+                                       help="Let the agent's shell reach the network (tasks that must install)."),
     prompt_only: bool = typer.Option(False, "--prompt-only", help="Print the agent's prompt and stop."),
     list_features: bool = typer.Option(False, "--list-features", help="List the task's features and stop."),
     validate: tuple[Path, Path] | None = typer.Option(
@@ -106,7 +108,7 @@ def generate(
     if dataset is not None:
         raise typer.Exit(_generate_dataset(dataset, output, attempts, concurrency, GenerateOptions(
             repo_path=None, model=model, backend=backend, feature=feature, step_limit=step_limit,
-            cost_limit_usd=cost_limit, min_conflicts=min_conflicts)))
+            cost_limit_usd=cost_limit, min_conflicts=min_conflicts, agent_network=agent_network)))
     try:
         loaded = load_task(task)
         if list_features:
@@ -123,7 +125,8 @@ def generate(
         options = GenerateOptions(
             repo_path=str(repo_path) if repo_path else None, model=model or settings.openai_model,
             backend=backend, feature=feature, step_limit=step_limit, cost_limit_usd=cost_limit,
-            min_conflicts=min_conflicts, base_url=settings.openai_base_url, api_key=settings.openai_api_key)
+            min_conflicts=min_conflicts, base_url=settings.openai_base_url, api_key=settings.openai_api_key,
+            agent_network=agent_network)
         if validate and all(validate):
             feature_patch, tests_patch = (Path(p).read_text() for p in validate)
             result = validation_only(loaded, options, feature_patch, tests_patch, folder=output)
@@ -180,8 +183,8 @@ async def _run_attempts(task: Task, options: GenerateOptions, output: Path, atte
 
 def build_generation_requests(task: Path, attempts: int, output: Path, *, repo_path: Path | None = None,
                               model: str | None = None, backend: str = "auto", feature: int | None = None,
-                              step_limit: int = 30, cost_limit: float = 1.0,
-                              min_conflicts: int = 1) -> list[FeatureGenerationRequested]:
+                              step_limit: int = 30, cost_limit: float = 1.0, min_conflicts: int = 1,
+                              agent_network: bool = False) -> list[FeatureGenerationRequested]:
     """One FeatureGenerationRequested per attempt, checked before anything is appended: the task
     loads, the backend is known, the paths are absolute (a service may run in another directory).
     Raises StepError with the reason."""
@@ -196,7 +199,7 @@ def build_generation_requests(task: Path, attempts: int, output: Path, *, repo_p
     return [FeatureGenerationRequested(
         task_dir=str(loaded.path), repo_path=str(Path(repo_path).resolve()) if repo_path else None, attempt=n,
         output_dir=str(Path(output).resolve()), model=model, backend=backend, step_limit=step_limit,
-        cost_limit_usd=cost_limit, min_conflicts=min_conflicts, feature=feature)
+        cost_limit_usd=cost_limit, min_conflicts=min_conflicts, feature=feature, agent_network=agent_network)
         for n in range(1, attempts + 1)]
 
 

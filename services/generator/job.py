@@ -17,6 +17,7 @@ from typing import Any
 
 import openai
 
+from services.generator import proc
 from services.generator.agent import AgentLimits, AgentResult, run_agent
 from services.generator.prompt import SYSTEM, build_prompt
 from services.generator.split import Split, split_diff
@@ -40,6 +41,7 @@ class GenerateOptions:
     test_timeout_s: float = 900.0
     base_url: str | None = None
     api_key: str | None = None
+    agent_network: bool = False  # the agent's shell may reach the network (tasks that must install)
 
 
 @dataclass
@@ -129,12 +131,13 @@ async def run_attempt(task: Task, options: GenerateOptions, folder: Path, attemp
     await on_step("agent")
     client = client or make_client(options)
     limits = AgentLimits(step_limit=options.step_limit, cost_limit_usd=options.cost_limit_usd,
-                         timeout_s=options.timeout_s)
+                         timeout_s=options.timeout_s, network=options.agent_network)
+    sandbox = await asyncio.to_thread(proc.agent_sandbox, options.backend)
     with tempfile.TemporaryDirectory(prefix="repo-pilot-gen-") as tmp:
         workspace = Path(tmp) / "repo"
         base = await asyncio.to_thread(checkout_base, source, task.base_commit, workspace)
         agent = await run_agent(client, options.model, SYSTEM, prompt.prompt, workspace, limits,
-                                trajectory_path=folder / "trajectory.json")
+                                trajectory_path=folder / "trajectory.json", sandbox=sandbox)
         split = split_diff(await asyncio.to_thread(diff_against_base, workspace, base))
         written_md = workspace / "feature.md"  # an agent that wrote the file instead of submitting it
         feature_md = agent.feature_md or (written_md.read_text() if written_md.is_file() else "")

@@ -410,6 +410,8 @@ def request_generation(
     step_limit: Annotated[int, typer.Option(min=1)] = 30,
     cost_limit: Annotated[float, typer.Option(help="Model spend per attempt, USD.")] = 1.0,
     min_conflicts: Annotated[int, typer.Option(min=0)] = 1,
+    agent_network: Annotated[bool, typer.Option("--agent-network", help="Let the agent's shell reach the "
+                                                "network (tasks that must install).")] = False,
     local: Annotated[bool | None, typer.Option("--local/--no-local", help="Run the generator in this process "
                      "(default: yes unless NATS_URL and DATABASE_URL point at a running cluster).")] = None,
     timeout: Annotated[float, typer.Option(help="Give up following after this many seconds.")] = 3600,
@@ -423,7 +425,8 @@ def request_generation(
     try:
         requests = build_generation_requests(task, attempts, output, repo_path=repo_path, model=model,
                                              backend=backend, feature=feature, step_limit=step_limit,
-                                             cost_limit=cost_limit, min_conflicts=min_conflicts)
+                                             cost_limit=cost_limit, min_conflicts=min_conflicts,
+                                             agent_network=agent_network)
     except StepError as exc:
         _fail(exc.message + (f" ({exc.hint})" if exc.hint else ""))
     in_process = local if local is not None else not (settings.nats_url and settings.database_url)
