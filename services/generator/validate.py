@@ -10,6 +10,7 @@ loaded through `PYTEST_PLUGINS`); console summaries are the fallback for other r
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import tempfile
@@ -242,6 +243,23 @@ def run_task_tests(task: Task, repo: Path, feature_patch: str, tests_patch: str,
         return TaskTests(task, repo, base, Path(tmp), backend, timeout).run(tests_patch, feature_patch)
 
 
+# An existing feature's tests on the base (its tests.patch alone) do not depend on the new feature:
+# run once per process for every attempt on the same task (attempts, dataset runs, a service replica).
+_BASE_RUNS: dict[tuple[str, ...], TestRun] = {}
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _base_run(runner: TaskTests, tests_patch: str) -> TestRun:
+    script = runner.task.run_tests_sh.read_text() if runner.task.run_tests_sh else runner.task.runner_sh
+    key = (str(runner.task.path), runner.base, runner.backend, _digest(script), _digest(tests_patch))
+    if key not in _BASE_RUNS:
+        _BASE_RUNS[key] = runner.run(tests_patch, None)
+    return _BASE_RUNS[key]
+
+
 def prove(runner: TaskTests, task: Task, feature_patch: str, tests_patch: str) -> tuple[Proofs, TestRun, TestRun | None]:
     """The four test proofs for a feature.patch / tests.patch pair (see `proofs`)."""
     with_feature = runner.run(tests_patch, feature_patch)
@@ -251,7 +269,7 @@ def prove(runner: TaskTests, task: Task, feature_patch: str, tests_patch: str) -
                               proofs.existing_tests(None, "the new tests do not pass with the feature")),
                 with_feature, None)
     without = runner.run(tests_patch, None)
-    checks = [proofs.FeatureCheck(f.number, runner.run(f.tests_patch, None), runner.run(f.tests_patch, feature_patch))
+    checks = [proofs.FeatureCheck(f.number, _base_run(runner, f.tests_patch), runner.run(f.tests_patch, feature_patch))
               for f in task.features if f.tests_patch.strip()]
     return (proofs.Proofs(ran, passes, proofs.fail_without_feature(without), proofs.existing_tests(checks)),
             with_feature, without)

@@ -8,6 +8,7 @@ import subprocess
 
 import pytest
 
+from services.generator import validate
 from services.generator.api import validate_generated_feature
 from services.generator.job import GenerateOptions, validation_only
 from tests.support.package_index import LocalIndex
@@ -121,6 +122,7 @@ def test_verdicts_do_not_depend_on_the_users_git_setup(task, tmp_path, monkeypat
     probe = subprocess.run(["git", "config", "--global", "merge.conflictStyle"], capture_output=True, text=True,
                            env={**os.environ})
     assert probe.stdout.strip() == "zdiff3"
+    validate._BASE_RUNS.clear()  # every run again, under the hostile setup
     after = _validate(task, "two_conflicts")
     assert after.valid == before.valid is True
     assert [c.model_dump() for c in after.conflicts] == [c.model_dump() for c in before.conflicts]
