@@ -18,9 +18,9 @@ from shared.events.run import PipelineFailed, StepCompleted, StepFailed, StepSta
 from shared.common.settings import Settings
 from shared.ports.deps import UsesSettings, UsesModelClient, UsesStore
 from shared.ports.errors import StepError
+from shared.store.projections import GEN_STEPS  # the job's beads
 
 SERVICE = "generator"
-GEN_STEPS = ("prompt", "agent", "validate")  # the job's beads (shared/store/projections.py)
 
 
 class Uses(UsesSettings, UsesModelClient, UsesStore, Protocol):
