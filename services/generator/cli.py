@@ -126,7 +126,7 @@ def generate(
             repo_path=str(repo_path) if repo_path else None, model=model or settings.openai_model,
             backend=backend, feature=feature, step_limit=step_limit, cost_limit_usd=cost_limit,
             min_conflicts=min_conflicts, base_url=settings.openai_base_url, api_key=settings.openai_api_key,
-            agent_network=agent_network)
+            agent_network=agent_network, uv_cache_dir=settings.home / "uv-cache")
         if validate and all(validate):
             feature_patch, tests_patch = (Path(p).read_text() for p in validate)
             result = validation_only(loaded, options, feature_patch, tests_patch, folder=output)
@@ -146,6 +146,7 @@ def _generate_dataset(dataset: Path, output: Path, attempts: int, concurrency: i
     settings = Settings()  # read once, here at the edge
     options.model = options.model or settings.openai_model
     options.base_url, options.api_key = settings.openai_base_url, settings.openai_api_key
+    options.uv_cache_dir = settings.home / "uv-cache"
 
     def done(task: str, n: int, result: dict) -> None:
         mark = "[green]valid[/]" if result["valid"] else "[red]invalid[/]"

@@ -34,7 +34,7 @@ def options_for(request: FeatureGenerationRequested, settings: Settings) -> Gene
         repo_path=request.repo_path, model=request.model or settings.openai_model, backend=request.backend,
         feature=request.feature, step_limit=request.step_limit, cost_limit_usd=request.cost_limit_usd,
         min_conflicts=request.min_conflicts, base_url=settings.openai_base_url, api_key=settings.openai_api_key,
-        agent_network=request.agent_network)
+        agent_network=request.agent_network, uv_cache_dir=settings.home / "uv-cache")
 
 
 async def on_feature_generation_requested(event: Envelope, deps: Uses) -> list[Envelope]:

@@ -42,6 +42,7 @@ class GenerateOptions:
     base_url: str | None = None
     api_key: str | None = None
     agent_network: bool = False  # the agent's shell may reach the network (tasks that must install)
+    uv_cache_dir: Path | None = None  # kept across validations (REPO_PILOT_HOME/uv-cache from the faces)
 
 
 @dataclass
@@ -150,7 +151,7 @@ async def run_attempt(task: Task, options: GenerateOptions, folder: Path, attemp
         await on_step("validate")
         result.validation = await asyncio.to_thread(
             validate_patches, task, source, split.feature_patch, split.tests_patch, backend=options.backend,
-            min_conflicts=options.min_conflicts, timeout=options.test_timeout_s)
+            min_conflicts=options.min_conflicts, timeout=options.test_timeout_s, uv_cache_dir=options.uv_cache_dir)
         if not result.validation.valid:
             result.reasons.append(result.validation.reason)
         if not agent.submitted:  # a feature the agent never vouched for is not a benchmark feature
@@ -168,7 +169,8 @@ def validation_only(task: Task, options: GenerateOptions, feature_patch: str, te
     """Validate an existing patch pair; with `folder`, write its result.json there."""
     source = repo_source(task, options.repo_path)
     result = validate_patches(task, source, feature_patch, tests_patch, backend=options.backend,
-                              min_conflicts=options.min_conflicts, timeout=options.test_timeout_s)
+                              min_conflicts=options.min_conflicts, timeout=options.test_timeout_s,
+                              uv_cache_dir=options.uv_cache_dir)
     if folder is not None:
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "result.json").write_text(json.dumps(result.to_dict(), indent=2, default=str))

@@ -198,15 +198,15 @@ class TaskTests:
     cache is shared by the runs, and the checkout is reset before each run."""
 
     def __init__(self, task: Task, repo: Path, base: str, scratch: Path, backend: Backend = "auto",
-                 timeout: float = 900.0):
+                 timeout: float = 900.0, uv_cache_dir: Path | None = None):
         self.task, self.repo, self.base, self.scratch, self.timeout = task, repo, base, scratch, timeout
         self.backend = pick_backend(backend, docker_answers() if backend != "local" else False,
                                     task.dockerfile is not None)
         self.runs = 0
-        cache = scratch / "uv-cache"
+        # The user's UV_CACHE_DIR, else ours (kept across validations when given), else this one's.
+        cache = Path(os.environ.get("UV_CACHE_DIR") or uv_cache_dir or scratch / "uv-cache")
         cache.mkdir(parents=True, exist_ok=True)
-        self.env = proc.base_env()
-        self.env.setdefault("UV_CACHE_DIR", os.environ.get("UV_CACHE_DIR") or str(cache))
+        self.env = proc.base_env({"UV_CACHE_DIR": str(cache)})
 
     def run(self, tests_patch: str, feature_patch: str | None) -> TestRun:
         """`tests_patch` with `feature_patch` (None: tests.patch alone, as run_tests.sh allows)."""
@@ -277,13 +277,13 @@ def prove(runner: TaskTests, task: Task, feature_patch: str, tests_patch: str) -
 
 def validate_patches(task: Task, source: str, feature_patch: str, tests_patch: str, *,
                      backend: Backend = "auto", min_conflicts: int = 1, timeout: float = 900.0,
-                     workdir: Path | None = None) -> ValidationResult:
+                     workdir: Path | None = None, uv_cache_dir: Path | None = None) -> ValidationResult:
     """Test proofs and conflicts for one feature.patch / tests.patch pair against `task`."""
     with tempfile.TemporaryDirectory(prefix="repo-pilot-validate-", dir=workdir) as tmp:
         tests_repo, merge_repo = Path(tmp) / "tests", Path(tmp) / "merge"
         base = checkout_base(source, task.base_commit, tests_repo)
         checkout_base(str(tests_repo), base, merge_repo)  # a local clone: one network fetch, not two
-        runner = TaskTests(task, tests_repo, base, Path(tmp) / "runs", backend, timeout)
+        runner = TaskTests(task, tests_repo, base, Path(tmp) / "runs", backend, timeout, uv_cache_dir)
         found, with_feature, without = prove(runner, task, feature_patch, tests_patch)
         conflicts = check_conflicts(merge_repo, base, feature_patch, task.features)
     valid, reason = decide(found, conflicts, min_conflicts)
