@@ -158,6 +158,9 @@ def _generate_dataset(dataset: Path, output: Path, attempts: int, concurrency: i
     except StepError as exc:
         console.print(f"[red]error:[/] {exc.message}" + (f"\n[dim]{exc.hint}[/]" if exc.hint else ""))
         return 2
+    except KeyboardInterrupt:
+        console.print("interrupted: the same command resumes where this one stopped")
+        return 130
     table = Table(title=f"Dataset {dataset}")
     for column in ("task", "attempts", "valid", "conflicts", "cost $", "time s", "resumed", "error"):
         table.add_column(column)
