@@ -461,8 +461,8 @@ def _register_generator() -> None:
     here is a bug and stops the CLI at start instead of silently dropping the command."""
     from services.generator.cli import generate
 
-    app.command("generate", help="Generate benchmark features that conflict with a task's features.")(generate)
     app.command("request-generation")(request_generation)
+    app.command("generate", help="Generate benchmark features that conflict with a task's features.")(generate)
 
 
 _register_generator()
