@@ -1,6 +1,7 @@
 """The coding agent: a small tool-calling loop over the `openai` SDK.
 
-Two tools: `bash` (one shell command in the workspace, through the sandbox, output truncated)
+Two tools: `bash` (one shell command in the workspace, through the sandbox: confined to the
+workspace, no network unless `AgentLimits.network`, output truncated)
 and `submit` (ends the run with the feature description). Bounded by a step limit, a cost
 limit and a wall-clock timeout; every message and step is saved as a JSON trajectory.
 
@@ -23,6 +24,7 @@ from typing import Any
 import openai
 
 from services.generator import proc
+from shared.adapters.sandbox import Sandbox
 from shared.engines.llm_client import DEFAULT_PRICES, price_for
 
 TOOLS: list[dict[str, Any]] = [
@@ -51,6 +53,7 @@ class AgentLimits:
     timeout_s: float = 1800.0
     command_timeout_s: float = 300.0
     output_chars: int = 10_000
+    network: bool = False  # the agent's shell reaches the network only when this is set
 
 
 @dataclass
@@ -81,9 +84,10 @@ def truncate(text: str, limit: int) -> str:
     return f"{text[:half]}\n… [{len(text) - limit} characters cut] …\n{text[-half:]}"
 
 
-async def _bash(command: str, workspace: Path, limits: AgentLimits) -> str:
+async def _bash(command: str, workspace: Path, limits: AgentLimits, sandbox: Sandbox | None) -> str:
+    # Confined to the workspace; the network only when the attempt allows it.
     result = await proc.run(["bash", "-c", command], cwd=workspace, timeout=limits.command_timeout_s,
-                            env=proc.base_env())
+                            env=proc.base_env(), sandbox=sandbox, network=limits.network, host_fs=False)
     head = f"exit code {result.exit_code}" + (" (timed out)" if result.timed_out else "")
     return truncate(f"{head}\n{result.output}", limits.output_chars)
 
@@ -99,7 +103,7 @@ def _arguments(raw: str) -> dict[str, Any]:
 
 
 async def _loop(client: openai.AsyncOpenAI, model: str, messages: list[dict], workspace: Path,
-                limits: AgentLimits, result: AgentResult, steps_log: list[dict]) -> None:
+                limits: AgentLimits, result: AgentResult, steps_log: list[dict], sandbox: Sandbox | None) -> None:
     while True:
         if result.steps >= limits.step_limit:
             result.stop_reason = "step_limit"
@@ -131,7 +135,7 @@ async def _loop(client: openai.AsyncOpenAI, model: str, messages: list[dict], wo
             try:
                 args = _arguments(call.function.arguments)
                 if call.function.name == "bash":
-                    output = await _bash(str(args.get("command", "")), workspace, limits)
+                    output = await _bash(str(args.get("command", "")), workspace, limits, sandbox)
                 elif call.function.name == "submit":
                     submit = args
                     output = "submitted"
@@ -151,8 +155,10 @@ async def _loop(client: openai.AsyncOpenAI, model: str, messages: list[dict], wo
 
 
 async def run_agent(client: openai.AsyncOpenAI, model: str, system: str, prompt: str, workspace: Path,
-                    limits: AgentLimits | None = None, trajectory_path: Path | None = None) -> AgentResult:
-    """Let the model work in `workspace` until it submits or a limit stops it.
+                    limits: AgentLimits | None = None, trajectory_path: Path | None = None,
+                    sandbox: Sandbox | None = None) -> AgentResult:
+    """Let the model work in `workspace` until it submits or a limit stops it; its shell commands
+    run in `sandbox` (default: the local sandbox, confined to `workspace`).
 
     Never raises for model or tool failures: they end the run with `stop_reason` and `error`.
     The trajectory (messages, steps, result) is written to `trajectory_path` when given.
@@ -164,7 +170,7 @@ async def run_agent(client: openai.AsyncOpenAI, model: str, system: str, prompt:
     started = time.monotonic()
     try:
         async with asyncio.timeout(limits.timeout_s):
-            await _loop(client, model, messages, workspace, limits, result, steps_log)
+            await _loop(client, model, messages, workspace, limits, result, steps_log, sandbox)
     except TimeoutError:
         result.stop_reason, result.error = "timeout", f"agent timed out after {limits.timeout_s:.0f}s"
     except openai.OpenAIError as exc:

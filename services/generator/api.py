@@ -17,7 +17,8 @@ from pathlib import Path
 from services.generator.counts import TestCounts
 from services.generator.job import AttemptResult, GenerateOptions, run_attempt, validation_only
 from services.generator.task import load_task
-from services.generator.validate import Backend, TestRun
+from services.generator.proofs import TestRun
+from services.generator.validate import Backend
 from shared.events.gen import ConflictReport
 
 

@@ -12,10 +12,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from services.generator.job import AttemptResult, GenerateOptions, run_attempt, validation_only
+from services.generator.dataset import run_dataset
+from services.generator.job import AttemptResult, GenerateOptions, make_client, run_attempt, validation_only
 from services.generator.prompt import SYSTEM, build_prompt
 from services.generator.task import Task, load_task
 from services.generator.validate import ValidationResult
+from shared.events.gen import FeatureGenerationRequested
 from shared.ports.errors import StepError
 
 console = Console()
@@ -50,9 +52,14 @@ def _conflicts_table(result: ValidationResult) -> Table:
 
 def _show_validation(result: ValidationResult) -> None:
     t = result.tests
-    console.print(f"tests ({t.backend}): {'[green]pass[/]' if t.passed else '[red]fail[/]'} — "
+    console.print(f"tests ({t.backend}, counts from {t.source}): {'[green]pass[/]' if t.passed else '[red]fail[/]'} — "
                   f"{t.counts.passed} passed, {t.counts.failed} failed, {t.counts.errors} errors"
                   + (" (timed out)" if t.timed_out else ""))
+    if result.proofs is not None:
+        for name, proof in result.proofs.to_dict().items():
+            mark = "[green]yes[/]" if proof["ok"] else ("[dim]not run[/]" if not proof["ran"] else "[red]no[/]")
+            console.print(f"  {name.replace('_', ' ')}: {mark}" + (f" — {proof['reason']}" if proof["reason"]
+                                                                    and proof["ran"] else ""), highlight=False)
     console.print(_conflicts_table(result))
     verdict = "[green]valid[/]" if result.valid else "[red]invalid[/]"
     console.print(f"{verdict}: {result.reason}")
@@ -72,7 +79,10 @@ def _attempts_table(results: list[AttemptResult]) -> Table:
 
 
 def generate(
-    task: Path = typer.Option(..., "--task", help="Task directory: dataset/<repo>_task/task<id>."),  # noqa: B008
+    task: Path | None = typer.Option(None, "--task", help="Task directory: dataset/<repo>_task/task<id>."),  # noqa: B008
+    dataset: Path | None = typer.Option(  # noqa: B008
+        None, "--dataset", help="A dataset folder: every task in it, resumable (summary.md in --output)."),
+    concurrency: int = typer.Option(2, "--concurrency", min=1, help="Tasks at a time with --dataset."),
     repo_path: Path | None = typer.Option(None, "--repo-path", help="Local base repository."),  # noqa: B008
     attempts: int = typer.Option(1, "--attempts", min=1, help="Independent attempts to run."),
     output: Path = typer.Option(Path("generated"), "--output", help="Attempt folders go here."),  # noqa: B008
@@ -82,6 +92,8 @@ def generate(
     step_limit: int = typer.Option(30, "--step-limit", min=1, help="Agent steps per attempt."),
     cost_limit: float = typer.Option(1.0, "--cost-limit", help="Model spend per attempt, USD."),
     min_conflicts: int = typer.Option(1, "--min-conflicts", min=0, help="Conflicts a valid feature needs."),
+    agent_network: bool = typer.Option(False, "--agent-network",
+                                       help="Let the agent's shell reach the network (tasks that must install)."),
     prompt_only: bool = typer.Option(False, "--prompt-only", help="Print the agent's prompt and stop."),
     list_features: bool = typer.Option(False, "--list-features", help="List the task's features and stop."),
     validate: tuple[Path, Path] | None = typer.Option(
@@ -91,6 +103,12 @@ def generate(
     """Generate new task features that pass their tests and conflict with existing ones."""
     if backend not in BACKENDS:
         raise typer.BadParameter(f"must be one of {', '.join(BACKENDS)}", param_hint="--backend")
+    if (task is None) == (dataset is None):
+        raise typer.BadParameter("give exactly one of --task DIR or --dataset DIR", param_hint="--task")
+    if dataset is not None:
+        raise typer.Exit(_generate_dataset(dataset, output, attempts, concurrency, GenerateOptions(
+            repo_path=None, model=model, backend=backend, feature=feature, step_limit=step_limit,
+            cost_limit_usd=cost_limit, min_conflicts=min_conflicts, agent_network=agent_network)))
     try:
         loaded = load_task(task)
         if list_features:
@@ -107,7 +125,8 @@ def generate(
         options = GenerateOptions(
             repo_path=str(repo_path) if repo_path else None, model=model or settings.openai_model,
             backend=backend, feature=feature, step_limit=step_limit, cost_limit_usd=cost_limit,
-            min_conflicts=min_conflicts, base_url=settings.openai_base_url, api_key=settings.openai_api_key)
+            min_conflicts=min_conflicts, base_url=settings.openai_base_url, api_key=settings.openai_api_key,
+            agent_network=agent_network, uv_cache_dir=settings.home / "uv-cache")
         if validate and all(validate):
             feature_patch, tests_patch = (Path(p).read_text() for p in validate)
             result = validation_only(loaded, options, feature_patch, tests_patch, folder=output)
@@ -121,6 +140,38 @@ def generate(
     raise typer.Exit(0 if any(r.success for r in results) else 1)
 
 
+def _generate_dataset(dataset: Path, output: Path, attempts: int, concurrency: int, options: GenerateOptions) -> int:
+    from shared.common.settings import Settings
+
+    settings = Settings()  # read once, here at the edge
+    options.model = options.model or settings.openai_model
+    options.base_url, options.api_key = settings.openai_base_url, settings.openai_api_key
+    options.uv_cache_dir = settings.home / "uv-cache"
+
+    def done(task: str, n: int, result: dict) -> None:
+        mark = "[green]valid[/]" if result["valid"] else "[red]invalid[/]"
+        console.print(f"{task} attempt {n}: {mark} — {result['reason'][:160]}", highlight=False)
+
+    try:
+        make_client(options)  # a missing endpoint is reported once, not once per task
+        rows = asyncio.run(run_dataset(dataset, options, output, attempts, concurrency, on_attempt=done))
+    except StepError as exc:
+        console.print(f"[red]error:[/] {exc.message}" + (f"\n[dim]{exc.hint}[/]" if exc.hint else ""))
+        return 2
+    except KeyboardInterrupt:
+        console.print("interrupted: the same command resumes where this one stopped")
+        return 130
+    table = Table(title=f"Dataset {dataset}")
+    for column in ("task", "attempts", "valid", "conflicts", "cost $", "time s", "resumed", "error"):
+        table.add_column(column)
+    for r in rows:
+        table.add_row(r.task, str(r.attempts), str(r.valid), ", ".join(map(str, r.conflicts)) or "-",
+                      f"{r.cost_usd:.4f}", f"{r.time_s:.1f}", str(r.resumed), r.error[:80])
+    console.print(table)
+    console.print(f"summary: {output / 'summary.md'}, {output / 'summary.json'}")
+    return 0 if any(r.valid for r in rows) else 1
+
+
 async def _run_attempts(task: Task, options: GenerateOptions, output: Path, attempts: int) -> list[AttemptResult]:
     results = []
     for n in range(1, attempts + 1):
@@ -132,6 +183,28 @@ async def _run_attempts(task: Task, options: GenerateOptions, output: Path, atte
             console.print(f"[red]attempt {n} failed:[/] {result.reason}")
         results.append(result)
     return results
+
+
+def build_generation_requests(task: Path, attempts: int, output: Path, *, repo_path: Path | None = None,
+                              model: str | None = None, backend: str = "auto", feature: int | None = None,
+                              step_limit: int = 30, cost_limit: float = 1.0, min_conflicts: int = 1,
+                              agent_network: bool = False) -> list[FeatureGenerationRequested]:
+    """One FeatureGenerationRequested per attempt, checked before anything is appended: the task
+    loads, the backend is known, the paths are absolute (a service may run in another directory).
+    Raises StepError with the reason."""
+    if backend not in BACKENDS:
+        raise StepError(f"--backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
+    loaded = load_task(task)
+    if feature is not None and feature not in {f.number for f in loaded.features}:
+        raise StepError(f"--feature {feature}: {loaded.name} has features "
+                        f"{', '.join(str(f.number) for f in loaded.features)}")
+    if repo_path is not None and not Path(repo_path).exists():
+        raise StepError(f"--repo-path {repo_path} does not exist")
+    return [FeatureGenerationRequested(
+        task_dir=str(loaded.path), repo_path=str(Path(repo_path).resolve()) if repo_path else None, attempt=n,
+        output_dir=str(Path(output).resolve()), model=model, backend=backend, step_limit=step_limit,
+        cost_limit_usd=cost_limit, min_conflicts=min_conflicts, feature=feature, agent_network=agent_network)
+        for n in range(1, attempts + 1)]
 
 
 def main() -> None:  # `python -m services.generator.cli`

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from services.generator.task import Feature
 from services.generator.workspace import apply_patch
-from shared.adapters.git import git
+from shared.adapters.git import GitError, git, run_git
 from shared.events.gen import ConflictReport
 
 _EXISTING, _NEW = "repo-pilot-existing", "repo-pilot-new"
@@ -33,8 +33,21 @@ def conflict_hunks(text: str) -> list[str]:
     return hunks
 
 
+def _merging(repo: Path) -> bool:
+    """True while a merge is in progress (MERGE_HEAD exists); rev-parse exits 1 when it does not."""
+    proc = run_git(repo, "rev-parse", "-q", "--verify", "MERGE_HEAD")
+    if proc.returncode not in (0, 1):
+        raise GitError(["git", "rev-parse", "MERGE_HEAD"], proc.returncode, proc.stderr, proc.stdout)
+    return proc.returncode == 0
+
+
+def _abort_merge(repo: Path) -> None:
+    if _merging(repo):
+        git(repo, "merge", "--abort")
+
+
 def _reset(repo: Path, base: str) -> None:
-    git(repo, "merge", "--abort", check=False)
+    _abort_merge(repo)
     git(repo, "checkout", "--quiet", "--force", "--detach", base)
     git(repo, "clean", "-fdxq")
 
@@ -48,24 +61,40 @@ def _branch_with(repo: Path, base: str, branch: str, patch: str, message: str) -
     return error
 
 
+def _unmerged(repo: Path) -> list[str]:
+    return [f for f in git(repo, "diff", "--name-only", "--diff-filter=U").splitlines() if f]
+
+
+def _merge(repo: Path) -> tuple[int, str, list[str]]:
+    """Merge the new branch into the existing one: git's exit code, its output, the conflicted files."""
+    git(repo, "checkout", "--quiet", "--force", _EXISTING)
+    proc = run_git(repo, "merge", "--no-ff", "--no-edit", _NEW)
+    return proc.returncode, (proc.stdout + proc.stderr).strip(), _unmerged(repo)
+
+
 def _union_resolves(repo: Path) -> bool:
     attributes = Path(git(repo, "rev-parse", "--git-path", "info/attributes"))
     attributes = attributes if attributes.is_absolute() else repo / attributes
     attributes.parent.mkdir(parents=True, exist_ok=True)
     attributes.write_text("* merge=union\n")
     try:
-        git(repo, "checkout", "--quiet", "--force", _EXISTING)
-        git(repo, "merge", "--no-ff", "--no-edit", _NEW, check=False)
-        unmerged = git(repo, "diff", "--name-only", "--diff-filter=U")
-        stopped = git(repo, "rev-parse", "-q", "--verify", "MERGE_HEAD", check=False)
-        return not unmerged and not stopped
+        code, output, files = _merge(repo)
+        if code == 0 and not files and not _merging(repo):
+            return True
+        if code == 1 and files:
+            return False
+        raise GitError(["git", "merge", "--no-ff", _NEW], code, output)
     finally:
         attributes.unlink(missing_ok=True)
-        git(repo, "merge", "--abort", check=False)
+        _abort_merge(repo)
 
 
 def check_one(repo: Path, base: str, new_patch: str, feature: Feature) -> ConflictReport:
-    """Merge the new feature against `feature` in `repo` (a scratch clone we may reset freely)."""
+    """Merge the new feature against `feature` in `repo` (a scratch clone we may reset freely).
+
+    git merge's exit code decides: 0 with nothing unmerged is clean, 1 with conflicted files is a
+    conflict, anything else (a merge that stopped for another reason) is could_not_apply with
+    git's own words."""
     _reset(repo, base)
     error = _branch_with(repo, base, _EXISTING, feature.feature_patch, f"feature{feature.number}")
     if error:
@@ -75,20 +104,19 @@ def check_one(repo: Path, base: str, new_patch: str, feature: Feature) -> Confli
     if error:
         return ConflictReport(feature=feature.number, status="could_not_apply",
                               detail=f"the new feature.patch does not apply to the base: {error}")
-    git(repo, "checkout", "--quiet", "--force", _EXISTING)
-    out = git(repo, "merge", "--no-ff", "--no-edit", _NEW, check=False)
-    files = [f for f in git(repo, "diff", "--name-only", "--diff-filter=U").splitlines() if f]
-    if not files:
-        if git(repo, "rev-parse", "-q", "--verify", "MERGE_HEAD", check=False):
-            return ConflictReport(feature=feature.number, status="could_not_apply",
-                                  detail=f"git merge stopped without conflicted files: {out[-500:]}")
+    code, output, files = _merge(repo)
+    if code == 0 and not files and not _merging(repo):
         return ConflictReport(feature=feature.number, status="clean")
+    if code != 1 or not files:
+        _abort_merge(repo)
+        return ConflictReport(feature=feature.number, status="could_not_apply",
+                              detail=f"git merge exited {code} without a plain conflict: {output[-500:]}")
     hunks = []
     for path in files:
         target = repo / path
         text = target.read_text(encoding="utf-8", errors="replace") if target.is_file() else ""
         hunks.extend(f"{path}\n{h}" for h in conflict_hunks(text))
-    git(repo, "merge", "--abort", check=False)
+    _abort_merge(repo)
     return ConflictReport(feature=feature.number, status="conflict", files=files, hunks=hunks,
                           union_resolves=_union_resolves(repo))
 

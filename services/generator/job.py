@@ -10,12 +10,14 @@ import asyncio
 import json
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import openai
 
+from services.generator import proc
 from services.generator.agent import AgentLimits, AgentResult, run_agent
 from services.generator.prompt import SYSTEM, build_prompt
 from services.generator.split import Split, split_diff
@@ -39,6 +41,8 @@ class GenerateOptions:
     test_timeout_s: float = 900.0
     base_url: str | None = None
     api_key: str | None = None
+    agent_network: bool = False  # the agent's shell may reach the network (tasks that must install)
+    uv_cache_dir: Path | None = None  # kept across validations (REPO_PILOT_HOME/uv-cache from the faces)
 
 
 @dataclass
@@ -111,21 +115,30 @@ def write_attempt_files(folder: Path, feature_patch: str, tests_patch: str, feat
     (folder / "result.json").write_text(json.dumps(result, indent=2, default=str))
 
 
+async def _no_step(name: str) -> None:
+    return None
+
+
 async def run_attempt(task: Task, options: GenerateOptions, folder: Path, attempt: int = 1,
-                      client: openai.AsyncOpenAI | None = None) -> AttemptResult:
+                      client: openai.AsyncOpenAI | None = None,
+                      on_step: Callable[[str], Awaitable[None]] = _no_step) -> AttemptResult:
     """Run one attempt and write its folder. Raises StepError for what the user must fix first
-    (no repository, no model endpoint, unknown feature); a failed attempt is a result, not an error."""
+    (no repository, no model endpoint, unknown feature); a failed attempt is a result, not an error.
+    `on_step` is awaited as each generation step ("prompt", "agent", "validate") begins."""
     started = time.monotonic()
+    await on_step("prompt")
     prompt = build_prompt(task, options.feature)
     source = repo_source(task, options.repo_path)
+    await on_step("agent")
     client = client or make_client(options)
     limits = AgentLimits(step_limit=options.step_limit, cost_limit_usd=options.cost_limit_usd,
-                         timeout_s=options.timeout_s)
+                         timeout_s=options.timeout_s, network=options.agent_network)
+    sandbox = await asyncio.to_thread(proc.agent_sandbox, options.backend)
     with tempfile.TemporaryDirectory(prefix="repo-pilot-gen-") as tmp:
         workspace = Path(tmp) / "repo"
         base = await asyncio.to_thread(checkout_base, source, task.base_commit, workspace)
         agent = await run_agent(client, options.model, SYSTEM, prompt.prompt, workspace, limits,
-                                trajectory_path=folder / "trajectory.json")
+                                trajectory_path=folder / "trajectory.json", sandbox=sandbox)
         split = split_diff(await asyncio.to_thread(diff_against_base, workspace, base))
         written_md = workspace / "feature.md"  # an agent that wrote the file instead of submitting it
         feature_md = agent.feature_md or (written_md.read_text() if written_md.is_file() else "")
@@ -135,9 +148,10 @@ async def run_attempt(task: Task, options: GenerateOptions, folder: Path, attemp
     if split.failure:
         result.reasons.append(split.failure)
     else:
+        await on_step("validate")
         result.validation = await asyncio.to_thread(
             validate_patches, task, source, split.feature_patch, split.tests_patch, backend=options.backend,
-            min_conflicts=options.min_conflicts, timeout=options.test_timeout_s)
+            min_conflicts=options.min_conflicts, timeout=options.test_timeout_s, uv_cache_dir=options.uv_cache_dir)
         if not result.validation.valid:
             result.reasons.append(result.validation.reason)
         if not agent.submitted:  # a feature the agent never vouched for is not a benchmark feature
@@ -155,7 +169,8 @@ def validation_only(task: Task, options: GenerateOptions, feature_patch: str, te
     """Validate an existing patch pair; with `folder`, write its result.json there."""
     source = repo_source(task, options.repo_path)
     result = validate_patches(task, source, feature_patch, tests_patch, backend=options.backend,
-                              min_conflicts=options.min_conflicts, timeout=options.test_timeout_s)
+                              min_conflicts=options.min_conflicts, timeout=options.test_timeout_s,
+                              uv_cache_dir=options.uv_cache_dir)
     if folder is not None:
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "result.json").write_text(json.dumps(result.to_dict(), indent=2, default=str))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from services.generator.task import Task
-from shared.adapters.git import GitError, git
+from shared.adapters.git import GitError, git, run_git
 from shared.ports.errors import StepError
 
 
@@ -38,11 +38,12 @@ def checkout_base(source: str, base_commit: str | None, dest: Path) -> str:
         if not base_commit:
             raise StepError(f"the base repository {source} has no commits") from None
         # A shallow or stale clone may lack the commit; one fetch by sha is worth a try.
-        git(dest, "fetch", "--quiet", "origin", base_commit, check=False)
+        fetched = run_git(dest, "fetch", "--quiet", "origin", base_commit)
         try:
             sha = git(dest, "rev-parse", "--verify", f"{base_commit}^{{commit}}")
         except GitError:
-            raise StepError(f"base commit {base_commit} is not in {source}",
+            why = f" (fetching it: {fetched.stderr.strip()})" if fetched.returncode else ""
+            raise StepError(f"base commit {base_commit} is not in {source}{why}",
                             hint="is --repo-path a clone of the task's repository?") from None
     git(dest, "checkout", "--quiet", "--force", "--detach", sha)
     return sha

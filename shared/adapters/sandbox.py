@@ -29,13 +29,24 @@ from shared.ports.sandbox import Sandbox, SandboxResult
 
 log = logging.getLogger(__name__)
 
+# What a package install needs to reach an index from the user's machine (pip and uv configuration,
+# proxies, CA bundles), so a target env or a task's `uv venv && uv pip install` works inside the
+# sandbox (shared/adapters/target_env.py, the generator's run_tests.sh). Credentials are still
+# scrubbed by SECRET_PATTERNS below; an index or proxy URL with user:password in it would reach the
+# code under test too: give installers credentials through a keyring or netrc instead.
+PACKAGE_INSTALL_ENV = (
+    "PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_FIND_LINKS", "PIP_TRUSTED_HOST", "PIP_CERT",
+    "PIP_CLIENT_CERT", "PIP_DEFAULT_TIMEOUT", "PIP_DISABLE_PIP_VERSION_CHECK", "PIP_RETRIES",
+    "PIP_NO_INDEX", "PIP_CONFIG_FILE",
+    "UV_INDEX", "UV_DEFAULT_INDEX", "UV_INDEX_URL", "UV_EXTRA_INDEX_URL", "UV_FIND_LINKS", "UV_NO_INDEX",
+    "UV_INDEX_STRATEGY", "UV_INSECURE_HOST", "UV_NATIVE_TLS", "UV_OFFLINE", "UV_HTTP_TIMEOUT",
+    "UV_CACHE_DIR", "UV_PYTHON", "UV_PYTHON_DOWNLOADS", "UV_PYTHON_INSTALL_DIR", "UV_CONFIG_FILE",
+    "UV_NO_CONFIG",
+    "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "all_proxy", "no_proxy",
+    "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "NODE_EXTRA_CA_CERTS",
+)
 # Variables copied from the parent; everything else is dropped (an allow-list, not a deny-list).
-ENV_ALLOW = ("PATH", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "TZ", "TERM", "SYSTEMROOT",
-             # pip's own configuration (where the index, local wheels and CA bundle are), so the
-             # target env can be installed (shared/adapters/target_env.py). An index URL with user:password
-             # in it would reach the target's tests too: give pip credentials some other way.
-             "PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_FIND_LINKS", "PIP_TRUSTED_HOST", "PIP_CERT",
-             "PIP_DEFAULT_TIMEOUT", "PIP_DISABLE_PIP_VERSION_CHECK", "PIP_RETRIES")
+ENV_ALLOW = ("PATH", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "TZ", "TERM", "SYSTEMROOT", *PACKAGE_INSTALL_ENV)
 # Never passed, even when a caller hands them in explicitly.
 SECRET_PATTERNS = (
     "OPENAI_API_KEY",

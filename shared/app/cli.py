@@ -408,11 +408,70 @@ def servers_stop() -> None:
     console.print("stopped " + ", ".join(stopped) if stopped else "no embedded servers were running")
 
 
+def request_generation(
+    task: Annotated[Path, typer.Option("--task", help="Task directory: dataset/<repo>_task/task<id>.")],
+    attempts: Annotated[int, typer.Option(min=1, help="Attempts; each is one job for the generator's replicas.")] = 1,
+    output: Annotated[Path, typer.Option(help="Attempt folders go here (a path the generator service can write).")]
+    = Path("generated"),
+    repo_path: Annotated[Path | None, typer.Option("--repo-path", help="Local base repository.")] = None,
+    model: Annotated[str | None, typer.Option(help="Model name (default: OPENAI_MODEL).")] = None,
+    backend: Annotated[str, typer.Option(help="Where tests run: docker, local or auto.")] = "auto",
+    feature: Annotated[int | None, typer.Option(help="Collide with this existing feature's regions.")] = None,
+    step_limit: Annotated[int, typer.Option(min=1)] = 30,
+    cost_limit: Annotated[float, typer.Option(help="Model spend per attempt, USD.")] = 1.0,
+    min_conflicts: Annotated[int, typer.Option(min=0)] = 1,
+    agent_network: Annotated[bool, typer.Option("--agent-network", help="Let the agent's shell reach the "
+                                                "network (tasks that must install).")] = False,
+    local: Annotated[bool | None, typer.Option("--local/--no-local", help="Run the generator in this process "
+                     "(default: yes unless NATS_URL and DATABASE_URL point at a running cluster).")] = None,
+    timeout: Annotated[float, typer.Option(help="Give up following after this many seconds.")] = 3600,
+) -> None:
+    """The generator over the bus: append FeatureGenerationRequested per attempt and follow each job's
+    beads live (prompt, agent, validate) until it ends; exit 0 when an attempt is valid."""
+    from services.generator.cli import build_generation_requests
+    from shared.ports.errors import StepError
+
+    settings = _settings()
+    try:
+        requests = build_generation_requests(task, attempts, output, repo_path=repo_path, model=model,
+                                             backend=backend, feature=feature, step_limit=step_limit,
+                                             cost_limit=cost_limit, min_conflicts=min_conflicts,
+                                             agent_network=agent_network)
+    except StepError as exc:
+        _fail(exc.message + (f" ({exc.hint})" if exc.hint else ""))
+    in_process = local if local is not None else not (settings.nats_url and settings.database_url)
+    _logging(logging.WARNING)
+    raise typer.Exit(_arun(_generate_via_bus(settings, requests, in_process, timeout)))
+
+
+async def _generate_via_bus(settings: Settings, requests: list, in_process: bool, timeout: float) -> int:
+    from shared.app.runtime import System
+    from shared.events import make_event, new_gen_stream
+    from shared.store.projections import get_run
+
+    _telemetry("repo-pilot", settings)
+    services = ["generator"] if in_process else []
+    rows = []
+    async with System(settings, services=services, relay=in_process, projector=in_process) as system:
+        streams = []
+        for request in requests:
+            stream = new_gen_stream()
+            await system.store.append(stream, [make_event(request, stream, service="cli")], 0)
+            streams.append(stream)
+            err.print(f"generation job [bold]{stream}[/] (attempt {request.attempt}) on {request.task_dir}")
+        for stream in streams:
+            run = await render.follow(system.store, stream, timeout, console=err)
+            rows.append((stream, run, (await get_run(system.store, stream))[1]))
+    render.print_generation(console, rows, requests[0].output_dir)
+    return 0 if any(run and run["status"] == "COMPLETED" and run["passed"] for _, run, _ in rows) else 1
+
+
 def _register_generator() -> None:
     """`generate` lives with the generator service. It ships in every build, so an ImportError
     here is a bug and stops the CLI at start instead of silently dropping the command."""
     from services.generator.cli import generate
 
+    app.command("request-generation")(request_generation)
     app.command("generate", help="Generate benchmark features that conflict with a task's features.")(generate)
 
 

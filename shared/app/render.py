@@ -150,3 +150,20 @@ def _brief(event) -> str:
     d = event.data.model_dump(exclude={"schema_version"})
     text = ", ".join(f"{k}={v!r}" for k, v in d.items() if not isinstance(v, (list, dict)) and v not in (None, ""))
     return text[:160]
+
+
+def print_generation(console: Console, rows: list[tuple[str, dict | None, list[dict]]], output_dir: str) -> None:
+    """One line per generation job: its status, validity, cost and why (from the read models)."""
+    table = Table(title="generation jobs")
+    for col in ("job", "status", "valid", "cost $", "failed step", "reason"):
+        table.add_column(col)
+    for stream, run, beads in rows:
+        if run is None:
+            table.add_row(stream, "not seen", "", "", "", "is a projector running (`repo-pilot up`)?")
+            continue
+        failed = next((b["bead_id"] for b in beads if b["status"] == "FAILED"), "")
+        valid = "" if run["passed"] is None else ("yes" if run["passed"] else "no")
+        table.add_row(stream, Text(run["status"], style=STATUS_STYLE.get(run["status"], "")), valid,
+                      f"{run['cost_usd']:.4f}", failed, Text(str(run["error"] or "")[:120]))
+    console.print(table)
+    console.print(f"attempt folders: {output_dir}")

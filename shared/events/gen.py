@@ -25,6 +25,7 @@ class FeatureGenerationRequested(Payload):
     cost_limit_usd: float = 1.0
     min_conflicts: int = 1
     feature: int | None = None  # focus on this existing feature's regions
+    agent_network: bool = False  # the agent's shell may reach the network
 
 
 class HotSpot(_Part):

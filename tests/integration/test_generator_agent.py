@@ -2,6 +2,9 @@
 the agent edits a real checkout through the sandbox, and the attempt is validated for real."""
 
 import json
+import os
+import re
+import subprocess
 import sys
 
 import pytest
@@ -15,45 +18,14 @@ from shared.events import Envelope, make_event, new_gen_stream
 from shared.events.gen import FeatureGenerationRequested
 from tests.support.fakes import fake_deps
 from tests.support.model_server import ScriptedModelServer
-from tests.support.task_fixture import PAIRS, make_task
+from tests.support.generator_script import FEATURE_MD, _bash, script_feature
+from tests.support.task_fixture import make_task
 
 pytestmark = pytest.mark.integration
 
 app = typer.Typer()
 app.command("generate")(generate)
 app.command("noop")(lambda: None)
-
-FEATURE_MD = """**Title**: Checked multiply and divide
-
-**Pull Request Details**
-**Description**: multiply and divide reject bad input with clear errors.
-
-**Technical Background**: fixture.
-
-**Solution**: type and zero checks.
-
-**Files Modified**
-- `calc/ops.py`
-"""
-
-
-def _bash(command: str) -> dict:
-    return {"tool_calls": [{"name": "bash", "arguments": {"command": command}}]}
-
-
-def script_feature(server: ScriptedModelServer) -> None:
-    """A model that writes the two_conflicts feature and its tests, runs them, leaves a scratch file, submits."""
-    source, tests = PAIRS["two_conflicts"]
-    steps = [
-        _bash(f"cat > calc/ops.py <<'PILOT_EOF'\n{source['calc/ops.py']}PILOT_EOF"),
-        _bash(f"cat > tests/test_ops.py <<'PILOT_EOF'\n{tests['tests/test_ops.py']}PILOT_EOF\n"
-              "echo 'notes while working' > scratch_notes.txt"),
-        _bash(f"{sys.executable} -m pytest -q -p no:cacheprovider tests"),
-        {"tool_calls": [{"name": "submit", "arguments": {"feature_md": FEATURE_MD}}]},
-    ]
-    for reply in steps:
-        server.add(lambda request: True, reply, times=1)
-
 
 @pytest.fixture
 def server():
@@ -133,3 +105,65 @@ async def test_handler_records_a_bad_task_dir_as_step_failed(tmp_path):
     events = await on_feature_generation_requested(request, fake_deps(tmp_path, {}, settings=Settings()))
     assert [e.type for e in events] == ["StepFailed", "PipelineFailed"]
     assert "task directory not found" in events[0].data.error
+    assert events[0].data.step == events[1].data.step == "prompt"  # one of the job's beads
+
+
+def _cli(env, *args):
+    return subprocess.run([sys.executable, "-m", "shared.app.cli", *args], env=env, capture_output=True,
+                          text=True, timeout=300)
+
+
+@pytest.fixture
+def cli_env(nats_url, database_url, db_schema, bus_names, tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "REPO_PILOT_"))}
+    env.update(NATS_URL=nats_url, DATABASE_URL=database_url, REPO_PILOT_DB_SCHEMA=db_schema,
+               REPO_PILOT_STREAM=bus_names["stream_name"], REPO_PILOT_SUBJECT_PREFIX=bus_names["subject_prefix"],
+               REPO_PILOT_HOME=str(tmp_path / "home"), COLUMNS="200")
+    return env
+
+
+def _events(env) -> list[dict]:
+    out = _cli(env, "events", "--json")
+    assert out.returncode == 0, out.stderr
+    return [json.loads(line) for line in out.stdout.splitlines()]
+
+
+def test_request_generation_runs_over_the_bus_and_follows_the_job(task, server, tmp_path, cli_env):
+    """`repo-pilot request-generation`: FeatureGenerationRequested appended, the generator service
+    (in-process, real NATS JetStream and Postgres) runs the attempt, the CLI follows the beads."""
+    script_feature(server)
+    env = {**cli_env, "OPENAI_BASE_URL": server.base_url, "OPENAI_API_KEY": "test-key",
+           "OPENAI_MODEL": "scripted-model"}
+    out = tmp_path / "out"
+    proc = _cli(env, "request-generation", "--task", str(task.path), "--backend", "local", "--output", str(out),
+                "--step-limit", "10", "--local")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "generation jobs" in proc.stdout and "COMPLETED" in proc.stdout
+    assert json.loads((out / "attempt_1" / "result.json").read_text())["valid"] is True
+    events = _events(cli_env)
+    types = [e["type"] for e in events]
+    assert types[0] == "FeatureGenerationRequested" and types[-1] == "FeatureValidated"
+    assert [e["data"]["step"] for e in events if e["type"] == "StepStarted"] == ["prompt", "agent", "validate"]
+    assert len({e["stream_id"] for e in events}) == 1 and events[0]["stream_id"].startswith("gen-")
+    status = _cli(cli_env, "status", events[0]["stream_id"])
+    assert status.returncode == 0
+    for bead in ("prompt", "agent", "validate"):
+        assert re.search(rf"{bead}\s+│\s+COMPLETED", status.stdout), status.stdout
+
+
+def test_request_generation_failure_lands_on_the_agent_bead(task, tmp_path, cli_env):
+    out = tmp_path / "out"  # no model endpoint configured: the agent step cannot start
+    proc = _cli(cli_env, "request-generation", "--task", str(task.path), "--backend", "local", "--output", str(out),
+                "--local", "--timeout", "120")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    events = _events(cli_env)
+    failed = [e for e in events if e["type"] == "StepFailed"]
+    assert [e["data"]["step"] for e in failed] == ["agent"]
+    assert "no model endpoint" in failed[0]["data"]["error"]
+    status = _cli(cli_env, "status", events[0]["stream_id"]).stdout
+    assert re.search(r"prompt\s+│\s+COMPLETED", status) and re.search(r"agent\s+│\s+FAILED", status), status
+
+
+def test_request_generation_refuses_a_bad_task_before_appending(tmp_path, cli_env):
+    proc = _cli(cli_env, "request-generation", "--task", str(tmp_path / "missing"), "--local")
+    assert proc.returncode == 2 and "task directory not found" in proc.stderr

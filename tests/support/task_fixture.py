@@ -171,6 +171,21 @@ PAIRS: dict[str, tuple[dict[str, str], dict[str, str]]] = {
         tests_with("def test_divide_checked():\n    import pytest\n\n    with pytest.raises(ValueError):\n"
                    "        divide(1, 0)"),
     ),
+    # the two_conflicts feature with tests that only exercise what the base already does
+    "tests_pass_without": (
+        {"calc/ops.py": ops_with(multiply=_MULTIPLY_CHECKED, divide=_DIVIDE_CHECKED)},
+        tests_with("def test_multiply_again():\n    assert multiply(2, 5) == 10"),
+    ),
+    # the two_conflicts feature, plus a broken subtract no new test looks at (the new tests live in
+    # their own file) — but every existing feature's tests.patch runs tests/test_ops.py
+    "breaks_existing": (
+        {"calc/ops.py": ops_with(multiply=_MULTIPLY_CHECKED, divide=_DIVIDE_CHECKED).replace(
+            "return a - b", "return b - a")},
+        {"tests/test_checked.py": "import pytest\n\nfrom calc.ops import divide, multiply\n\n\n"
+                                  "def test_checked():\n    with pytest.raises(TypeError):\n"
+                                  "        multiply('a', 2)\n    with pytest.raises(ValueError):\n"
+                                  "        divide(1, 0)\n"},
+    ),
 }
 
 # A feature.patch whose context is not in the base: `git apply` refuses it.
@@ -217,7 +232,28 @@ cleanup() { git reset --hard -q HEAD; git clean -fdxq; }
 trap cleanup EXIT
 git apply "$TEST_PATCH"
 if [[ -n "$FEATURE_PATCH" ]]; then git apply "$FEATURE_PATCH"; fi
-PYTHONDONTWRITEBYTECODE=1 "{python}" -m pytest -q -p no:cacheprovider tests
+# like CooperBench's scripts: only the test files the tests.patch touches
+TEST_FILES=$(git apply --numstat "$TEST_PATCH" | cut -f3 | grep '[.]py$')
+PYTHONDONTWRITEBYTECODE=1 "{python}" -m pytest -q -p no:cacheprovider $TEST_FILES
+'''
+
+# What CooperBench's Python tasks do: a fresh env made with `uv venv`, the test tools installed
+# with `uv pip install` from whatever index the environment names (UV_INDEX_URL, proxies, CA bundle).
+UV_RUN_TESTS_SH = '''#!/bin/bash
+set -e
+REPO_PATH="$1"
+TEST_PATCH="$2"
+FEATURE_PATCH="$3"
+cd "$REPO_PATH"
+cleanup() { git reset --hard -q HEAD; git clean -fdxq; }
+trap cleanup EXIT
+git apply "$TEST_PATCH"
+if [[ -n "$FEATURE_PATCH" ]]; then git apply "$FEATURE_PATCH"; fi
+uv venv --python "{python}" .venv
+source .venv/bin/activate
+uv pip install pytest
+TEST_FILES=$(git apply --numstat "$TEST_PATCH" | cut -f3 | grep '[.]py$')
+python -m pytest -q -p no:cacheprovider $TEST_FILES
 '''
 
 RUNNER_SH = '''#!/bin/bash
@@ -234,8 +270,10 @@ python -m pytest -v tests/test_ops.py
 '''
 
 
-def make_task(tmp: Path, with_run_tests: bool = True) -> Task:
-    """Build the fixture task under `tmp` and return it loaded (its setup.sh clones a local path)."""
+def make_task(tmp: Path, with_run_tests: bool = True, run_tests: str = RUN_TESTS_SH) -> Task:
+    """Build the fixture task under `tmp` and return it loaded (its setup.sh clones a local path).
+
+    `run_tests` is the run_tests.sh template (`{python}` is this interpreter)."""
     repo = tmp / "calc-upstream"
     repo.mkdir(parents=True)
     _git(repo, "init", "-q", "-b", "main")
@@ -257,7 +295,7 @@ def make_task(tmp: Path, with_run_tests: bool = True) -> Task:
                                          "COPY runner.sh /usr/local/bin/runner.sh\n"
                                          'ENTRYPOINT ["/usr/local/bin/runner.sh"]\n')
     if with_run_tests:
-        (task_dir / "run_tests.sh").write_text(RUN_TESTS_SH.replace("{python}", sys.executable))
+        (task_dir / "run_tests.sh").write_text(run_tests.replace("{python}", sys.executable))
     for number, (title, source, tests) in FEATURES.items():
         folder = task_dir / f"feature{number}"
         folder.mkdir()

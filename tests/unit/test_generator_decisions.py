@@ -10,7 +10,9 @@ from services.generator.counts import TestCounts
 from services.generator.hotspots import compute_hotspots, rank_files, touched_ranges
 from services.generator.task import feature_title, parse_setup_sh
 from services.generator.task import test_command_from_runner as command_from_runner
-from services.generator.validate import TestRun, decide, derive_local_script, pick_backend
+from services.generator import proofs
+from services.generator.proofs import TestRun
+from services.generator.validate import decide, derive_local_script, pick_backend
 from shared.events.gen import ConflictReport
 from shared.ports.errors import StepError
 
@@ -67,25 +69,67 @@ def test_hotspots_skip_a_patch_that_does_not_parse():
         touched_ranges("--- a/x\n+++ b/x\n@@ -1,2 +1,2 @@\n a\n")
 
 
-def _tests(ok: bool, **counts) -> TestRun:
-    return TestRun(ok, TestCounts(framework="pytest", **counts), 0 if ok else 1, "local", [])
+def _tests(ok: bool, source: str = "junit", failing: list[str] | None = None, code: int | None = None,
+           **counts) -> TestRun:
+    exit_code = code if code is not None else (0 if ok else 1)
+    return TestRun(ok, TestCounts(framework="pytest", **counts), exit_code, "local", [], source=source,
+                   failing=failing or [])
 
 
 def _conflict(n: int, status: str = "conflict") -> ConflictReport:
     return ConflictReport(feature=n, status=status)
 
 
+def _proofs(with_feature: TestRun, without: TestRun | None = None, checks=None) -> proofs.Proofs:
+    without = without if without is not None else _tests(False, passed=4, failed=1)
+    return proofs.Proofs(proofs.new_tests_ran(with_feature), proofs.pass_with_feature(with_feature),
+                         proofs.fail_without_feature(without), proofs.existing_tests(checks or []))
+
+
 def test_valid_needs_passing_tests_and_enough_conflicts():
-    assert decide(_tests(True, passed=5), [_conflict(1), _conflict(2, "clean")], 1)[0]
-    valid, reason = decide(_tests(True, passed=5), [_conflict(1), _conflict(2, "clean")], 2)
+    assert decide(_proofs(_tests(True, passed=5)), [_conflict(1), _conflict(2, "clean")], 1)[0]
+    valid, reason = decide(_proofs(_tests(True, passed=5)), [_conflict(1), _conflict(2, "clean")], 2)
     assert not valid and "1 conflict(s)" in reason
-    valid, reason = decide(_tests(False, passed=4, failed=1), [_conflict(1)], 1)
+    valid, reason = decide(_proofs(_tests(False, passed=4, failed=1)), [_conflict(1)], 1)
     assert not valid and "4 passed, 1 failed" in reason
 
 
 def test_could_not_apply_never_counts_as_a_conflict():
-    valid, reason = decide(_tests(True, passed=1), [_conflict(1, "could_not_apply")], 1)
+    valid, reason = decide(_proofs(_tests(True, passed=1)), [_conflict(1, "could_not_apply")], 1)
     assert not valid and "could not apply against features [1]" in reason
+
+
+def test_an_empty_test_run_proves_nothing():
+    empty = _tests(True, source="none")  # exit 0, nothing counted
+    found = _proofs(empty)
+    assert not found.new_tests_ran.ok and not found.pass_with_feature.ok
+    assert found.reasons() == [found.new_tests_ran.reason]
+    assert "no test was counted" in found.new_tests_ran.reason
+    assert not decide(found, [_conflict(1)], 1)[0]
+
+
+def test_tests_passing_without_the_feature_do_not_prove_it():
+    found = _proofs(_tests(True, passed=5), without=_tests(True, passed=5))
+    assert not found.fail_without_feature.ok and "pass without the feature" in found.fail_without_feature.reason
+    assert found.fail_without_feature.counts["passed"] == 5
+    nothing = _proofs(_tests(True, passed=5), without=_tests(True, source="none"))
+    assert not nothing.fail_without_feature.ok  # exit 0 and nothing counted is no failure either
+
+
+def test_regressions_by_name_from_junit_and_by_counts_from_the_console():
+    base = _tests(False, passed=4, failed=1, failing=["t::test_rounding"])
+    same = _tests(False, passed=4, failed=1, failing=["t::test_rounding"])
+    worse = _tests(False, passed=3, failed=2, failing=["t::test_rounding", "t::test_subtract"])
+    assert proofs.regressions(proofs.FeatureCheck(1, base, same)) == []
+    assert proofs.regressions(proofs.FeatureCheck(1, base, worse)) == ["t::test_subtract"]
+    console_base = _tests(False, source="console", passed=4, failed=1)
+    console_worse = _tests(False, source="console", passed=3, failed=2)
+    assert proofs.regressions(proofs.FeatureCheck(1, console_base, console_worse))
+    assert proofs.regressions(proofs.FeatureCheck(1, _tests(True, source="none"), worse)) is None
+    proof = proofs.existing_tests([proofs.FeatureCheck(1, base, worse), proofs.FeatureCheck(2, base, same)])
+    assert not proof.ok and proof.counts == {"features": 2, "checked": 2, "broken": 1}
+    assert "feature 1 (t::test_subtract)" in proof.reason
+    assert [d["status"] for d in proof.detail] == ["broken", "ok"]
 
 
 def test_backend_choice():

@@ -23,7 +23,7 @@ async def test_a_missing_task_dir_fails_the_step_and_the_job_with_a_reason(tmp_p
 
     assert [e.type for e in events] == ["StepFailed", "PipelineFailed"]
     failed, job = events[0].data, events[1].data
-    assert (failed.step, failed.attempt) == ("generate", 3) and "task directory not found" in failed.error
+    assert (failed.step, failed.attempt) == ("prompt", 3) and "task directory not found" in failed.error  # a job bead
     assert job.error in failed.error
     assert all(e.causation_id == request.event_id and e.stream_id == request.stream_id for e in events)
     assert not (tmp_path / "attempt_3").exists()

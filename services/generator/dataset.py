@@ -1,0 +1,119 @@
+"""Running the generator over a whole CooperBench-style dataset folder.
+
+Every task folder under the dataset (one holding `feature<N>/feature.patch`) gets `attempts`
+attempts, at most `concurrency` tasks at a time. An attempt whose `result.json` exists in the
+output folder is done: a second run over the same output resumes where the first stopped. The
+summary (task, attempts, valid, conflicts, cost, time) is written as summary.json and summary.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from services.generator.job import GenerateOptions, run_attempt
+from services.generator.task import load_task
+from shared.ports.errors import StepError
+
+
+def find_tasks(dataset: Path) -> list[Path]:
+    """Task folders under `dataset` (itself included), in path order (pure but for the listing)."""
+    dataset = Path(dataset)
+    if not dataset.is_dir():
+        raise StepError(f"dataset folder not found: {dataset}")
+    found = {p.parent.parent for p in dataset.rglob("feature.patch")
+             if p.parent.name.startswith("feature") and p.parent.name[7:].isdigit()}
+    if not found:
+        raise StepError(f"{dataset} holds no task: no <task>/feature<N>/feature.patch inside",
+                        hint="point --dataset at a CooperBench dataset folder")
+    return sorted(found)
+
+
+@dataclass
+class TaskRow:
+    task: str
+    attempts: int = 0
+    valid: int = 0
+    conflicts: list[int] = field(default_factory=list)  # the features the best attempt conflicts with
+    cost_usd: float = 0.0
+    time_s: float = 0.0
+    resumed: int = 0  # attempts read back from an earlier run
+    error: str = ""
+
+
+def summarize(task: str, results: list[dict[str, Any]], resumed: int) -> TaskRow:
+    """A task's row from its attempts' result.json contents (pure)."""
+    row = TaskRow(task, attempts=len(results), resumed=resumed)
+    best: list[int] = []
+    for r in sorted(results, key=lambda r: not r.get("valid")):
+        validation = r.get("validation") or {}
+        if not best:
+            best = list(validation.get("conflicting_features") or [])
+        row.valid += bool(r.get("valid"))
+        row.cost_usd += float(r.get("cost_usd") or 0.0)
+        row.time_s += float(r.get("duration_s") or 0.0)
+    row.conflicts = best
+    row.cost_usd, row.time_s = round(row.cost_usd, 6), round(row.time_s, 3)
+    return row
+
+
+def markdown(rows: list[TaskRow]) -> str:
+    """The summary as a Markdown table (pure)."""
+    lines = ["| task | attempts | valid | conflicts | cost $ | time s |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        conflicts = ", ".join(map(str, r.conflicts)) or "-"
+        valid = f"error: {r.error}" if r.error else str(r.valid)
+        lines.append(f"| {r.task} | {r.attempts} | {valid} | {conflicts} | {r.cost_usd:.4f} | {r.time_s:.1f} |")
+    return "\n".join(lines) + "\n"
+
+
+async def _run_task(task_dir: Path, key: str, options: GenerateOptions, folder: Path, attempts: int,
+                    client: Any, on_attempt: Callable[[str, int, dict], None]) -> TaskRow:
+    results, resumed = [], 0
+    try:
+        task = None
+        for n in range(1, attempts + 1):
+            written = folder / f"attempt_{n}" / "result.json"
+            if written.is_file():
+                try:
+                    results.append(json.loads(written.read_text()))
+                    resumed += 1
+                    continue
+                except ValueError:
+                    pass  # a result cut short by the interruption: run the attempt again
+            task = task or load_task(task_dir)
+            started = time.monotonic()
+            result = await run_attempt(task, options, folder / f"attempt_{n}", n, client)
+            data = result.to_dict() | {"duration_s": round(time.monotonic() - started, 3)}
+            results.append(data)
+            on_attempt(key, n, data)
+    except StepError as exc:
+        row = summarize(key, results, resumed)
+        row.error = exc.message
+        return row
+    return summarize(key, results, resumed)
+
+
+async def run_dataset(dataset: Path, options: GenerateOptions, output: Path, attempts: int = 1,
+                      concurrency: int = 2, client: Any = None,
+                      on_attempt: Callable[[str, int, dict], None] = lambda *_: None) -> list[TaskRow]:
+    """Every task of `dataset`, `concurrency` at a time; writes output/summary.json and summary.md."""
+    tasks = find_tasks(dataset)
+    gate = asyncio.Semaphore(max(1, concurrency))
+    root = Path(dataset).resolve()
+
+    async def one(task_dir: Path) -> TaskRow:
+        key = str(task_dir.resolve().relative_to(root)) if task_dir.resolve() != root else task_dir.name
+        async with gate:
+            return await _run_task(task_dir, key, options, output / key, attempts, client, on_attempt)
+
+    rows = list(await asyncio.gather(*(one(t) for t in tasks)))
+    output.mkdir(parents=True, exist_ok=True)
+    (output / "summary.json").write_text(json.dumps([asdict(r) for r in rows], indent=2))
+    (output / "summary.md").write_text(markdown(rows))
+    return rows

@@ -1,0 +1,130 @@
+"""Valid means proven, on the fixture task with real git, real pytest and real `uv`:
+each refusal has its own reason, a uv-based run_tests.sh installs from a local index through the
+local sandbox, and the user's global git setup changes no verdict."""
+
+import json
+import os
+import subprocess
+
+import pytest
+
+from services.generator import validate
+from services.generator.api import validate_generated_feature
+from services.generator.job import GenerateOptions, validation_only
+from tests.support.package_index import LocalIndex
+from tests.support.task_fixture import UV_RUN_TESTS_SH, make_task, pair
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def task(tmp_path):
+    return make_task(tmp_path / "fixture")
+
+
+def _validate(task, name: str, folder=None):
+    feature_patch, tests_patch = pair(task, name)
+    return validation_only(task, GenerateOptions(backend="local"), feature_patch, tests_patch, folder=folder)
+
+
+def test_valid_pair_has_every_proof_with_counts_from_junit(task, tmp_path):
+    result = _validate(task, "two_conflicts", tmp_path / "out")
+    assert result.valid, result.reason
+    written = json.loads((tmp_path / "out" / "result.json").read_text())
+    assert written["new_tests_ran"]["ok"] and written["new_tests_ran"]["counts"]["total"] == 5
+    assert written["tests"]["source"] == "junit"
+    assert written["pass_with_feature"]["ok"]
+    without = written["fail_without_feature"]
+    assert without["ok"] and without["counts"]["failed"] == 1 and without["counts"]["passed"] == 4
+    existing = written["existing_tests"]
+    assert existing["ok"] and existing["counts"] == {"features": 3, "checked": 3, "broken": 0}
+    assert [d["status"] for d in existing["detail"]] == ["ok", "ok", "ok"]
+
+
+def test_a_test_run_that_counts_nothing_is_invalid(task):
+    task.run_tests_sh.write_text("#!/bin/bash\nexit 0\n")
+    result = _validate(task, "two_conflicts")
+    assert not result.valid
+    assert result.tests.exit_code == 0 and result.tests.counts.total == 0 and result.tests.source == "none"
+    assert not result.proofs.new_tests_ran.ok
+    assert result.reason.startswith("the new tests did not run: no test was counted")
+    assert not result.proofs.existing_tests.ran  # nothing further is run on an empty run
+
+
+def test_tests_that_pass_without_the_feature_are_invalid(task):
+    result = _validate(task, "tests_pass_without")
+    assert not result.valid
+    assert result.proofs.new_tests_ran.ok and result.proofs.pass_with_feature.ok
+    proof = result.proofs.fail_without_feature
+    assert not proof.ok and proof.counts["passed"] == 5 and proof.counts["failed"] == 0
+    assert "pass without the feature" in result.reason and "do not test it" in result.reason
+    assert result.conflicting_features == [2, 3]  # it conflicts; the proof decides
+
+
+def test_a_feature_that_breaks_existing_features_tests_is_invalid(task):
+    result = _validate(task, "breaks_existing")
+    assert not result.valid
+    proofs = result.proofs
+    assert proofs.new_tests_ran.ok and proofs.pass_with_feature.ok and proofs.fail_without_feature.ok
+    assert not proofs.existing_tests.ok
+    assert proofs.existing_tests.counts["broken"] == 3
+    for entry in proofs.existing_tests.detail:
+        assert entry["status"] == "broken"
+        assert entry["regressions"] == ["tests.test_ops::test_subtract"]
+    assert "breaks existing features' tests" in result.reason and "test_subtract" in result.reason
+
+
+def test_uv_task_installs_from_a_local_index_through_the_sandbox(tmp_path, monkeypatch):
+    task = make_task(tmp_path / "fixture", run_tests=UV_RUN_TESTS_SH)
+    with LocalIndex.of_installed(tmp_path / "index", ["pytest"]) as index:
+        monkeypatch.setenv("UV_INDEX_URL", index.url)
+        monkeypatch.setenv("UV_PYTHON_DOWNLOADS", "never")
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-must-not-reach-the-task")
+        monkeypatch.delenv("UV_CACHE_DIR", raising=False)
+        monkeypatch.setenv("PATH", "/usr/bin:/bin")  # uv comes from the project, not the caller's PATH
+        feature_patch, tests_patch = pair(task, "two_conflicts")
+        check = validate_generated_feature(task.path, feature_patch, tests_patch, backend="local")
+    assert check.valid, check.reason + "\n" + check.tests.output
+    assert check.tests.source == "junit" and check.tests.counts.passed == 5
+    assert any(path.startswith("/simple/pytest") for path in index.requests)
+    assert any(path.endswith(".whl") for path in index.requests)
+
+
+def test_uv_task_without_the_index_setting_fails_with_the_reason(tmp_path, monkeypatch):
+    task = make_task(tmp_path / "fixture", run_tests=UV_RUN_TESTS_SH)
+    monkeypatch.setenv("UV_INDEX_URL", "http://127.0.0.1:9/simple")  # nothing listens there
+    monkeypatch.setenv("UV_OFFLINE", "1")
+    feature_patch, tests_patch = pair(task, "two_conflicts")
+    check = validate_generated_feature(task.path, feature_patch, tests_patch, backend="local")
+    assert not check.valid and "the new tests did not run" in check.reason
+    assert check.tests.exit_code != 0
+
+
+def _hostile_home(tmp_path):
+    home = tmp_path / "home"
+    hooks = home / "hooks"
+    hooks.mkdir(parents=True)
+    for name in ("pre-merge-commit", "pre-commit", "commit-msg", "post-checkout"):
+        (hooks / name).write_text("#!/bin/sh\necho 'hook says no' >&2\nexit 1\n")
+        (hooks / name).chmod(0o755)
+    (home / ".gitconfig").write_text(f"[core]\n\thooksPath = {hooks}\n[merge]\n\tconflictStyle = zdiff3\n"
+                                     "[user]\n\tname = Someone\n\temail = someone@example.com\n")
+    return home
+
+
+def test_verdicts_do_not_depend_on_the_users_git_setup(task, tmp_path, monkeypatch):
+    before = _validate(task, "two_conflicts")
+    home = _hostile_home(tmp_path)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("GIT_CONFIG_GLOBAL", raising=False)
+    monkeypatch.delenv("XDG_CONFIG_HOME", raising=False)
+    # the hostile setup is live for a plain git call
+    probe = subprocess.run(["git", "config", "--global", "merge.conflictStyle"], capture_output=True, text=True,
+                           env={**os.environ})
+    assert probe.stdout.strip() == "zdiff3"
+    validate._BASE_RUNS.clear()  # every run again, under the hostile setup
+    after = _validate(task, "two_conflicts")
+    assert after.valid == before.valid is True
+    assert [c.model_dump() for c in after.conflicts] == [c.model_dump() for c in before.conflicts]
+    assert not any("|||||||" in h for c in after.conflicts for h in c.hunks)  # no zdiff3 base section
+    assert after.proofs.to_dict() == before.proofs.to_dict()
