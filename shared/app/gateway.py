@@ -89,13 +89,15 @@ def is_terminal(event: Envelope, run_id: str) -> bool:
 class RunRequest(BaseModel):
     """What `POST /runs` accepts (the same choices as `repo-pilot run`)."""
 
-    repo: str = Field(description="Path of a git repository on the gateway's host, or a git URL.")
-    categories: list[str] = Field(default_factory=lambda: list(CATEGORIES),
+    # Bounds (422 when exceeded) keep a request far below the store's event size limit.
+    repo: str = Field(max_length=4096,
+                      description="Path of a git repository on the gateway's host, or a git URL.")
+    categories: list[str] = Field(default_factory=lambda: list(CATEGORIES), max_length=len(CATEGORIES),
                                   description=f"Any of: {', '.join(CATEGORIES)}.")
     threshold: float | None = Field(default=None, description="Auto-merge score, 1–10 (default from settings).")
-    engine: str | None = Field(default=None, description="rules | llm (default: llm when a model is configured).")
-    ref: str | None = Field(default=None, description="Branch, tag or sha to start from.")
-    forge: str = Field(default="local", description="local | remote | github.")
+    engine: str | None = Field(default=None, max_length=16, description="rules | llm (default: llm when a model is configured).")
+    ref: str | None = Field(default=None, max_length=255, description="Branch, tag or sha to start from.")
+    forge: str = Field(default="local", max_length=16, description="local | remote | github.")
 
 
 class RunCreated(BaseModel):

@@ -15,6 +15,19 @@ from shared.events import CATEGORIES, Envelope, PipelineRequested, make_event, n
 
 ENGINES = ("rules", "llm")
 FORGES = ("local", "remote", "github")
+# Bounds on what a user may send, checked before anything touches the disk or the log.
+MAX_REPO_CHARS = 4096  # PATH_MAX on Linux; longer URLs are not real repositories either
+MAX_REF_CHARS = 255  # git refuses longer ref names on most filesystems
+MAX_CATEGORIES_CHARS = 256
+
+
+def check_lengths(repo: str, categories: str | Sequence[str], ref: str | None) -> None:
+    """ValueError naming the field when an input is longer than any real one could be."""
+    cats = categories if isinstance(categories, str) else ",".join(str(c) for c in categories)
+    for name, value, limit in (("repo", repo, MAX_REPO_CHARS), ("ref", ref or "", MAX_REF_CHARS),
+                               ("categories", cats, MAX_CATEGORIES_CHARS)):
+        if len(value) > limit:
+            raise ValueError(f"{name} is {len(value):,} characters long; at most {limit:,} are accepted")
 
 
 def looks_remote(repo: str) -> bool:
@@ -38,6 +51,7 @@ def validate_request(
     """
     from shared.adapters.git import is_git_repo
 
+    check_lengths(repo or "", categories, ref)
     if not repo or not repo.strip():
         raise ValueError("repo is empty: give the path of a git repository or a git URL.")
     if not looks_remote(repo):

@@ -30,6 +30,7 @@ from tenacity import (
 )
 
 from shared.common import telemetry
+from shared.events.limits import clip
 from shared.events.run import LlmCallRecorded
 from shared.ports.errors import StepError
 
@@ -295,7 +296,7 @@ class ModelCaller:
                 prompt_tokens=completion.prompt_tokens,
                 completion_tokens=completion.completion_tokens,
                 cost_usd=completion.cost_usd,
-                response=completion.text or "",
+                response=clip(completion.text or "", what="model answer"),
                 attempt=attempt,
                 error=error,
             )

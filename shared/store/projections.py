@@ -221,16 +221,21 @@ class Projector:
         return count
 
     async def _pages(self, after: int) -> AsyncIterator[list[SlimEvent]]:
-        """The log after `after` in pages, reading the next page while the caller uses this one."""
-        events = await self.store.read_all_slim(after, self.batch)
-        while events:
-            following = asyncio.create_task(self.store.read_all_slim(events[-1].global_position, self.batch))
+        """The log after `after` in pages, reading the next page while the caller uses this one.
+
+        Rows that do not decode are skipped (the store keeps them in `skipped`), so one bad row
+        never stops a projection or a rebuild."""
+        events, end = await self.store.read_page_slim(after, self.batch)
+        while end > after:
+            following = asyncio.create_task(self.store.read_page_slim(end, self.batch))
             try:
-                yield events
+                if events:
+                    yield events
             except BaseException:  # the caller failed or stopped early
                 following.cancel()
                 raise
-            events = await following
+            after = end
+            events, end = await following
 
     async def _lock_checkpoint(self, conn) -> int:
         """The checkpoint, locked until the transaction ends, so two projectors never apply the

@@ -1,0 +1,12 @@
+-- Events the relay could not publish or decode (shared/messaging/relay.py): quarantined with their
+-- position and the reason, so one bad row never stalls the ordered log. `repo-pilot health` lists them.
+CREATE TABLE IF NOT EXISTS relay_faults (
+    global_position bigint      PRIMARY KEY,
+    event_id        uuid,
+    stream_id       text,
+    type            text,
+    kind            text        NOT NULL,  -- undecodable | too_large | rejected
+    reason          text        NOT NULL,
+    relay           text        NOT NULL,
+    recorded_at     timestamptz NOT NULL DEFAULT now()
+);
