@@ -140,11 +140,22 @@ class Cluster:
     def up(self, name: str = "up") -> subprocess.Popen:
         """One more `repo-pilot up` process (relay + projector + sweeper + every pipeline service)."""
         services = "analyzer,suggester,executor,reviewer,tester,merger"
-        log = open(self.home / f"{name}-{len(self.procs)}.log", "w")  # noqa: SIM115 (lives with the process)
+        path = self.home / f"{name}-{len(self.procs)}.log"
+        log = path.open("w")  # lives as long as the process
         proc = subprocess.Popen([sys.executable, "-m", "shared.app.cli", "up", "--services", services],
                                 env=self.env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        proc.log_path = path
         self.procs.append(proc)
         return proc
+
+    @staticmethod
+    async def wait_log(proc: subprocess.Popen, text: str, timeout: float = 60) -> None:
+        """Wait until the process's log says `text` (e.g. that its relay leads)."""
+        deadline = time.monotonic() + timeout
+        while text not in proc.log_path.read_text(errors="replace"):
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise AssertionError(f"no {text!r} in {proc.log_path}:\n{proc.log_path.read_text()[-3000:]}")
+            await asyncio.sleep(0.2)
 
     @staticmethod
     def kill(proc: subprocess.Popen) -> None:

@@ -29,7 +29,7 @@ async def test_sigkill_of_the_leading_process_mid_step(cluster_factory, tmp_path
     relay is SIGKILLed while runs are mid-step, and started again."""
     cluster = await cluster_factory()
     first = cluster.up()
-    await cluster.wait_for("SELECT count(*) > 0 FROM checkpoints WHERE name = 'relay'", timeout=60)
+    await cluster.wait_log(first, "leading")
     second = cluster.up()
     await cluster.request_runs(6 if FULL else 3, tmp_path)
     await cluster.wait_for("SELECT count(*) >= 2 FROM events WHERE type = 'StepStarted' AND data->>'step' "
