@@ -121,12 +121,12 @@ class Cluster:
         await asyncio.to_thread(pg_ctl, ["-w", "stop", "-m", "immediate"], pgdata=data, user=_owner(data))
 
     async def start_postgres(self) -> None:
-        """Start the private PostgreSQL again as pgserver runs it: unix socket in its data dir, no TCP."""
-        from pgserver._commands import pg_ctl
-
+        """Start the private PostgreSQL again exactly as pgserver does (in a fresh process: pgserver
+        caches its handle per process and would not notice the server is gone)."""
         data = self.home / "servers" / "postgres"
-        args = ["-w", "-l", str(data / "restart.log"), "-o", f"-h '' -k {data}", "start"]
-        await asyncio.to_thread(pg_ctl, args, pgdata=data, user=_owner(data))
+        code = "import sys, pgserver; pgserver.get_server(sys.argv[1], cleanup_mode=None)"
+        proc = await asyncio.create_subprocess_exec(sys.executable, "-c", code, str(data))
+        assert await proc.wait() == 0, "the private PostgreSQL did not start again"
 
     # -- Repo Pilot processes --
 

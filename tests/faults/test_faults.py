@@ -123,3 +123,51 @@ async def test_concurrent_runs_with_two_replicas_of_everything(cluster_factory, 
     outcome.recovery_seconds = round(time.monotonic() - began, 1)
     report("concurrent-two-replicas", outcome)
     _assert_all_ended(outcome)
+
+
+async def test_handler_crashing_on_every_delivery_with_the_store_down_at_the_last(cluster_factory, report):
+    """The last delivery fails while Postgres goes down: nothing can be recorded, so the message is
+    held (not terminated, no attempt spent on the outage) and processed again once the store is
+    back; the failure is then recorded once. The run ends, FAILED, nothing stranded."""
+    from shared.events import PipelineRequested, make_event, new_run_stream
+    from shared.messaging.consumer import Route, ServiceRuntime
+    from shared.messaging.relay import Relay
+
+    cluster = await cluster_factory(private_postgres=True)
+    deliveries: list[int] = []
+    outage = asyncio.Event()
+
+    async def crash(event, deps):
+        deliveries.append(1)
+        if len(deliveries) == 3:
+            outage.set()
+            await cluster.stop_postgres()
+        raise RuntimeError(f"crash #{len(deliveries)}")
+
+    import nats
+
+    nc = await nats.connect(cluster.nats_url)
+    stop = asyncio.Event()
+    relay = asyncio.create_task(Relay(cluster.store, nc, lock_retry=0.2).run(stop))
+    runtime = ServiceRuntime("analyzer", [Route("PipelineRequested", crash, step="analyze")], cluster.store,
+                             None, nats_url=cluster.nats_url, max_deliver=3, ack_wait=5, backoff=(0.2,))
+    await runtime.start()
+    try:
+        stream = new_run_stream()
+        await cluster.store.append(stream, [make_event(PipelineRequested(repo="/tmp/r"), stream)], 0)
+        cluster.runs.append(stream)
+        await asyncio.wait_for(outage.wait(), 60)
+        await asyncio.sleep(5 if not FULL else 30)
+        await cluster.start_postgres()
+        back = time.monotonic()
+        outcome = await cluster.wait_until_ended(120)
+        outcome.recovery_seconds = round(time.monotonic() - back, 1)
+    finally:
+        await runtime.stop()
+        stop.set()
+        await asyncio.wait_for(relay, 15)
+        await nc.close()
+    report("handler-crashing-store-down-at-last-attempt", outcome)
+    _assert_all_ended(outcome, may_fail=True)
+    assert outcome.failed == 1 and "RuntimeError: crash #" in outcome.errors[0]
+    assert len(deliveries) >= 3
