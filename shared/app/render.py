@@ -47,6 +47,13 @@ async def follow(store, run_id: str, timeout: float, console: Console, interval:
     return run
 
 
+def tally(group: dict) -> str:
+    """`3/4 passed`, or `timed out after 600s` (a timeout is not "0/0 passed")."""
+    if group.get("timed_out"):
+        return f"timed out after {group['timed_out']:g}s"
+    return f"{group['passed']}/{group['total']} passed"
+
+
 def print_verdict(console: Console, run: dict | None, beads: list[dict]) -> None:
     if run is None:
         console.print("[red]the run never appeared in the read models: is a projector running (`repo-pilot up`)?")
@@ -63,11 +70,10 @@ def print_verdict(console: Console, run: dict | None, beads: list[dict]) -> None
     tests = run.get("tests") or {}
     before, after = tests.get("own_before"), tests.get("own_after")
     if after:
-        lines.append(Text(f"own tests: before {before['passed']}/{before['total']} passed, "
-                          f"after {after['passed']}/{after['total']} passed"
+        lines.append(Text(f"own tests: before {tally(before)}, after {tally(after)}"
                           + (" — REGRESSED" if tests.get("regressed") else "")))
     for g in tests.get("groups", []):
-        lines.append(Text(f"generated {g['group']}: {g['passed']}/{g['total']} passed"))
+        lines.append(Text(f"generated {g['group']}: {tally(g)}"))
     applied = sum(1 for b in beads if b["kind"] == "improvement" and b["status"] == "COMPLETED")
     rejected = sum(1 for b in beads if b["kind"] == "improvement" and b["status"] == "SKIPPED")
     if applied or rejected:

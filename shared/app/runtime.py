@@ -138,6 +138,7 @@ class System:
                     name, service_routes(name), self.store, deps, nats_url=self.servers.nats_url,
                     stream_name=s.stream_name, subject_prefix=s.subject_prefix,
                     max_deliver=s.max_deliver, ack_wait=s.ack_wait_seconds,
+                    max_workers=s.tester_concurrency if name == "tester" else 1,
                 )
                 await runtime.start()
                 self._runtimes.append(runtime)

@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     # The sweeper ends a run whose stream has recorded nothing for this long (PipelineFailed).
     stall_after_seconds: float = Field(default=1800.0, alias="REPO_PILOT_STALL_AFTER")
 
+    # Test steps one tester replica runs at once (a slow repository must not block the others).
+    tester_concurrency: int = Field(default=3, ge=1, alias="REPO_PILOT_TESTER_CONCURRENCY")
+
     max_deliver: int = Field(default=5, alias="REPO_PILOT_MAX_DELIVER")
     ack_wait_seconds: float = Field(default=60.0, alias="REPO_PILOT_ACK_WAIT")
 

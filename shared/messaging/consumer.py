@@ -165,6 +165,7 @@ class ServiceRuntime:
         ack_wait: float = 60.0,
         heartbeat_interval: float | None = None,
         backoff: Sequence[float] = (1, 5, 15, 30),
+        max_workers: int = 1,
     ):
         types = [r.event_type for r in routes]
         if len(set(types)) != len(types):
@@ -180,6 +181,7 @@ class ServiceRuntime:
         self.ack_wait = ack_wait
         self.heartbeat_interval = heartbeat_interval or ack_wait / 3
         self.backoff = tuple(backoff)
+        self.max_workers = max(1, max_workers)  # deliveries handled at once by this replica
         self.broker: NatsBroker | None = None
         self.stopping = False  # set first thing in `stop`: failures from then on are interruptions
         self.store_retry: Sequence[float] = (0.5, 1, 2, 5)
@@ -343,6 +345,9 @@ class ServiceRuntime:
             stream=JStream(self.stream_name, declare=False),
             pull_sub=PullSub(batch_size=1, timeout=1.0),  # one at a time: handlers may be long
             ack_policy=AckPolicy.MANUAL,  # we ack after the store commit, never FastStream
+            # Several at once (the tester: one slow repository must not hold up the others'
+            # test steps); FastStream fetches the next one only when a worker is free.
+            **({"max_workers": self.max_workers} if self.max_workers > 1 else {}),
         )
 
         @subscriber

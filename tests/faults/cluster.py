@@ -137,9 +137,9 @@ class Cluster:
                    REPO_PILOT_HOME=str(self.home / "data"), **self.env_extra)
         return env
 
-    def up(self, name: str = "up") -> subprocess.Popen:
-        """One more `repo-pilot up` process (relay + projector + sweeper + every pipeline service)."""
-        services = "analyzer,suggester,executor,reviewer,tester,merger"
+    def up(self, name: str = "up", services: str = "analyzer,suggester,executor,reviewer,tester,merger"
+           ) -> subprocess.Popen:
+        """One more `repo-pilot up` process (relay + projector + sweeper + the pipeline services)."""
         path = self.home / f"{name}-{len(self.procs)}.log"
         log = path.open("w")  # lives as long as the process
         proc = subprocess.Popen([sys.executable, "-m", "shared.app.cli", "up", "--services", services],

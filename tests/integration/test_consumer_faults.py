@@ -122,3 +122,27 @@ async def _consumer_exists(js, stream_name: str) -> bool:
         return True
     except Exception:
         return False
+
+
+async def test_one_slow_delivery_does_not_hold_up_the_others(store, nats_client, bus_names, start):
+    """With max_workers > 1 (the tester's REPO_PILOT_TESTER_CONCURRENCY) a slow step runs while
+    later ones complete; with one worker they would wait behind it."""
+    release = asyncio.Event()
+    slow_repo = "/tmp/slow-repo"
+
+    async def analyze(event, deps):
+        if event.data.repo == slow_repo:
+            await asyncio.wait_for(release.wait(), 60)
+        return [_analyzed(event)]
+
+    await start(analyze, max_workers=3)
+    async with running_relay(store, nats_client, bus_names):
+        slow = new_run_stream()
+        await store.append(slow, [requested(slow, repo=slow_repo)], 0)
+        await eventually(lambda: _has(store, slow, "StepStarted"), what="slow step started")
+        quick = [await _request(store) for _ in range(2)]
+        for run in quick:
+            await eventually(lambda r=run: _has(store, r, "StepCompleted"), what="quick steps done meanwhile")
+        assert "StepCompleted" not in await _types(store, slow)
+        release.set()
+        await eventually(lambda: _has(store, slow, "StepCompleted"), what="slow step done")

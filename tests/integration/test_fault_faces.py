@@ -17,7 +17,10 @@ except ImportError:  # the upstream name, where that is what is installed
 
 from shared.app.gateway import create_app
 from tests.conftest import make_git_repo
-from tests.integration.test_cli import cli, cli_env  # noqa: F401  (fixture)
+from tests.integration import test_cli as cli_support
+from tests.integration.test_cli import cli
+
+faces_env = cli_support.cli_env  # the `cli_env` fixture, found by pytest under its own name
 
 pytestmark = pytest.mark.integration
 

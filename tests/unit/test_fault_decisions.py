@@ -63,3 +63,12 @@ def test_data_directory_is_never_home_itself(monkeypatch, tmp_path):
     assert home != tmp_path and tmp_path in home.parents and home.name == "repo-pilot"
     monkeypatch.setenv("REPO_PILOT_HOME", str(tmp_path / "data"))
     assert Settings(_env_file=None).home == tmp_path / "data"
+
+
+def test_a_test_timeout_reads_as_a_timeout_not_zero_of_zero():
+    from shared.app.render import tally
+    from shared.events import TestGroupResult
+
+    timed_out = TestGroupResult(group="own", errors=1, timed_out=600, output="timed out after 600s")
+    assert tally(timed_out.model_dump()) == "timed out after 600s"
+    assert tally(TestGroupResult(group="own", total=4, passed=3).model_dump()) == "3/4 passed"
