@@ -40,29 +40,29 @@ async def _bad_row(database_url: str, schema: str) -> None:
         await conn.close()
 
 
-def test_readers_skip_an_unreadable_row_and_health_reports_it(cli_env, database_url, db_schema, tmp_path):
+def test_readers_skip_an_unreadable_row_and_health_reports_it(faces_env, database_url, db_schema, tmp_path):
     import asyncio
 
     repo = make_git_repo(tmp_path / "target", {"app.py": "x = 1\n"})
-    run_id = cli(cli_env, "request", str(repo)).stdout.strip()
-    assert "ok" in cli(cli_env, "health", check=False).stdout
+    run_id = cli(faces_env, "request", str(repo)).stdout.strip()
+    assert "ok" in cli(faces_env, "health", check=False).stdout
     asyncio.run(_bad_row(database_url, db_schema))
 
     for args in (["runs"], ["status", run_id], ["events", "--json"], ["projections", "rebuild"]):
-        proc = cli(cli_env, *args)
+        proc = cli(faces_env, *args)
         assert "skipped 1 unreadable event" in proc.stderr, args
-    events = [json.loads(line) for line in cli(cli_env, "events", "--json").stdout.splitlines()]
+    events = [json.loads(line) for line in cli(faces_env, "events", "--json").stdout.splitlines()]
     assert [e["type"] for e in events] == ["PipelineRequested"]
 
-    health = cli(cli_env, "health", "--json", check=False)
+    health = cli(faces_env, "health", "--json", check=False)
     assert health.returncode == 1
     report = json.loads(health.stdout)
     assert not report["ok"] and report["faults"][0]["type"] == "NoSuchEvent"
     assert any(c["name"] == "relay faults" and not c["ok"] for c in report["checks"])
 
 
-def test_cli_refuses_an_oversized_request_before_touching_anything(cli_env):
-    proc = cli(cli_env, "request", "/tmp/" + "a" * 10_000, check=False)
+def test_cli_refuses_an_oversized_request_before_touching_anything(faces_env):
+    proc = cli(faces_env, "request", "/tmp/" + "a" * 10_000, check=False)
     assert proc.returncode == 2 and "repo is 10,005 characters long; at most 4,096" in proc.stderr
 
 
