@@ -20,7 +20,7 @@ from tests.conftest import make_git_repo
 from tests.integration import test_cli as cli_support
 from tests.integration.test_cli import cli
 
-faces_env = cli_support.cli_env  # the `cli_env` fixture, found by pytest under its own name
+faces_env = cli_support.cli_env  # `cli_env` (pytest registers it by its function name)
 
 pytestmark = pytest.mark.integration
 
