@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 
 from shared.app import render
-from shared.app.requests import append_request, replay_request
+from shared.app.requests import RunInProgress, append_request, replay_request
 from shared.common.settings import Settings
 from shared.events import CATEGORIES, PipelineRequested
 
@@ -61,7 +61,11 @@ def _arun(coro):
 
     try:
         return asyncio.run(coro)
+<<<<<<< HEAD
     except (ServerUnreachable, MigrationChanged) as exc:
+=======
+    except (ServerUnreachable, RunInProgress) as exc:
+>>>>>>> 5f6192e (One run at a time per repository and ref: a second request is refused (CLI exit 2, gateway 409) under an advisory lock on the target)
         _fail(str(exc))
     except KeyboardInterrupt:
         err.print("interrupted")

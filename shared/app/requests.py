@@ -99,14 +99,41 @@ def replay_request(events: Sequence[Envelope]) -> PipelineRequested:
     return request
 
 
+class RunInProgress(ValueError):
+    """Another run on the same repository and ref has not ended: two would merge the same changes."""
+
+    def __init__(self, repo: str, ref: str | None, runs: list[str]):
+        super().__init__(
+            f"a run on {repo} ({'ref ' + ref if ref else 'default branch'}) is in progress: {runs[0]}. "
+            f"Wait for it to end (`repo-pilot status {runs[0]}`); a run that stopped moving is ended "
+            "by the sweeper after REPO_PILOT_STALL_AFTER seconds."
+        )
+        self.runs = runs
+
+
+def _target_lock(repo: str, ref: str | None) -> int:
+    import hashlib
+
+    digest = hashlib.sha256(f"request:{repo}\0{ref or ''}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
 async def append_request(store, request: PipelineRequested, *, service: str,
                          metadata: dict | None = None) -> str:
-    """Append `request` as the first event of a new run stream; returns the run id."""
+    """Append `request` as the first event of a new run stream; returns the run id.
+
+    One run at a time per repository and ref: raises RunInProgress when one has not ended (checked
+    and appended under a transaction-scoped advisory lock on the target, so two requests racing
+    for the same target cannot both get in)."""
     from shared.common.telemetry import tracer
 
     stream = new_run_stream()
     # The root of the run's trace: every service's span continues from this event's traceparent.
     with tracer().start_as_current_span("run requested", attributes={"pilot.stream_id": stream}):
         event = make_event(request, stream, service=service, metadata=metadata)
-    await store.append(stream, [event], 0)
+    async with store.pool.acquire() as conn, conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", _target_lock(request.repo, request.ref))
+        if running := await store.unfinished_runs(request.repo, request.ref, conn):
+            raise RunInProgress(request.repo, request.ref, running)
+        await store.append_in(conn, stream, [event], 0)
     return stream

@@ -387,6 +387,18 @@ class PostgresEventStore:
         finally:
             await listener.close()
 
+    async def unfinished_runs(self, repo: str, ref: str | None, conn: Any = None) -> list[str]:
+        """Runs requested on `repo` at `ref` (None: its default branch) that have not ended."""
+        db = conn or self.pool
+        rows = await db.fetch(
+            "SELECT r.stream_id FROM events r WHERE r.type = 'PipelineRequested' AND r.data->>'repo' = $1 "
+            "AND coalesce(r.data->>'ref', '') = $2 AND NOT EXISTS (SELECT 1 FROM events e "
+            "WHERE e.stream_id = r.stream_id AND e.type IN ('PipelineCompleted', 'PipelineFailed')) "
+            "ORDER BY r.global_position",
+            repo, ref or "",
+        )
+        return [r["stream_id"] for r in rows]
+
     async def record_relay_fault(
         self, position: int, stream_id: str | None, type_name: str | None, kind: str, reason: str,
         relay: str, event_id: uuid.UUID | None = None,

@@ -74,3 +74,28 @@ async def test_gateway_bounds_inputs(settings, store, tmp_path):
         long_ref = await client.post("/runs", json={"repo": str(tmp_path), "ref": "r" * 300})
         assert long_ref.status_code == 422
     assert await store.last_position() == 0  # nothing appended
+
+
+async def test_one_run_at_a_time_per_repository_and_ref(settings, store, tmp_path):
+    import asyncio
+
+    from shared.app.requests import RunInProgress, append_request
+    from shared.events import PipelineCompleted, PipelineRequested, make_event
+
+    repo = str(make_git_repo(tmp_path / "target", {"app.py": "x = 1\n"}))
+    request = PipelineRequested(repo=repo)
+    raced = await asyncio.gather(*(append_request(store, request, service="test") for _ in range(5)),
+                                 return_exceptions=True)
+    winners = [r for r in raced if isinstance(r, str)]
+    refused = [r for r in raced if isinstance(r, RunInProgress)]
+    assert len(winners) == 1 and len(refused) == 4
+    assert winners[0] in str(refused[0]) and "in progress" in str(refused[0])
+    other_ref = await append_request(store, request.model_copy(update={"ref": "dev"}), service="test")
+    assert other_ref != winners[0]  # another ref is another target
+
+    app = create_app(settings, store)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as client:
+        busy = await client.post("/runs", json={"repo": repo})
+        assert busy.status_code == 409 and winners[0] in busy.json()["detail"]
+        await store.append(winners[0], [make_event(PipelineCompleted(verdict="merged"), winners[0])])
+        assert (await client.post("/runs", json={"repo": repo})).status_code == 201

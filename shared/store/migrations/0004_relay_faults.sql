@@ -10,3 +10,8 @@ CREATE TABLE IF NOT EXISTS relay_faults (
     relay           text        NOT NULL,
     recorded_at     timestamptz NOT NULL DEFAULT now()
 );
+
+-- One run at a time per repository and ref (shared/app/requests.py): finds the requests of a
+-- target without scanning the log. Partial, so ordinary appends do not pay for it.
+CREATE INDEX IF NOT EXISTS events_requested_repo_idx ON events ((data->>'repo'))
+    WHERE type = 'PipelineRequested';
