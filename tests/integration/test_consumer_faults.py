@@ -146,3 +146,17 @@ async def test_one_slow_delivery_does_not_hold_up_the_others(store, nats_client,
         assert "StepCompleted" not in await _types(store, slow)
         release.set()
         await eventually(lambda: _has(store, slow, "StepCompleted"), what="slow step done")
+
+
+def test_git_runs_outside_the_terminals_session(tmp_path):
+    """Ctrl-C goes to the terminal's foreground process group: git must not be in it, or an
+    interrupted merge fails as a step (with a wrong cause) before the runtime can release it."""
+    import os
+
+    from shared.adapters.git import run_git
+    from tests.conftest import make_git_repo
+
+    repo = make_git_repo(tmp_path / "r", {"a.txt": "a\n"})
+    proc = run_git(repo, "-c", "alias.sid=!ps -o sid= -p $$", "sid")
+    assert proc.returncode == 0, proc.stderr
+    assert int(proc.stdout.strip()) != os.getsid(0)
