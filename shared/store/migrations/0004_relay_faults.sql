@@ -12,6 +12,7 @@ CREATE TABLE IF NOT EXISTS relay_faults (
 );
 
 -- One run at a time per repository and ref (shared/app/requests.py): finds the requests of a
--- target without scanning the log. Partial, so ordinary appends do not pay for it.
-CREATE INDEX IF NOT EXISTS events_requested_repo_idx ON events ((data->>'repo'))
+-- target without scanning the log. Partial, so ordinary appends do not pay for it; a hash index,
+-- because a btree entry is limited to ~8 kB and a row must never be refused for its repo's length.
+CREATE INDEX IF NOT EXISTS events_requested_repo_idx ON events USING hash ((data->>'repo'))
     WHERE type = 'PipelineRequested';
