@@ -61,11 +61,7 @@ def _arun(coro):
 
     try:
         return asyncio.run(coro)
-<<<<<<< HEAD
-    except (ServerUnreachable, MigrationChanged) as exc:
-=======
-    except (ServerUnreachable, RunInProgress) as exc:
->>>>>>> 5f6192e (One run at a time per repository and ref: a second request is refused (CLI exit 2, gateway 409) under an advisory lock on the target)
+    except (ServerUnreachable, MigrationChanged, RunInProgress) as exc:
         _fail(str(exc))
     except KeyboardInterrupt:
         err.print("interrupted")
