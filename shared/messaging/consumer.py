@@ -117,7 +117,7 @@ class StoreUnavailable(Exception):
 async def store_answers(store, timeout: float = 5.0) -> bool:
     """True when the store runs a trivial query within `timeout` seconds."""
     try:
-        await asyncio.wait_for(store.pool.fetchval("SELECT 1"), timeout)
+        await asyncio.wait_for(store.ping(), timeout)
         return True
     except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
         return False

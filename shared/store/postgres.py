@@ -351,6 +351,9 @@ class PostgresEventStore:
         )
         return self.decode_rows(rows, row_to_envelope)
 
+    async def ping(self) -> None:
+        await self.pool.fetchval("SELECT 1")
+
     async def last_position(self) -> int:
         return await self.pool.fetchval("SELECT coalesce(max(global_position), 0) FROM events")
 
