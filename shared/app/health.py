@@ -73,6 +73,8 @@ async def _bus(health: Health, nats_url: str, stream_name: str, services: list[s
                 health.add(f"consumer {name}", True,
                            f"{consumer.num_pending} pending, {consumer.num_ack_pending} in progress")
             except NotFoundError:
-                health.add(f"consumer {name}", False, "missing (the service recreates it when running)")
+                # Created by the service when a replica starts (and again after a stream is lost);
+                # absent just means no replica of it runs or has run against this stream.
+                health.add(f"consumer {name}", True, "not created: no replica of it is running")
     finally:
         await nc.close()

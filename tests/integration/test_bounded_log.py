@@ -62,6 +62,7 @@ async def test_readers_and_projections_skip_unknown_and_malformed_rows(store):
     tail = await _insert_raw(store, new_run_stream(), "NoSuchEvent", {})
     await Projector(store).run_once()
     assert tail in store.skipped
+    assert await store.get_checkpoint("projector") == tail
 
 
 async def test_relay_quarantines_undecodable_and_too_large_events_and_keeps_publishing(
