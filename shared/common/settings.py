@@ -41,7 +41,8 @@ class Settings(BaseSettings):
     max_event_bytes: int = Field(default=900_000, alias="REPO_PILOT_MAX_EVENT_BYTES")
 
     # The sweeper ends a run whose stream has recorded nothing for this long (PipelineFailed).
-    stall_after_seconds: float = Field(default=1800.0, alias="REPO_PILOT_STALL_AFTER")
+    # Above the longest legitimate silence: a test step runs up to six 600 s pytest sessions.
+    stall_after_seconds: float = Field(default=7200.0, alias="REPO_PILOT_STALL_AFTER")
 
     # Test steps one tester replica runs at once (a slow repository must not block the others).
     tester_concurrency: int = Field(default=3, ge=1, alias="REPO_PILOT_TESTER_CONCURRENCY")
