@@ -5,7 +5,7 @@ PYTEST := $(PY) -m pytest
 REPO ?=
 ARGS ?=
 
-.PHONY: install run demo up test unit integration e2e bench eval lint clean
+.PHONY: install run demo up test unit integration e2e faults bench eval lint clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -36,6 +36,9 @@ integration: install
 
 e2e: install
 	$(PYTEST) -m e2e tests
+
+faults: install  ## the fault suite at full size (50 runs, a 100 s Postgres outage…); see docs/reliability.md
+	REPO_PILOT_FAULTS=full REPO_PILOT_FAULTS_REPORT=$(CURDIR)/faults-report.jsonl $(PYTEST) -m faults -s --timeout 3600 tests/faults
 
 bench: install
 	$(PY) -m benchmarks

@@ -9,6 +9,7 @@ from shared.adapters.run_log import run_log_path, write_run_log
 from shared.adapters.workspace import commit_all
 from shared.ports.deps import UsesSettings, UsesStore, UsesWorkspace, UsesEngine, UsesForge
 from shared.events import DocsUpdated, Envelope, PipelineCompleted, RepoAnalyzed, StepSkipped
+from shared.events.limits import clip
 from shared.policy.run import emit, load_context, previous_calls
 
 SERVICE = "analyzer"
@@ -34,8 +35,9 @@ async def on_pipeline_requested(event: Envelope, deps: Uses) -> list[Envelope]:
         await deps.workspace.remove(work_id)
     return emit(event, SERVICE, *engine.drain_calls(), RepoAnalyzed(
         base_sha=repo.base_sha, default_branch=repo.default_branch, repo_path=req.repo,
-        stats=analysis.stats, specification=analysis.specification, graph=analysis.graph,
-        architecture=analysis.architecture, engine=engine.name,
+        stats=analysis.stats, specification=clip(analysis.specification, what="specification.md"),
+        graph=clip(analysis.graph, what="graph.md"),
+        architecture=clip(analysis.architecture, what="architecture.md"), engine=engine.name,
     ))
 
 

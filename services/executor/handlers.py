@@ -13,6 +13,7 @@ from typing import Protocol
 
 from shared.adapters.git import GitError, git, git_apply_patch, git_patch
 from shared.adapters.workspace import commit_all, format_patch
+from shared.events.limits import patch_refusal
 from shared.ports.deps import UsesStore, UsesWorkspace, UsesEngine
 from shared.events import (
     ChangeApplied,
@@ -80,10 +81,13 @@ async def on_improvements_suggested(event: Envelope, deps: Uses) -> list[Envelop
 
     patches: list[PatchEntry] = []
     # The working copy is rebuilt from events alone, so a redelivery starts from the same state.
+    series = 0
     try:
         path = await deps.workspace.worktree(ctx.run_id, ctx.request.repo, base, branch=ctx.branch)
         for imp, (diff, reason) in zip(improvements, drafts, strict=True):
             out.extend(begun[imp.id])
+            if diff is not None and (too_big := patch_refusal(len(diff), series)):
+                diff, reason = None, too_big
             if diff is not None:
                 try:
                     git_apply_patch(path, "apply", "--3way", "--whitespace=nowarn", patch=diff)
@@ -99,6 +103,7 @@ async def on_improvements_suggested(event: Envelope, deps: Uses) -> list[Envelop
             files = sorted(filter(None, git(path, "show", "--name-only", "--format=", sha).splitlines()))
             add(ChangeApplied(improvement_id=imp.id, patch=patch, files=files, commit_sha=sha))
             patches.append(PatchEntry(improvement_id=imp.id, commit_sha=sha, patch=patch))
+            series += len(patch)
         head = git(path, "rev-parse", "HEAD")
     finally:
         await deps.workspace.remove(ctx.run_id)

@@ -104,6 +104,9 @@ def run_git(
             input=input,
             stdin=None if input is not None else subprocess.DEVNULL,
             timeout=timeout,
+            # Its own session: Ctrl-C at the terminal interrupts Repo Pilot, which releases the step
+            # for redelivery, instead of killing git mid-merge and being recorded as a failed step.
+            start_new_session=True,
         )
 
 

@@ -348,7 +348,8 @@ async def run_pytest(
             span.set_attribute("process.exit.code", result.exit_code)
         output = tail(result.stdout + ("\n" + result.stderr if result.stderr.strip() else ""))
         if result.timed_out:
-            return TestGroupResult(group=group, errors=1, output=f"timed out after {timeout:g}s\n{output}")
+            return TestGroupResult(group=group, errors=1, timed_out=timeout,
+                                   output=f"timed out after {timeout:g}s\n{output}")
         try:
             totals, problem = read_junit(report), None
         except JUnitError as exc:

@@ -13,7 +13,7 @@ from rich.console import Console
 
 from shared.adapters.run_log import write_run_log
 from shared.app import render
-from shared.app.requests import append_request, replay_request
+from shared.app.requests import RunInProgress, append_request, replay_request
 from shared.common.settings import Settings
 from shared.events import CATEGORIES, PipelineRequested
 
@@ -62,7 +62,7 @@ def _arun(coro):
 
     try:
         return asyncio.run(coro)
-    except (ServerUnreachable, MigrationChanged) as exc:
+    except (ServerUnreachable, MigrationChanged, RunInProgress) as exc:
         _fail(str(exc))
     except KeyboardInterrupt:
         err.print("interrupted")
@@ -306,6 +306,50 @@ class _store:
         await self.store.close()
 
 
+def _report_skipped(store) -> None:
+    """Readers skip rows that do not decode; say so instead of hiding it (or crashing)."""
+    if store.skipped:
+        rows = sorted(store.skipped.values())
+        err.print(f"[yellow]warning:[/] skipped {len(rows)} unreadable event(s): " + "; ".join(
+            f"position {r.global_position} ({r.type}): {r.reason[:120]}" for r in rows[:5])
+            + (" …" if len(rows) > 5 else "") + " — see `repo-pilot health`")
+
+
+@app.command()
+def health(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Is anything stalled or stranded? Relay and projector positions, quarantined events,
+    idle runs, the bus and its consumers. Exit code 1 when something needs attention."""
+    import json
+
+    from shared.app.health import collect
+    from shared.app.runtime import available_services
+
+    settings = _settings()
+
+    async def main():
+        async with _store(settings) as store:
+            nats_url = settings.nats_url
+            if nats_url is None:
+                from shared.app.embedded import running_nats_url
+
+                nats_url = running_nats_url(settings.home)
+            return await collect(store, nats_url=nats_url, stream_name=settings.stream_name,
+                                 services=available_services(), stall_after=settings.stall_after_seconds)
+
+    report = _arun(main())
+    if as_json:
+        sys.stdout.write(json.dumps({"ok": report.ok, "checks": [
+            {"name": n, "ok": ok, "detail": d} for n, ok, d in report.checks], "faults": report.faults},
+            default=str) + "\n")
+    else:
+        for name, ok, detail in report.checks:
+            console.print(f"{'[green]ok[/]  ' if ok else '[red]FAIL[/]'} {name}: {detail}")
+        for fault in report.faults:
+            console.print(f"     quarantined position {fault['global_position']} {fault['type']} "
+                          f"({fault['kind']}): {fault['reason']}")
+    raise typer.Exit(0 if report.ok else 1)
+
+
 @app.command()
 def runs(limit: Annotated[int, typer.Option()] = 20) -> None:
     """Recent runs."""
@@ -314,6 +358,7 @@ def runs(limit: Annotated[int, typer.Option()] = 20) -> None:
     async def main():
         async with _store(_settings()) as store:
             await Projector(store).run_once()
+            _report_skipped(store)
             return await list_runs(store, limit)
 
     render.print_runs(console, _arun(main()))
@@ -327,6 +372,7 @@ def status(run_id: Annotated[str, typer.Argument()]) -> None:
     async def main():
         async with _store(_settings()) as store:
             await Projector(store).run_once()
+            _report_skipped(store)
             return await get_run(store, run_id)
 
     run_row, beads = _arun(main())
@@ -354,16 +400,20 @@ def events(
                     sys.stdout.flush()
                 else:
                     render.print_event(console, event)
+            _report_skipped(store)
 
     _arun(main())
 
 
 async def _all(store):
     position = 0
-    while batch := await store.read_all(position, 1000):
+    while True:
+        batch, end = await store.read_page(position, 1000)
+        if end == position:
+            return
         for event in batch:
             yield event
-        position = batch[-1].global_position
+        position = end
 
 
 @app.command()
@@ -394,7 +444,9 @@ def projections_rebuild() -> None:
 
     async def main() -> int:
         async with _store(_settings()) as store:
-            return await Projector(store).rebuild()
+            count = await Projector(store).rebuild()
+            _report_skipped(store)
+            return count
 
     console.print(f"rebuilt read models from {_arun(main())} events")
 

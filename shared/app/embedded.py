@@ -72,15 +72,23 @@ def _pid_alive(pid: int) -> bool:
         return False
 
 
+def running_nats_url(home: Path) -> str | None:
+    """The URL of the embedded nats-server under `home` if it runs (never starts one)."""
+    state_file = home / "nats" / "server.json"
+    if state_file.exists():
+        state = json.loads(state_file.read_text())
+        if _pid_alive(state["pid"]) and _port_open("127.0.0.1", state["port"]):
+            return f"nats://127.0.0.1:{state['port']}"
+    return None
+
+
 def ensure_nats(home: Path) -> str:
     """Start (or reuse) a JetStream-enabled nats-server under `home/nats`; returns its URL."""
     base = home / "nats"
     base.mkdir(parents=True, exist_ok=True)
     state_file = base / "server.json"
-    if state_file.exists():
-        state = json.loads(state_file.read_text())
-        if _pid_alive(state["pid"]) and _port_open("127.0.0.1", state["port"]):
-            return f"nats://127.0.0.1:{state['port']}"
+    if url := running_nats_url(home):
+        return url
     port = _free_port()
     cmd = [
         nats_binary(), "-js", "-a", "127.0.0.1", "-p", str(port),

@@ -2,7 +2,8 @@
 
 Routes (OpenAPI at `/openapi.json`, browsable at `/docs`):
 
-- `POST /runs` → 201 `{run_id}`; 400 with the reason when the request is invalid (nothing appended)
+- `POST /runs` → 201 `{run_id}`; 400 with the reason when the request is invalid (nothing appended);
+  409 while another run on the same repository and ref has not ended
 - `GET /runs` — recent runs; `GET /runs/{run_id}` — a run and its bead chain
 - `GET /runs/{run_id}/events` — its events as a JSON list
 - `GET /runs/{run_id}/events/stream` — Server-Sent Events: every event of the run so far, then
@@ -89,13 +90,15 @@ def is_terminal(event: Envelope, run_id: str) -> bool:
 class RunRequest(BaseModel):
     """What `POST /runs` accepts (the same choices as `repo-pilot run`)."""
 
-    repo: str = Field(description="Path of a git repository on the gateway's host, or a git URL.")
-    categories: list[str] = Field(default_factory=lambda: list(CATEGORIES),
+    # Bounds (422 when exceeded) keep a request far below the store's event size limit.
+    repo: str = Field(max_length=4096,
+                      description="Path of a git repository on the gateway's host, or a git URL.")
+    categories: list[str] = Field(default_factory=lambda: list(CATEGORIES), max_length=len(CATEGORIES),
                                   description=f"Any of: {', '.join(CATEGORIES)}.")
     threshold: float | None = Field(default=None, description="Auto-merge score, 1–10 (default from settings).")
-    engine: str | None = Field(default=None, description="rules | llm (default: llm when a model is configured).")
-    ref: str | None = Field(default=None, description="Branch, tag or sha to start from.")
-    forge: str = Field(default="local", description="local | remote | github.")
+    engine: str | None = Field(default=None, max_length=16, description="rules | llm (default: llm when a model is configured).")
+    ref: str | None = Field(default=None, max_length=255, description="Branch, tag or sha to start from.")
+    forge: str = Field(default="local", max_length=16, description="local | remote | github.")
 
 
 class RunCreated(BaseModel):
@@ -257,10 +260,11 @@ async def healthz(store: StoreDep) -> Health:
 
 
 @_api.post("/runs", status_code=status.HTTP_201_CREATED, response_model=RunCreated,
-           responses={400: {"description": "Invalid request (nothing was appended)"}})
+           responses={400: {"description": "Invalid request (nothing was appended)"},
+                      409: {"description": "A run on the same repository and ref has not ended"}})
 async def create_run(body: RunRequest, request: Request, store: StoreDep) -> RunCreated:
     """Request a pipeline run; the services pick it up from the log."""
-    from shared.app.requests import append_request, validate_request
+    from shared.app.requests import validate_request
 
     settings: Settings = request.app.state.settings
     try:
@@ -270,7 +274,17 @@ async def create_run(body: RunRequest, request: Request, store: StoreDep) -> Run
     except ValueError as exc:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, detail=str(exc)) from None
     req = req.model_copy(update={"requested_by": "gateway"})
-    return RunCreated(run_id=await append_request(store, req, service="gateway"))
+    return RunCreated(run_id=await _append(store, req))
+
+
+async def _append(store, req, metadata: dict | None = None) -> str:
+    """Append a request; 409 while another run on the same repository and ref has not ended."""
+    from shared.app.requests import RunInProgress, append_request
+
+    try:
+        return await append_request(store, req, service="gateway", metadata=metadata)
+    except RunInProgress as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, detail=str(exc)) from None
 
 
 @_api.get("/runs", response_model=list[Run])
@@ -354,11 +368,10 @@ def _sse(event: Envelope) -> ServerSentEvent:
            responses={404: {"description": "No such run"}})
 async def replay_run(run_id: str, store: StoreDep) -> RunCreated:
     """Run a recorded request again from the same base commit; model answers are reused."""
-    from shared.app.requests import append_request, replay_request
+    from shared.app.requests import replay_request
 
     try:
         req = replay_request(await store.read_stream(run_id))
     except LookupError:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no run {run_id!r} to replay") from None
-    return RunCreated(run_id=await append_request(store, req, service="gateway",
-                                                  metadata={"replayed_from": run_id}))
+    return RunCreated(run_id=await _append(store, req, {"replayed_from": run_id}))

@@ -69,6 +69,13 @@ async def follow(store, run_id: str, timeout: float, console: Console, interval:
     return run
 
 
+def tally(group: dict) -> str:
+    """`3/4 passed`, or `timed out after 600s` (a timeout is not "0/0 passed")."""
+    if group.get("timed_out"):
+        return f"timed out after {group['timed_out']:g}s"
+    return f"{group['passed']}/{group['total']} passed"
+
+
 def print_verdict(console: Console, run: dict | None, beads: list[dict], *, hint: str = "",
                   log_path=None) -> None:
     if run is None:
@@ -114,6 +121,8 @@ def suite_summary(group: dict | None) -> str:
     """One test group in words: never "0/0 passed" for a suite that did not run."""
     if not group:
         return "not run"
+    if group.get("timed_out"):
+        return tally(group)
     if did_not_run(group):
         reason = next((line for line in (group.get("output") or "").splitlines()
                        if line.startswith(("could not run", "pytest exit", "timed out"))), "")

@@ -15,6 +15,19 @@ from shared.events import CATEGORIES, Envelope, PipelineRequested, make_event, n
 
 ENGINES = ("rules", "llm")
 FORGES = ("local", "remote", "github")
+# Bounds on what a user may send, checked before anything touches the disk or the log.
+MAX_REPO_CHARS = 4096  # PATH_MAX on Linux; longer URLs are not real repositories either
+MAX_REF_CHARS = 255  # git refuses longer ref names on most filesystems
+MAX_CATEGORIES_CHARS = 256
+
+
+def check_lengths(repo: str, categories: str | Sequence[str], ref: str | None) -> None:
+    """ValueError naming the field when an input is longer than any real one could be."""
+    cats = categories if isinstance(categories, str) else ",".join(str(c) for c in categories)
+    for name, value, limit in (("repo", repo, MAX_REPO_CHARS), ("ref", ref or "", MAX_REF_CHARS),
+                               ("categories", cats, MAX_CATEGORIES_CHARS)):
+        if len(value) > limit:
+            raise ValueError(f"{name} is {len(value):,} characters long; at most {limit:,} are accepted")
 
 
 def looks_remote(repo: str) -> bool:
@@ -38,6 +51,7 @@ def validate_request(
     """
     from shared.adapters.git import is_git_repo
 
+    check_lengths(repo or "", categories, ref)
     if not repo or not repo.strip():
         raise ValueError("repo is empty: give the path of a git repository or a git URL.")
     if not looks_remote(repo):
@@ -101,14 +115,41 @@ def replay_request(events: Sequence[Envelope]) -> PipelineRequested:
     return request
 
 
+class RunInProgress(ValueError):
+    """Another run on the same repository and ref has not ended: two would merge the same changes."""
+
+    def __init__(self, repo: str, ref: str | None, runs: list[str]):
+        super().__init__(
+            f"a run on {repo} ({'ref ' + ref if ref else 'default branch'}) is in progress: {runs[0]}. "
+            f"Wait for it to end (`repo-pilot status {runs[0]}`); a run that stopped moving is ended "
+            "by the sweeper after REPO_PILOT_STALL_AFTER seconds."
+        )
+        self.runs = runs
+
+
+def _target_lock(repo: str, ref: str | None) -> int:
+    import hashlib
+
+    digest = hashlib.sha256(f"request:{repo}\0{ref or ''}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
 async def append_request(store, request: PipelineRequested, *, service: str,
                          metadata: dict | None = None) -> str:
-    """Append `request` as the first event of a new run stream; returns the run id."""
+    """Append `request` as the first event of a new run stream; returns the run id.
+
+    One run at a time per repository and ref: raises RunInProgress when one has not ended (checked
+    and appended under a transaction-scoped advisory lock on the target, so two requests racing
+    for the same target cannot both get in)."""
     from shared.common.telemetry import tracer
 
     stream = new_run_stream()
     # The root of the run's trace: every service's span continues from this event's traceparent.
     with tracer().start_as_current_span("run requested", attributes={"pilot.stream_id": stream}):
         event = make_event(request, stream, service=service, metadata=metadata)
-    await store.append(stream, [event], 0)
+    async with store.pool.acquire() as conn, conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", _target_lock(request.repo, request.ref))
+        if running := await store.unfinished_runs(request.repo, request.ref, conn):
+            raise RunInProgress(request.repo, request.ref, running)
+        await store.append_in(conn, stream, [event], 0)
     return stream

@@ -1,4 +1,10 @@
-"""Running Repo Pilot in one process: servers, relay, projector and services (what `up`/`run` use)."""
+"""Running Repo Pilot in one process: servers, relay, projector and services (what `up`/`run` use).
+
+The relay, projector and sweeper run supervised (`supervise`): an error is logged with its cause
+and the task restarts after a backoff (1 s doubling to 30 s); while a task is down `health()`
+says so, so a dead task is a failed health check, never silence. Consumers reconnect to NATS
+forever and recreate their durable consumer when it disappears (`ServiceRuntime`).
+"""
 
 from __future__ import annotations
 
@@ -12,6 +18,40 @@ from shared.app.embedded import Servers, resolve_servers
 from shared.common.settings import Settings
 
 log = logging.getLogger("repo_pilot.runtime")
+
+RESTART_BACKOFF = (1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
+
+
+async def supervise(name: str, work, stop: asyncio.Event, state: dict[str, str],
+                    backoff=RESTART_BACKOFF, healthy_after: float = 30.0) -> None:
+    """Run `work(stop)` until `stop` is set, restarting it after any error or early return.
+
+    `state[name]` is "" while the task runs and the reason while it waits to restart. The
+    backoff starts over once a run lasted `healthy_after` seconds."""
+    from shared.common import telemetry
+
+    failures = 0
+    while not stop.is_set():
+        state[name] = ""
+        began = asyncio.get_running_loop().time()
+        try:
+            await work(stop)
+            if stop.is_set():
+                return
+            reason = "returned while the system runs"
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            reason = f"{type(exc).__name__}: {exc}".strip()
+        if asyncio.get_running_loop().time() - began >= healthy_after:
+            failures = 0
+        delay = backoff[min(failures, len(backoff) - 1)]
+        failures += 1
+        state[name] = f"restarting in {delay:g}s after: {reason}"
+        log.error("%s stopped (%s); restarting in %gs (restart %s)", name, reason, delay, failures)
+        telemetry.default_metrics().record_task_restart(name)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), delay)
 
 PIPELINE_SERVICES = ("analyzer", "suggester", "executor", "reviewer", "tester", "merger")
 
@@ -43,7 +83,9 @@ def available_services() -> list[str]:
 async def open_store(settings: Settings, database_url: str):
     from shared.store import PostgresEventStore
 
-    return await PostgresEventStore.connect(database_url, schema=settings.db_schema)
+    return await PostgresEventStore.connect(
+        database_url, schema=settings.db_schema, max_event_bytes=settings.max_event_bytes
+    )
 
 
 @dataclass
@@ -61,6 +103,8 @@ class System:
     _tasks: list[asyncio.Task] = field(default_factory=list)
     _runtimes: list = field(default_factory=list)
     _nc: object | None = None
+    task_state: dict[str, str] = field(default_factory=dict)  # task -> "" (running) or why not
+    sweeper: bool = True
 
     async def start(self) -> System:
         s = self.settings
@@ -74,11 +118,16 @@ class System:
             from shared.messaging.relay import Relay
 
             relay = Relay(self.store, self._nc, stream_name=s.stream_name, subject_prefix=s.subject_prefix)
-            self._tasks.append(asyncio.create_task(relay.run(self._stop), name="relay"))
+            self._supervise("relay", relay.run)
         if self.projector:
             from shared.store.projections import Projector
 
-            self._tasks.append(asyncio.create_task(Projector(self.store).run(self._stop, 0.5), name="projector"))
+            projector = Projector(self.store)
+            self._supervise("projector", lambda stop: projector.run(stop, 0.5))
+            if self.sweeper:
+                from shared.messaging.sweeper import Sweeper
+
+                self._supervise("sweeper", Sweeper(self.store, s.stall_after_seconds).run)
         if self.services:
             from shared.app.bootstrap import bootstrap
             from shared.messaging.consumer import ServiceRuntime
@@ -89,13 +138,30 @@ class System:
                     name, service_routes(name), self.store, deps, nats_url=self.servers.nats_url,
                     stream_name=s.stream_name, subject_prefix=s.subject_prefix,
                     max_deliver=s.max_deliver, ack_wait=s.ack_wait_seconds,
+                    max_workers=s.tester_concurrency if name == "tester" else 1,
                 )
                 await runtime.start()
                 self._runtimes.append(runtime)
         log.info("running: relay=%s projector=%s services=%s", self.relay, self.projector, self.services)
         return self
 
+    def _supervise(self, name: str, work) -> None:
+        self._tasks.append(asyncio.create_task(supervise(name, work, self._stop, self.task_state), name=name))
+
+    def health(self) -> dict[str, str]:
+        """Each task and service of this process: "" when running, else why not."""
+        state = dict(self.task_state)
+        for task in self._tasks:
+            if task.done() and not self._stop.is_set():
+                state[task.get_name()] = "ended: " + (
+                    "cancelled" if task.cancelled() else repr(task.exception()))
+        for runtime in self._runtimes:
+            state[f"service {runtime.name}"] = runtime.healthy
+        return state
+
     async def stop(self) -> None:
+        for runtime in self._runtimes:
+            runtime.stopping = True  # from now on a failing step is an interruption, not an error
         self._stop.set()
         for runtime in self._runtimes:
             with contextlib.suppress(Exception):

@@ -28,13 +28,25 @@ class Settings(BaseSettings):
     target_repo_path: str | None = Field(default=None, alias="TARGET_REPO_PATH")
     api_token: str | None = Field(default=None, alias="REPO_PILOT_API_TOKEN")
     otel_endpoint: str | None = Field(default=None, alias="OTEL_EXPORTER_OTLP_ENDPOINT")
-    home: Path = Field(default_factory=default_home, alias="REPO_PILOT_HOME")
+    # Not called `home`: with populate_by_name the field name is matched against the environment
+    # too, and a field `home` would read $HOME and put servers, mirrors and logs straight into ~.
+    repo_pilot_home: Path = Field(default_factory=default_home, alias="REPO_PILOT_HOME")
     github_token: str | None = Field(default=None, alias="GITHUB_TOKEN")
 
     # Bus naming; tests give each test its own stream and subject prefix.
     stream_name: str = Field(default="PILOT", alias="REPO_PILOT_STREAM")
     subject_prefix: str = Field(default="pilot", alias="REPO_PILOT_SUBJECT_PREFIX")
     db_schema: str = Field(default="public", alias="REPO_PILOT_DB_SCHEMA")
+
+    # Bound on one stored event (encoded); keep it under the NATS server's max_payload (1 MiB).
+    max_event_bytes: int = Field(default=900_000, alias="REPO_PILOT_MAX_EVENT_BYTES")
+
+    # The sweeper ends a run whose stream has recorded nothing for this long (PipelineFailed).
+    # Above the longest legitimate silence: a test step runs up to six 600 s pytest sessions.
+    stall_after_seconds: float = Field(default=7200.0, alias="REPO_PILOT_STALL_AFTER")
+
+    # Test steps one tester replica runs at once (a slow repository must not block the others).
+    tester_concurrency: int = Field(default=3, ge=1, alias="REPO_PILOT_TESTER_CONCURRENCY")
 
     max_deliver: int = Field(default=5, alias="REPO_PILOT_MAX_DELIVER")
     ack_wait_seconds: float = Field(default=60.0, alias="REPO_PILOT_ACK_WAIT")
@@ -55,6 +67,11 @@ class Settings(BaseSettings):
     def default_engine(self) -> str:
         """`llm` when a model endpoint is configured, else the offline `rules` engine."""
         return "llm" if (self.openai_api_key or self.openai_base_url) else "rules"
+
+    @property
+    def home(self) -> Path:
+        """The data directory: REPO_PILOT_HOME, else the per-user data dir (never $HOME itself)."""
+        return self.repo_pilot_home
 
     @property
     def runs_dir(self) -> Path:

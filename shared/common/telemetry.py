@@ -277,7 +277,8 @@ class Metrics:
     Names follow Prometheus habits so the collector's prometheus exporter keeps them as they are
     (with its `repo_pilot` namespace): `repo_pilot_runs_total{outcome}`,
     `repo_pilot_step_duration_seconds_bucket{step}`, `repo_pilot_llm_tokens_total{model,type}`,
-    `repo_pilot_llm_cost_usd_total{model}`, `repo_pilot_consumer_lag{consumer}`.
+    `repo_pilot_llm_cost_usd_total{model}`, `repo_pilot_consumer_lag{consumer}`,
+    `repo_pilot_relay_faults_total{kind}`, `repo_pilot_task_restarts_total{task}`.
     """
 
     def __init__(self, meter: metrics.Meter):
@@ -310,6 +311,24 @@ class Metrics:
     def consumer_lag(self) -> metrics.Gauge:
         return self._instrument("consumer_lag", lambda m: m.create_gauge(
             "consumer_lag", unit="{message}", description="Messages pending for a durable consumer"))
+
+    @property
+    def relay_faults(self) -> metrics.Counter:
+        return self._instrument("relay_faults", lambda m: m.create_counter(
+            "relay_faults_total", unit="{event}", description="Events the relay quarantined, by reason kind"))
+
+    @property
+    def task_restarts(self) -> metrics.Counter:
+        return self._instrument("task_restarts", lambda m: m.create_counter(
+            "task_restarts_total", unit="{restart}", description="Supervised tasks restarted after an error"))
+
+    def record_relay_fault(self, kind: str) -> None:
+        """Count one event quarantined by the relay (`undecodable`, `too_large`, …)."""
+        self.relay_faults.add(1, {"kind": kind})
+
+    def record_task_restart(self, task: str) -> None:
+        """Count one restart of a supervised task (relay, projector, sweeper, a consumer)."""
+        self.task_restarts.add(1, {"task": task})
 
     def record_run(self, outcome: str) -> None:
         """Count one finished run (`completed`, `failed`, …)."""

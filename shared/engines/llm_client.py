@@ -37,6 +37,7 @@ from shared.common import telemetry
 from shared.engines.llm_answers import parse_json_answer, shown
 from shared.engines.llm_budget import Ledger, counted, estimate_tokens
 from shared.engines.llm_endpoint import Endpoint, endpoint, mode_options
+from shared.events.limits import clip
 from shared.events.run import LlmCallRecorded
 from shared.ports.errors import StepError
 
@@ -322,7 +323,7 @@ class ModelCaller:
                 prompt_tokens=completion.prompt_tokens,
                 completion_tokens=completion.completion_tokens,
                 cost_usd=completion.cost_usd,
-                response=completion.text or "",
+                response=clip(completion.text or "", what="model answer"),
                 attempt=attempt,
                 error=error,
             )

@@ -147,6 +147,7 @@ class TestGroupResult(_Part):
     errors: int = 0
     skipped: int = 0
     output: str = ""
+    timed_out: float | None = None  # seconds after which the run was stopped, when it was
 
 
 @event("run")

@@ -10,7 +10,13 @@ for each delivered event:
 - appends the handler's outputs + `StepCompleted` + the tracking row in ONE transaction, then acks;
 - records a `StepError` (a failure the user caused) as `StepFailed` + `PipelineFailed` at once;
 - retries any other exception with backoff (`nack(delay)`) and, at the last delivery attempt,
-  records the failure and terminates the message: never lost silently, never redelivered forever.
+  records the failure and terminates the message: never lost silently, never redelivered forever;
+- holds a message while the store does not answer (a failure that cannot be recorded is never
+  acked or terminated): in-progress heartbeats keep it, the store is probed with backoff, and the
+  delivery is processed again once it answers, so an outage spends no delivery attempts;
+- releases a delivery for redelivery (`nack`) when it fails while the runtime is stopping
+  (Ctrl-C, SIGTERM): an interrupted step is not the user's error;
+- recreates its durable consumer when it finds it gone (the stream was deleted).
 
 `process` is the core and knows nothing about NATS; `start` wires it to FastStream.
 """
@@ -25,10 +31,12 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import asyncpg
 from faststream.middlewares import AckPolicy
 from faststream.nats import ConsumerConfig, JStream, NatsBroker, PullSub
 from faststream.nats.annotations import NatsMessage
 from nats.errors import Error as NatsError
+from nats.js.errors import NotFoundError
 from nats.js.api import AckPolicy as JsAckPolicy
 from nats.js.api import DeliverPolicy
 
@@ -37,7 +45,7 @@ from shared.events import Envelope, MalformedEvent, UnknownEventType, make_event
 from shared.events.run import PipelineFailed, StepCompleted, StepFailed, StepStarted
 from shared.messaging.bus import connect_nats, connection_callbacks, ensure_stream, subjects_for
 from shared.ports.errors import StepError
-from shared.store import AlreadyProcessed
+from shared.store import AlreadyProcessed, EventTooLarge
 
 log = logging.getLogger("repo_pilot.consumer")
 
@@ -102,6 +110,19 @@ def describe_error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
+class StoreUnavailable(Exception):
+    """The store did not answer while a delivery was processed: hold the message, retry later."""
+
+
+async def store_answers(store, timeout: float = 5.0) -> bool:
+    """True when the store runs a trivial query within `timeout` seconds."""
+    try:
+        await asyncio.wait_for(store.ping(), timeout)
+        return True
+    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
+        return False
+
+
 async def _settled(task: asyncio.Task | None) -> None:
     """Wait for a bookkeeping write; its failure (the database is down) propagates."""
     if task is not None:
@@ -144,6 +165,7 @@ class ServiceRuntime:
         ack_wait: float = 60.0,
         heartbeat_interval: float | None = None,
         backoff: Sequence[float] = (1, 5, 15, 30),
+        max_workers: int = 1,
     ):
         types = [r.event_type for r in routes]
         if len(set(types)) != len(types):
@@ -159,7 +181,13 @@ class ServiceRuntime:
         self.ack_wait = ack_wait
         self.heartbeat_interval = heartbeat_interval or ack_wait / 3
         self.backoff = tuple(backoff)
+        self.max_workers = max(1, max_workers)  # deliveries handled at once by this replica
         self.broker: NatsBroker | None = None
+        self.stopping = False  # set first thing in `stop`: failures from then on are interruptions
+        self.store_retry: Sequence[float] = (0.5, 1, 2, 5)
+        self.watch_interval = 5.0
+        self.watch_error: str = ""  # last reason the consumer watch failed ("" while healthy)
+        self._watch: asyncio.Task | None = None
 
     # -- the core, independent of NATS --
 
@@ -188,11 +216,17 @@ class ServiceRuntime:
                 outputs = await self._with_heartbeats(route.handler(event, self.deps), heartbeat)
         except StepError as exc:
             await _settled(started)
+            if self.stopping:
+                return self._released(event, exc)
             log.warning("%s: %s failed (not retried): %s", self.name, event.type, exc.message)
             await self._record_failure(event, route, exc.message, exc.hint, attempt, retryable=False)
             return "ack"
         except Exception as exc:
             await _settled(started)
+            if self.stopping:
+                return self._released(event, exc)
+            if not await store_answers(self.store):
+                raise StoreUnavailable(describe_error(exc)) from exc
             outcome = failure_outcome(attempt, self.max_deliver)
             if outcome == "nack":
                 log.warning(
@@ -220,8 +254,18 @@ class ServiceRuntime:
             log.info("%s: %s %s handled concurrently elsewhere; dropping this result",
                      self.name, event.type, event.event_id)
             return "ack"
+        except EventTooLarge as exc:  # the same outputs would be refused again: not retried
+            log.error("%s: %s %s: %s", self.name, event.type, event.event_id, exc)
+            await self._record_failure(event, route, str(exc), "a step produced an event too large to "
+                                       "store; see docs/reliability.md", attempt, retryable=False)
+            return "ack"
         _record_metrics(route.step, time.monotonic() - began, done)
         return "ack"
+
+    def _released(self, event: Envelope, exc: BaseException) -> Outcome:
+        log.info("%s: %s %s interrupted while stopping (%s); released for redelivery",
+                 self.name, event.type, event.event_id, describe_error(exc))
+        return "nack"
 
     def _step_event(self, payload, cause: Envelope) -> Envelope:
         return make_event(payload, cause.stream_id, cause=cause, service=self.name)
@@ -301,6 +345,9 @@ class ServiceRuntime:
             stream=JStream(self.stream_name, declare=False),
             pull_sub=PullSub(batch_size=1, timeout=1.0),  # one at a time: handlers may be long
             ack_policy=AckPolicy.MANUAL,  # we ack after the store commit, never FastStream
+            # Several at once (the tester: one slow repository must not hold up the others'
+            # test steps); FastStream fetches the next one only when a worker is free.
+            **({"max_workers": self.max_workers} if self.max_workers > 1 else {}),
         )
 
         @subscriber
@@ -309,13 +356,56 @@ class ServiceRuntime:
 
         await broker.start()
         self.broker = broker
+        self._watch = asyncio.create_task(self._watch_consumer(), name=f"{self.name}-consumer-watch")
         log.info("%s: consuming %s from %s", self.name, sorted(self.routes), self.stream_name)
 
     async def stop(self) -> None:
         """Stop consuming; a handler still running is abandoned unacked and will be redelivered."""
+        self.stopping = True
+        if self._watch is not None:
+            self._watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._watch
         if self.broker is not None:
             broker, self.broker = self.broker, None
             await broker.stop()
+
+    async def ensure_consumer(self) -> bool:
+        """Create the stream and durable consumer if either is gone; True when it had to."""
+        admin = await connect_nats(self.nats_url, f"{self.name}-admin")
+        try:
+            js = admin.jetstream()
+            try:
+                await js.consumer_info(self.stream_name, self.name)
+                return False
+            except NotFoundError:
+                await ensure_stream(js, self.stream_name, self.subject_prefix)
+                await js.add_consumer(self.stream_name, config=self.consumer_config())
+                return True
+        finally:
+            await admin.close()
+
+    async def _watch_consumer(self) -> None:
+        """Recreate the durable consumer when it disappears (deleting a stream deletes them)."""
+        while True:
+            await asyncio.sleep(self.watch_interval)
+            try:
+                if await self.ensure_consumer():
+                    log.warning("%s: durable consumer was gone (stream %s deleted?); recreated it",
+                                self.name, self.stream_name)
+                self.watch_error = ""
+            except Exception as exc:  # NATS down: the client reconnects; say so and look again
+                self.watch_error = describe_error(exc)
+                log.warning("%s: cannot check the durable consumer: %s", self.name, self.watch_error)
+
+    @property
+    def healthy(self) -> str:
+        """"" while consuming normally, else why not."""
+        if self.broker is None:
+            return "stopped"
+        if self._watch is not None and self._watch.done():
+            return "consumer watch ended"
+        return self.watch_error
 
     async def _on_message(self, msg: NatsMessage) -> None:
         raw = msg.raw_message
@@ -327,16 +417,34 @@ class ServiceRuntime:
             return
         attempt = raw.metadata.num_delivered or 1
         telemetry.default_metrics().set_consumer_lag(self.name, raw.metadata.num_pending or 0)
-        try:
-            outcome = await self.process(event, attempt, msg.in_progress)
-        except Exception:
-            # The store itself failed (e.g. the database is down): transient, try again later.
-            outcome = "nack" if attempt < self.max_deliver else "term"
-            log.exception("%s: could not process %s %s (attempt %s)", self.name, event.type,
-                          event.event_id, attempt)
+        outcome = await self._process_holding(msg, event, attempt)
         if outcome == "ack":
             await msg.ack()
         elif outcome == "nack":
             await msg.nack(delay=retry_delay(attempt, self.backoff))
         else:
             await msg.reject()
+
+    async def _process_holding(self, msg: NatsMessage, event: Envelope, attempt: int) -> Outcome:
+        """`process`, again and again while the store does not answer (the message is kept with
+        in-progress heartbeats meanwhile): a failure is recorded or the step done, never dropped."""
+        waited = 0
+        while True:
+            try:
+                return await self.process(event, attempt, msg.in_progress)
+            except Exception as exc:
+                if self.stopping:
+                    return "nack"
+                if await store_answers(self.store):
+                    # Not an outage: a bookkeeping bug. Retry like a handler failure would.
+                    log.exception("%s: could not process %s %s (attempt %s)", self.name, event.type,
+                                  event.event_id, attempt)
+                    return "nack" if attempt < self.max_deliver else "term"
+                delay = retry_delay(waited + 1, self.store_retry)
+                waited += 1
+                if waited == 1 or waited % 20 == 0:
+                    log.warning("%s: the store does not answer (%s); holding %s %s and retrying",
+                                self.name, describe_error(exc), event.type, event.event_id)
+                with contextlib.suppress(NatsError, OSError):
+                    await msg.in_progress()
+                await asyncio.sleep(min(delay, self.heartbeat_interval))

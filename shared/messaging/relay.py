@@ -11,21 +11,38 @@ on the stream), and the position of the last acknowledged event is written at mo
 `checkpoint_interval` seconds (and on leaving). Writing it per event would double the round trips
 per event; after a crash the few events published since the last write go out again and the
 stream drops them by `Nats-Msg-Id` (2 minute window). Consumers are idempotent beyond that.
+
+Nothing stalls the log: a row that does not decode (unknown type, malformed payload) and an event
+the bus refuses for its size are quarantined in `relay_faults` with their position and reason
+(`repo-pilot health` lists them, `repo_pilot_relay_faults_total` counts them) and publishing goes
+on. Transient bus errors (NATS down, stream missing) end the leadership term and are retried.
+
+Stream recovery: each time a relay takes the lead (after any publish or leadership error), it
+compares the stream with the log: a stream that is empty or ends before the checkpoint (deleted
+and recreated, or wiped) is republished from the last event it holds, not resumed at the
+checkpoint.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 
 import asyncpg
+import nats.errors
+import nats.js.errors
 from nats.aio.client import Client
 
+from shared.common import telemetry
 from shared.events import Envelope
 from shared.messaging.bus import ensure_stream
 from shared.store.postgres import advisory_lock_key
+
+# JetStream's "message size exceeds maximum allowed" (a stream's max_msg_size).
+_JS_MESSAGE_TOO_LARGE = 10054
 
 log = logging.getLogger("repo_pilot.relay")
 
@@ -41,6 +58,26 @@ def publish_headers(event: Envelope) -> dict[str, str]:
     if event.traceparent:
         headers["traceparent"] = event.traceparent
     return headers
+
+
+def refusal_kind(exc: BaseException) -> str | None:
+    """`too_large` when the bus refuses this one event for good (retrying cannot help), else None
+    (a transient error: NATS down, no stream, a timeout)."""
+    if isinstance(exc, nats.errors.MaxPayloadError):
+        return "too_large"
+    if isinstance(exc, nats.js.errors.APIError) and exc.err_code == _JS_MESSAGE_TOO_LARGE:
+        return "too_large"
+    return None
+
+
+def resume_position(checkpoint: int, stream_messages: int, stream_last_position: int | None) -> int:
+    """Where publishing resumes: the checkpoint, unless the stream lacks what it says was sent
+    (empty, or its last event sits before the checkpoint), then right after what it holds."""
+    if stream_messages == 0:
+        return 0
+    if stream_last_position is not None and stream_last_position < checkpoint:
+        return stream_last_position
+    return checkpoint
 
 
 class LeadershipLost(Exception):
@@ -80,6 +117,7 @@ class Relay:
         self._acked = 0
         self._saved = 0
         self.published = 0  # messages the stream accepted as new (not duplicates)
+        self.quarantined = 0  # events recorded in relay_faults by this relay
 
     @property
     def is_leader(self) -> bool:
@@ -125,9 +163,10 @@ class Relay:
         if self._reset:
             await self.store.set_checkpoint(self.name, 0, conn=conn)
             self._reset = False
-        start = await self.store.get_checkpoint(self.name, conn=conn)
-        self._acked = self._saved = start
+        checkpoint = await self.store.get_checkpoint(self.name, conn=conn)
         await ensure_stream(self.js, self.stream_name, self.subject_prefix)
+        start = await self._recovery_start(checkpoint)
+        self._acked = self._saved = start
         log.info("%s: leading; publishing after position %s to %s", self.name, start, self.stream_name)
 
         finished = asyncio.Event()
@@ -151,19 +190,56 @@ class Relay:
             if not task.cancelled() and task.exception() is not None:
                 raise task.exception()
 
+    async def _recovery_start(self, checkpoint: int) -> int:
+        """The checkpoint, or earlier when the stream lacks events the checkpoint says it has."""
+        if checkpoint == 0:
+            return 0
+        info = await self.js.stream_info(self.stream_name)
+        last = None
+        if info.state.messages:
+            msg = await self.js.get_msg(self.stream_name, seq=info.state.last_seq)
+            with contextlib.suppress(Exception):  # a foreign message: trust the checkpoint
+                last = int(json.loads(msg.data)["global_position"])
+        start = resume_position(checkpoint, info.state.messages, last)
+        if start != checkpoint:
+            log.warning("%s: stream %s holds %s messages (last position %s) but the checkpoint is %s: "
+                        "republishing from position %s", self.name, self.stream_name,
+                        info.state.messages, last, checkpoint, start)
+        return start
+
     async def _publish_after(self, start: int, conn: asyncpg.Connection) -> None:
-        async for event in self.store.tail(start, batch=self.batch, poll_interval=self.poll_interval):
+        async for event in self.store.tail(start, batch=self.batch, poll_interval=self.poll_interval,
+                                           on_bad=self._quarantine_rows):
             if conn.is_closed():  # never publish once the lock may belong to someone else
                 raise LeadershipLost("lock connection closed")
-            ack = await self.js.publish(
-                event.subject(self.subject_prefix),
-                event.to_json().encode(),
-                stream=self.stream_name,
-                headers=publish_headers(event),
-            )
-            if not ack.duplicate:
-                self.published += 1
+            try:
+                ack = await self.js.publish(
+                    event.subject(self.subject_prefix),
+                    event.to_json().encode(),
+                    stream=self.stream_name,
+                    headers=publish_headers(event),
+                )
+            except Exception as exc:
+                kind = refusal_kind(exc)
+                if kind is None:
+                    raise
+                await self._quarantine(event.global_position, event.stream_id, event.type, kind,
+                                       f"the bus refused it: {type(exc).__name__}: {exc}", event.event_id)
+            else:
+                if not ack.duplicate:
+                    self.published += 1
             self._acked = event.global_position
+
+    async def _quarantine_rows(self, rows) -> None:
+        for row in rows:
+            await self._quarantine(row.global_position, row.stream_id, row.type, "undecodable", row.reason)
+
+    async def _quarantine(self, position, stream_id, type_name, kind, reason, event_id=None) -> None:
+        log.error("%s: quarantined event at position %s (%s %s): %s; publishing continues",
+                  self.name, position, type_name, stream_id, reason)
+        await self.store.record_relay_fault(position, stream_id, type_name, kind, reason, self.name, event_id)
+        self.quarantined += 1
+        telemetry.default_metrics().record_relay_fault(kind)
 
     async def _keep_checkpoint(self, conn: asyncpg.Connection, finished: asyncio.Event) -> None:
         """Write the acknowledged position now and then (and once more when `finished` is set).

@@ -40,3 +40,21 @@ class AlreadyProcessed(Exception):
         super().__init__(f"{consumer} already processed event {event_id}")
         self.consumer = consumer
         self.event_id = event_id
+
+
+class EventTooLarge(ValueError):
+    """An event whose encoded size exceeds the store's bound (kept below the bus's max payload,
+    so one event can never stall the ordered relay). Nothing of the append is written."""
+
+    def __init__(self, stream_id: str, type_name: str, size: int, limit: int, field: str, field_size: int):
+        super().__init__(
+            f"{type_name} event for {stream_id} is {size:,} bytes, over the {limit:,}-byte limit "
+            f"(REPO_PILOT_MAX_EVENT_BYTES); its largest field is {field!r} ({field_size:,} bytes): "
+            "shorten it or keep that artifact out of the event"
+        )
+        self.stream_id = stream_id
+        self.type_name = type_name
+        self.size = size
+        self.limit = limit
+        self.field = field
+        self.field_size = field_size

@@ -4,7 +4,10 @@ Where events are stored: `postgres.py` (the `events`, `tracking` and `checkpoint
 declared in `migrations/`).
 """
 
-from shared.store.errors import AlreadyProcessed, ConcurrencyError, MigrationChanged
+from shared.store.errors import AlreadyProcessed, ConcurrencyError, EventTooLarge, MigrationChanged
 from shared.store.postgres import PostgresEventStore, migrate, row_to_envelope
 
-__all__ = ["AlreadyProcessed", "ConcurrencyError", "MigrationChanged", "PostgresEventStore", "migrate", "row_to_envelope"]
+__all__ = [
+    "AlreadyProcessed", "ConcurrencyError", "EventTooLarge", "MigrationChanged", "PostgresEventStore", "migrate",
+    "row_to_envelope",
+]

@@ -1,9 +1,9 @@
 """Errors of the event store. Those raised through the EventStore port (ConcurrencyError,
 AlreadyProcessed) live with the port, in `shared.ports.errors`, and are re-exported here."""
 
-from shared.ports.errors import AlreadyProcessed, ConcurrencyError
+from shared.ports.errors import AlreadyProcessed, ConcurrencyError, EventTooLarge
 
-__all__ = ["AlreadyProcessed", "ConcurrencyError", "MigrationChanged"]
+__all__ = ["AlreadyProcessed", "ConcurrencyError", "EventTooLarge", "MigrationChanged"]
 
 
 class MigrationChanged(Exception):

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import logging
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
@@ -24,8 +25,10 @@ import asyncpg
 from pydantic_core import from_json, to_json
 
 from shared.events import Envelope
-from shared.events.registry import Payload, parse_payload_json
-from shared.store.errors import AlreadyProcessed, ConcurrencyError, MigrationChanged
+from shared.events.registry import MalformedEvent, Payload, UnknownEventType, parse_payload_json
+from shared.store.errors import AlreadyProcessed, ConcurrencyError, EventTooLarge, MigrationChanged
+
+log = logging.getLogger("repo_pilot.store")
 
 _COLUMNS = (
     "global_position, stream_id, version, event_id, type, data::text AS data, metadata, occurred_at, "
@@ -40,6 +43,27 @@ _SLIM_COLUMNS = (
 )
 
 
+# Room for the envelope around `data` and `metadata` as the relay publishes it (ids, type, stream,
+# positions, timestamps, correlation): generous, so the bound holds for what goes on the wire.
+ENVELOPE_ALLOWANCE = 1024
+DEFAULT_MAX_EVENT_BYTES = 900_000  # under NATS's default max_payload of 1 MiB
+
+
+def check_event_size(stream_id: str, type_name: str, data_json: str, meta_json: str, limit: int) -> None:
+    """Raise EventTooLarge, naming the payload's largest field, when an event would not fit."""
+    rough = len(data_json) + len(meta_json) + ENVELOPE_ALLOWANCE  # characters: a lower bound on bytes
+    if rough * 4 <= limit:
+        return  # even all 4-byte characters would fit: skip encoding on the hot path
+    size = len(data_json.encode()) + len(meta_json.encode()) + ENVELOPE_ALLOWANCE
+    if size <= limit:
+        return
+    fields = {f"data.{k}": v for k, v in json.loads(data_json).items()}
+    fields["metadata"] = json.loads(meta_json)
+    sizes = {name: len(json.dumps(value, ensure_ascii=False).encode()) for name, value in fields.items()}
+    largest = max(sizes, key=sizes.__getitem__)
+    raise EventTooLarge(stream_id, type_name, size, limit, largest, sizes[largest])
+
+
 class SlimEvent(NamedTuple):
     """An event as a projection folds it: where it sits, what it is, when, and its typed payload.
 
@@ -50,6 +74,19 @@ class SlimEvent(NamedTuple):
     type: str
     occurred_at: datetime
     data: Payload
+
+
+class BadRow(NamedTuple):
+    """A stored row no reader can decode (unknown type, malformed payload): skipped and reported."""
+
+    global_position: int
+    stream_id: str
+    type: str
+    reason: str
+
+
+# What decoding a row may raise when the row itself is bad (not when the reader has a bug).
+_BAD_ROW_ERRORS = (MalformedEvent, UnknownEventType, ValueError, TypeError, KeyError)
 
 
 def advisory_lock_key(schema: str, purpose: str) -> int:
@@ -105,6 +142,11 @@ def row_to_envelope(row: asyncpg.Record) -> Envelope:
     )
 
 
+def _slim(row: asyncpg.Record) -> SlimEvent:
+    position, stream, type_name, at, data, version = row
+    return SlimEvent(position, stream, type_name, at, parse_payload_json(type_name, data, version))
+
+
 def migrations() -> list[tuple[int, str, str]]:
     """The versioned SQL migrations shipped in `shared/store/migrations`, in order."""
     found = []
@@ -117,16 +159,21 @@ def migrations() -> list[tuple[int, str, str]]:
 class PostgresEventStore:
     """Append-only event log with expected versions, tracking rows, checkpoints and NOTIFY."""
 
-    def __init__(self, pool: asyncpg.Pool, dsn: str, schema: str):
+    def __init__(self, pool: asyncpg.Pool, dsn: str, schema: str,
+                 max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES):
         self.pool = pool
+        self.max_event_bytes = max_event_bytes
         self.dsn = dsn
         self.schema = schema
         self.channel = f"{schema}_events"
         self._append_lock = advisory_lock_key(schema, "append")
+        # Rows readers skipped because they do not decode, by position (see `decode_rows`).
+        self.skipped: dict[int, BadRow] = {}
 
     @classmethod
     async def connect(
-        cls, dsn: str, schema: str = "public", *, min_size: int = 1, max_size: int = 10
+        cls, dsn: str, schema: str = "public", *, min_size: int = 1, max_size: int = 10,
+        max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
     ) -> PostgresEventStore:
         """Connect, create the schema and run pending migrations (safe to race)."""
         conn = await asyncpg.connect(dsn)
@@ -142,7 +189,7 @@ class PostgresEventStore:
             reset=_keep_session,
             server_settings={"search_path": schema},
         )
-        return cls(pool, dsn, schema)
+        return cls(pool, dsn, schema, max_event_bytes)
 
     async def close(self) -> None:
         await self.pool.close()
@@ -162,7 +209,8 @@ class PostgresEventStore:
         `expected_version` (0 = the stream must not exist) raises ConcurrencyError when another
         writer got there first; None appends at the end whatever the version. `tracking`
         (consumer, event id) is written in the same transaction and raises AlreadyProcessed if
-        the row exists, rolling everything back.
+        the row exists, rolling everything back. An event over `max_event_bytes` raises
+        EventTooLarge before anything is written.
         """
         # One statement, so one implicit transaction and one round trip (migrations/0003).
         return await self._append(self.pool, stream_id, list(events), expected_version, tracking)
@@ -195,6 +243,10 @@ class PostgresEventStore:
     async def _append(self, db, stream_id, events, expected_version, tracking) -> list[Envelope]:
         if not events and tracking is None:
             return []
+        data = [e.data.model_dump_json() for e in events]
+        meta = [to_json(e.metadata).decode() for e in events]
+        for e, d, m in zip(events, data, meta, strict=True):
+            check_event_size(stream_id, e.type, d, m, self.max_event_bytes)
         try:
             rows = await db.fetch(
                 "SELECT out_position, out_version FROM append_events("
@@ -205,8 +257,8 @@ class PostgresEventStore:
                 self.channel,
                 [e.event_id for e in events],
                 [e.type for e in events],
-                [e.data.model_dump_json() for e in events],
-                [to_json(e.metadata).decode() for e in events],
+                data,
+                meta,
                 [e.occurred_at for e in events],
                 [e.causation_id for e in events],
                 [e.correlation_id for e in events],
@@ -224,30 +276,57 @@ class PostgresEventStore:
 
     # -- reading -----------------------------------------------------------------------
 
+    def decode_rows(self, rows: Sequence[asyncpg.Record], convert, bad: list[BadRow] | None = None) -> list:
+        """`convert` applied to each row; a row that does not decode is skipped, logged once,
+        kept in `self.skipped` and added to `bad` (readers report it instead of crashing)."""
+        out = []
+        for row in rows:
+            try:
+                out.append(convert(row))
+            except _BAD_ROW_ERRORS as exc:
+                position = row["global_position"]
+                skipped = BadRow(position, row["stream_id"], row["type"], str(exc))
+                if bad is not None:
+                    bad.append(skipped)
+                if position not in self.skipped:
+                    log.warning("skipping event at position %s (%s %s): %s",
+                                position, row["type"], row["stream_id"], exc)
+                    self.skipped[position] = skipped
+        return out
+
     async def read_stream(self, stream_id: str, from_version: int = 1) -> list[Envelope]:
         rows = await self.pool.fetch(
             f"SELECT {_COLUMNS} FROM events WHERE stream_id = $1 AND version >= $2 ORDER BY version",
             stream_id,
             from_version,
         )
-        return [row_to_envelope(r) for r in rows]
+        return self.decode_rows(rows, row_to_envelope)
 
     async def stream_version(self, stream_id: str) -> int:
         return await self.pool.fetchval(
             "SELECT coalesce(max(version), 0) FROM events WHERE stream_id = $1", stream_id
         )
 
-    async def read_all(self, after_position: int = 0, limit: int = 1000) -> list[Envelope]:
-        """Events with global position > `after_position`, in order, at most `limit`."""
+    async def read_page(
+        self, after_position: int = 0, limit: int = 1000, bad: list[BadRow] | None = None
+    ) -> tuple[list[Envelope], int]:
+        """Events after `after_position` (at most `limit` rows read) and the position of the last
+        row read, which is past any undecodable rows skipped at the page's end."""
         rows = await self.pool.fetch(
             f"SELECT {_COLUMNS} FROM events WHERE global_position > $1 ORDER BY global_position LIMIT $2",
             after_position,
             limit,
         )
-        return [row_to_envelope(r) for r in rows]
+        end = rows[-1]["global_position"] if rows else after_position
+        return self.decode_rows(rows, row_to_envelope, bad), end
 
-    async def read_all_slim(self, after_position: int = 0, limit: int = 1000) -> list[SlimEvent]:
-        """`read_all` for projections: the same events in the same order, each a SlimEvent.
+    async def read_all(self, after_position: int = 0, limit: int = 1000) -> list[Envelope]:
+        """Events with global position > `after_position`, in order, at most `limit` (undecodable
+        rows are skipped: see `decode_rows`)."""
+        return (await self.read_page(after_position, limit))[0]
+
+    async def read_page_slim(self, after_position: int = 0, limit: int = 1000) -> tuple[list[SlimEvent], int]:
+        """`read_page` for projections: the same events in the same order, each a SlimEvent.
 
         Skips building the Envelope (ids, causation, correlation, metadata), which is most of the
         cost of a row; the payload is still validated and upcast exactly as `read_all` does."""
@@ -257,10 +336,12 @@ class PostgresEventStore:
             after_position,
             limit,
         )
-        return [
-            SlimEvent(position, stream, type_name, at, parse_payload_json(type_name, data, version))
-            for position, stream, type_name, at, data, version in rows
-        ]
+        end = rows[-1]["global_position"] if rows else after_position
+        return self.decode_rows(rows, _slim), end
+
+    async def read_all_slim(self, after_position: int = 0, limit: int = 1000) -> list[SlimEvent]:
+        """`read_all` as SlimEvents (see `read_page_slim`)."""
+        return (await self.read_page_slim(after_position, limit))[0]
 
     async def read_correlated(self, correlation_id: str) -> list[Envelope]:
         rows = await self.pool.fetch(
@@ -268,7 +349,10 @@ class PostgresEventStore:
             "ORDER BY global_position",
             correlation_id,
         )
-        return [row_to_envelope(r) for r in rows]
+        return self.decode_rows(rows, row_to_envelope)
+
+    async def ping(self) -> None:
+        await self.pool.fetchval("SELECT 1")
 
     async def last_position(self) -> int:
         return await self.pool.fetchval("SELECT coalesce(max(global_position), 0) FROM events")
@@ -306,19 +390,54 @@ class PostgresEventStore:
         finally:
             await listener.close()
 
+    async def unfinished_runs(self, repo: str, ref: str | None, conn: Any = None) -> list[str]:
+        """Runs requested on `repo` at `ref` (None: its default branch) that have not ended."""
+        db = conn or self.pool
+        rows = await db.fetch(
+            "SELECT r.stream_id FROM events r WHERE r.type = 'PipelineRequested' AND r.data->>'repo' = $1 "
+            "AND coalesce(r.data->>'ref', '') = $2 AND NOT EXISTS (SELECT 1 FROM events e "
+            "WHERE e.stream_id = r.stream_id AND e.type IN ('PipelineCompleted', 'PipelineFailed')) "
+            "ORDER BY r.global_position",
+            repo, ref or "",
+        )
+        return [r["stream_id"] for r in rows]
+
+    async def record_relay_fault(
+        self, position: int, stream_id: str | None, type_name: str | None, kind: str, reason: str,
+        relay: str, event_id: uuid.UUID | None = None,
+    ) -> None:
+        """Quarantine the event at `position` (once): the relay skips it and says why."""
+        await self.pool.execute(
+            "INSERT INTO relay_faults (global_position, event_id, stream_id, type, kind, reason, relay) "
+            "VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (global_position) DO NOTHING",
+            position, event_id, stream_id, type_name, kind, reason, relay,
+        )
+
+    async def relay_faults(self, limit: int = 100) -> list[dict]:
+        rows = await self.pool.fetch(
+            "SELECT * FROM relay_faults ORDER BY global_position DESC LIMIT $1", limit)
+        return [dict(r) for r in rows]
+
     async def tail(
-        self, after_position: int = 0, *, batch: int = 500, poll_interval: float = 1.0
+        self, after_position: int = 0, *, batch: int = 500, poll_interval: float = 1.0, on_bad=None
     ) -> AsyncIterator[Envelope]:
-        """Yield every event after `after_position`, forever, woken by NOTIFY (polling as a fallback)."""
+        """Yield every event after `after_position`, forever, woken by NOTIFY (polling as a fallback).
+
+        Undecodable rows are skipped, never retried forever; `on_bad(rows)` (async) hears of them
+        before the page's events are yielded."""
         async with self.appended() as woken:
             position = after_position
             while True:
                 woken.clear()
-                events = await self.read_all(position, batch)
+                bad: list[BadRow] = []
+                events, end = await self.read_page(position, batch, bad)
+                if bad and on_bad is not None:
+                    await on_bad(bad)
                 for event in events:
-                    position = event.global_position
                     yield event
-                if len(events) < batch:
+                full = end - position >= batch  # a full page: read on without waiting
+                position = end
+                if not full:
                     await wait_for_any([woken], poll_interval)
 
 

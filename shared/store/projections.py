@@ -179,16 +179,22 @@ class Projector:
         """Project everything not yet projected; returns how many events were applied."""
         total = 0
         async with aclosing(self._pages(await self.store.get_checkpoint(self.checkpoint_name))) as pages:
-            async for events in pages:
-                await self.apply(events)  # re-checks the checkpoint under a lock
+            async for events, end in pages:
+                await self.apply(events, end)  # re-checks the checkpoint under a lock
                 total += len(events)
         return total
 
-    async def apply(self, events: list[Envelope | SlimEvent]) -> None:
+    async def apply(self, events: list[Envelope | SlimEvent], end: int | None = None) -> None:
+        """Fold `events` and move the checkpoint to `end` (the last row read, past any skipped
+        undecodable rows) or to the last event."""
         async with self.store.pool.acquire() as conn, conn.transaction():
             position = await self._lock_checkpoint(conn)
             events = [e for e in events if e.global_position > position]
-            if not events:
+            end = max(end or 0, events[-1].global_position if events else 0)
+            if end <= position:
+                return
+            if not events:  # only rows that do not decode: step past them
+                await self.store.set_checkpoint(self.checkpoint_name, end, conn=conn)
                 return
             run_ids = sorted({e.stream_id for e in events})
             runs = {r["run_id"]: dict(r) for r in await conn.fetch(
@@ -197,7 +203,7 @@ class Projector:
             for r in await conn.fetch("SELECT * FROM beads WHERE run_id = ANY($1::text[])", run_ids):
                 beads.setdefault(r["run_id"], {})[r["bead_id"]] = dict(r)
             fold_all(runs, beads, events)
-            await self._write(conn, runs, beads, events[-1].global_position)
+            await self._write(conn, runs, beads, end)
 
     async def rebuild(self) -> int:
         """Truncate the read models and replay the whole log from position 0; returns the count.
@@ -210,27 +216,32 @@ class Projector:
         beads: dict[str, dict[str, dict]] = {}
         count = position = 0
         async with aclosing(self._pages(0)) as pages:
-            async for events in pages:
+            async for events, end in pages:
                 fold_all(runs, beads, events)
                 count += len(events)
-                position = events[-1].global_position
+                position = end
         async with self.store.pool.acquire() as conn, conn.transaction():
             await self._lock_checkpoint(conn)
             await conn.execute("TRUNCATE runs, beads")
             await self._write(conn, runs, beads, position)
         return count
 
-    async def _pages(self, after: int) -> AsyncIterator[list[SlimEvent]]:
-        """The log after `after` in pages, reading the next page while the caller uses this one."""
-        events = await self.store.read_all_slim(after, self.batch)
-        while events:
-            following = asyncio.create_task(self.store.read_all_slim(events[-1].global_position, self.batch))
+    async def _pages(self, after: int) -> AsyncIterator[tuple[list[SlimEvent], int]]:
+        """The log after `after` in pages (events, position of the last row read), reading the
+        next page while the caller uses this one.
+
+        Rows that do not decode are skipped (the store keeps them in `skipped`), so one bad row
+        never stops a projection or a rebuild, and a page of only such rows still moves on."""
+        events, end = await self.store.read_page_slim(after, self.batch)
+        while end > after:
+            following = asyncio.create_task(self.store.read_page_slim(end, self.batch))
             try:
-                yield events
+                yield events, end
             except BaseException:  # the caller failed or stopped early
                 following.cancel()
                 raise
-            events = await following
+            after = end
+            events, end = await following
 
     async def _lock_checkpoint(self, conn) -> int:
         """The checkpoint, locked until the transaction ends, so two projectors never apply the

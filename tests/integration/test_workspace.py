@@ -140,6 +140,7 @@ async def test_worktree_is_idempotent_and_clean(ws, source):
     assert head_sha(wt) == shas[-1]
     await ws.remove("run-b")
     assert not wt.exists()
+    assert not list(wt.parent.glob("*.lock"))  # no lock file left behind per working copy
     await ws.remove("run-b")  # removing twice is fine
 
 

@@ -54,6 +54,9 @@ class InMemoryEventStore:
         async with self._lock:
             return self._append([(stream_id, events)], expected_version, tracking)
 
+    async def ping(self) -> None:
+        return None
+
     async def append_streams(
         self, groups: Sequence[tuple[str, Sequence[Envelope]]], *, tracking: Tracking
     ) -> list[Envelope]:
