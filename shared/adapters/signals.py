@@ -17,6 +17,7 @@ from typing import Any
 
 from shared.adapters.analyzers import DEFAULT_SELECT, Finding, run_ruff, target_version
 from shared.adapters.git import run_git
+from shared.common.parsing import PARSE_LOCK
 
 
 def count_by_rule(findings: list[Finding]) -> dict[str, int]:
@@ -39,7 +40,8 @@ def parse_numstat(numstat: str) -> dict[str, Any]:
 
 def parse_failure(path: str, source: str) -> str | None:
     try:
-        ast.parse(source, filename=path)
+        with PARSE_LOCK:
+            ast.parse(source, filename=path)
     except SyntaxError as exc:
         return f"{path}:{exc.lineno}: {exc.msg}"
     return None

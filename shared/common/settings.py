@@ -29,6 +29,8 @@ class Settings(BaseSettings):
     otel_endpoint: str | None = Field(default=None, alias="OTEL_EXPORTER_OTLP_ENDPOINT")
     home: Path = Field(default_factory=default_home, alias="REPO_PILOT_HOME")
     github_token: str | None = Field(default=None, alias="GITHUB_TOKEN")
+    # The isolated env of tools Repo Pilot runs but never imports (codemodder, semgrep); unset: home/tools.
+    tools_home_dir: Path | None = Field(default=None, alias="REPO_PILOT_TOOLS_HOME")
 
     # Bus naming; tests give each test its own stream and subject prefix.
     stream_name: str = Field(default="PILOT", alias="REPO_PILOT_STREAM")
@@ -46,6 +48,10 @@ class Settings(BaseSettings):
     def default_engine(self) -> str:
         """`llm` when a model endpoint is configured, else the offline `rules` engine."""
         return "llm" if (self.openai_api_key or self.openai_base_url) else "rules"
+
+    @property
+    def tools_home(self) -> Path:
+        return self.tools_home_dir or self.home / "tools"
 
     @property
     def runs_dir(self) -> Path:
