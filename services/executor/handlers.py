@@ -32,6 +32,9 @@ SERVICE = "executor"
 class Uses(UsesStore, UsesWorkspace, UsesEngine, Protocol):
     """What the executor's handlers use: the store, the workspace and the engine."""
 CONCURRENCY = 4
+# Fixes a tool derives from the code itself (ruff, codemods): implementing one again on top of the
+# earlier improvements is the same fix, rebased.
+REDERIVED = ("lint:", "lint-unsafe:", "codemod:", "ruff:")
 
 
 async def on_improvements_suggested(event: Envelope, deps: Uses) -> list[Envelope]:
@@ -50,16 +53,27 @@ async def on_improvements_suggested(event: Envelope, deps: Uses) -> list[Envelop
                 path = await deps.workspace.worktree(scratch, ctx.request.repo, base)
                 await engine.implement(path, imp)
                 git(path, "add", "--all")
-                # Unstripped: a diff may end in a context line that is a single space.
-                proc = run_git(path, "diff", "--cached", "--binary", base)
-                if proc.returncode:
-                    raise GitError(["git", "diff", "--cached", base], proc.returncode, proc.stderr)
-                diff = proc.stdout
+                diff = _staged_diff(path, base)
             except ChangeRejectedError as exc:
                 return None, exc.reason
             finally:
                 await deps.workspace.remove(scratch)
         return (diff, "") if diff.strip() else (None, "the engine made no change for this improvement")
+
+    async def redo(n: int, imp: Improvement, done: list[PatchEntry]) -> tuple[str | None, str]:
+        """(diff, "") or (None, reason): the improvement implemented on top of the patches so far."""
+        scratch = f"{ctx.run_id}-redo{n}"
+        path = await deps.workspace.worktree(scratch, ctx.request.repo, base, [p.patch for p in done])
+        try:
+            head = git(path, "rev-parse", "HEAD")
+            await engine.implement(path, imp)
+            git(path, "add", "--all")
+            diff = _staged_diff(path, head)
+        except ChangeRejectedError as exc:
+            return None, exc.reason
+        finally:
+            await deps.workspace.remove(scratch)
+        return (diff, "") if diff.strip() else (None, "no change left to make")
 
     improvements = list(event.data.improvements)
     begun: dict[str, list[Envelope]] = {}
@@ -85,8 +99,19 @@ async def on_improvements_suggested(event: Envelope, deps: Uses) -> list[Envelop
                     git(path, "apply", "--3way", "--whitespace=nowarn", input=diff)
                 except GitError as exc:
                     _discard(path)
-                    reason = f"conflicts with an earlier improvement: {exc.stderr.strip()[:300]}"
-                    diff = None
+                    # Two tool fixes of neighbouring lines (an import removed, one added beside it)
+                    # conflict; a fix a tool derives from the code is made again on top, once.
+                    diff, reason = (await redo(len(out), imp, patches) if (imp.rule or "").startswith(REDERIVED)
+                                    else (None, ""))
+                    if diff is not None:
+                        try:
+                            git(path, "apply", "--whitespace=nowarn", input=diff)
+                        except GitError as again:
+                            _discard(path)
+                            diff, reason = None, f"that did not apply either: {again.stderr.strip()[:200]}"
+                    if diff is None:
+                        reason = f"conflicts with an earlier improvement: {exc.stderr.strip()[:300]}" + (
+                            f"; implemented again on top of them: {reason}" if reason else "")
             if diff is None:
                 add(ChangeRejected(improvement_id=imp.id, reason=reason))
                 continue
@@ -105,3 +130,12 @@ async def on_improvements_suggested(event: Envelope, deps: Uses) -> list[Envelop
 def _discard(path) -> None:
     git(path, "reset", "--hard", "-q")
     git(path, "clean", "-fdq")
+
+
+def _staged_diff(path, since: str) -> str:
+    """The staged change as a patch, byte for byte: stripping it would cut a trailing blank context
+    line and make the patch corrupt."""
+    proc = run_git(path, "diff", "--cached", "--binary", since)
+    if proc.returncode != 0:
+        raise GitError(["git", "diff", "--cached", since], proc.returncode, proc.stderr, proc.stdout)
+    return proc.stdout
