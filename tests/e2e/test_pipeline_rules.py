@@ -9,7 +9,7 @@ import pytest
 from shared.events import PipelineRequested
 from tests.support.pipeline import run_pipeline
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]  # codemods and own-test validation take minutes
 
 
 def _git(repo, *args) -> str:

@@ -16,7 +16,7 @@ from shared.ports.engine import Engine
 from shared.ports.errors import ChangeRejectedError
 from tests.support.rules_repos import WIDGETS, commit_all, git, make_repo, run_pytest, write
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
 
 def by_id(improvements):
