@@ -32,6 +32,17 @@ def server_home():
     shutil.rmtree(home, ignore_errors=True)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def shared_tools_home():
+    """The codemodder tools env is installed once per machine for the tests (it takes minutes), not
+    once per test home; tests/integration/test_tools_env.py creates a fresh one on purpose."""
+    if not os.environ.get("REPO_PILOT_TOOLS_HOME"):
+        import platformdirs
+
+        os.environ["REPO_PILOT_TOOLS_HOME"] = str(Path(platformdirs.user_cache_dir("repo-pilot-tests")) / "tools")
+    yield os.environ["REPO_PILOT_TOOLS_HOME"]
+
+
 @pytest.fixture(scope="session")
 def nats_url(server_home) -> str:
     return os.environ.get("NATS_URL") or ensure_nats(server_home)

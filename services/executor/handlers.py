@@ -33,6 +33,9 @@ SERVICE = "executor"
 class Uses(UsesStore, UsesWorkspace, UsesEngine, Protocol):
     """What the executor's handlers use: the store, the workspace and the engine."""
 CONCURRENCY = 4
+# Fixes a tool derives from the code itself (ruff, codemods): implementing one again on top of the
+# earlier improvements is the same fix, rebased.
+REDERIVED = ("lint:", "lint-unsafe:", "codemod:", "ruff:")
 
 
 async def on_improvements_suggested(event: Envelope, deps: Uses) -> list[Envelope]:
@@ -66,6 +69,21 @@ async def on_improvements_suggested(event: Envelope, deps: Uses) -> list[Envelop
                 await deps.workspace.remove(scratch)
         return (diff, "") if diff.strip() else (None, "the engine made no change for this improvement")
 
+    async def redo(n: int, imp: Improvement, done: list[PatchEntry]) -> tuple[str | None, str]:
+        """(diff, "") or (None, reason): the improvement implemented on top of the patches so far."""
+        scratch = f"{ctx.run_id}-redo{n}"
+        path = await deps.workspace.worktree(scratch, ctx.request.repo, base, [p.patch for p in done])
+        try:
+            head = git(path, "rev-parse", "HEAD")
+            await engine.implement(path, imp)
+            git(path, "add", "--all")
+            diff = _staged_diff(path, head)
+        except ChangeRejectedError as exc:
+            return None, exc.reason
+        finally:
+            await deps.workspace.remove(scratch)
+        return (diff, "") if diff.strip() else (None, "no change left to make")
+
     improvements = list(event.data.improvements)
     begun: dict[str, list[Envelope]] = {}
     # Every draft runs to its end (and removes its scratch copy) before a failure propagates.
@@ -93,8 +111,19 @@ async def on_improvements_suggested(event: Envelope, deps: Uses) -> list[Envelop
                     git_apply_patch(path, "apply", "--3way", "--whitespace=nowarn", patch=diff)
                 except GitError as exc:
                     _discard(path)
-                    reason = rejection_reason(exc.stderr)
-                    diff = None
+                    diff, reason = (await redo(len(out), imp, patches) if (imp.rule or "").startswith(REDERIVED)
+                                    else (None, ""))
+                    if diff is not None:
+                        try:
+                            git_apply_patch(path, "apply", "--whitespace=nowarn", patch=diff)
+                        except GitError as again:
+                            _discard(path)
+                            diff, reason = None, f"that did not apply either: {again.stderr.strip()[:200]}"
+                    if diff is None:
+                        # Two tool fixes of neighbouring lines (an import removed, one added beside it)
+                        # conflict; a fix a tool derives from the code was made again on top, once.
+                        reason = rejection_reason(exc.stderr) + (
+                            f"; implemented again on top of them: {reason}" if reason else "")
             if diff is None:
                 add(ChangeRejected(improvement_id=imp.id, reason=reason))
                 continue
@@ -124,3 +153,8 @@ def rejection_reason(stderr: str) -> str:
                                  "No valid patches", "unrecognized input")):
         return f"its patch could not be applied as built (not a conflict): {detail}"
     return f"conflicts with an earlier improvement: {detail}"
+
+
+def _staged_diff(path, since: str) -> str:
+    """The staged change as a patch, byte for byte (see `git_patch`)."""
+    return git_patch(path, "diff", "--cached", "--binary", since)

@@ -6,7 +6,9 @@ from typing import Protocol
 
 from shared.ports.deps import UsesStore, UsesWorkspace, UsesForge
 from shared.events import Envelope, MergeCompleted, StepCompleted, StepStarted
-from shared.policy.review import merge_gate
+from shared.adapters.workspace import commit_all
+from shared.policy.edits import resolve_inside
+from shared.policy.review import merge_gate, tests_to_commit
 from shared.policy.run import emit, load_context, merge_is_due
 
 SERVICE = "merger"
@@ -33,6 +35,14 @@ async def on_review_or_tests(event: Envelope, deps: Uses) -> list[Envelope]:
     try:
         path = await deps.workspace.worktree(work_id, ctx.request.repo, c.base_sha,
                                              [p.patch for p in c.patches], branch=c.branch)
+        committed_tests = tests_to_commit(ctx.generated, ctx.tests)
+        if committed_tests:  # the tests of the change merge with it, in their own commit
+            for rel, content in committed_tests.items():
+                target = resolve_inside(path, rel)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_text(content, encoding="utf-8")
+            commit_all(path, f"tests: {len(committed_tests)} generated test file(s) of the change\n\n"
+                       "Written by Repo Pilot; they passed on the change and test what it changed.")
         forge = deps.make_forge(ctx.request.forge, ctx.request.repo)
         # Each forge action checks first whether it was already done: a redelivery never doubles it.
         await forge.publish(path, c.branch)

@@ -1,38 +1,49 @@
-"""reviewer: a 1–10 score on six dimensions from objective signals, combined with the engine's opinion."""
+"""reviewer: a 1–10 score from evidence (findings, the tests' results, validated fixes, size), with the
+model's opinion blended in when the engine is a model. It reacts to TestsCompleted, so the score a
+user sees includes the test results (docs/review.md)."""
 
 from __future__ import annotations
 
 from typing import Protocol
 
 from shared.adapters.signals import compute_signals
-from shared.ports.deps import UsesStore, UsesWorkspace, UsesEngine
 from shared.events import ChangesReviewed, Envelope
 from shared.policy.review import combine_review
 from shared.policy.run import emit, load_context, previous_calls
+from shared.ports.deps import UsesEngine, UsesStore, UsesWorkspace
 
 SERVICE = "reviewer"
+# Fixes that may change behaviour; the rules engine applies them only when the own tests pass.
+_VALIDATED_RULES = ("lint-unsafe:", "codemod:", "check:public-api")
 
 
 class Uses(UsesStore, UsesWorkspace, UsesEngine, Protocol):
     """What the reviewer's handlers use: the store, the workspace and the engine."""
 
 
-async def on_changes_committed(event: Envelope, deps: Uses) -> list[Envelope]:
+async def on_tests_completed(event: Envelope, deps: Uses) -> list[Envelope]:
     ctx = await load_context(deps.store, event)
-    c = event.data
+    c = ctx.committed
     work_id = f"{ctx.run_id}-review"
     engine = deps.engine(ctx, await previous_calls(deps.store, ctx))
+    model = None
     try:
         path = await deps.workspace.worktree(work_id, ctx.request.repo, c.base_sha,
                                              [p.patch for p in c.patches])
         signals = await compute_signals(path, c.base_sha, "HEAD")
-        # The head sha depends on commit timestamps, so it differs between a run and its replay; the
-        # model already sees the diff, and a prompt without it hashes the same, so replays reuse answers.
-        for_model = {k: v for k, v in signals.items() if k != "head_sha"}
-        model = await engine.review(path, c.base_sha, "HEAD", for_model) if c.patches else None
+        if engine.name == "llm" and c.patches:
+            # The head sha depends on commit timestamps, so it differs between a run and its replay; the
+            # model already sees the diff, and a prompt without it hashes the same, so replays reuse answers.
+            for_model = {k: v for k, v in signals.items() if k != "head_sha"}
+            model = await engine.review(path, c.base_sha, "HEAD", for_model)
     finally:
         await deps.workspace.remove(work_id)
-    verdict = combine_review(signals, model if engine.name == "llm" else None, ctx.request.threshold)
+    applied = {p.improvement_id for p in c.patches}
+    signals["validated_fixes"] = sum(
+        1 for i in (ctx.suggested.improvements if ctx.suggested else [])
+        if i.id in applied and (i.rule or "").startswith(_VALIDATED_RULES))
+    tests = ctx.tests.model_dump() if ctx.tests else None
+    verdict = combine_review(signals, model, ctx.request.threshold, tests=tests)
     if not c.patches:
         verdict = {**verdict, "passed": False, "blockers": [*verdict.get("blockers", []), "no changes"]}
     return emit(event, SERVICE, *engine.drain_calls(), ChangesReviewed(**verdict))

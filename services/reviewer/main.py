@@ -1,6 +1,6 @@
-"""reviewer subscriptions."""
+"""reviewer subscriptions: it reviews once the tests have run, so the score includes their results."""
 
 from services.reviewer import handlers
 from shared.messaging.consumer import Route
 
-ROUTES = [Route("ChangesCommitted", handlers.on_changes_committed, step="review")]
+ROUTES = [Route("TestsCompleted", handlers.on_tests_completed, step="review")]

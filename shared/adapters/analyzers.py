@@ -1,8 +1,10 @@
 """Running the static-analysis tools (ruff, bandit) and the secrets scan, and reading their output.
 
-Every run is `--isolated` (the repository's own config must not change what we find, or two
-repositories with the same code would get different suggestions) and `--no-cache` (a cache
-directory would show up as an untracked file in the working copy).
+Runs are `--isolated` (the repository's own config must not change what we *measure*, or two
+repositories with the same code would get different signals), except the lint pass that proposes
+fixes, which respects the repository's own ruff configuration (`respect_config=True`: what the
+maintainers ignore is not ours to "fix"); always `--no-cache` (a cache directory would show up as
+an untracked file in the working copy).
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ from shared.common.budget import skip_reason
 from shared.policy.paths import is_test_path
 
 # The families the engine looks at: syntax errors and pyflakes (so signals see breakage),
-# bugbear (likely bugs), the flake8-bandit security rules, and pyupgrade.
-DEFAULT_SELECT: tuple[str, ...] = ("E9", "F", "B", "S", "UP")
+# bugbear (likely bugs), the flake8-bandit security rules, and the lint and modernisation families
+# the rules engine fixes (engines/rules/lint.py), so every fix is measured.
+DEFAULT_SELECT: tuple[str, ...] = ("E9", "E7", "F", "B", "S", "UP", "SIM", "C4", "PIE")
 
 # Test code legitimately asserts and uses throwaway credentials; flagging it is noise.
 _TEST_ONLY_NOISE = {"S101", "S105", "S106", "S107", "S311", "S603", "S607"}
@@ -37,6 +40,7 @@ class Finding:
     message: str
     fixable: bool = False  # the tool has a *safe* automatic fix for it
     name: str = ""  # the rule's name, e.g. `hardcoded-password-string`
+    unsafe_fix: bool = False  # the tool has a fix that may change behaviour (ruff's "unsafe")
 
 
 def _drop_test_noise(findings: list[Finding]) -> list[Finding]:
@@ -87,18 +91,60 @@ def parse_ruff_json(repo: Path, output: str) -> list[Finding]:
                 message=item.get("message", ""),
                 fixable=fix.get("applicability") == "safe",
                 name=item.get("name") or "",
+                unsafe_fix=fix.get("applicability") == "unsafe",
             )
         )
     return sorted(_drop_test_noise(findings))
 
 
-def run_ruff(repo: Path, files: list[str], select: tuple[str, ...] | list[str], target: str) -> list[Finding]:
+RUFF_CONFIG_FILES = ("ruff.toml", ".ruff.toml")
+
+
+def ruff_config(repo: Path) -> dict | None:
+    """The repository's own ruff configuration (its `[tool.ruff]` table or ruff.toml), or None."""
+    import tomllib
+
+    for name in RUFF_CONFIG_FILES:
+        if (repo / name).is_file():
+            try:
+                return tomllib.loads((repo / name).read_text(encoding="utf-8"))
+            except (tomllib.TOMLDecodeError, UnicodeDecodeError):
+                return None
+    if (repo / "pyproject.toml").is_file():
+        try:
+            data = tomllib.loads((repo / "pyproject.toml").read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError):
+            return None
+        return (data.get("tool") or {}).get("ruff")
+    return None
+
+
+def _ruff_scope(repo: Path, select, target: str, respect_config: bool) -> list[str]:
+    """Options choosing rules and configuration. With `respect_config` and a repository ruff config,
+    the config's ignores, per-file ignores, excludes and target version apply (only `select` is
+    ours); otherwise `--isolated`."""
+    config = ruff_config(repo) if respect_config else None
+    if config is None:
+        return ["--isolated", "--target-version", target, "--select", ",".join(select)]
+    lint = config.get("lint") or {}
+    ignore = [code for table in (config, lint) for key in ("ignore", "extend-ignore") for code in table.get(key) or []]
+    opts = ["--force-exclude", "--select", ",".join(select)]
+    if ignore:  # a command-line --select replaces the config's selection, ignores included
+        opts += ["--extend-ignore", ",".join(ignore)]
+    if not config.get("target-version"):
+        opts += ["--target-version", target]
+    return opts
+
+
+def run_ruff(
+    repo: Path, files: list[str], select: tuple[str, ...] | list[str], target: str, respect_config: bool = False
+) -> list[Finding]:
     """Ruff's findings for `files` (relative to `repo`) with only `select` enabled."""
     if not files:
         return []
     cmd = [
-        *tool_command("ruff"), "check", "--isolated", "--no-cache", "--exit-zero",
-        "--output-format", "json", "--target-version", target, "--select", ",".join(select), "--", *files,
+        *tool_command("ruff"), "check", "--no-cache", "--exit-zero", "--output-format", "json",
+        *_ruff_scope(repo, select, target, respect_config), "--", *files,
     ]  # fmt: skip
     proc = subprocess.run(cmd, cwd=repo, check=False, capture_output=True, text=True, timeout=_TOOL_TIMEOUT)
     if proc.returncode != 0:
@@ -106,11 +152,16 @@ def run_ruff(repo: Path, files: list[str], select: tuple[str, ...] | list[str], 
     return parse_ruff_json(repo, proc.stdout)
 
 
-def ruff_fix(repo: Path, files: list[str], select: list[str], target: str) -> None:
-    """Apply ruff's safe fixes for `select` to `files`; unsafe fixes are never applied."""
+def ruff_fix(
+    repo: Path, files: list[str], select: list[str], target: str, *, unsafe: bool = False,
+    respect_config: bool = False,
+) -> None:
+    """Apply ruff's safe fixes for `select` to `files`; its unsafe ones too only when `unsafe`
+    (the caller then validates the change against the repository's own tests)."""
     cmd = [
-        *tool_command("ruff"), "check", "--isolated", "--no-cache", "--exit-zero", "--fix", "--no-unsafe-fixes",
-        "--quiet", "--target-version", target, "--select", ",".join(select), "--", *files,
+        *tool_command("ruff"), "check", "--no-cache", "--exit-zero", "--fix",
+        "--unsafe-fixes" if unsafe else "--no-unsafe-fixes", "--quiet",
+        *_ruff_scope(repo, select, target, respect_config), "--", *files,
     ]  # fmt: skip
     proc = subprocess.run(cmd, cwd=repo, check=False, capture_output=True, text=True, timeout=_TOOL_TIMEOUT)
     if proc.returncode != 0:
@@ -193,3 +244,17 @@ def scan_secrets(repo: Path, files: list[str]) -> list[Finding]:
             continue  # binary or unreadable: not a text secret
         findings.extend(scan_secrets_text(rel, text))
     return sorted(findings)
+
+
+def parse_failure_in(path: Path) -> str | None:
+    """Why the Python file at `path` does not parse, or None when it does."""
+    import ast
+
+    from shared.common.pyparse import PARSE_LOCK
+
+    try:
+        with PARSE_LOCK:
+            ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    except (SyntaxError, UnicodeDecodeError, ValueError) as exc:
+        return f"{path.name}: {exc}"
+    return None

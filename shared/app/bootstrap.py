@@ -53,7 +53,7 @@ def real_engine_factory(settings: Settings, **llm_options: Any) -> EngineFactory
             )
         from shared.engines.rules import RulesEngine
 
-        return RulesEngine()
+        return RulesEngine(home=settings.home, tools_home=settings.tools_home)
 
     return make
 

@@ -16,7 +16,9 @@ from __future__ import annotations
 import ast
 import threading
 
-_AST_LOCK = threading.Lock()
+# Re-entrant: a caller may hold it around a whole scan that parses file by file (rules engine).
+PARSE_LOCK = threading.RLock()
+_AST_LOCK = PARSE_LOCK
 
 
 def parse_python(source: str | bytes, filename: str = "<unknown>") -> ast.Module:

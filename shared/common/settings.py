@@ -32,6 +32,8 @@ class Settings(BaseSettings):
     # too, and a field `home` would read $HOME and put servers, mirrors and logs straight into ~.
     repo_pilot_home: Path = Field(default_factory=default_home, alias="REPO_PILOT_HOME")
     github_token: str | None = Field(default=None, alias="GITHUB_TOKEN")
+    # The isolated env of tools Repo Pilot runs but never imports (codemodder, semgrep); unset: home/tools.
+    tools_home_dir: Path | None = Field(default=None, alias="REPO_PILOT_TOOLS_HOME")
 
     # Bus naming; tests give each test its own stream and subject prefix.
     stream_name: str = Field(default="PILOT", alias="REPO_PILOT_STREAM")
@@ -72,6 +74,10 @@ class Settings(BaseSettings):
     def home(self) -> Path:
         """The data directory: REPO_PILOT_HOME, else the per-user data dir (never $HOME itself)."""
         return self.repo_pilot_home
+
+    @property
+    def tools_home(self) -> Path:
+        return self.tools_home_dir or self.home / "tools"
 
     @property
     def runs_dir(self) -> Path:

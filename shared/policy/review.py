@@ -1,17 +1,21 @@
-"""Scoring a change from objective signals, blending in a model's opinion, and the merge gate (pure).
+"""Scoring a change from evidence, blending in a model's opinion, and the merge gate (pure).
 
-The signal score never depends on a model. A model's score is blended in, flagged when it is far
+The evidence score (docs/review.md) never depends on a model: findings removed and added by
+severity, the repository's own tests before and after, generated tests of the change, fixes
+validated by the own tests, files that parse, and the size of the change; each contributes a
+signed reason line, and a change that removes no finding and adds no passing test is capped
+below 7.0. A model's score is blended in, flagged when it is far
 from the signals, and can never lift a blocker: findings that grew, files that no longer parse,
 or the repository's own tests regressing forbid an auto-merge whatever the model says.
 """
 
 from __future__ import annotations
 
-from statistics import fmean
 from collections.abc import Mapping
 from typing import Any
 
 from shared.events.run import ChangesReviewed, TestGroupResult, TestsCompleted
+from shared.policy.findings import WEIGHTS, is_security, severity, weighted
 from shared.ports.engine import REVIEW_DIMENSIONS, ModelReview
 
 MODEL_WEIGHT = 0.5  # the model and the signals count equally when both exist
@@ -21,8 +25,9 @@ SECURITY_PREFIXES = ("S", "B", "bandit:", "secret:")
 
 
 def is_security_finding(code: str) -> bool:
-    """True for a finding code (`S105`, `bandit:B303`, `secret:github-token`) that is a security matter."""
-    return code.startswith(SECURITY_PREFIXES)
+    """True for a finding code (`S105`, `bandit:B303`, `secret:github-token`) that is a security matter
+    (bugbear's `B` bug risks included; flake8-simplify's `SIM` is not)."""
+    return code.startswith(SECURITY_PREFIXES) and not code.startswith("SIM")
 
 
 def _clamp(x: float) -> float:
@@ -94,13 +99,110 @@ def _security_count(counts: dict[str, int]) -> int:
     return sum(n for code, n in counts.items() if is_security_finding(code))
 
 
+# The evidence score (docs/review.md): a base, plus points for each kind of evidence, capped.
+BASE = 4.0
+NO_EVIDENCE_CAP = 6.5  # removes no finding and adds no passing test: never reaches 7.0
+SEVERITIES = ("high", "medium", "low", "style")
+
+
+def _severity_counts(before: dict[str, int], after: dict[str, int]) -> tuple[dict, dict, float, float]:
+    """Findings removed and added, by severity, and their weights (shared.policy.findings)."""
+    removed = {s: 0 for s in SEVERITIES}
+    added = {s: 0 for s in SEVERITIES}
+    removed_w = added_w = 0.0
+    for code in set(before) | set(after):
+        n = after.get(code, 0) - before.get(code, 0)
+        sev = severity(code)
+        if n < 0:
+            removed[sev] -= n
+            removed_w += -n * WEIGHTS[sev]
+        elif n > 0:
+            added[sev] += n
+            added_w += n * WEIGHTS[sev]
+    return removed, added, removed_w, added_w
+
+
+def _by_sev(counts: dict[str, int]) -> str:
+    return ", ".join(f"{n} {s}" for s, n in counts.items() if n) or "none"
+
+
+def evidence_score(signals: dict[str, Any], tests: dict[str, Any] | None) -> tuple[float, list[str], dict]:
+    """The score from evidence alone and the reasons behind it, one signed line per kind of evidence."""
+    before = signals.get("findings_before", {}) or {}
+    after = signals.get("findings_after", {}) or {}
+    removed, added, removed_w, added_w = _severity_counts(before, after)
+    reasons: list[str] = [f"{BASE:.1f} base"]
+    score = BASE
+    pts = min(3.0, 0.6 * removed_w)
+    if pts:
+        reasons.append(f"+{pts:.1f} findings removed: {_by_sev(removed)}")
+    score += pts
+    if added_w:
+        pen = min(4.0, 1.0 * added_w)
+        reasons.append(f"-{pen:.1f} findings added: {_by_sev(added)}")
+        score -= pen
+    own_before, own_after = (tests or {}).get("own_before"), (tests or {}).get("own_after")
+    if tests is None:
+        reasons.append("+0.0 test results not available to the review")
+    elif own_after and int(own_after.get("total", 0)):
+        if own_tests_regressed(tests):
+            reasons.append(f"-3.0 own tests regressed ({_failing(own_before)} failing before, {_failing(own_after)} after)")
+            score -= 3.0
+        elif _failing(own_after) == 0:
+            reasons.append(f"+1.5 own tests pass before and after ({int(own_after.get('passed', 0))} passed)")
+            score += 1.5
+        else:
+            reasons.append(f"+0.5 own tests no worse ({_failing(own_after)} failing before and after)")
+            score += 0.5
+    elif own_after and did_not_run(own_after):
+        reasons.append("+0.0 the repository's own tests did not run (see the test output)")
+    else:
+        reasons.append("+0.0 the repository has no tests of its own")
+    generated = generated_groups(tests)
+    change_groups = [g for g in generated if g.get("group") != "smoke"]
+    passing = [g for g in change_groups if int(g.get("passed", 0)) and not _failing(g)]
+    if passing:
+        n = sum(int(g.get("passed", 0)) for g in passing)
+        reasons.append(f"+1.0 generated tests of the change pass ({n} in {', '.join(g['group'] for g in passing)})")
+        score += 1.0
+    for g in generated:
+        if did_not_run(g):
+            reasons.append(f"-1.0 generated tests in group {g['group']} did not run")
+            score -= 1.0
+        elif _failing(g):
+            reasons.append(f"-1.5 generated tests fail in group {g['group']} ({_failing(g)} failing)")
+            score -= 1.5
+    validated = int(signals.get("validated_fixes", 0) or 0)
+    if validated:
+        pts = min(0.5, 0.25 * validated)
+        reasons.append(f"+{pts:.2f} behaviour-changing fixes validated by the own tests: {validated}")
+        score += pts
+    parse_failures = list(signals.get("parse_failures", []) or [])
+    if parse_failures:
+        reasons.append(f"-5.0 files that do not parse: {len(parse_failures)}")
+        score -= 5.0
+    diff = signals.get("diff", {}) or {}
+    lines = int(diff.get("added", 0)) + int(diff.get("removed", 0))
+    if lines > 600:
+        pen = 1.0 if lines <= 1500 else 2.0
+        reasons.append(f"-{pen:.1f} large change ({lines} lines)")
+        score -= pen
+    if not removed_w and not passing:
+        reasons.append(f"at most {NO_EVIDENCE_CAP}: the change removes no finding and adds no passing test")
+        score = min(score, NO_EVIDENCE_CAP)
+    detail = {"removed": removed, "added": added, "removed_weight": round(removed_w, 2),
+              "added_weight": round(added_w, 2), "validated_fixes": validated}  # fmt: skip
+    return _clamp(score), reasons, detail
+
+
 def signal_assessment(signals: dict[str, Any], tests: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Score (1–10), the six dimension scores, issues and blockers, from the signals (and test results) alone."""
+    """Score (1–10) from evidence, the six dimension scores, the reasons, issues and blockers."""
     before = signals.get("findings_before", {}) or {}
     after = signals.get("findings_after", {}) or {}
     total_before, total_after = sum(before.values()), sum(after.values())
     delta = total_after - total_before
-    sec_delta = _security_count(after) - _security_count(before)
+    sec_before = weighted({c: n for c, n in before.items() if is_security(c)})
+    sec_after = weighted({c: n for c, n in after.items() if is_security(c)})
     parse_failures = list(signals.get("parse_failures", []) or [])
     diff = signals.get("diff", {}) or {}
     lines = int(diff.get("added", 0)) + int(diff.get("removed", 0))
@@ -137,6 +239,7 @@ def signal_assessment(signals: dict[str, Any], tests: dict[str, Any] | None = No
     for name in broken_groups:
         issues.append(f"generated tests in group {name} did not run")
     own_after = (tests or {}).get("own_after")
+    score, reasons, detail = evidence_score(signals, tests)
 
     correctness = 8.0
     if own_after is not None:
@@ -146,16 +249,17 @@ def signal_assessment(signals: dict[str, Any], tests: dict[str, Any] | None = No
         correctness = min(correctness, 2.0)
     if parse_failures:
         correctness = 1.0
+    sec_delta = sec_after - sec_before
     security = 7.0 - 0.5 * sec_delta if sec_delta <= 0 else 6.0 - 1.5 * sec_delta
     maintainability = 7.0 - 0.25 * delta if delta <= 0 else 6.0 - 1.0 * delta
     readability = 8.0 if lines <= 200 else 7.0 if lines <= 600 else 5.0 if lines <= 1500 else 3.0
     if tests is None:
-        coverage = 5.0
+        coverage = 4.0
     else:
         coverage = 7.0 if own_after and int(own_after.get("total", 0)) else 4.0
-        if generated and not failing_groups and not broken_groups:
-            coverage += 1.0 if own_after and int(own_after.get("total", 0)) else 2.0
-        elif failing_groups or broken_groups:
+        if any(g.get("group") != "smoke" and int(g.get("passed", 0)) and not _failing(g) for g in generated):
+            coverage += 2.0
+        if failing_groups or broken_groups:
             coverage -= 2.0
     scope = 1.0 if files == 0 else 9.0 if files <= 10 else 7.0 if files <= 25 else 5.0 if files <= 60 else 3.0
     scores = {
@@ -163,17 +267,16 @@ def signal_assessment(signals: dict[str, Any], tests: dict[str, Any] | None = No
         "readability": readability, "test_coverage": coverage, "scope": scope,
     }  # fmt: skip
     scores = {k: _clamp(v) for k, v in scores.items()}
-    score = _clamp(fmean(scores[d] for d in REVIEW_DIMENSIONS))
     if blockers:
         issues = blockers + issues
-    return {"score": score, "scores": scores, "issues": issues, "blockers": blockers,
-            "findings_delta": delta, "diff_lines": lines}  # fmt: skip
+    return {"score": score, "scores": scores, "issues": issues, "blockers": blockers, "reasons": reasons,
+            "evidence": detail, "findings_delta": delta, "diff_lines": lines}  # fmt: skip
 
 
 def signals_summary(assessment: dict[str, Any]) -> str:
     return (
-        f"signals {assessment['score']}/10 (findings {assessment['findings_delta']:+d}, "
-        f"diff {assessment['diff_lines']} lines)"
+        f"evidence {assessment['score']}/10 (findings {assessment['findings_delta']:+d}, "
+        f"diff {assessment['diff_lines']} lines): " + "; ".join(assessment.get("reasons", []))
     )
 
 
@@ -215,7 +318,8 @@ def combine_review(
         else ("blocked: " + "; ".join(a["blockers"]) if a["blockers"] else "below threshold")
     )
     summary += f". Threshold {threshold}: {verdict}."
-    recorded = {**signals, "score": a["score"], "scores": a["scores"]}
+    recorded = {**signals, "score": a["score"], "scores": a["scores"], "reasons": a["reasons"],
+                "evidence": a["evidence"]}  # fmt: skip
     return {
         "overall": overall, "scores": scores, "issues": issues, "summary": summary, "passed": passed,
         "threshold": threshold, "signals": recorded, "model_score": None if model is None else model.overall,
@@ -242,3 +346,20 @@ def merge_gate(
     if broken:
         return False, "generated tests did not run in group(s): " + ", ".join(broken)
     return True, f"review passed ({r.overall} ≥ {r.threshold}) and tests did not regress"
+
+
+def tests_to_commit(generated: Any, tests: Any) -> dict[str, str]:
+    """The generated test files to commit with the change (path -> content): those of the change's
+    groups (every category; not the generic smoke group) that ran at least one test and all passed."""
+    if generated is None or tests is None:
+        return {}
+    g = generated if isinstance(generated, dict) else generated.model_dump()
+    t = tests if isinstance(tests, dict) else tests.model_dump()
+    results = {r["group"]: r for r in t.get("groups", [])}
+    keep: dict[str, str] = {}
+    for group, paths in sorted((g.get("groups") or {}).items()):
+        r = results.get(group)
+        if group == "smoke" or not r or not int(r.get("passed", 0)) or _failing(r):
+            continue
+        keep.update({p: g["files"][p] for p in paths if p in g.get("files", {})})
+    return keep

@@ -17,6 +17,7 @@ from shared.events.run import (
     RepoAnalyzed,
     TestGroupResult,
     TestsCompleted,
+    TestsGenerated,
 )
 from shared.policy.review import own_suite_regression
 from shared.ports.store import EventStore
@@ -32,6 +33,7 @@ class RunContext:
     committed: ChangesCommitted | None = None
     reviewed: Envelope | None = None
     tested: Envelope | None = None
+    generated: TestsGenerated | None = None
     merged: MergeCompleted | None = None
     tokens_spent: int = 0
     cost_spent: float = 0.0
@@ -75,6 +77,8 @@ def run_context(run_id: str, events: list[Envelope]) -> RunContext:
             ctx.reviewed = e
         elif isinstance(d, TestsCompleted):
             ctx.tested = e
+        elif isinstance(d, TestsGenerated):
+            ctx.generated = d
         elif isinstance(d, MergeCompleted):
             ctx.merged = d
         elif isinstance(d, LlmCallRecorded):

@@ -90,7 +90,7 @@ async def test_a_good_change_is_merged_with_one_commit_per_improvement_and_docs(
     assert sorted(a.improvement_id for a in applied) == sorted(EDITS)
     assert of(events, "ChangeRejected") == []
     branch_commits = _git(repo, "rev-list", f"{before}..{run['branch']}").splitlines()
-    assert len(branch_commits) == len(EDITS)  # one commit per improvement
+    assert len(branch_commits) == len(EDITS) + 1  # one commit per improvement, one with the tests of the change
     assert _git(repo, "rev-parse", "main") != before
     assert set(branch_commits) <= set(_git(repo, "rev-list", "main").splitlines())
     assert 'raise ValueError("cannot divide by zero")' in _git(repo, "show", "main:calc/core.py")
@@ -135,7 +135,8 @@ async def test_a_score_below_the_threshold_keeps_the_branch_unmerged(llm_setting
     merge_bead = next(b for b in beads if b["bead_id"] == "merge")
     assert merge_bead["status"] == "COMPLETED" and "left open" in json.dumps(merge_bead["metadata"])
     assert _git(repo, "rev-parse", "main") == before  # not merged
-    assert len(_git(repo, "rev-list", f"{before}..{merge.branch}").splitlines()) == len(EDITS)  # branch kept
+    kept = _git(repo, "rev-list", f"{before}..{merge.branch}").splitlines()
+    assert len(kept) == len(EDITS) + 1  # branch kept: the improvements and the tests of the change
     docs_bead = next(b for b in beads if b["bead_id"] == "docs")
     assert docs_bead["status"] == "SKIPPED" and "not merged" in docs_bead["error"]
 

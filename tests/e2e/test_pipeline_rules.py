@@ -9,7 +9,7 @@ import pytest
 from shared.events import PipelineRequested
 from tests.support.pipeline import run_pipeline
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]  # codemods and own-test validation take minutes
 
 
 def _git(repo, *args) -> str:
@@ -35,7 +35,10 @@ async def test_demo_repository_is_improved_reviewed_tested_and_merged(settings, 
     assert applied, "the demo has findings with safe fixes"
     assert all(r.reason for r in rejected)
     branch_commits = _git(repo, "rev-list", f"{before}..{run['branch']}").splitlines()
-    assert len(branch_commits) == len(applied)  # one commit per applied improvement
+    subjects = _git(repo, "log", "--format=%s", f"{before}..{run['branch']}").splitlines()
+    # one commit per applied improvement, plus one with the generated tests of the change
+    assert len([s for s in subjects if not s.startswith("tests: ")]) == len(applied)
+    assert len(branch_commits) == len(applied) + 1 and subjects[0].startswith("tests: ")
     assert set(_git(repo, "log", "--format=%H", "main").splitlines()) >= set(branch_commits)
     for doc in ("docs/specification.md", "docs/graph.md", "docs/architecture.md"):
         assert (repo / doc).exists() or _git(repo, "show", f"main:{doc}")

@@ -10,7 +10,7 @@ import pytest
 from services.analyzer.handlers import on_pipeline_requested
 from services.executor.handlers import on_improvements_suggested
 from services.merger.handlers import on_review_or_tests
-from services.reviewer.handlers import on_changes_committed as review
+from services.reviewer.handlers import on_tests_completed as review
 from services.suggester.handlers import on_repo_analyzed
 from services.tester.handlers import on_changes_committed as run_tests
 from shared.adapters.workspace import Workspace

@@ -16,7 +16,7 @@ from shared.ports.engine import Engine
 from shared.ports.errors import ChangeRejectedError
 from tests.support.rules_repos import WIDGETS, commit_all, git, make_repo, run_pytest, write
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
 
 def by_id(improvements):
@@ -142,8 +142,9 @@ async def test_features_derived_without_a_model_or_a_note_saying_there_are_none(
 
     demo = make_demo_repo(tmp_path / "demo")
     engine, improvements = await suggest(demo, ["features"])
-    (api,) = improvements
-    assert api.id == "features-public-api-inventory" and api.files == ["inventory/__init__.py"]
+    api = by_id(improvements)["features-public-api-inventory"]
+    assert api.files == ["inventory/__init__.py"]
+    assert all(i.rule.startswith(("lint:UP", "check:public-api")) for i in improvements)
     await engine.implement(demo, api)
     source = (demo / "inventory/__init__.py").read_text()
     assert '__version__ = "0.3.1"' in source and '    "Store",\n' in source

@@ -86,3 +86,88 @@ WIDGETS = {
         '    assert describe(Widget("spanner")) == "widget spanner"\n'
     ),
 }
+
+
+# A small package with textbook findings and a passing suite that calls the code they sit in:
+# subprocess with shell=True (S602), `random` for a token (S311), requests without a timeout
+# (S113), six unused imports (F401) and a comparison to None with `==` (E711).
+TOOLS = {
+    "pyproject.toml": PYPROJECT.replace("acme-widgets", "acme-tools").replace("1.2.0", "0.3.0"),
+    "README.md": "# acme-tools\n",
+    "acme/__init__.py": '"""Acme tools."""\n\n__version__ = "0.3.0"\n',
+    "acme/tools.py": '''"""Small tools."""
+
+import itertools
+import json
+import os
+import random
+import re
+import string
+import subprocess
+import sys
+from collections import OrderedDict
+from typing import Optional
+
+import requests
+
+
+def make_token(length: int = 16) -> str:
+    """A random token of letters and digits."""
+    alphabet = string.ascii_letters + string.digits
+    return "".join(random.choice(alphabet) for _ in range(length))
+
+
+def echo_status(text: str) -> int:
+    """The exit status of `echo text`."""
+    return subprocess.run(["echo", text], shell=True, capture_output=True).returncode
+
+
+def fetch_json(url: str) -> dict:
+    """The JSON document at url."""
+    return requests.get(url).json()
+
+
+def describe(value: Optional[int] = None) -> str:
+    """A short description of value."""
+    if value == None:
+        return "nothing"
+    return f"number {value}"
+''',
+    "tests/test_tools.py": '''from acme.tools import describe, echo_status, make_token
+
+
+def test_token_has_the_asked_length():
+    assert len(make_token(24)) == 24
+
+
+def test_tokens_differ():
+    assert make_token() != make_token()
+
+
+def test_echo_succeeds():
+    assert echo_status("hello") == 0
+
+
+def test_describe():
+    assert describe() == "nothing"
+    assert describe(3) == "number 3"
+''',
+}
+
+
+# A fix that changes behaviour the suite relies on: with `shell=False` the command string is no
+# longer split by a shell, so `greet` fails and its test names itself in the rejection.
+SHELL_STRING = {
+    "pyproject.toml": PYPROJECT.replace("acme-widgets", "acme-greet"),
+    "README.md": "# acme-greet\n",
+    "greet/__init__.py": '"""Greetings."""\n',
+    "greet/core.py": (
+        '"""Greetings through the shell."""\n\nimport subprocess\n\n\n'
+        "def greet(name: str) -> str:\n"
+        '    return subprocess.run("echo hello " + name, shell=True, capture_output=True, text=True).stdout.strip()\n'
+    ),
+    "tests/test_greet.py": (
+        "from greet.core import greet\n\n\ndef test_greet_says_hello():\n"
+        '    assert greet("ada") == "hello ada"\n'
+    ),
+}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.reviewer.handlers import on_changes_committed
+from services.reviewer.handlers import on_tests_completed
 from shared.ports.engine import ModelReview
 from shared.ports.errors import StepError
 from tests.support.fakes import FakeEngine, fake_deps
@@ -21,7 +21,7 @@ async def test_fewer_findings_pass_and_the_model_score_is_blended_in(tmp_path):
     fixed = REPO["app.py"].replace("import sys\n", "")
     event = await committed_run(deps, {"one": {"app.py": fixed}}, threshold=6.0)
 
-    out = await on_changes_committed(event, deps)
+    out = await on_tests_completed(event, deps)
 
     assert [e.type for e in out] == ["LlmCallRecorded", "ChangesReviewed"]
     review = out[-1].data
@@ -36,7 +36,7 @@ async def test_new_findings_block_the_merge_whatever_the_model_says(tmp_path):
     deps = fake_deps(tmp_path, {"demo": REPO}, engine=engine)
     event = await committed_run(deps, {"one": {"app.py": "import json\n" + REPO["app.py"]}}, threshold=1.0)
 
-    review = (await on_changes_committed(event, deps))[-1].data
+    review = (await on_tests_completed(event, deps))[-1].data
 
     assert not review.passed
     assert review.blockers and "findings grew from 1 to 2" in review.blockers[0]
@@ -45,7 +45,7 @@ async def test_new_findings_block_the_merge_whatever_the_model_says(tmp_path):
 async def test_a_rules_engine_score_is_not_blended(tmp_path):
     deps = fake_deps(tmp_path, {"demo": REPO}, engine=FakeEngine(name="rules"))
     event = await committed_run(deps, {"one": {"app.py": REPO["app.py"].replace("import sys\n", "")}})
-    review = (await on_changes_committed(event, deps))[-1].data
+    review = (await on_tests_completed(event, deps))[-1].data
     assert review.model_score is None and review.overall == review.signals["score"]
 
 
@@ -55,5 +55,5 @@ async def test_a_failing_engine_leaves_no_copy(tmp_path):
     event = await committed_run(deps, {"one": {"app.py": "x = 1\n"}})
     engine.fail = "review"
     with pytest.raises(StepError):
-        await on_changes_committed(event, deps)
+        await on_tests_completed(event, deps)
     assert not deps.workspace.live

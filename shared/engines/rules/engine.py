@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +17,17 @@ from shared.adapters.analyzers import (
     scan_secrets,
     target_version,
 )
+from shared.adapters.codemods import describe
+from shared.adapters.tools_env import ToolsUnavailable, ensure_tools
+from shared.common.pyparse import PARSE_LOCK
 import shared.engines.rules.facts as facts_mod
+from shared.adapters.ghostwriter import ghostwrite
+from shared.adapters.target_env import python_for
+from shared.engines.rules.change_plan import PROPERTIES_HEADER, plan_change_tests
+from shared.engines.rules.change_tests import ChangeTests, render
+from shared.engines.rules.codemods import ADDS_DEPENDENCY, apply_codemod, codemod_for, codemod_improvements
+from shared.engines.rules.lint import LINT_SELECT, apply_lint, is_behaviour_changing
+from shared.engines.rules.validate import OwnTests, compare, restore, untracked_files
 from shared.engines.rules.analyze import analyze_facts
 from shared.engines.rules.implement import implement as implement_improvement
 from shared.engines.rules.suggest import suggest_all
@@ -23,7 +35,20 @@ from shared.engines.rules.tests import generate
 from shared.events import Improvement
 from shared.events.run import CATEGORIES, LlmCallRecorded
 from shared.ports.engine import Analysis, GeneratedTests, Implementation, ModelReview
-from shared.ports.errors import StepError
+from shared.ports.errors import ChangeRejectedError, StepError
+
+log = logging.getLogger(__name__)
+
+
+def _locked(fn, *args):
+    """`fn(*args)` holding the process's parse lock (it parses Python with `ast`)."""
+    with PARSE_LOCK:
+        return fn(*args)
+
+
+def collect_lint_findings(repo: Path, facts: facts_mod.RepoFacts) -> list[Finding]:
+    """ruff's lint and modernisation families under the repository's own ruff configuration."""
+    return run_ruff(repo, facts.python_files, LINT_SELECT, target_version(facts.requires_python), respect_config=True)
 
 
 def collect_findings(repo: Path, facts: facts_mod.RepoFacts) -> list[Finding]:
@@ -39,12 +64,27 @@ class RulesEngine:
 
     name = "rules"
 
-    def __init__(self) -> None:
+    def __init__(self, home: Path | None = None, tools_home: Path | None = None, sandbox: Any = None) -> None:
         # Why a category came back empty (e.g. no feature can be derived without a model), by category.
         self.notes: dict[str, str] = {}
+        self.home = Path(home) if home else Path(tempfile.gettempdir()) / "repo-pilot-rules"
+        if tools_home is None:  # constructed without wiring (scripts, tests): the configured place
+            from shared.common.settings import Settings
+
+            tools_home = Settings().tools_home
+        self.tools_home = Path(tools_home)
+        if sandbox is None:
+            from shared.adapters.sandbox import LocalSandbox
+
+            sandbox = LocalSandbox()
+        self.own_tests = OwnTests(self.home, sandbox)
+
+    def tools(self) -> Path:
+        """The codemodder tools env, created on first use (raises ToolsUnavailable)."""
+        return ensure_tools(self.tools_home)
 
     async def analyze(self, repo: Path) -> Analysis:
-        return await asyncio.to_thread(lambda: analyze_facts(facts_mod.collect(Path(repo))))
+        return await asyncio.to_thread(_locked, lambda: analyze_facts(facts_mod.collect(Path(repo))))
 
     async def suggest(self, repo: Path, analysis: Analysis, categories: list[str]) -> list[Improvement]:
         unknown = sorted(set(categories) - set(CATEGORIES))
@@ -52,15 +92,62 @@ class RulesEngine:
             raise StepError(f"unknown categories {unknown}", hint=f"choose from {', '.join(CATEGORIES)}")
 
         def run() -> list[Improvement]:
-            facts = facts_mod.collect(Path(repo))
-            improvements, notes = suggest_all(facts, collect_findings(facts.root, facts), list(categories))
+            facts = _locked(facts_mod.collect, Path(repo))
+            findings = collect_findings(facts.root, facts)
+            lint = collect_lint_findings(facts.root, facts)
+            codemods, notes_in = [], {}
+            if "security" in categories and any(codemod_for(f) for f in findings):
+                try:
+                    codemods = codemod_improvements(findings, describe(self.tools()))
+                except (ToolsUnavailable, RuntimeError) as exc:
+                    notes_in["security"] = (
+                        f"Security codemods are unavailable: {exc}. Only ruff's own fixes are proposed."
+                    )
+            improvements, notes = suggest_all(facts, findings, list(categories), lint_findings=lint,
+                                              security_first=codemods, notes_in=notes_in)  # fmt: skip
             self.notes = notes
             return improvements
 
         return await asyncio.to_thread(run)
 
     async def implement(self, repo: Path, improvement: Improvement) -> Implementation:
-        return await asyncio.to_thread(implement_improvement, Path(repo), improvement)
+        """Apply one improvement; a behaviour-changing one is kept only when the repository's own tests
+        pass with it alone (compared with the suite at the base, run once per run)."""
+        repo = Path(repo)
+        kind = (improvement.rule or "").partition(":")[0]
+        validate = is_behaviour_changing(improvement.rule)
+        if kind not in ("lint", "lint-unsafe", "codemod") and not validate:
+            return await asyncio.to_thread(_locked, implement_improvement, repo, improvement)
+        before = await self.own_tests.baseline(repo) if validate else None
+        if before is not None and before.total == 0:
+            raise ChangeRejectedError(f"{improvement.title}: {compare(before, before).reason}")
+        untracked = untracked_files(repo)
+        requires = (await asyncio.to_thread(_locked, facts_mod.collect, repo)).requires_python
+        if kind == "codemod":
+            try:
+                env_dir = await asyncio.to_thread(self.tools)
+            except ToolsUnavailable as exc:
+                raise ChangeRejectedError(f"security codemods are unavailable: {exc}") from exc
+            files, summary = await asyncio.to_thread(apply_codemod, env_dir, repo, improvement, requires)
+            dependency = ADDS_DEPENDENCY.get(improvement.rule.removeprefix("codemod:"))
+            if dependency:  # kept only when the target's environment can install what it now needs
+                py = await python_for(repo, self.home, self.own_tests.sandbox)
+                if "failed" in py.note:
+                    restore(repo, untracked)
+                    raise ChangeRejectedError(f"{summary}, but the target's environment cannot install "
+                                              f"`{dependency}`: {py.note}")  # fmt: skip
+        elif kind == "check":
+            done = await asyncio.to_thread(_locked, implement_improvement, repo, improvement)
+            files, summary = done.files, done.summary
+        else:
+            files, summary = await asyncio.to_thread(apply_lint, repo, improvement, requires)
+        if before is not None:
+            verdict = compare(before, await self.own_tests.changed(repo))
+            if not verdict.ok:
+                restore(repo, untracked)
+                raise ChangeRejectedError(f"{summary}, but {verdict.reason}")
+            summary += f"; {verdict.reason}"
+        return Implementation(files=files, summary=summary)
 
     async def review(self, repo: Path, base_sha: str, head_sha: str, signals: dict[str, Any]) -> ModelReview:
         """A review from the signals alone (and `signals["tests"]`, a TestsCompleted dict, when present)."""
@@ -78,9 +165,30 @@ class RulesEngine:
     async def write_tests(
         self, repo: Path, improvements: list[Improvement], categories: list[str]
     ) -> GeneratedTests:
-        return await asyncio.to_thread(
-            lambda: generate(facts_mod.collect(Path(repo)), improvements, categories)
-        )
+        """Smoke and template checks (tests.py), plus per category the tests of the change:
+        regression tests of what the fixes changed and ghostwriter property tests of the touched
+        functions that do no I/O (change_tests.py)."""
+        repo = Path(repo)
+        facts = await asyncio.to_thread(_locked, facts_mod.collect, repo)
+        generated = generate(facts, improvements, categories)
+        plans = await asyncio.to_thread(_locked, plan_change_tests, repo, facts, improvements)
+        groups = {g: dict(files) for g, files in generated.groups.items()}
+        py = None
+        for category in sorted(set(categories)):
+            files = groups.setdefault(category, {})
+            plan = plans.get(category, ChangeTests())
+            text = render(category, plan)
+            if text:
+                files[f"tests/repo_pilot/test_{category}_change.py"] = text
+            if plan.fuzz:
+                py = py or await python_for(repo, self.home, self.own_tests.sandbox)
+                written = await ghostwrite(self.own_tests.sandbox, repo, py.executable, plan.fuzz)
+                props = [t for _, t in sorted(written.items()) if not t.startswith("#error")]
+                if props:
+                    files[f"tests/repo_pilot/test_{category}_properties.py"] = PROPERTIES_HEADER + "\n\n".join(props)
+            if not files:
+                groups.pop(category)
+        return GeneratedTests(groups=groups)
 
     def drain_calls(self) -> list[LlmCallRecorded]:
         return []

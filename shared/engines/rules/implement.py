@@ -156,9 +156,17 @@ def _public_api(repo: Path, facts: RepoFacts, improvement: Improvement) -> Imple
     after = facts_mod.parse_module(rel, new)
     if after.parse_error or public_api_additions(after, facts.project.get("version")):
         raise ChangeRejectedError(f"the edit to {rel} did not take effect; no automatic fix")
+    target = target_version(facts.requires_python)
+    unused_before = len(run_ruff(repo, [rel], ["F401"], target))
     path.write_text(new, encoding="utf-8")
+    unused_after = len(run_ruff(repo, [rel], ["F401"], target))
+    if unused_after >= unused_before:  # every applied improvement removes a measured finding
+        path.write_text(source, encoding="utf-8")
+        raise ChangeRejectedError(f"declaring the public API of {rel} removes no measured finding (ruff F401 "
+                                  "reports no re-export there as unused); not applied")  # fmt: skip
     declared = [name for name in ("__all__", "__version__") if any(a.startswith(name) for a in additions)]
-    return Implementation(files=[rel], summary=f"declared {' and '.join(declared)} in {rel}")
+    return Implementation(files=[rel], summary=f"declared {' and '.join(declared)} in {rel}, which removes "
+                                               f"{unused_before - unused_after} unused-import finding(s)")
 
 
 def _snapshot(repo: Path, files: list[str]) -> dict[str, str]:

@@ -319,31 +319,53 @@ def features_improvements(facts: RepoFacts) -> list[Improvement]:
 
 
 FEATURES_NONE_NOTE = (
-    "No feature can be derived from static facts alone: every package declares `__all__` and `__version__` "
-    "where the metadata allows. New features need a model (`--engine llm`)."
+    "No feature can be derived from static facts alone: ruff finds no modernisation (pyupgrade) it can "
+    "apply, and every package declares `__all__` and `__version__` where the metadata allows. "
+    "New features need a model (`--engine llm`)."
 )
 
 
 def suggest_all(
-    facts: RepoFacts, findings: list[Finding], categories: list[str]
+    facts: RepoFacts, findings: list[Finding], categories: list[str], lint_findings: list[Finding] = (),
+    security_first: list[Improvement] = (), notes_in: dict[str, str] | None = None,
 ) -> tuple[list[Improvement], dict]:
-    """The improvements for `categories` (in category order) and a note for each category left empty."""
+    """The improvements for `categories` (in category order) and a note for each category left empty.
+
+    Low-severity security findings without a fix (S603 "check the input of this call", S607…) are
+    not proposed: nothing can be done about them automatically. `lint_findings` are ruff's findings of the lint families under the repository's own config
+    (see lint.py); `security_first` are fixes chosen elsewhere (codemods) that go before the
+    security findings they cover; `notes_in` are notes to carry (e.g. why codemods are unavailable).
+    """
+    from shared.engines.rules.lint import lint_improvements
+    from shared.policy.findings import severity
+
+    lint = lint_improvements(list(lint_findings))
+    covered = {f"{c}" for imp in security_first for c in _covered_codes(imp)}
     by_category = {
-        "security": lambda: security_improvements([f for f in findings if not _is_excluded(f)]),
-        "compliance": lambda: compliance_improvements(facts, findings),
+        "security": lambda: [*security_first, *security_improvements(
+            [f for f in findings if not _is_excluded(f) and f.code not in covered and severity(f.code) != "low"])],
+        "compliance": lambda: [*[i for i in lint if i.category == "compliance"],
+                               *compliance_improvements(facts, findings)],
         "integration": lambda: integration_improvements(facts),
-        "features": lambda: features_improvements(facts),
+        "features": lambda: [*[i for i in lint if i.category == "features"], *features_improvements(facts)],
     }
     improvements: list[Improvement] = []
     notes: dict[str, str] = {}
     for category in ("features", "security", "compliance", "integration"):
         if category not in categories:
             continue
-        found = by_category[category]()
+        found = by_category[category]()[:MAX_PER_CATEGORY]
         improvements.extend(found)
         if not found:
             notes[category] = FEATURES_NONE_NOTE if category == "features" else f"No {category} findings."
+        if category in (notes_in or {}):
+            notes[category] = (notes_in[category] + " " + notes.get(category, "")).strip()
     return improvements, notes
+
+
+def _covered_codes(improvement: Improvement) -> list[str]:
+    """The finding codes a codemod improvement removes (its `changes` list them as `path:line` CODE)."""
+    return re.findall(r"` ((?:S|bandit:B)\d+):", improvement.changes)
 
 
 def _is_excluded(finding: Finding) -> bool:
