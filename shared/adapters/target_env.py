@@ -351,7 +351,13 @@ async def install_project(
     env = {"PIP_CACHE_DIR": str(site.parent / ".repo-pilot-pip-cache"), **(pip_env or {})}
     cmd = [python, "-m", "pip", "install", "--disable-pip-version-check", "--no-deps", "--quiet",
            *pip_options, "--target", str(site), str(repo)]
-    done = await sandbox.run(cmd, cwd=repo, timeout=timeout, env=env)
+    # First with the build backend at hand (setuptools, flit… through the env's parent site-packages:
+    # no download, seconds), then with pip's build isolation when the backend is not there.
+    fast = [*cmd[:-3], "--no-build-isolation", *cmd[-3:]] if "--no-build-isolation" not in cmd else cmd
+    done = await sandbox.run(fast, cwd=repo, timeout=timeout, env=env)
+    if done.exit_code != 0 and not done.timed_out and fast is not cmd:
+        shutil.rmtree(site, ignore_errors=True)
+        done = await sandbox.run(cmd, cwd=repo, timeout=timeout, env=env)
     if done.exit_code != 0 or done.timed_out:
         return "installing the project failed: " + _tail(done.stdout + "\n" + done.stderr)
     return None
