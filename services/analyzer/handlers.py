@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Protocol
 
 from shared.adapters.workspace import commit_all
+from shared.common.fs import UnsafePath, write_inside
 from shared.ports.deps import UsesSettings, UsesStore, UsesWorkspace, UsesEngine, UsesForge
 from shared.events import DocsUpdated, Envelope, PipelineCompleted, RepoAnalyzed, StepSkipped
 from shared.policy.run import emit, load_context, previous_calls
 
 SERVICE = "analyzer"
+log = logging.getLogger(__name__)
 
 
 class Uses(UsesSettings, UsesStore, UsesWorkspace, UsesEngine, UsesForge, Protocol):
@@ -50,9 +53,13 @@ async def on_merge_completed(event: Envelope, deps: Uses) -> list[Envelope]:
             path = await deps.workspace.worktree(work_id, ctx.request.repo, repo.base_sha, branch=branch)
             engine = deps.engine(ctx, await previous_calls(deps.store, ctx))
             analysis = await engine.analyze(path)
+            written = []
             for key, rel in DOC_FILES.items():
-                (path / rel).parent.mkdir(parents=True, exist_ok=True)
-                (path / rel).write_text(getattr(analysis, key))
+                try:
+                    write_inside(path, rel, getattr(analysis, key))
+                    written.append(rel)
+                except UnsafePath as exc:
+                    log.warning("docs: %s not written: %s", rel, exc)
             sha = commit_all(path, "docs: refresh specification, graph and architecture\n\n"
                                    f"Repo-Pilot-Run: {ctx.run_id}")
             if sha:
@@ -63,7 +70,7 @@ async def on_merge_completed(event: Envelope, deps: Uses) -> list[Envelope]:
                 sha = await forge.merge(request)
         finally:
             await deps.workspace.remove(work_id)
-        out += [*engine.drain_calls(), DocsUpdated(files=sorted(DOC_FILES.values()), commit_sha=sha)]
+        out += [*engine.drain_calls(), DocsUpdated(files=sorted(written), commit_sha=sha)]
     else:
         out.append(StepSkipped(step="docs", reason=f"not merged: {merge.reason}"))
     log_path = await write_run_log(deps, ctx.run_id, event)
@@ -76,7 +83,6 @@ async def on_merge_completed(event: Envelope, deps: Uses) -> list[Envelope]:
 async def write_run_log(deps: Uses, run_id: str, last: Envelope) -> Path:
     """The run's full event log as JSON under REPO_PILOT_HOME/runs/ (written before it closes)."""
     events = await deps.store.read_stream(run_id)
-    path = deps.settings.runs_dir / f"{run_id}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps([json.loads(e.to_json()) for e in events], indent=2))
-    return path
+    deps.settings.runs_dir.mkdir(parents=True, exist_ok=True)
+    return write_inside(deps.settings.runs_dir, f"{run_id}.json",
+                        json.dumps([json.loads(e.to_json()) for e in events], indent=2))

@@ -13,6 +13,7 @@ from rich.console import Console
 
 from shared.app import render
 from shared.app.requests import append_request, replay_request
+from shared.common.redaction import redact
 from shared.common.settings import Settings
 from shared.events import CATEGORIES, PipelineRequested
 
@@ -30,8 +31,25 @@ ThresholdOpt = Annotated[float | None, typer.Option("--threshold", "-t", help="A
 EngineOpt = Annotated[str | None, typer.Option("--engine", "-e", help="rules | llm (default: llm when a model is configured)")]
 
 
+@app.callback()
+def _main(env_file: Annotated[Path | None, typer.Option(
+        "--env-file", help="Read settings from this .env file too (also REPO_PILOT_ENV_FILE). "
+                           "A .env in the current directory is never read.")] = None) -> None:
+    import os
+
+    from shared.common.settings import ENV_FILE_VARIABLE
+
+    if env_file is not None:
+        os.environ[ENV_FILE_VARIABLE] = str(env_file.expanduser().resolve())
+
+
 def _settings() -> Settings:
-    return Settings()
+    from shared.common.settings import EnvFileError
+
+    try:
+        return Settings()
+    except EnvFileError as exc:
+        _fail(str(exc))
 
 
 def _logging(level: int) -> None:
@@ -192,7 +210,7 @@ def up(
 
     async def main() -> None:
         async with System(settings, services=names) as system:
-            err.print(f"[green]up[/]: NATS {system.servers.nats_url}, services {', '.join(names)}; Ctrl-C stops")
+            err.print(f"[green]up[/]: NATS {redact(system.servers.nats_url)}, services {', '.join(names)}; Ctrl-C stops")
             await system.wait()
 
     _arun(main())

@@ -317,6 +317,18 @@ class ServiceRuntime:
             broker, self.broker = self.broker, None
             await broker.stop()
 
+    async def _as_stored(self, event: Envelope, subject: str) -> Envelope | None:
+        """The store's copy of a delivered event, or None (logged) when the store does not hold one
+        with the same id, type, stream and causation: the store is the source of truth, the bus only
+        carries, so a message published straight to NATS is never acted upon."""
+        stored = await self.store.get_event(event.event_id)
+        if stored is None or (stored.type, stored.stream_id, stored.causation_id) != (
+                event.type, event.stream_id, event.causation_id):
+            log.error("%s: refusing %s %s on %s: not in the event store as delivered (forged?)",
+                      self.name, event.type, event.event_id, subject)
+            return None
+        return stored
+
     async def _on_message(self, msg: NatsMessage) -> None:
         raw = msg.raw_message
         try:
@@ -326,6 +338,16 @@ class ServiceRuntime:
             await msg.reject()
             return
         attempt = raw.metadata.num_delivered or 1
+        try:
+            stored = await self._as_stored(event, raw.subject)
+        except Exception:  # the store is unreachable: not the message's fault, try again later
+            log.exception("%s: could not check %s %s against the store", self.name, event.type, event.event_id)
+            await msg.nack(delay=retry_delay(attempt, self.backoff))
+            return
+        if stored is None:
+            await msg.reject()
+            return
+        event = stored
         telemetry.default_metrics().set_consumer_lag(self.name, raw.metadata.num_pending or 0)
         try:
             outcome = await self.process(event, attempt, msg.in_progress)
