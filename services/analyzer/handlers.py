@@ -9,6 +9,7 @@ from typing import Protocol
 
 from shared.adapters.workspace import commit_all
 from shared.common.fs import UnsafePath, write_inside
+from shared.common.redaction import redact_known
 from shared.ports.deps import UsesSettings, UsesStore, UsesWorkspace, UsesEngine, UsesForge
 from shared.events import DocsUpdated, Envelope, PipelineCompleted, RepoAnalyzed, StepSkipped
 from shared.policy.run import emit, load_context, previous_calls
@@ -85,4 +86,4 @@ async def write_run_log(deps: Uses, run_id: str, last: Envelope) -> Path:
     events = await deps.store.read_stream(run_id)
     deps.settings.runs_dir.mkdir(parents=True, exist_ok=True)
     return write_inside(deps.settings.runs_dir, f"{run_id}.json",
-                        json.dumps([json.loads(e.to_json()) for e in events], indent=2))
+                        redact_known(json.dumps([json.loads(e.to_json()) for e in events], indent=2)))

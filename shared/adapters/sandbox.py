@@ -22,6 +22,7 @@ import uuid
 from pathlib import Path
 
 from shared.adapters.junit import JUnitError, read_junit
+from shared.common.redaction import redact
 from shared.common.telemetry import sandbox_span
 from shared.events.run import TestGroupResult
 from shared.ports.sandbox import Sandbox, SandboxResult
@@ -381,7 +382,7 @@ async def run_pytest(
             result = await sandbox.run(cmd, cwd=repo, timeout=timeout,
                                        **({"writable": (str(scratch),)} if scratch else {}))
             span.set_attribute("process.exit.code", result.exit_code)
-        output = tail(result.stdout + ("\n" + result.stderr if result.stderr.strip() else ""))
+        output = redact(tail(result.stdout + ("\n" + result.stderr if result.stderr.strip() else "")))
         if result.timed_out:
             return TestGroupResult(group=group, errors=1, output=f"timed out after {timeout:g}s\n{output}")
         try:

@@ -57,6 +57,10 @@ def _logging(level: int) -> None:
 
     logging.basicConfig(level=level, format="%(name)s: %(message)s", datefmt="[%X]",
                         handlers=[RichHandler(console=err, show_path=False)], force=True)
+    from shared.common.redaction import RedactingFilter
+
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(RedactingFilter())
     # FastStream and nats-py log every message at INFO; ours say what matters.
     for noisy in ("faststream", "repo_pilot.faststream", "nats"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))

@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     def __init__(self, **values):
         values.setdefault("_env_file", user_env_files())
         super().__init__(**values)
+        from shared.common.redaction import register_secrets
+
+        register_secrets([self.openai_api_key, self.github_token, self.api_token, self.database_url, self.nats_url])
 
     openai_api_key: str | None = Field(default=None, alias="OPENAI_API_KEY")
     openai_base_url: str | None = Field(default=None, alias="OPENAI_BASE_URL")

@@ -29,6 +29,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from shared.common.redaction import redact
 from shared.common import telemetry
 from shared.events.run import LlmCallRecorded
 from shared.ports.errors import StepError
@@ -185,7 +186,9 @@ class ModelCaller:
         """Ask for a JSON object, validate it as `schema` (then `check`, which may raise
         ValueError), retrying invalid answers with the error appended. StepError when the model
         keeps answering junk, the endpoint keeps failing, or the budget is spent."""
-        conversation = list(messages)
+        # Secrets in the target's source (and our own) never reach the model endpoint.
+        conversation = [{**m, "content": redact(m["content"])} if isinstance(m.get("content"), str) else m
+                        for m in messages]
         attempt = 0
         problem = ""
         for _ in range(self.max_format_retries + 1):

@@ -33,6 +33,7 @@ from nats.js.api import AckPolicy as JsAckPolicy
 from nats.js.api import DeliverPolicy
 
 from shared.common import telemetry
+from shared.common.redaction import redact
 from shared.events import Envelope, MalformedEvent, UnknownEventType, make_event
 from shared.events.run import PipelineFailed, StepCompleted, StepFailed, StepStarted
 from shared.messaging.bus import connect_nats, connection_callbacks, ensure_stream, subjects_for
@@ -252,6 +253,7 @@ class ServiceRuntime:
         self, event: Envelope, route: Route, error: str, hint: str, attempt: int, *, retryable: bool
     ) -> None:
         step = route.step or self.name
+        error, hint = redact(error), redact(hint)
         failed = [
             self._step_event(StepFailed(step=step, error=error, attempt=attempt, retryable=retryable), event),
             self._step_event(PipelineFailed(step=step, error=error, hint=hint), event),
