@@ -34,7 +34,9 @@ class CommandResult:
 
 async def run(cmd: list[str], cwd: Path, timeout: float, env: dict | None = None) -> CommandResult:
     """Run `cmd` in `cwd`, killed after `timeout` seconds; never raises for a failing command."""
-    result = await LocalSandbox(memory_mb=MEMORY_MB).run(cmd, cwd=cwd, timeout=timeout, env=env)
+    # Task scripts and toolchain caches live outside `cwd`: the host filesystem stays visible
+    # (still no network, own pid namespace, no secrets; see docs/security.md).
+    result = await LocalSandbox(memory_mb=MEMORY_MB).run(cmd, cwd=cwd, timeout=timeout, env=env, host_fs=True)
     return CommandResult(result.exit_code, result.stdout, result.stderr, result.timed_out, result.duration)
 
 
