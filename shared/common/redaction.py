@@ -34,15 +34,16 @@ _PLUGINS_OFF = {"HexHighEntropyString", "Base64HighEntropyString"}
 
 
 def register_secrets(values: Iterable[str | None]) -> None:
-    """Remember secret values (and the password part of URLs among them) so `redact` masks them."""
+    """Remember secret values so `redact` masks them; of a URL, only its password."""
     for value in values:
         if not value:
             continue
         value = str(value)
-        match = re.match(r"[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:([^/@\s]+)@", value)
-        for secret in (value, match.group(1) if match else None):
-            if secret and len(secret) >= _MIN_SECRET:
-                _known.add(secret)
+        if "://" in value:  # a URL is not secret; its password is
+            match = re.match(r"[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:([^/@\s]+)@", value)
+            value = match.group(1) if match else ""
+        if len(value) >= _MIN_SECRET:
+            _known.add(value)
     _known_pattern.cache_clear()
 
 
