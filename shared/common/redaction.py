@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 import logging
 import re
+import threading
 from collections.abc import Iterable
 
 _URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@")
@@ -27,6 +28,7 @@ MASK = "[REDACTED]"
 _MIN_SECRET = 6  # shorter values would mask ordinary words
 _LONG_LINE = 4000
 _known: set[str] = set()
+_SCAN_LOCK = threading.Lock()
 
 # Line-by-line (ad hoc) scanning reports every word as a high-entropy candidate: the regex and
 # keyword plugins only.
@@ -82,7 +84,8 @@ def _scan(text: str) -> str:
         return text
     scan_line, transient_settings, config = scanner
     out = []
-    with transient_settings(config):
+    # detect-secrets keeps its settings in module globals: one scan at a time across threads.
+    with _SCAN_LOCK, transient_settings(config):
         for line in text.splitlines(keepends=True):
             if len(line) <= _LONG_LINE and line.strip():
                 found = {s.secret_value for s in scan_line(line) if s.secret_value}
