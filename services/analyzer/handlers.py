@@ -7,6 +7,7 @@ from typing import Protocol
 
 from shared.adapters.run_log import run_log_path, write_run_log
 from shared.adapters.workspace import commit_all
+from shared.common.fs import UnsafePath, write_inside
 from shared.ports.deps import UsesSettings, UsesStore, UsesWorkspace, UsesEngine, UsesForge
 from shared.events import DocsUpdated, Envelope, PipelineCompleted, RepoAnalyzed, StepSkipped
 from shared.events.limits import clip
@@ -53,9 +54,13 @@ async def on_merge_completed(event: Envelope, deps: Uses) -> list[Envelope]:
             path = await deps.workspace.worktree(work_id, ctx.request.repo, repo.base_sha, branch=branch)
             engine = deps.engine(ctx, await previous_calls(deps.store, ctx))
             analysis = await engine.analyze(path)
+            written = []
             for key, rel in DOC_FILES.items():
-                (path / rel).parent.mkdir(parents=True, exist_ok=True)
-                (path / rel).write_text(getattr(analysis, key))
+                try:
+                    write_inside(path, rel, getattr(analysis, key))
+                    written.append(rel)
+                except UnsafePath as exc:
+                    log.warning("docs: %s not written: %s", rel, exc)
             sha = commit_all(path, "docs: refresh specification, graph and architecture\n\n"
                                    f"Repo-Pilot-Run: {ctx.run_id}")
             if sha:
@@ -66,7 +71,7 @@ async def on_merge_completed(event: Envelope, deps: Uses) -> list[Envelope]:
                 sha = await forge.merge(request)
         finally:
             await deps.workspace.remove(work_id)
-        out += [*engine.drain_calls(), DocsUpdated(files=sorted(DOC_FILES.values()), commit_sha=sha)]
+        out += [*engine.drain_calls(), DocsUpdated(files=sorted(written), commit_sha=sha)]
     else:
         out.append(StepSkipped(step="docs", reason=f"not merged: {merge.reason}"))
     verdict = "merged" if merge.merged else "not_merged"

@@ -12,6 +12,7 @@ from shared.adapters.sandbox import run_pytest
 from shared.adapters.target_env import TargetPython, install_project, python_for, same_dependencies
 from shared.engines.rules.facts import list_files
 from shared.engines.rules.project import detect as detect_project
+from shared.common.fs import UnsafePath, write_inside
 from shared.ports.deps import UsesSettings, UsesStore, UsesWorkspace, UsesSandbox, UsesEngine
 from shared.events import Envelope, TestGroupResult, TestsCompleted, TestsGenerated
 from shared.policy.run import emit, load_context, previous_calls, regressed
@@ -52,13 +53,18 @@ async def on_changes_committed(event: Envelope, deps: Uses) -> list[Envelope]:
         files: dict[str, str] = {}
         results: list[TestGroupResult] = []
         for group, group_files in sorted(generated.groups.items()):
+            refused = []
             for rel, content in group_files.items():
-                target = after_path / rel
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_text(content)
+                try:
+                    write_inside(after_path, rel, content)
+                except UnsafePath as exc:
+                    refused.append(str(exc))
+                    continue
                 files[rel] = content
-            results.append(await run_pytest(deps.sandbox, after_path, sorted(group_files), timeout=TIMEOUT,
-                                            group=group, python=py.executable, plugins=py.plugins))
+            written = sorted(f for f in group_files if f in files)
+            result = await run_pytest(deps.sandbox, after_path, written, timeout=TIMEOUT, group=group,
+                                      python=py.executable, plugins=py.plugins) if written else TestGroupResult(group=group)
+            results.append(_refused(result, refused))
     finally:
         await deps.workspace.remove(before_id)
         await deps.workspace.remove(after_id)
@@ -85,3 +91,11 @@ def _noted(result: TestGroupResult, py: TargetPython, project: str = "") -> Test
     project = f"; {project}" if project else ""
     return result.model_copy(update={"output": f"python: {py.executable} ({py.note}{plugins}{project})\n"
                                                f"{result.output}"})
+
+
+def _refused(result: TestGroupResult, refused: list[str]) -> TestGroupResult:
+    """A generated test file that would land outside the working copy is not written: one error each."""
+    if not refused:
+        return result
+    note = "".join(f"not written: {why}\n" for why in refused)
+    return result.model_copy(update={"errors": result.errors + len(refused), "output": note + result.output})

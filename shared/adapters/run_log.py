@@ -12,6 +12,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from shared.common.redaction import redact_known
+
 
 def run_log_path(runs_dir: Path, run_id: str) -> Path:
     return Path(runs_dir) / f"{run_id}.json"
@@ -25,7 +27,8 @@ async def write_run_log(store, runs_dir: Path, run_id: str) -> Path:
     fd, tmp = tempfile.mkstemp(prefix=f".{run_id}-", suffix=".json", dir=path.parent)
     try:
         with os.fdopen(fd, "w") as fh:
-            json.dump([json.loads(e.to_json()) for e in events], fh, indent=2)
+            # Secrets that reached an event (a test's output, say) never reach the log file.
+            fh.write(redact_known(json.dumps([json.loads(e.to_json()) for e in events], indent=2)))
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -23,6 +23,7 @@ from pathlib import Path
 from collections.abc import Sequence
 
 from shared.adapters.junit import JUnitError, JUnitTotals, read_junit
+from shared.common.redaction import redact
 from shared.common.telemetry import sandbox_span
 from shared.events.run import TestGroupResult
 from shared.ports.sandbox import Sandbox, SandboxResult
@@ -117,27 +118,38 @@ def _limit(kind: int, value: int) -> None:
 
 
 class LocalSandbox:
-    """A subprocess with time, memory, CPU, process and file-size limits and no secrets.
+    """A subprocess confined as far as this machine allows (shared/adapters/confine.py), with time,
+    memory, CPU, process and file-size limits and no secrets.
 
-    Limits: `memory_mb` of address space (2 GiB leaves pytest and most suites room, stops a
-    runaway allocation), CPU seconds (the wall timeout also applies), `max_processes` beyond
-    what the user already runs (RLIMIT_NPROC counts every process of the user; root is exempt
-    from it by the kernel), 1 GiB per written file, no core dumps.
+    `isolation`: `auto` (bubblewrap, else unshare, else none; what is not confined is logged once),
+    or one of `bwrap`, `unshare`, `none`. No network unless a call asks for it (`network=True`,
+    e.g. installing dependencies). Limits: `memory_mb` of address space, CPU seconds (the wall
+    timeout also applies), `max_processes` (a pids cgroup where one can be made, which binds root
+    too; else RLIMIT_NPROC beyond what the user already runs), 1 GiB per written file, no core
+    dumps. At the end every descendant is killed: the pid namespace dies with its first process,
+    the cgroup is emptied, the process group is killed.
     """
 
     name = "local"
     shares_host_fs = True  # run_pytest may put its report outside the repository
 
-    def __init__(self, memory_mb: int = 2048, cpu_seconds: int = 600, max_processes: int = 256):
+    def __init__(self, memory_mb: int = 2048, cpu_seconds: int = 600, max_processes: int = 256,
+                 isolation: str = "auto"):
+        from shared.adapters.confine import confinement
+
         self.memory_mb = memory_mb
         self.cpu_seconds = cpu_seconds
         self.max_processes = max_processes
+        self.confinement = confinement(isolation)
+        _announce(self.confinement)
 
-    def _preexec(self, nproc: int):
+    def _preexec(self, nproc: int, group):
         memory = self.memory_mb * 1024 * 1024
         cpu = self.cpu_seconds
 
         def apply() -> None:  # runs in the child between fork and exec: no logging, no locks
+            if group is not None:
+                group.join()
             _limit(resource.RLIMIT_AS, memory)
             _limit(resource.RLIMIT_CPU, cpu)
             _limit(resource.RLIMIT_NPROC, nproc)
@@ -146,37 +158,59 @@ class LocalSandbox:
 
         return apply
 
+    def _argv(self, cmd: list[str], cwd: Path, home: str, network: bool, writable: tuple[str, ...],
+              host_fs: bool) -> list[str]:
+        from shared.adapters.confine import bwrap_argv, probe_unshare, unshare_argv
+
+        if self.confinement.kind == "bwrap" and not host_fs:
+            return bwrap_argv(cmd, Path(cwd).resolve(), home, network=network, writable=writable)
+        if self.confinement.kind == "unshare" or (self.confinement.kind == "bwrap" and probe_unshare()):
+            return unshare_argv(cmd, network=network)
+        return list(cmd)
+
     async def run(
-        self, cmd: list[str], cwd: Path, timeout: float = 300, env: dict | None = None
+        self, cmd: list[str], cwd: Path, timeout: float = 300, env: dict | None = None,
+        *, network: bool = False, writable: tuple[str, ...] = (), host_fs: bool = False,
     ) -> SandboxResult:
-        """Run `cmd` in `cwd`; on timeout the whole process group is killed and `timed_out` set."""
+        """Run `cmd` in `cwd` (writable, as are `writable`); on timeout everything it started is
+        killed and `timed_out` set. Output is kept up to OUTPUT_KEEP bytes per stream (the tail).
+
+        `host_fs` shows the host filesystem (still a new pid namespace and scrubbed env): for
+        installing dependencies, which read local paths the sandbox cannot know in advance."""
+        from shared.adapters.confine import ProcessGroup, cgroup_base
+
         home = tempfile.mkdtemp(prefix="repo-pilot-sandbox-")
         (Path(home) / "tmp").mkdir()
+        base = cgroup_base() if self.confinement.cgroup else None
+        group = ProcessGroup(base, self.max_processes) if base is not None else None
         nproc = _user_process_count() + self.max_processes
         started = time.monotonic()
         try:
             proc = await asyncio.create_subprocess_exec(
-                *cmd,
+                *self._argv(cmd, cwd, home, network, tuple(writable), host_fs),
                 cwd=str(cwd),
                 env=scrubbed_env(env, home=home),
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
-                start_new_session=True,  # its own process group, so a timeout kills every child
-                preexec_fn=self._preexec(nproc),
+                start_new_session=True,  # its own session and process group
+                preexec_fn=self._preexec(nproc, group),
             )
+            out, err = bytearray(), bytearray()
+            readers = [asyncio.create_task(_drain(proc.stdout, out)), asyncio.create_task(_drain(proc.stderr, err))]
             timed_out = False
             try:
-                out, err = await asyncio.wait_for(proc.communicate(), timeout)
+                await asyncio.wait_for(proc.wait(), timeout)
             except TimeoutError:
-                # Either the command itself or a child still holding its pipes ran over.
-                timed_out = proc.returncode is None
-                _kill_group(proc.pid)
-                try:
-                    out, err = await asyncio.wait_for(proc.communicate(), 10)
-                except TimeoutError:  # a child escaped the group and holds the pipes
-                    out, err = b"", b""
-            _kill_group(proc.pid)  # stray background children must not outlive the run
+                timed_out = True
+            # Stray background children (a `setsid` daemon too) must not outlive the run.
+            _kill_group(proc.pid)
+            if group is not None:
+                await asyncio.to_thread(group.kill_all)
+            await proc.wait()
+            _, pending = await asyncio.wait(readers, timeout=5)
+            for reader in pending:  # an escaped child still holds the pipes (isolation none, no cgroup)
+                reader.cancel()
             code = proc.returncode if proc.returncode is not None else -signal.SIGKILL
             return SandboxResult(
                 exit_code=code,
@@ -186,7 +220,30 @@ class LocalSandbox:
                 duration=time.monotonic() - started,
             )
         finally:
+            if group is not None:
+                await asyncio.to_thread(group.remove)
             shutil.rmtree(home, ignore_errors=True)
+
+
+OUTPUT_KEEP = 4 * 1024 * 1024
+
+
+async def _drain(stream, buf: bytearray) -> None:
+    while chunk := await stream.read(65536):
+        buf.extend(chunk)
+        if len(buf) > OUTPUT_KEEP:
+            del buf[: len(buf) - OUTPUT_KEEP]
+
+
+_announced: set = set()
+
+
+def _announce(confinement) -> None:
+    """Say once per process and level what the local sandbox confines and what it does not."""
+    if confinement in _announced:
+        return
+    _announced.add(confinement)
+    (log.warning if confinement.not_confined else log.info)("%s", confinement.describe())
 
 
 def _kill_group(pid: int) -> None:
@@ -266,9 +323,11 @@ class DockerSandbox:
         return SandboxResult(code, out, err, timed_out, time.monotonic() - started)
 
     async def run(
-        self, cmd: list[str], cwd: Path, timeout: float = 300, env: dict | None = None
+        self, cmd: list[str], cwd: Path, timeout: float = 300, env: dict | None = None,
+        *, network: bool = False, writable: tuple[str, ...] = (), host_fs: bool = False,
     ) -> SandboxResult:
-        """Run `cmd` in a fresh container with `cwd` mounted as its working directory."""
+        """Run `cmd` in a fresh container with `cwd` mounted as its working directory. Never any
+        network and nothing but `cwd` mounted: `network` and `writable` are not honoured."""
         return await asyncio.to_thread(self._run_sync, cmd, cwd, timeout, env)
 
 
@@ -344,9 +403,13 @@ async def run_pytest(
     try:
         with sandbox_span(cmd, attributes={"pilot.sandbox": getattr(sandbox, "name", "")}) as span:
             env = {"PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1", **({"PYTHONPATH": pythonpath} if pythonpath else {})}
-            result = await sandbox.run(cmd, cwd=repo, timeout=timeout, env=env)
+            # Inside a confining sandbox only what is named is visible: the report's scratch dir and
+            # the project installed for this run.
+            visible = tuple(str(p) for p in (scratch, pythonpath) if p)
+            result = await sandbox.run(cmd, cwd=repo, timeout=timeout, env=env,
+                                       **({"writable": visible} if visible else {}))
             span.set_attribute("process.exit.code", result.exit_code)
-        output = tail(result.stdout + ("\n" + result.stderr if result.stderr.strip() else ""))
+        output = redact(tail(result.stdout + ("\n" + result.stderr if result.stderr.strip() else "")))
         if result.timed_out:
             return TestGroupResult(group=group, errors=1, timed_out=timeout,
                                    output=f"timed out after {timeout:g}s\n{output}")

@@ -386,7 +386,8 @@ async def _build(final: Path, declared: Declared, repo: Path, sandbox: Sandbox,
         cmd = [_python(tmp), "-m", "pip", "install", "--disable-pip-version-check", *pip_options,
                "-r", str(tmp / REQUIREMENTS_NAME)]
         # cwd is the repository: pip resolves relative local paths (`./libs/x`) against it.
-        installed = await sandbox.run(cmd, cwd=Path(repo), timeout=timeout, env=env)
+        installed = await sandbox.run(cmd, cwd=Path(repo), timeout=timeout, env=env,
+                                      network=True, host_fs=True)  # the index, local paths, the env
         if installed.exit_code != 0 or installed.timed_out:
             why = f"timed out after {timeout:g}s; " if installed.timed_out else ""
             return why + _tail(installed.stdout + "\n" + installed.stderr)

@@ -14,6 +14,7 @@ from rich.console import Console
 from shared.adapters.run_log import write_run_log
 from shared.app import render
 from shared.app.requests import RunInProgress, append_request, replay_request
+from shared.common.redaction import redact
 from shared.common.settings import Settings
 from shared.events import CATEGORIES, PipelineRequested
 
@@ -31,8 +32,25 @@ ThresholdOpt = Annotated[float | None, typer.Option("--threshold", "-t", help="A
 EngineOpt = Annotated[str | None, typer.Option("--engine", "-e", help="rules | llm (default: llm when a model is configured)")]
 
 
+@app.callback()
+def _main(env_file: Annotated[Path | None, typer.Option(
+        "--env-file", help="Read settings from this .env file too (also REPO_PILOT_ENV_FILE). "
+                           "A .env in the current directory is never read.")] = None) -> None:
+    import os
+
+    from shared.common.settings import ENV_FILE_VARIABLE
+
+    if env_file is not None:
+        os.environ[ENV_FILE_VARIABLE] = str(env_file.expanduser().resolve())
+
+
 def _settings() -> Settings:
-    return Settings()
+    from shared.common.settings import EnvFileError
+
+    try:
+        return Settings()
+    except EnvFileError as exc:
+        _fail(str(exc))
 
 
 def _logging(level: int) -> None:
@@ -40,6 +58,10 @@ def _logging(level: int) -> None:
 
     logging.basicConfig(level=level, format="%(name)s: %(message)s", datefmt="[%X]",
                         handlers=[RichHandler(console=err, show_path=False)], force=True)
+    from shared.common.redaction import RedactingFilter
+
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(RedactingFilter())
     # FastStream and nats-py log every message at INFO; ours say what matters.
     for noisy in ("faststream", "repo_pilot.faststream", "nats"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
@@ -202,7 +224,7 @@ def up(
 
     async def main() -> None:
         async with System(settings, services=names) as system:
-            err.print(f"[green]up[/]: NATS {system.servers.nats_url}, services {', '.join(names)}; Ctrl-C stops")
+            err.print(f"[green]up[/]: NATS {redact(system.servers.nats_url)}, services {', '.join(names)}; Ctrl-C stops")
             await system.wait()
 
     _arun(main())

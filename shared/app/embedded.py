@@ -11,6 +11,7 @@ import asyncio
 import json
 import logging
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -72,26 +73,61 @@ def _pid_alive(pid: int) -> bool:
         return False
 
 
+NATS_USER = "repo-pilot"
+
+
+def nats_password(base: Path) -> str:
+    """The embedded bus's password: generated once, kept in `base/password` readable only by the user."""
+    path = base / "password"
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        pass
+    password = secrets.token_urlsafe(24)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(password)
+    return password
+
+
 def running_nats_url(home: Path) -> str | None:
     """The URL of the embedded nats-server under `home` if it runs (never starts one)."""
     state_file = home / "nats" / "server.json"
     if state_file.exists():
         state = json.loads(state_file.read_text())
         if _pid_alive(state["pid"]) and _port_open("127.0.0.1", state["port"]):
+            if state.get("user") == NATS_USER:
+                return f"nats://{NATS_USER}:{nats_password(home / 'nats')}@127.0.0.1:{state['port']}"
             return f"nats://127.0.0.1:{state['port']}"
     return None
 
 
 def ensure_nats(home: Path) -> str:
-    """Start (or reuse) a JetStream-enabled nats-server under `home/nats`; returns its URL."""
+    """Start (or reuse) a JetStream-enabled nats-server under `home/nats` that requires a user and
+    password (any local process could otherwise publish events or read them); returns its URL,
+    credentials included."""
     base = home / "nats"
-    base.mkdir(parents=True, exist_ok=True)
+    base.mkdir(parents=True, exist_ok=True, mode=0o700)
+    password = nats_password(base)
     state_file = base / "server.json"
-    if url := running_nats_url(home):
-        return url
+    if state_file.exists():
+        state = json.loads(state_file.read_text())
+        if _pid_alive(state["pid"]) and _port_open("127.0.0.1", state["port"]):
+            if state.get("user") == NATS_USER:
+                return f"nats://{NATS_USER}:{password}@127.0.0.1:{state['port']}"
+            log.warning("embedded NATS (pid %s) runs without authentication; restarting it", state["pid"])
+            os.kill(state["pid"], signal.SIGTERM)
+            for _ in range(100):
+                if not _pid_alive(state["pid"]):
+                    break
+                time.sleep(0.05)
     port = _free_port()
+    config = base / "auth.conf"  # the password on the command line would show in `ps`
+    fd = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(f"authorization {{\n  user: {json.dumps(NATS_USER)}\n  password: {json.dumps(password)}\n}}\n")
     cmd = [
-        nats_binary(), "-js", "-a", "127.0.0.1", "-p", str(port),
+        nats_binary(), "-js", "-a", "127.0.0.1", "-p", str(port), "-c", str(config),
         "-sd", str(base / "jetstream"), "-l", str(base / "nats.log"),
     ]
     proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -100,9 +136,9 @@ def ensure_nats(home: Path) -> str:
         if proc.poll() is not None or time.monotonic() > deadline:
             raise ServerUnreachable(f"embedded nats-server did not start; see {base / 'nats.log'}")
         time.sleep(0.05)
-    state_file.write_text(json.dumps({"pid": proc.pid, "port": port}))
-    log.info("started embedded NATS on port %s (pid %s)", port, proc.pid)
-    return f"nats://127.0.0.1:{port}"
+    state_file.write_text(json.dumps({"pid": proc.pid, "port": port, "user": NATS_USER}))
+    log.info("started embedded NATS on port %s (pid %s), user %s", port, proc.pid, NATS_USER)
+    return f"nats://{NATS_USER}:{password}@127.0.0.1:{port}"
 
 
 def ensure_postgres(home: Path) -> str:
@@ -157,7 +193,7 @@ async def check_nats(url: str, timeout: float = 3.0) -> None:
         nc = await nats.connect(url, connect_timeout=timeout, max_reconnect_attempts=0, allow_reconnect=False)
     except Exception as exc:
         raise ServerUnreachable(
-            f"cannot reach NATS at {url}: {exc or type(exc).__name__}. "
+            f"cannot reach NATS at {redact(url)}: {exc or type(exc).__name__}. "
             "Check NATS_URL, or unset it to use the embedded server."
         ) from None
     await nc.close()

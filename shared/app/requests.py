@@ -35,6 +35,28 @@ def looks_remote(repo: str) -> bool:
     return "://" in repo or repo.startswith("git@")
 
 
+def refuse_url_credentials(repo: str) -> str:
+    """`repo` unchanged, or ValueError when it is a URL carrying a password or token.
+
+    A token in the URL would be stored in PipelineRequested (events are never edited), shown in
+    logs and failure messages, and handed to every service. A user name alone is kept.
+    """
+    from urllib.parse import urlsplit
+
+    if "://" not in repo:
+        return repo
+    parts = urlsplit(repo)
+    if parts.password is None:
+        return repo
+    shown = parts._replace(netloc=f"{parts.username}:***@{parts.hostname}"
+                           + (f":{parts.port}" if parts.port else "")).geturl()
+    raise ValueError(
+        f"{shown}: the URL carries a password or token, which would be stored in the run's event log. "
+        "Give the URL without it and let git authenticate: an SSH URL (git@host:owner/repo.git) with your "
+        "SSH agent, or a mirror you cloned yourself (pass its path)."
+    )
+
+
 def validate_request(
     repo: str,
     categories: str | Sequence[str],
@@ -54,6 +76,7 @@ def validate_request(
     check_lengths(repo or "", categories, ref)
     if not repo or not repo.strip():
         raise ValueError("repo is empty: give the path of a git repository or a git URL.")
+    repo = refuse_url_credentials(repo)
     if not looks_remote(repo):
         path = Path(repo).expanduser().resolve()
         if not path.exists():

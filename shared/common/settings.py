@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -14,10 +15,43 @@ def default_home() -> Path:
     return Path(platformdirs.user_data_dir("repo-pilot", appauthor=False))
 
 
-class Settings(BaseSettings):
-    """Environment (and `.env`) configuration for every process."""
+ENV_FILE_VARIABLE = "REPO_PILOT_ENV_FILE"
 
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
+
+class EnvFileError(ValueError):
+    """The `.env` file the user named does not exist or is not a file."""
+
+
+def user_env_files() -> tuple[Path, ...]:
+    """The `.env` files a process reads, lowest precedence first: the user config dir's, the one
+    under REPO_PILOT_HOME, then the file named by REPO_PILOT_ENV_FILE (`--env-file`).
+
+    Never `.env` in the current directory: that is often the target repository, and a file
+    there could point the user's API key at its own endpoint or lower the merge threshold.
+    """
+    files = [Path(platformdirs.user_config_dir("repo-pilot", appauthor=False)) / ".env"]
+    home = os.environ.get("REPO_PILOT_HOME")
+    files.append((Path(home).expanduser() if home else default_home()) / ".env")
+    named = os.environ.get(ENV_FILE_VARIABLE)
+    if named:
+        path = Path(named).expanduser()
+        if not path.is_file():
+            raise EnvFileError(f"{ENV_FILE_VARIABLE}/--env-file names {path}, which is not a file")
+        files.append(path)
+    return tuple(files)
+
+
+class Settings(BaseSettings):
+    """Environment (and the user's `.env` files, see `user_env_files`) configuration for every process."""
+
+    model_config = SettingsConfigDict(env_file=None, extra="ignore", populate_by_name=True)
+
+    def __init__(self, **values):
+        values.setdefault("_env_file", user_env_files())
+        super().__init__(**values)
+        from shared.common.redaction import register_secrets
+
+        register_secrets([self.openai_api_key, self.github_token, self.api_token, self.database_url, self.nats_url])
 
     openai_api_key: str | None = Field(default=None, alias="OPENAI_API_KEY")
     openai_base_url: str | None = Field(default=None, alias="OPENAI_BASE_URL")

@@ -25,6 +25,7 @@ from shared.engines.scan import render_scan, scan_repo
 from shared.events import Improvement
 from shared.events.run import LlmCallRecorded
 from shared.policy.edits import Edit, FailedEdit, UnsafePath, apply_edits, resolve_inside
+from shared.common.fs import write_inside
 from shared.ports.engine import (
     REVIEW_DIMENSIONS,
     Analysis,
@@ -381,4 +382,4 @@ class _Snapshot:
             if content is None:
                 path.unlink(missing_ok=True)
             else:
-                path.write_bytes(content)
+                write_inside(self.repo, path.relative_to(self.repo.resolve()).as_posix(), content)

@@ -33,6 +33,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from shared.common.redaction import redact
 from shared.common import telemetry
 from shared.engines.llm_answers import parse_json_answer, shown
 from shared.engines.llm_budget import Ledger, counted, estimate_tokens
@@ -183,7 +184,9 @@ class ModelCaller:
         ValueError), retrying unusable answers with the problem appended. StepError when the model
         keeps answering nothing usable (quoting what it said), the endpoint keeps failing, or the
         budget is spent."""
-        conversation = list(messages)
+        # Secrets in the target's source (and our own) never reach the model endpoint.
+        conversation = [{**m, "content": redact(m["content"])} if isinstance(m.get("content"), str) else m
+                        for m in messages]
         attempt = 0
         problem, answer = "", None
         for _ in range(self.max_format_retries + 1):

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import UTC, datetime
 from typing import Any
 
 import uuid6
-from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator, model_validator
 
 from shared.events.registry import MalformedEvent, Payload, parse_payload, subject_for
 
@@ -27,6 +28,17 @@ def new_gen_stream() -> str:
 
 _STORED_FIELDS = frozenset({"version", "global_position"})
 
+# `run-<uuid>` / `gen-<uuid>` in practice (new_run_stream); any short token of letters, digits
+# and '-' is accepted so ids stay safe as file names and subjects: no '/', '.', '..', spaces.
+STREAM_ID = re.compile(r"(run|gen)-[0-9A-Za-z][0-9A-Za-z-]{0,63}")
+
+
+def check_stream_id(stream_id: object) -> str:
+    """`stream_id` when it is `run-<id>` or `gen-<id>` with a path-safe id, else ValueError."""
+    if not isinstance(stream_id, str) or not STREAM_ID.fullmatch(stream_id):
+        raise ValueError(f"stream id {str(stream_id)[:80]!r} is not run-<uuid> or gen-<uuid>")
+    return stream_id
+
 
 class Envelope(BaseModel):
     """One event. `version` and `global_position` are None until the store assigns them."""
@@ -43,6 +55,11 @@ class Envelope(BaseModel):
     correlation_id: str | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
     data: SerializeAsAny[Payload]
+
+    @field_validator("stream_id", mode="before")
+    @classmethod
+    def _safe_stream_id(cls, value: Any) -> str:
+        return check_stream_id(value)
 
     @model_validator(mode="before")
     @classmethod

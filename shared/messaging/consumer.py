@@ -41,6 +41,7 @@ from nats.js.api import AckPolicy as JsAckPolicy
 from nats.js.api import DeliverPolicy
 
 from shared.common import telemetry
+from shared.common.redaction import redact
 from shared.events import Envelope, MalformedEvent, UnknownEventType, make_event
 from shared.events.run import PipelineFailed, StepCompleted, StepFailed, StepStarted
 from shared.messaging.bus import connect_nats, connection_callbacks, ensure_stream, subjects_for
@@ -296,6 +297,7 @@ class ServiceRuntime:
         self, event: Envelope, route: Route, error: str, hint: str, attempt: int, *, retryable: bool
     ) -> None:
         step = route.step or self.name
+        error, hint = redact(error), redact(hint)
         failed = [
             self._step_event(StepFailed(step=step, error=error, attempt=attempt, retryable=retryable), event),
             self._step_event(PipelineFailed(step=step, error=error, hint=hint), event),
@@ -407,6 +409,18 @@ class ServiceRuntime:
             return "consumer watch ended"
         return self.watch_error
 
+    async def _as_stored(self, event: Envelope, subject: str) -> Envelope | None:
+        """The store's copy of a delivered event, or None (logged) when the store does not hold one
+        with the same id, type, stream and causation: the store is the source of truth, the bus only
+        carries, so a message published straight to NATS is never acted upon."""
+        stored = await self.store.get_event(event.event_id)
+        if stored is None or (stored.type, stored.stream_id, stored.causation_id) != (
+                event.type, event.stream_id, event.causation_id):
+            log.error("%s: refusing %s %s on %s: not in the event store as delivered (forged?)",
+                      self.name, event.type, event.event_id, subject)
+            return None
+        return stored
+
     async def _on_message(self, msg: NatsMessage) -> None:
         raw = msg.raw_message
         try:
@@ -416,6 +430,16 @@ class ServiceRuntime:
             await msg.reject()
             return
         attempt = raw.metadata.num_delivered or 1
+        try:
+            stored = await self._as_stored(event, raw.subject)
+        except Exception:  # the store is unreachable: not the message's fault, try again later
+            log.exception("%s: could not check %s %s against the store", self.name, event.type, event.event_id)
+            await msg.nack(delay=retry_delay(attempt, self.backoff))
+            return
+        if stored is None:
+            await msg.reject()
+            return
+        event = stored
         telemetry.default_metrics().set_consumer_lag(self.name, raw.metadata.num_pending or 0)
         outcome = await self._process_holding(msg, event, attempt)
         if outcome == "ack":

@@ -20,18 +20,17 @@ no longer parses after its blocks is left untouched and all its blocks are repor
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from pydantic import BaseModel
 
 from shared.common.pyparse import parse_python
 
+from shared.common.fs import UnsafePath, resolve_inside, write_inside
 
-class UnsafePath(ValueError):
-    """A path that would read or write outside the repository, or inside `.git`."""
+__all__ = ["ApplyResult", "Edit", "FailedEdit", "UnsafePath", "apply_edits", "replace_once", "resolve_inside"]
 
 
 class Edit(BaseModel):
@@ -56,32 +55,6 @@ class ApplyResult:
     @property
     def ok(self) -> bool:
         return not self.failed
-
-
-_DRIVE = re.compile(r"^[A-Za-z]:")
-
-
-def resolve_inside(repo: Path, rel: str) -> Path:
-    """The real path of `rel` inside `repo`, or UnsafePath when it is empty, absolute, uses `..`,
-    touches `.git`, or resolves (through symlinks) outside the repository or into its `.git`."""
-    if not rel or not rel.strip() or "\x00" in rel:
-        raise UnsafePath(f"unsafe path {rel!r}: empty or contains a NUL byte")
-    pure = PurePosixPath(rel.replace("\\", "/"))
-    if pure.is_absolute() or _DRIVE.match(rel):
-        raise UnsafePath(f"unsafe path {rel!r}: absolute paths are not allowed, use a path relative to the repository")
-    if ".." in pure.parts:
-        raise UnsafePath(f"unsafe path {rel!r}: '..' is not allowed")
-    if any(part.lower() == ".git" for part in pure.parts):
-        raise UnsafePath(f"unsafe path {rel!r}: writing inside .git is not allowed")
-    root = repo.resolve()
-    target = (root / pure).resolve()
-    if not target.is_relative_to(root):
-        raise UnsafePath(f"unsafe path {rel!r}: resolves outside the repository (a symlink points to {target})")
-    if target.relative_to(root).parts[:1] == (".git",):
-        raise UnsafePath(f"unsafe path {rel!r}: resolves inside .git through a symlink")
-    if target == root:
-        raise UnsafePath(f"unsafe path {rel!r}: names the repository root, not a file")
-    return target
 
 
 class _NoMatch(Exception):
@@ -174,11 +147,11 @@ def apply_edits(repo: Path, edits: list[Edit]) -> ApplyResult:
         by_file.setdefault(targets[edit.path], []).append(edit)
     for target, file_edits in by_file.items():
         rel = target.relative_to(root).as_posix()
-        _apply_file(target, rel, file_edits, result)
+        _apply_file(root, target, rel, file_edits, result)
     return result
 
 
-def _apply_file(target: Path, rel: str, edits: list[Edit], result: ApplyResult) -> None:
+def _apply_file(root: Path, target: Path, rel: str, edits: list[Edit], result: ApplyResult) -> None:
     exists = target.exists()
     if exists and not target.is_file():
         result.failed.extend(FailedEdit(e, f"{rel} is a directory, not a file") for e in edits)
@@ -208,6 +181,5 @@ def _apply_file(target: Path, rel: str, edits: list[Edit], result: ApplyResult) 
                 for e in done
             )
             return
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_bytes(content.encode("utf-8"))
+    write_inside(root, rel, content)
     result.applied.append(rel)

@@ -24,8 +24,10 @@ class Sandbox(Protocol):
     name: str
 
     async def run(
-        self, cmd: list[str], cwd: Path, timeout: float = 300, env: dict | None = None
+        self, cmd: list[str], cwd: Path, timeout: float = 300, env: dict | None = None,
+        *, network: bool = False, writable: tuple[str, ...] = (), host_fs: bool = False,
     ) -> SandboxResult:
         """Run `cmd` in `cwd`, killed after `timeout` seconds (`timed_out` then True); `env` is
-        added to a scrubbed environment, secrets never pass."""
+        added to a scrubbed environment, secrets never pass. No network unless `network`; only
+        `cwd` and `writable` writable, unless `host_fs` (where the backend can confine that)."""
         ...

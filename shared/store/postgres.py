@@ -302,6 +302,11 @@ class PostgresEventStore:
         )
         return self.decode_rows(rows, row_to_envelope)
 
+    async def get_event(self, event_id: uuid.UUID) -> Envelope | None:
+        """The stored event with this id, or None (consumers check what the bus delivers against it)."""
+        row = await self.pool.fetchrow(f"SELECT {_COLUMNS} FROM events WHERE event_id = $1", event_id)
+        return row_to_envelope(row) if row is not None else None
+
     async def stream_version(self, stream_id: str) -> int:
         return await self.pool.fetchval(
             "SELECT coalesce(max(version), 0) FROM events WHERE stream_id = $1", stream_id

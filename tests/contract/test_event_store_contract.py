@@ -118,3 +118,11 @@ async def test_payloads_and_metadata_survive_the_round_trip(store):
     assert back.data == call and back.causation_id == first.event_id
     assert back.metadata["service"] == "svc" and back.metadata["replayed_from"] == "run-old"
     assert back.correlation_id == first.correlation_id
+
+
+async def test_get_event_returns_the_stored_copy_or_none(store):
+    a = new_run_stream()
+    [first, second] = await store.append(a, events(a, 2), 0)
+    got = await store.get_event(second.event_id)
+    assert (got.event_id, got.type, got.stream_id, got.version) == (second.event_id, "StepStarted", a, 2)
+    assert await store.get_event(uuid.uuid4()) is None

@@ -482,3 +482,39 @@ def test_a_service_exports_its_spans_and_metrics_over_otlp_http():
         metric_names |= {m.name for rm in request.resource_metrics for sm in rm.scope_metrics for m in sm.metrics}
     assert {"runs_total", "step_duration_seconds"} <= metric_names
 
+
+
+def test_the_bus_needs_the_password_every_pilot_container_has(compose):
+    """NATS in compose runs with a user and password (issue 12): the pilot containers' NATS_URL
+    carries the same ones, and a real nats-server started with those flags refuses a client
+    without them."""
+    import asyncio
+
+    import nats
+
+    from shared.app.embedded import _free_port, _port_open, nats_binary
+
+    cmd = compose["services"]["nats"]["command"]
+    user, password = cmd[cmd.index("--user") + 1], cmd[cmd.index("--pass") + 1]
+    assert password == "${NATS_PASSWORD:-pilot}"
+    for name, svc in pilot_containers(compose).items():
+        assert urlparse(svc["environment"]["NATS_URL"]).username == user, name
+        assert svc["environment"]["NATS_URL"].startswith(f"nats://{user}:{password}@"), name
+    port = _free_port()
+    flags = [c.replace("${NATS_PASSWORD:-pilot}", "pilot") for c in cmd[cmd.index("--user"):]]
+    proc = subprocess.Popen([nats_binary(), "-a", "127.0.0.1", "-p", str(port), *flags],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        while not _port_open("127.0.0.1", port):
+            assert proc.poll() is None, "nats-server did not start with the compose flags"
+
+        async def attempt(url: str) -> None:
+            nc = await nats.connect(url, max_reconnect_attempts=0, allow_reconnect=False, connect_timeout=3)
+            await nc.close()
+
+        with pytest.raises(Exception, match="(?i)authorization"):
+            asyncio.run(attempt(f"nats://127.0.0.1:{port}"))
+        asyncio.run(attempt(f"nats://{user}:pilot@127.0.0.1:{port}"))
+    finally:
+        proc.kill()
+        proc.wait()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -121,17 +122,31 @@ def _dead(pid: int) -> bool:
     return state in ("Z", "X")
 
 
+def _running(token: str) -> list[int]:
+    """Pids (as seen from here) of live processes whose command line holds `token`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if token in entry.joinpath("cmdline").read_bytes().decode(errors="replace") and not _dead(int(entry.name)):
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
 async def test_local_timeout_kills_the_whole_process_tree(tmp_path):
-    # The shell starts a background grandchild and waits; the timeout must take both down.
-    script = "sleep 300 & echo $! > child.pid; wait"
+    # The shell starts a background grandchild and waits; the timeout must take both down. Inside a
+    # pid namespace `$!` is not a pid out here, so the child is found by a unique argument.
+    token = f"{uuid.uuid4().int % 10**6 + 10**6}"
+    script = f"sleep {token} & wait"
     result = await LocalSandbox().run(["sh", "-c", script], cwd=tmp_path, timeout=1)
     assert result.timed_out
-    child = int((tmp_path / "child.pid").read_text())
     for _ in range(100):  # the kill is sent already; give the kernel a moment to deliver it
-        if _dead(child):
+        if not _running(f"sleep\x00{token}"):
             break
         await asyncio.sleep(0.05)
-    assert _dead(child)
+    assert not _running(f"sleep\x00{token}")
 
 
 async def test_local_memory_limit_stops_a_hog(tmp_path):

@@ -105,6 +105,9 @@ class InMemoryEventStore:
     async def is_processed(self, consumer: str, event_id: uuid.UUID) -> bool:
         return (consumer, event_id) in self.tracking
 
+    async def get_event(self, event_id: uuid.UUID) -> Envelope | None:
+        return next((e for e in self.events if e.event_id == event_id), None)
+
 
 # -- workspace ---------------------------------------------------------------------------------------
 
@@ -176,7 +179,8 @@ class FakeSandbox:
         self.outcome = outcome
         self.calls: list[tuple[list[str], Path]] = []
 
-    async def run(self, cmd: list[str], cwd: Path, timeout: float = 300, env: dict | None = None) -> SandboxResult:
+    async def run(self, cmd: list[str], cwd: Path, timeout: float = 300, env: dict | None = None,
+                  *, network: bool = False, writable: tuple[str, ...] = (), host_fs: bool = False) -> SandboxResult:
         self.calls.append((list(cmd), Path(cwd)))
         report = next((a.split("=", 1)[1] for a in cmd if a.startswith("--junitxml=")), None)
         if report is not None:

@@ -12,6 +12,7 @@ from importlib import resources
 from pathlib import Path
 
 from shared.common.pyparse import parse_python
+from shared.common.fs import UnsafePath, one_line, resolve_inside, write_inside
 from shared.adapters.analyzers import Finding, ruff_fix, run_ruff, target_version, tool_command
 import shared.engines.rules.facts as facts_mod
 from shared.engines.rules.facts import RepoFacts
@@ -60,7 +61,7 @@ def template_values(facts: RepoFacts) -> dict[str, str]:
     holder = (facts.authors or meta_names or [f"The {facts.name} authors"])[0]
     branches = facts_mod.git(facts.root, "branch", "--format=%(refname:short)", check=False).split()
     packages = sorted({p.name.split(".")[0] for p in facts.packages}) or [facts.name.replace("-", "_")]
-    values = {
+    values = {k: one_line(v) for k, v in {  # names from the target's metadata: one line each, no control chars
         "name": facts.name,
         "holder": holder,
         "year": str(facts.head_year or 1970),
@@ -74,7 +75,7 @@ def template_values(facts: RepoFacts) -> dict[str, str]:
         "default_branch": "main" if "main" in branches or "master" not in branches else "master",
         "packages": ", ".join(packages),
         "ruff_version": _ruff_version(),
-    }
+    }.items()}
     return {**values, **ecosystem_values(facts, values)}
 
 
@@ -101,9 +102,10 @@ def template_for(rel: str, facts: RepoFacts) -> str:
 
 
 def _write_new(repo: Path, rel: str, content: str) -> None:
-    path = repo / rel
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(content, encoding="utf-8")
+    try:
+        write_inside(repo, rel, content)
+    except UnsafePath as exc:
+        raise ChangeRejectedError(f"{exc}; nothing was written") from None
 
 
 def _templates(repo: Path, facts: RepoFacts, improvement: Improvement, targets: list[str]) -> Implementation:
@@ -158,10 +160,10 @@ def _public_api(repo: Path, facts: RepoFacts, improvement: Improvement) -> Imple
         raise ChangeRejectedError(f"the edit to {rel} did not take effect; no automatic fix")
     target = target_version(facts.requires_python)
     unused_before = len(run_ruff(repo, [rel], ["F401"], target))
-    path.write_text(new, encoding="utf-8")
+    write_inside(repo, rel, new)
     unused_after = len(run_ruff(repo, [rel], ["F401"], target))
     if unused_after >= unused_before:  # every applied improvement removes a measured finding
-        path.write_text(source, encoding="utf-8")
+        write_inside(repo, rel, source)
         raise ChangeRejectedError(f"declaring the public API of {rel} removes no measured finding (ruff F401 "
                                   "reports no re-export there as unused); not applied")  # fmt: skip
     declared = [name for name in ("__all__", "__version__") if any(a.startswith(name) for a in additions)]
@@ -181,7 +183,7 @@ def _count(findings: list[Finding]) -> dict[str, int]:
 
 
 def _ruff(repo: Path, facts: RepoFacts, improvement: Improvement, codes: list[str]) -> Implementation:
-    files = [f for f in improvement.files if f.endswith(".py") and (repo / f).is_file()]
+    files = [f for f in improvement.files if f.endswith(".py") and (repo / f).is_file() and _inside(repo, f)]
     if not files:
         raise ChangeRejectedError(f"none of {improvement.files} exists in the working copy; no automatic fix")
     target = target_version(facts.requires_python)
@@ -202,7 +204,7 @@ def _ruff(repo: Path, facts: RepoFacts, improvement: Improvement, codes: list[st
     broken = [f for f in changed if _parse_error(repo / f)]
     if not changed or len(after) >= len(before) or broken:
         for f, text in originals.items():
-            (repo / f).write_text(text, encoding="utf-8")
+            write_inside(repo, f, text)
         why = f"the fix broke parsing of {broken}" if broken else "ruff has no safe automatic fix for them"
         raise ChangeRejectedError(
             f"{len(before)} finding(s) of {','.join(codes)}: {why}, so no automatic fix was applied "
@@ -212,6 +214,15 @@ def _ruff(repo: Path, facts: RepoFacts, improvement: Improvement, codes: list[st
     if after:
         summary += f"; {len(after)} left without a safe fix"
     return Implementation(files=changed, summary=summary)
+
+
+def _inside(repo: Path, rel: str) -> bool:
+    """ruff rewrites files in place: only ones whose real path is in the working copy."""
+    try:
+        resolve_inside(repo, rel)
+    except UnsafePath:
+        return False
+    return True
 
 
 def _parse_error(path: Path) -> bool:

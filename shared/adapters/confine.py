@@ -1,0 +1,226 @@
+"""What the local sandbox can confine on this machine, and the wrappers that do it.
+
+Three levels, the strongest the kernel allows (probed once per process, `confinement()`):
+
+- `bwrap` (bubblewrap): new network, pid, ipc, uts and mount namespaces; the filesystem is the
+  read-only system directories and interpreter prefixes, the working copy (read-write), a fresh
+  HOME and /tmp, a fresh /proc (the parent's `/proc/<pid>/environ` does not exist in there).
+- `unshare` (util-linux): new network, pid (fresh /proc), ipc and uts namespaces; the host
+  filesystem stays visible with the user's own permissions.
+- `none`: a new session with resource limits only; network, filesystem and /proc are the host's.
+
+Independently, a `pids` cgroup (v1 `pids` hierarchy, or v2 where the controller is delegated)
+bounds the number of processes (RLIMIT_NPROC does not bind root) and lists every descendant, so
+the sandbox can kill them all at the end, including ones that called `setsid`.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+SYSTEM_RO = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/opt")
+
+
+@dataclass(frozen=True)
+class Confinement:
+    kind: str  # "bwrap" | "unshare" | "none"
+    cgroup: bool  # a pids cgroup can be made per run
+    not_confined: tuple[str, ...] = field(default=())
+
+    def describe(self) -> str:
+        confined = {"bwrap": "network, pids, filesystem view, /proc",
+                    "unshare": "network, pids, /proc", "none": "resource limits only"}[self.kind]
+        text = f"local sandbox: {self.kind} ({confined}; process count {'bounded by a cgroup' if self.cgroup else 'by RLIMIT_NPROC only'})"
+        return text + (f"; NOT confined: {', '.join(self.not_confined)}" if self.not_confined else "")
+
+
+def _works(argv: list[str]) -> bool:
+    try:
+        return subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, timeout=20).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return False
+
+
+@functools.cache
+def probe_bwrap() -> bool:
+    exe = shutil.which("bwrap")
+    return bool(exe) and _works([exe, "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev",
+                                 "--unshare-all", "--die-with-parent", "true"])
+
+
+@functools.cache
+def probe_unshare() -> bool:
+    exe = shutil.which("unshare")
+    return bool(exe) and _works([exe, "--net", "--pid", "--ipc", "--uts", "--fork", "--mount-proc",
+                                 "--kill-child", "true"])
+
+
+@functools.cache
+def cgroup_base() -> Path | None:
+    """A pids cgroup directory under which this process may create children, or None."""
+    try:
+        lines = Path("/proc/self/cgroup").read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        _id, controllers, path = line.split(":", 2)
+        if "pids" in controllers.split(","):
+            base = Path("/sys/fs/cgroup/pids") / path.lstrip("/")
+        elif controllers == "":
+            base = Path("/sys/fs/cgroup") / path.lstrip("/")
+            try:
+                if "pids" not in (base / "cgroup.subtree_control").read_text().split():
+                    continue
+            except OSError:
+                continue
+        else:
+            continue
+        probe = base / f"repo-pilot-probe-{uuid.uuid4().hex[:8]}"
+        try:
+            probe.mkdir()
+            probe.rmdir()
+            return base
+        except OSError:
+            continue
+    return None
+
+
+def confinement(kind: str = "auto") -> Confinement:
+    """The level to use: `auto` picks the strongest that works; a named one must work."""
+    if kind not in ("auto", "bwrap", "unshare", "none"):
+        raise ValueError(f"unknown isolation {kind!r} (auto, bwrap, unshare, none)")
+    if kind == "auto":
+        kind = "bwrap" if probe_bwrap() else "unshare" if probe_unshare() else "none"
+    elif kind == "bwrap" and not probe_bwrap():
+        raise RuntimeError("isolation bwrap was asked for but bubblewrap is missing or not allowed here")
+    elif kind == "unshare" and not probe_unshare():
+        raise RuntimeError("isolation unshare was asked for but unshare cannot create namespaces here")
+    cgroup = cgroup_base() is not None
+    missing = {"bwrap": (), "unshare": ("filesystem (the host's, with the user's permissions)",),
+               "none": ("network", "filesystem", "other processes' /proc (environ of the parent)")}[kind]
+    if not cgroup and kind == "none":
+        missing = (*missing, "descendants that call setsid (killed only with the process group)")
+    if not cgroup and os.geteuid() == 0:
+        missing = (*missing, "process count (RLIMIT_NPROC does not bind root)")
+    return Confinement(kind, cgroup, tuple(missing))
+
+
+# -- wrappers -------------------------------------------------------------------------------------
+
+
+def interpreter_paths() -> list[str]:
+    """Where this interpreter and its packages live (read-only inside the sandbox)."""
+    paths = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix,
+             str(Path(sys.executable).resolve().parent.parent)}
+    return sorted(p for p in paths if p and os.path.isdir(p))
+
+
+def _git_dirs(cwd: Path) -> list[tuple[str, bool]]:
+    """A worktree's `.git` file points into a mirror: its own dir read-write, the shared one read-only."""
+    dot = cwd / ".git"
+    if not dot.is_file():
+        return []
+    try:
+        gitdir = Path(dot.read_text().split("gitdir:", 1)[1].strip())
+        common = (gitdir / (gitdir / "commondir").read_text().strip()).resolve()
+    except (OSError, IndexError):
+        return []
+    return [(str(common), False), (str(gitdir.resolve()), True)]
+
+
+def bwrap_argv(cmd: list[str], cwd: Path, home: str, *, network: bool,
+               writable: tuple[str, ...] = (), readable: tuple[str, ...] = ()) -> list[str]:
+    """`cmd` under bubblewrap with the filesystem view described in the module docstring."""
+    argv = [shutil.which("bwrap") or "bwrap", "--die-with-parent", "--new-session", "--unshare-all"]
+    if network:
+        argv.append("--share-net")
+    for path in SYSTEM_RO:
+        if os.path.exists(path):
+            argv += ["--ro-bind", path, path] if not os.path.islink(path) else ["--symlink", os.readlink(path), path]
+    argv += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--tmpfs", "/run"]
+    exe = Path(cmd[0])
+    extra_ro = [*interpreter_paths(), *readable]
+    if exe.is_absolute() and exe.parent.name == "bin":
+        extra_ro.append(str(exe.parent.parent))  # a target's own virtualenv
+    for path in extra_ro:
+        if os.path.exists(path):
+            argv += ["--ro-bind", path, path]
+    for path, rw in _git_dirs(cwd):
+        argv += ["--bind" if rw else "--ro-bind", path, path]
+    for path in (*writable, str(cwd), home):
+        if os.path.exists(path):
+            argv += ["--bind", path, path]
+    return [*argv, "--chdir", str(cwd), "--", *cmd]
+
+
+def unshare_argv(cmd: list[str], *, network: bool) -> list[str]:
+    argv = [shutil.which("unshare") or "unshare", "--pid", "--ipc", "--uts", "--fork", "--mount-proc", "--kill-child"]
+    if not network:
+        argv.insert(1, "--net")
+    return [*argv, "--", *cmd]
+
+
+# -- the process cgroup ------------------------------------------------------------------------------
+
+
+class ProcessGroup:
+    """A pids cgroup for one sandbox run: bounds the process count, and kills every member at the end."""
+
+    def __init__(self, base: Path, max_processes: int):
+        self.path = base / f"repo-pilot-{uuid.uuid4().hex}"
+        self.path.mkdir()
+        (self.path / "pids.max").write_text(str(max_processes))
+        self.procs = str(self.path / "cgroup.procs")
+
+    def join(self) -> None:
+        """Put the calling process in the group (runs in the child between fork and exec)."""
+        fd = os.open(self.procs, os.O_WRONLY)
+        try:
+            os.write(fd, str(os.getpid()).encode())
+        finally:
+            os.close(fd)
+
+    def members(self) -> list[int]:
+        try:
+            return [int(p) for p in Path(self.procs).read_text().split()]
+        except OSError:
+            return []
+
+    def kill_all(self, wait: float = 5.0) -> int:
+        """SIGKILL every member until none is left; returns how many were killed."""
+        killed: set[int] = set()
+        deadline = time.monotonic() + wait
+        while (members := self.members()) and time.monotonic() < deadline:
+            for pid in members:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                    killed.add(pid)
+                except ProcessLookupError:
+                    pass
+            time.sleep(0.02)
+        return len(killed)
+
+    def remove(self) -> None:
+        self.kill_all()
+        for _ in range(100):
+            try:
+                self.path.rmdir()
+                return
+            except FileNotFoundError:
+                return
+            except OSError:  # members still exiting
+                time.sleep(0.02)
+        log.warning("sandbox cgroup %s could not be removed", self.path)
