@@ -128,6 +128,15 @@ def interpreter_paths() -> list[str]:
     return sorted(p for p in paths if p and os.path.isdir(p))
 
 
+TOOLCHAIN_VARS = ("CARGO_HOME", "RUSTUP_HOME", "GOROOT", "GOPATH", "GOMODCACHE")
+
+
+def toolchain_dirs(env: dict | None) -> tuple[str, ...]:
+    """Toolchain homes a run names in its environment (rustup's toolchains, cargo's registry, Go's
+    module cache), shown read-only: the sandbox's fresh HOME has none of them."""
+    return tuple(v for k in TOOLCHAIN_VARS if (v := (env or {}).get(k)) and os.path.isdir(v))
+
+
 def _git_dirs(cwd: Path) -> list[tuple[str, bool]]:
     """A worktree's `.git` file points into a mirror: its own dir read-write, the shared one read-only."""
     dot = cwd / ".git"
@@ -152,9 +161,12 @@ def bwrap_argv(cmd: list[str], cwd: Path, home: str, *, network: bool,
             argv += ["--ro-bind", path, path] if not os.path.islink(path) else ["--symlink", os.readlink(path), path]
     argv += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--tmpfs", "/run"]
     exe = Path(cmd[0])
+    if not exe.is_absolute() and (found := shutil.which(cmd[0])):
+        exe = Path(found)  # a toolchain outside the system paths (~/.cargo/bin, /usr/local/bin…)
+        cmd = [str(exe), *cmd[1:]]
     extra_ro = [*interpreter_paths(), *readable]
     if exe.is_absolute() and exe.parent.name == "bin":
-        extra_ro.append(str(exe.parent.parent))  # a target's own virtualenv
+        extra_ro.append(str(exe.parent.parent))  # a target's own virtualenv, or a toolchain's root
     for path in extra_ro:
         if os.path.exists(path):
             argv += ["--ro-bind", path, path]

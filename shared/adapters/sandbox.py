@@ -159,11 +159,12 @@ class LocalSandbox:
         return apply
 
     def _argv(self, cmd: list[str], cwd: Path, home: str, network: bool, writable: tuple[str, ...],
-              host_fs: bool) -> list[str]:
-        from shared.adapters.confine import bwrap_argv, probe_unshare, unshare_argv
+              host_fs: bool, env: dict | None = None) -> list[str]:
+        from shared.adapters.confine import bwrap_argv, probe_unshare, toolchain_dirs, unshare_argv
 
         if self.confinement.kind == "bwrap" and not host_fs:
-            return bwrap_argv(cmd, Path(cwd).resolve(), home, network=network, writable=writable)
+            return bwrap_argv(cmd, Path(cwd).resolve(), home, network=network, writable=writable,
+                              readable=toolchain_dirs(env))
         if self.confinement.kind == "unshare" or (self.confinement.kind == "bwrap" and probe_unshare()):
             return unshare_argv(cmd, network=network)
         return list(cmd)
@@ -187,7 +188,7 @@ class LocalSandbox:
         started = time.monotonic()
         try:
             proc = await asyncio.create_subprocess_exec(
-                *self._argv(cmd, cwd, home, network, tuple(writable), host_fs),
+                *self._argv(cmd, cwd, home, network, tuple(writable), host_fs, env),
                 cwd=str(cwd),
                 env=scrubbed_env(env, home=home),
                 stdin=asyncio.subprocess.DEVNULL,

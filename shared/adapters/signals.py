@@ -91,6 +91,9 @@ def compute_signals_sync(repo: Path, base_sha: str, head_sha: str) -> dict[str, 
     if numstat.returncode != 0:
         raise RuntimeError(f"git diff failed: {numstat.stderr.strip()}")
     diff = parse_numstat(numstat.stdout)
+    created = _git(repo, "diff", "--name-only", "--no-renames", "--diff-filter=A", base_sha, head_sha)
+    if created.returncode != 0:
+        raise RuntimeError(f"git diff failed: {created.stderr.strip()}")
     changed_py = [p for p in diff["paths"] if p.endswith(".py")]
     target = target_version(_requires_python(repo, head_sha))
     with tempfile.TemporaryDirectory(prefix="repo-pilot-signals-") as tmp:
@@ -117,6 +120,7 @@ def compute_signals_sync(repo: Path, base_sha: str, head_sha: str) -> dict[str, 
         "findings_delta": findings_delta(before_counts, after_counts),
         "parse_failures": sorted(failures),
         "diff": {k: diff[k] for k in ("files", "added", "removed")},
+        "created_files": sorted(f for f in created.stdout.splitlines() if f),
     }
 
 

@@ -1,4 +1,5 @@
-"""What a path in a repository is (pure): the one home of "is this a test file"."""
+"""What a path in a repository is (pure): the one home of "is this a test file" and "is this a
+project file a repository is expected to have"."""
 
 from __future__ import annotations
 
@@ -22,3 +23,16 @@ def is_test_path(path: str) -> bool:
     if any(part in TEST_DIRS for part in p.parts[:-1]):
         return True
     return any(fnmatch.fnmatch(p.name, pattern) for pattern in TEST_NAMES)
+
+
+# Files a maintained repository is expected to have, whatever its language: adding one that was
+# missing is a change of value in itself (docs/review.md), like removing a finding.
+PROJECT_FILES = frozenset({
+    "LICENSE", "SECURITY.md", "CONTRIBUTING.md", "CHANGELOG.md", "CODE_OF_CONDUCT.md",
+    ".github/dependabot.yml", ".pre-commit-config.yaml", ".editorconfig", "mypy.ini",
+})  # fmt: skip
+
+
+def is_project_file(path: str) -> bool:
+    """True for a repository-level file of the kind listed in PROJECT_FILES, or a CI workflow."""
+    return path in PROJECT_FILES or (path.startswith(".github/workflows/") and path.endswith((".yml", ".yaml")))

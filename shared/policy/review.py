@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from shared.events.run import ChangesReviewed, TestGroupResult, TestsCompleted
+from shared.policy.paths import is_project_file
 from shared.policy.findings import WEIGHTS, is_security, severity, weighted
 from shared.ports.engine import REVIEW_DIMENSIONS, ModelReview
 
@@ -172,6 +173,10 @@ def evidence_score(signals: dict[str, Any], tests: dict[str, Any] | None) -> tup
         elif _failing(g):
             reasons.append(f"-1.5 generated tests fail in group {g['group']} ({_failing(g)} failing)")
             score -= 1.5
+    project_files = [f for f in signals.get("created_files", []) or [] if is_project_file(f)]
+    if project_files:
+        reasons.append(f"+0.5 missing project files added: {', '.join(project_files[:6])}")
+        score += 0.5
     validated = int(signals.get("validated_fixes", 0) or 0)
     if validated:
         pts = min(0.5, 0.25 * validated)

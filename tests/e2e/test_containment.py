@@ -74,8 +74,11 @@ def alive(token: str) -> list[str]:
     return found
 
 
+# The marker is split in the source: a secret hard-coded in the target's own files can still appear
+# as diff context in a stored patch (docs/security.md); this test is about secrets of the environment.
 HOSTILE = '''
 import os, pathlib, socket, subprocess
+MARKER = "{marker_head}" + "{marker_tail}"
 
 def test_environ_of_every_process():
     seen = []
@@ -85,11 +88,11 @@ def test_environ_of_every_process():
                 seen.append(proc.joinpath("environ").read_bytes().decode(errors="replace"))
             except OSError:
                 pass
-    assert not any("{marker}" in e for e in seen), "\\n".join(seen)
+    assert not any(MARKER in e for e in seen), "\\n".join(seen)
 
 def test_parent_environ():
     text = pathlib.Path(f"/proc/{{os.getppid()}}/environ").read_bytes().decode(errors="replace")
-    assert "{marker}" not in text, text
+    assert MARKER not in text, text
 
 def test_ssh_key():
     print(pathlib.Path("{home}/.ssh/id_rsa").read_text())
@@ -116,7 +119,8 @@ def test_a_hostile_test_suite_is_contained_and_no_secret_is_stored(cli_env, tmp_
     repo = make_git_repo(tmp_path / "hostile", {
         "pyproject.toml": '[project]\nname = "hostile"\nversion = "0.1.0"\n',
         "hostile/__init__.py": "",
-        "tests/test_hostile.py": HOSTILE.format(marker=marker, home=home, outside=outside,
+        "tests/test_hostile.py": HOSTILE.format(marker_head=marker[:12], marker_tail=marker[12:], home=home,
+                                                outside=outside,
                                                 bus_port=urlparse(nats_url).port, token=token),
     })
     env = {**cli_env, "HOME": str(home), "AWS_SECRET_ACCESS_KEY": marker, "MY_SERVICE_TOKEN": marker,
@@ -186,7 +190,9 @@ def test_a_dotenv_in_the_current_directory_is_not_read(cli_env, tmp_path):
 
     chosen = tmp_path / "mine.env"
     chosen.write_text("AUTO_MERGE_THRESHOLD=9.5\n")
-    named = cli(cli_env, "--env-file", str(chosen), "request", ".", "--categories", "security", cwd=repo, timeout=120)
+    other = make_git_repo(tmp_path / "other", {"app.py": "print('hi')\n"})  # one run per target at a time
+    named = cli(cli_env, "--env-file", str(chosen), "request", ".", "--categories", "security", cwd=other,
+                timeout=120)
     assert named.returncode == 0, named.stderr
     [asked] = [json.loads(line) for line in stored_events(cli_env, named.stdout.strip()).splitlines()]
     assert asked["data"]["threshold"] == 9.5  # a file the user names is read

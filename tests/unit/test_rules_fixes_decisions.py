@@ -95,6 +95,17 @@ def test_a_neutral_change_scores_below_7_and_the_review_says_why():
     assert "removes no finding" in verdict["summary"]
 
 
+def test_missing_project_files_count_as_evidence_but_never_lift_the_cap_alone():
+    scaffold = {**NEUTRAL, "created_files": [".github/workflows/ci.yml", "SECURITY.md", "src/new.py"]}
+    tested = signal_assessment(scaffold, suite(groups=(("smoke", 3, 0), ("integration", 4, 0))))
+    untested = signal_assessment(scaffold, suite())
+    plain = signal_assessment(NEUTRAL, suite(groups=(("smoke", 3, 0), ("integration", 4, 0))))
+    assert any(r == "+0.5 missing project files added: .github/workflows/ci.yml, SECURITY.md"
+               for r in tested["reasons"])
+    assert tested["score"] == plain["score"] + 0.5
+    assert untested["score"] <= 6.5  # no finding removed and no passing test of the change: capped
+
+
 def test_the_score_includes_the_test_results_and_lists_its_reasons():
     fix = {**NEUTRAL, "findings_before": {"S602": 1, "S311": 1, "F401": 6},
            "findings_after": {"S603": 1}, "validated_fixes": 2, "diff": {"files": 1, "added": 5, "removed": 12}}
