@@ -128,6 +128,10 @@ async def on_improvements_suggested(event: Envelope, deps: Uses) -> list[Envelop
                 add(ChangeRejected(improvement_id=imp.id, reason=reason))
                 continue
             sha = commit_all(path, f"{imp.category}: {imp.title}\n\n{imp.rationale}\n\nRepo-Pilot-Improvement: {imp.id}")
+            if sha is None:  # the patch applied but changed nothing: an earlier improvement made it already
+                add(ChangeRejected(improvement_id=imp.id, reason="its change is already made by an earlier "
+                                                                 "improvement of this run"))
+                continue
             patch = format_patch(path, sha)
             files = sorted(filter(None, git(path, "show", "--name-only", "--format=", sha).splitlines()))
             add(ChangeApplied(improvement_id=imp.id, patch=patch, files=files, commit_sha=sha))

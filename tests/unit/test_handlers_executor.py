@@ -55,6 +55,21 @@ async def test_one_commit_per_improvement_and_a_reason_for_each_one_left_out(tmp
     assert (rebuilt / "app.py").read_text() == "A = 10\nB = 2\n" and (rebuilt / "new.py").exists()
 
 
+async def test_a_change_an_earlier_improvement_already_made_is_rejected_not_a_crash(tmp_path):
+    same = {"app.py": "A = 10\nB = 2\n"}
+    deps = fake_deps(tmp_path, {"demo": REPO}, engine=FakeEngine(edits={"one": same, "two": same}))
+    event, _ = await suggested_run(deps, [idea("one"), idea("two")])
+
+    out = await on_improvements_suggested(event, deps)
+
+    outcome = {e.data.improvement_id: e for e in out if e.type in ("ChangeApplied", "ChangeRejected")}
+    assert outcome["one"].type == "ChangeApplied"
+    assert outcome["two"].type == "ChangeRejected"
+    assert "already made by an earlier improvement" in outcome["two"].data.reason
+    [committed] = [e.data for e in out if e.type == "ChangesCommitted"]
+    assert [p.improvement_id for p in committed.patches] == ["one"]
+
+
 async def test_a_failing_engine_leaves_no_scratch_copy(tmp_path):
     deps = fake_deps(tmp_path, {"demo": REPO}, engine=FakeEngine(fail="implement"))
     event, _ = await suggested_run(deps, [idea("one"), idea("two")])
