@@ -189,20 +189,6 @@ def compliance_improvements(facts: RepoFacts, findings: list[Finding]) -> list[I
                                                   for d in missing_docs),
             rule="check:community-docs",
         ))  # fmt: skip
-    upgrades = sorted(f for f in findings if f.code.startswith("UP"))
-    if upgrades:
-        codes = sorted({f.code for f in upgrades})
-        fixable = sum(f.fixable for f in upgrades)
-        out.append(Improvement(
-            id="compliance-ruff-UP", category="compliance",
-            title=f"Modernise syntax for the supported Python (ruff pyupgrade, {len(upgrades)} findings)",
-            rationale=(
-                f"The pyupgrade rules ({', '.join(codes)}) are a family worth enabling: they keep the code in the "
-                f"idiom of the Python versions it supports. ruff has safe automatic fixes for {fixable} of "
-                f"{len(upgrades)} findings; the rest are left for a human."
-            ),
-            files=_files(upgrades), changes=_listing(upgrades), rule="ruff:" + ",".join(codes),
-        ))  # fmt: skip
     if facts.language == "python" and facts.python_files and not has_type_checking(facts):
         out.append(Improvement(
             id="compliance-type-checking", category="compliance", title="Add a type-checking configuration",
