@@ -9,6 +9,7 @@ subject prefix, so tests run in parallel and can be re-run on the same servers.
 from __future__ import annotations
 
 import contextlib
+import asyncio
 import os
 import shutil
 import subprocess
@@ -119,6 +120,26 @@ def settings(nats_url, database_url, db_schema, bus_names, tmp_path, monkeypatch
         REPO_PILOT_SUBJECT_PREFIX=bus_names["subject_prefix"],
         REPO_PILOT_HOME=tmp_path / "home",
     )
+
+
+@pytest.fixture
+def cli_env(nats_url, database_url, db_schema, bus_names, tmp_path):
+    """The environment a `repo-pilot` subprocess runs with in a test: this test's servers, schema,
+    stream and data directory, and no model or Repo Pilot setting inherited from the caller."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "REPO_PILOT_"))}
+    env.update(NATS_URL=nats_url, DATABASE_URL=database_url, REPO_PILOT_DB_SCHEMA=db_schema,
+               REPO_PILOT_STREAM=bus_names["stream_name"], REPO_PILOT_SUBJECT_PREFIX=bus_names["subject_prefix"],
+               REPO_PILOT_HOME=str(tmp_path / "home"), COLUMNS="200")
+    yield env
+
+    async def drop():
+        import asyncpg
+
+        conn = await asyncpg.connect(database_url)
+        await conn.execute(f'DROP SCHEMA IF EXISTS "{db_schema}" CASCADE')
+        await conn.close()
+
+    asyncio.run(drop())
 
 
 def make_git_repo(path: Path, files: dict[str, str], message: str = "initial") -> Path:

@@ -11,7 +11,6 @@ do, run through the real CLI (`repo-pilot run`) against real NATS, Postgres, git
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import subprocess
@@ -25,24 +24,6 @@ import pytest
 from tests.conftest import make_git_repo
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture
-def cli_env(nats_url, database_url, db_schema, bus_names, tmp_path):
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "REPO_PILOT_"))}
-    env.update(NATS_URL=nats_url, DATABASE_URL=database_url, REPO_PILOT_DB_SCHEMA=db_schema,
-               REPO_PILOT_STREAM=bus_names["stream_name"], REPO_PILOT_SUBJECT_PREFIX=bus_names["subject_prefix"],
-               REPO_PILOT_HOME=str(tmp_path / "pilot-home"), COLUMNS="200")
-    yield env
-
-    async def drop():
-        import asyncpg
-
-        conn = await asyncpg.connect(database_url)
-        await conn.execute(f'DROP SCHEMA IF EXISTS "{db_schema}" CASCADE')
-        await conn.close()
-
-    asyncio.run(drop())
 
 
 def cli(env, *args, cwd=None, timeout=600):
@@ -129,7 +110,7 @@ def test_a_hostile_test_suite_is_contained_and_no_secret_is_stored(cli_env, tmp_
     output = proc.stdout + proc.stderr
     run_id = run_id_of(output)
     events = stored_events(env, run_id)
-    run_log = (tmp_path / "pilot-home" / "runs" / f"{run_id}.json")
+    run_log = (Path(cli_env["REPO_PILOT_HOME"]) / "runs" / f"{run_id}.json")
 
     assert marker not in events and marker not in output
     if run_log.exists():

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 
@@ -12,25 +11,6 @@ import pytest
 from tests.conftest import make_git_repo
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def cli_env(nats_url, database_url, db_schema, bus_names, tmp_path):
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "REPO_PILOT_"))}
-    env.update(NATS_URL=nats_url, DATABASE_URL=database_url, REPO_PILOT_DB_SCHEMA=db_schema,
-               REPO_PILOT_STREAM=bus_names["stream_name"], REPO_PILOT_SUBJECT_PREFIX=bus_names["subject_prefix"],
-               REPO_PILOT_HOME=str(tmp_path / "home"), COLUMNS="200")
-    yield env
-    import asyncio
-
-    import asyncpg
-
-    async def drop():
-        conn = await asyncpg.connect(database_url)
-        await conn.execute(f'DROP SCHEMA IF EXISTS "{db_schema}" CASCADE')
-        await conn.close()
-
-    asyncio.run(drop())
 
 
 def cli(env, *args, check=True):

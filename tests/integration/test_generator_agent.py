@@ -2,7 +2,6 @@
 the agent edits a real checkout through the sandbox, and the attempt is validated for real."""
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -111,15 +110,6 @@ async def test_handler_records_a_bad_task_dir_as_step_failed(tmp_path):
 def _cli(env, *args):
     return subprocess.run([sys.executable, "-m", "shared.app.cli", *args], env=env, capture_output=True,
                           text=True, timeout=300)
-
-
-@pytest.fixture
-def cli_env(nats_url, database_url, db_schema, bus_names, tmp_path):
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "REPO_PILOT_"))}
-    env.update(NATS_URL=nats_url, DATABASE_URL=database_url, REPO_PILOT_DB_SCHEMA=db_schema,
-               REPO_PILOT_STREAM=bus_names["stream_name"], REPO_PILOT_SUBJECT_PREFIX=bus_names["subject_prefix"],
-               REPO_PILOT_HOME=str(tmp_path / "home"), COLUMNS="200")
-    return env
 
 
 def _events(env) -> list[dict]:
