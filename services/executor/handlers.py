@@ -53,14 +53,7 @@ async def on_improvements_suggested(event: Envelope, deps: Uses) -> list[Envelop
             try:
                 path = await deps.workspace.worktree(scratch, ctx.request.repo, base)
                 done = await engine.implement(path, imp)
-                git(path, "add", "--all")
-                # A file the engine wrote on purpose is added even when the repository's .gitignore
-                # matches it (tabulate ignores `.*`, so .github/dependabot.yml vanished silently).
-                wrote = [f for f in (getattr(done, "files", None) or []) if (path / f).is_file()]
-                if wrote:
-                    git(path, "add", "--force", "--", *wrote)
-                # Byte for byte: a diff may end in a context line that is a single space.
-                diff = git_patch(path, "diff", "--cached", "--binary", base)
+                diff = _staged_diff(path, base, done)
             except ChangeRejectedError as exc:
                 return None, exc.reason
             except GitError as exc:
@@ -75,9 +68,7 @@ async def on_improvements_suggested(event: Envelope, deps: Uses) -> list[Envelop
         path = await deps.workspace.worktree(scratch, ctx.request.repo, base, [p.patch for p in done])
         try:
             head = git(path, "rev-parse", "HEAD")
-            await engine.implement(path, imp)
-            git(path, "add", "--all")
-            diff = _staged_diff(path, head)
+            diff = _staged_diff(path, head, await engine.implement(path, imp))
         except ChangeRejectedError as exc:
             return None, exc.reason
         finally:
@@ -159,6 +150,14 @@ def rejection_reason(stderr: str) -> str:
     return f"conflicts with an earlier improvement: {detail}"
 
 
-def _staged_diff(path, since: str) -> str:
-    """The staged change as a patch, byte for byte (see `git_patch`)."""
+def _staged_diff(path, since: str, done) -> str:
+    """Stage what the engine changed and return it as a patch against `since`, byte for byte (a diff
+    may end in a context line that is a single space; see `git_patch`).
+
+    A file the engine wrote on purpose is staged even when the repository's .gitignore matches it
+    (tabulate ignores `.*`, so .github/dependabot.yml vanished silently)."""
+    git(path, "add", "--all")
+    wrote = [f for f in (getattr(done, "files", None) or []) if (path / f).is_file()]
+    if wrote:
+        git(path, "add", "--force", "--", *wrote)
     return git_patch(path, "diff", "--cached", "--binary", since)
