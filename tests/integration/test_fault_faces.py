@@ -17,10 +17,7 @@ except ImportError:  # the upstream name, where that is what is installed
 
 from shared.app.gateway import create_app
 from tests.conftest import make_git_repo
-from tests.integration import test_cli as cli_support
 from tests.integration.test_cli import cli
-
-faces_env = cli_support.cli_env  # `cli_env` (pytest registers it by its function name)
 
 pytestmark = pytest.mark.integration
 
@@ -40,31 +37,31 @@ async def _bad_row(database_url: str, schema: str) -> None:
         await conn.close()
 
 
-def test_readers_skip_an_unreadable_row_and_health_reports_it(faces_env, database_url, db_schema, tmp_path):
+def test_readers_skip_an_unreadable_row_and_health_reports_it(cli_env, database_url, db_schema, tmp_path):
     import asyncio
 
     repo = make_git_repo(tmp_path / "target", {"app.py": "x = 1\n"})
-    run_id = cli(faces_env, "request", str(repo)).stdout.strip()
-    assert "ok" in cli(faces_env, "health", check=False).stdout
+    run_id = cli(cli_env, "request", str(repo)).stdout.strip()
+    assert "ok" in cli(cli_env, "health", check=False).stdout
     asyncio.run(_bad_row(database_url, db_schema))
 
     # `runs` projects past the bad row (and says so); `status` then has nothing left to skip.
     for args in (["runs"], ["events", "--json"], ["projections", "rebuild"]):
-        proc = cli(faces_env, *args)
+        proc = cli(cli_env, *args)
         assert "skipped 1 unreadable event" in proc.stderr, args
-    assert run_id in cli(faces_env, "status", run_id).stdout
-    events = [json.loads(line) for line in cli(faces_env, "events", "--json").stdout.splitlines()]
+    assert run_id in cli(cli_env, "status", run_id).stdout
+    events = [json.loads(line) for line in cli(cli_env, "events", "--json").stdout.splitlines()]
     assert [e["type"] for e in events] == ["PipelineRequested"]
 
-    health = cli(faces_env, "health", "--json", check=False)
+    health = cli(cli_env, "health", "--json", check=False)
     assert health.returncode == 1
     report = json.loads(health.stdout)
     assert not report["ok"] and report["faults"][0]["type"] == "NoSuchEvent"
     assert any(c["name"] == "relay faults" and not c["ok"] for c in report["checks"])
 
 
-def test_cli_refuses_an_oversized_request_before_touching_anything(faces_env):
-    proc = cli(faces_env, "request", "/tmp/" + "a" * 10_000, check=False)
+def test_cli_refuses_an_oversized_request_before_touching_anything(cli_env):
+    proc = cli(cli_env, "request", "/tmp/" + "a" * 10_000, check=False)
     assert proc.returncode == 2 and "repo is 10,005 characters long; at most 4,096" in proc.stderr
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -244,13 +243,6 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-@pytest.fixture
-def cli_env(database_url, db_schema, tmp_path):
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "REPO_PILOT_"))}
-    env.update(DATABASE_URL=database_url, REPO_PILOT_DB_SCHEMA=db_schema, REPO_PILOT_HOME=str(tmp_path / "home"))
-    return env
 
 
 def test_the_gateway_command_refuses_an_open_public_bind(cli_env):
