@@ -5,6 +5,8 @@ Three levels, the strongest the kernel allows (probed once per process, `confine
 - `bwrap` (bubblewrap): new network, pid, ipc, uts and mount namespaces; the filesystem is the
   read-only system directories and interpreter prefixes, the working copy (read-write), a fresh
   HOME and /tmp, a fresh /proc (the parent's `/proc/<pid>/environ` does not exist in there).
+- `mountns`: the same view as `bwrap`, built by fsview.py inside `unshare --mount` (root, or a
+  user namespace), for machines without bubblewrap; every capability is dropped before the exec.
 - `unshare` (util-linux): new network, pid (fresh /proc), ipc and uts namespaces; the host
   filesystem stays visible with the user's own permissions.
 - `none`: a new session with resource limits only; network, filesystem and /proc are the host's.
@@ -17,6 +19,7 @@ the sandbox can kill them all at the end, including ones that called `setsid`.
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import os
 import shutil
@@ -30,17 +33,19 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
+LEVELS = ("auto", "bwrap", "mountns", "unshare", "none")
 SYSTEM_RO = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/opt")
 
 
 @dataclass(frozen=True)
 class Confinement:
-    kind: str  # "bwrap" | "unshare" | "none"
+    kind: str  # "bwrap" | "mountns" | "unshare" | "none"
     cgroup: bool  # a pids cgroup can be made per run
     not_confined: tuple[str, ...] = field(default=())
 
     def describe(self) -> str:
         confined = {"bwrap": "network, pids, filesystem view, /proc",
+                    "mountns": "network, pids, filesystem view, /proc, no capabilities",
                     "unshare": "network, pids, /proc", "none": "resource limits only"}[self.kind]
         text = f"local sandbox: {self.kind} ({confined}; process count {'bounded by a cgroup' if self.cgroup else 'by RLIMIT_NPROC only'})"
         return text + (f"; NOT confined: {', '.join(self.not_confined)}" if self.not_confined else "")
@@ -66,6 +71,21 @@ def probe_unshare() -> bool:
     exe = shutil.which("unshare")
     return bool(exe) and _works([exe, "--net", "--pid", "--ipc", "--uts", "--fork", "--mount-proc",
                                  "--kill-child", "true"])
+
+
+@functools.cache
+def probe_mountns() -> bool:
+    """fsview.py can build the view here (unshare may make a mount namespace and mount in it)."""
+    if not shutil.which("unshare"):
+        return False
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="repo-pilot-probe-") as tmp:
+        home, root = Path(tmp, "home"), Path(tmp, "root")
+        home.mkdir()
+        root.mkdir()
+        true = shutil.which("true") or "/bin/true"
+        return _works(mountns_argv([true], home, str(home), str(root), network=False))
 
 
 @functools.cache
@@ -100,16 +120,20 @@ def cgroup_base() -> Path | None:
 
 def confinement(kind: str = "auto") -> Confinement:
     """The level to use: `auto` picks the strongest that works; a named one must work."""
-    if kind not in ("auto", "bwrap", "unshare", "none"):
-        raise ValueError(f"unknown isolation {kind!r} (auto, bwrap, unshare, none)")
+    if kind not in LEVELS:
+        raise ValueError(f"unknown isolation {kind!r} ({', '.join(LEVELS)})")
     if kind == "auto":
-        kind = "bwrap" if probe_bwrap() else "unshare" if probe_unshare() else "none"
+        kind = ("bwrap" if probe_bwrap() else "mountns" if probe_mountns()
+                else "unshare" if probe_unshare() else "none")
     elif kind == "bwrap" and not probe_bwrap():
         raise RuntimeError("isolation bwrap was asked for but bubblewrap is missing or not allowed here")
+    elif kind == "mountns" and not probe_mountns():
+        raise RuntimeError("isolation mountns was asked for but no mount namespace can be made here "
+                           "(needs root, or user namespaces)")
     elif kind == "unshare" and not probe_unshare():
         raise RuntimeError("isolation unshare was asked for but unshare cannot create namespaces here")
     cgroup = cgroup_base() is not None
-    missing = {"bwrap": (), "unshare": ("filesystem (the host's, with the user's permissions)",),
+    missing = {"bwrap": (), "mountns": (), "unshare": ("filesystem (the host's, with the user's permissions)",),
                "none": ("network", "filesystem", "other processes' /proc (environ of the parent)")}[kind]
     if not cgroup and kind == "none":
         missing = (*missing, "descendants that call setsid (killed only with the process group)")
@@ -150,16 +174,16 @@ def _git_dirs(cwd: Path) -> list[tuple[str, bool]]:
     return [(str(common), False), (str(gitdir.resolve()), True)]
 
 
-def bwrap_argv(cmd: list[str], cwd: Path, home: str, *, network: bool,
-               writable: tuple[str, ...] = (), readable: tuple[str, ...] = ()) -> list[str]:
-    """`cmd` under bubblewrap with the filesystem view described in the module docstring."""
-    argv = [shutil.which("bwrap") or "bwrap", "--die-with-parent", "--new-session", "--unshare-all"]
-    if network:
-        argv.append("--share-net")
+def view(cmd: list[str], cwd: Path, home: str, *, writable: tuple[str, ...] = (),
+         readable: tuple[str, ...] = ()) -> tuple[list[list[str]], list[str]]:
+    """The filesystem view described in the module docstring, as bubblewrap-style operations
+    (`ro-bind`, `bind`, `symlink`, `tmpfs`, `proc`, `dev`, in order), and `cmd` with its
+    executable resolved to an absolute path when it lies outside the system paths."""
+    ops: list[list[str]] = []
     for path in SYSTEM_RO:
         if os.path.exists(path):
-            argv += ["--ro-bind", path, path] if not os.path.islink(path) else ["--symlink", os.readlink(path), path]
-    argv += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--tmpfs", "/run"]
+            ops.append(["ro-bind", path, path] if not os.path.islink(path) else ["symlink", os.readlink(path), path])
+    ops += [["proc", "/proc"], ["dev", "/dev"], ["tmpfs", "/tmp"], ["tmpfs", "/run"]]
     exe = Path(cmd[0])
     if not exe.is_absolute() and (found := shutil.which(cmd[0])):
         exe = Path(found)  # a toolchain outside the system paths (~/.cargo/bin, /usr/local/bin…)
@@ -167,15 +191,40 @@ def bwrap_argv(cmd: list[str], cwd: Path, home: str, *, network: bool,
     extra_ro = [*interpreter_paths(), *readable]
     if exe.is_absolute() and exe.parent.name == "bin":
         extra_ro.append(str(exe.parent.parent))  # a target's own virtualenv, or a toolchain's root
-    for path in extra_ro:
-        if os.path.exists(path):
-            argv += ["--ro-bind", path, path]
-    for path, rw in _git_dirs(cwd):
-        argv += ["--bind" if rw else "--ro-bind", path, path]
-    for path in (*writable, str(cwd), home):
-        if os.path.exists(path):
-            argv += ["--bind", path, path]
+    ops += [["ro-bind", path, path] for path in extra_ro if os.path.exists(path)]
+    ops += [["bind" if rw else "ro-bind", path, path] for path, rw in _git_dirs(cwd)]
+    ops += [["bind", path, path] for path in (*writable, str(cwd), home) if os.path.exists(path)]
+    return ops, cmd
+
+
+def bwrap_argv(cmd: list[str], cwd: Path, home: str, *, network: bool,
+               writable: tuple[str, ...] = (), readable: tuple[str, ...] = ()) -> list[str]:
+    """`cmd` under bubblewrap, in the view of `view()`."""
+    argv = [shutil.which("bwrap") or "bwrap", "--die-with-parent", "--new-session", "--unshare-all"]
+    if network:
+        argv.append("--share-net")
+    ops, cmd = view(cmd, cwd, home, writable=writable, readable=readable)
+    for op, *args in ops:
+        argv += [f"--{op}", *args]
     return [*argv, "--chdir", str(cwd), "--", *cmd]
+
+
+def mountns_argv(cmd: list[str], cwd: Path, home: str, root: str, *, network: bool,
+                 writable: tuple[str, ...] = (), readable: tuple[str, ...] = ()) -> list[str]:
+    """`cmd` in new namespaces (mount, pid, ipc, uts, and network unless asked) where fsview.py
+    builds the view of `view()` on a tmpfs mounted at `root` (an empty directory), pivots into it
+    and drops every capability before the exec: bubblewrap's view without bubblewrap."""
+    ops, cmd = view(cmd, cwd, home, writable=writable, readable=readable)
+    plan = json.dumps({"root": root, "ops": ops, "cwd": str(cwd), "cmd": cmd})
+    argv = [shutil.which("unshare") or "unshare", "--mount", "--pid", "--ipc", "--uts", "--fork", "--kill-child"]
+    if os.geteuid() != 0:
+        argv.insert(1, "--map-root-user")  # mounts need CAP_SYS_ADMIN: a user namespace gives it
+    if not network:
+        argv.insert(1, "--net")
+    return [*argv, "--", sys.executable, "-I", "-S", FSVIEW, plan]
+
+
+FSVIEW = str(Path(__file__).with_name("fsview.py"))
 
 
 def unshare_argv(cmd: list[str], *, network: bool) -> list[str]:

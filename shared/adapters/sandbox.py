@@ -9,6 +9,7 @@ either and reads the counts from the JUnit XML report.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fnmatch
 import logging
 import os
@@ -121,8 +122,9 @@ class LocalSandbox:
     """A subprocess confined as far as this machine allows (shared/adapters/confine.py), with time,
     memory, CPU, process and file-size limits and no secrets.
 
-    `isolation`: `auto` (bubblewrap, else unshare, else none; what is not confined is logged once),
-    or one of `bwrap`, `unshare`, `none`. No network unless a call asks for it (`network=True`,
+    `isolation` (default: `REPO_PILOT_ISOLATION`, else `auto`): `auto` (bubblewrap, else mountns,
+    else unshare, else none; what is not confined is logged once), or one of `bwrap`, `mountns`,
+    `unshare`, `none` (which must then work here). No network unless a call asks for it (`network=True`,
     e.g. installing dependencies). Limits: `memory_mb` of address space, CPU seconds (the wall
     timeout also applies), `max_processes` (a pids cgroup where one can be made, which binds root
     too; else RLIMIT_NPROC beyond what the user already runs), 1 GiB per written file, no core
@@ -134,9 +136,10 @@ class LocalSandbox:
     shares_host_fs = True  # run_pytest may put its report outside the repository
 
     def __init__(self, memory_mb: int = 2048, cpu_seconds: int = 600, max_processes: int = 256,
-                 isolation: str = "auto"):
+                 isolation: str | None = None):
         from shared.adapters.confine import confinement
 
+        isolation = isolation or os.environ.get("REPO_PILOT_ISOLATION") or "auto"
         self.memory_mb = memory_mb
         self.cpu_seconds = cpu_seconds
         self.max_processes = max_processes
@@ -160,12 +163,18 @@ class LocalSandbox:
 
     def _argv(self, cmd: list[str], cwd: Path, home: str, network: bool, writable: tuple[str, ...],
               host_fs: bool, env: dict | None = None) -> list[str]:
-        from shared.adapters.confine import bwrap_argv, probe_unshare, toolchain_dirs, unshare_argv
+        from shared.adapters.confine import bwrap_argv, mountns_argv, probe_unshare, toolchain_dirs, unshare_argv
 
-        if self.confinement.kind == "bwrap" and not host_fs:
+        kind = self.confinement.kind
+        if kind == "bwrap" and not host_fs:
             return bwrap_argv(cmd, Path(cwd).resolve(), home, network=network, writable=writable,
                               readable=toolchain_dirs(env))
-        if self.confinement.kind == "unshare" or (self.confinement.kind == "bwrap" and probe_unshare()):
+        if kind == "mountns" and not host_fs:
+            root = Path(home + ".view")
+            root.mkdir()
+            return mountns_argv(cmd, Path(cwd).resolve(), home, str(root), network=network, writable=writable,
+                                readable=toolchain_dirs(env))
+        if kind == "unshare" or (kind in ("bwrap", "mountns") and probe_unshare()):
             return unshare_argv(cmd, network=network)
         return list(cmd)
 
@@ -224,6 +233,8 @@ class LocalSandbox:
             if group is not None:
                 await asyncio.to_thread(group.remove)
             shutil.rmtree(home, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                os.rmdir(home + ".view")  # the empty mount point of a `mountns` view
 
 
 OUTPUT_KEEP = 4 * 1024 * 1024
@@ -346,13 +357,14 @@ def docker_available(image: str | None = None) -> bool:
         return False
 
 
-def make_sandbox(prefer: str = "auto", image: str = DEFAULT_IMAGE) -> Sandbox:
-    """`docker` when asked or (for `auto`) when an engine answers and has `image`; else `local`."""
+def make_sandbox(prefer: str = "auto", image: str = DEFAULT_IMAGE, isolation: str | None = None) -> Sandbox:
+    """`docker` when asked or (for `auto`) when an engine answers and has `image`; else `local`
+    (confined at `isolation`, see LocalSandbox)."""
     if prefer not in ("auto", "docker", "local"):
         raise ValueError(f"unknown sandbox kind {prefer!r} (auto, docker, local)")
     if prefer == "local":
         log.info("sandbox: local subprocess (asked for)")
-        return LocalSandbox()
+        return LocalSandbox(isolation=isolation)
     if docker_available(image if prefer == "auto" else None):
         log.info("sandbox: docker, image %s", image)
         return DockerSandbox(image)
@@ -361,7 +373,7 @@ def make_sandbox(prefer: str = "auto", image: str = DEFAULT_IMAGE) -> Sandbox:
     log.warning(
         "sandbox: no Docker engine (or no image %s) answers; using the local subprocess sandbox", image
     )
-    return LocalSandbox()
+    return LocalSandbox(isolation=isolation)
 
 
 # -- pytest ----------------------------------------------------------------------------------

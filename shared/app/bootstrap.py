@@ -74,7 +74,7 @@ def bootstrap(
         settings=settings,
         store=store,
         workspace=workspace or RealWorkspace(settings.home),
-        sandbox=sandbox or make_sandbox("auto"),
+        sandbox=sandbox or make_sandbox("auto", isolation=settings.isolation),
         make_engine=make_engine or real_engine_factory(settings),
         make_forge=make_forge or (lambda kind, target: real_forge(kind, target, settings)),
         openai_client=openai_client,

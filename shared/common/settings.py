@@ -81,6 +81,9 @@ class Settings(BaseSettings):
     # Above the longest legitimate silence: a test step runs up to six 600 s pytest sessions.
     stall_after_seconds: float = Field(default=7200.0, alias="REPO_PILOT_STALL_AFTER")
 
+    # How the local sandbox confines tests (shared/adapters/confine.py): auto = the strongest that works.
+    isolation: Literal["auto", "bwrap", "mountns", "unshare", "none"] = Field(default="auto", alias="REPO_PILOT_ISOLATION")
+
     # Test steps one tester replica runs at once (a slow repository must not block the others).
     tester_concurrency: int = Field(default=3, ge=1, alias="REPO_PILOT_TESTER_CONCURRENCY")
 

@@ -60,7 +60,7 @@ def test_the_agent_asks_for_a_confined_shell():
     assert proc.confinement_args(Plain(), network=False, host_fs=False) == {}
 
 
-@pytest.mark.skipif(_kind() not in ("bwrap", "unshare"), reason="the local sandbox cannot confine here")
+@pytest.mark.skipif(_kind() == "none", reason="the local sandbox cannot confine here")
 async def test_no_network_for_the_agent_unless_allowed(tmp_path):
     workspace = tmp_path / "ws"
     workspace.mkdir()
@@ -72,7 +72,7 @@ async def test_no_network_for_the_agent_unless_allowed(tmp_path):
     assert "FETCHED 200" in opened[0], opened[0]
 
 
-@pytest.mark.skipif(_kind() != "bwrap", reason="no filesystem view here (bubblewrap missing)")
+@pytest.mark.skipif(_kind() not in ("bwrap", "mountns"), reason="no filesystem view here (no bubblewrap, no mount namespace)")
 async def test_the_agent_sees_its_workspace_and_nothing_of_the_users(tmp_path):
     workspace = tmp_path / "ws"
     workspace.mkdir()

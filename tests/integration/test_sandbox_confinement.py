@@ -16,17 +16,19 @@ from pathlib import Path
 
 import pytest
 
-from shared.adapters.confine import cgroup_base, confinement, probe_bwrap, probe_unshare
+from shared.adapters.confine import cgroup_base, confinement, probe_bwrap, probe_mountns, probe_unshare
 from shared.adapters.sandbox import LocalSandbox, scrubbed_env
 
 pytestmark = pytest.mark.integration
 
 LEVELS = [
     pytest.param("bwrap", marks=pytest.mark.skipif(not probe_bwrap(), reason="bubblewrap missing or not allowed")),
+    pytest.param("mountns", marks=pytest.mark.skipif(not probe_mountns(), reason="no mount namespace here")),
     pytest.param("unshare", marks=pytest.mark.skipif(not probe_unshare(), reason="no namespaces for unshare")),
     "none",
 ]
-NAMESPACED = LEVELS[:2]
+NAMESPACED = LEVELS[:3]
+VIEWS = LEVELS[:2]  # the levels that show a filesystem view instead of the host's
 
 
 def py(code: str) -> list[str]:
@@ -49,7 +51,7 @@ async def test_no_network_unless_asked(level, listener, tmp_path):
     denied = await LocalSandbox(isolation=level).run(py(code), cwd=tmp_path, timeout=60)
     assert denied.exit_code != 0 and "CONNECTED" not in denied.stdout, denied.stderr
     assert "Error" in denied.stderr  # the attempt is visible
-    if level == "unshare":  # bwrap's --share-net keeps the host's loopback too
+    if level != "bwrap":  # bwrap's --share-net keeps the host's loopback too
         allowed = await LocalSandbox(isolation=level).run(py(code), cwd=tmp_path, timeout=60, network=True)
         assert "CONNECTED" in allowed.stdout, allowed.stderr
 
@@ -71,9 +73,8 @@ async def test_the_parents_environ_is_out_of_reach(level, tmp_path, monkeypatch)
     assert "PARENT False" in result.stdout
 
 
-async def test_bwrap_shows_only_the_working_copy_a_temp_dir_and_system_paths(tmp_path):
-    if not probe_bwrap():
-        pytest.skip("bubblewrap missing or not allowed")
+@pytest.mark.parametrize("level", VIEWS)
+async def test_the_view_shows_only_the_working_copy_a_temp_dir_and_system_paths(level, tmp_path):
     home = tmp_path / "user-home"
     (home / ".ssh").mkdir(parents=True)
     (home / ".ssh" / "id_rsa").write_text("FAKE KEY")
@@ -89,12 +90,29 @@ async def test_bwrap_shows_only_the_working_copy_a_temp_dir_and_system_paths(tmp
             "try:\n    pathlib.Path('/usr/pwned').write_text('x'); print('WROTE USR')\n"
             "except OSError as e: print('refused', e)\n"
             "pathlib.Path('inside.txt').write_text('ok'); print('wrote inside')\n")
-    result = await LocalSandbox(isolation="bwrap").run(py(code), cwd=work, timeout=60)
+    result = await LocalSandbox(isolation=level).run(py(code), cwd=work, timeout=60)
     assert result.exit_code == 0, result.stderr
     assert f"{home}/.ssh/id_rsa False" in result.stdout and f"{outside} False" in result.stdout
     assert "WROTE" not in result.stdout and result.stdout.count("refused") == 2
     assert (work / "inside.txt").read_text() == "ok" and list(outside.iterdir()) == []
     assert not Path("/usr/pwned").exists()
+
+
+@pytest.mark.parametrize("level", VIEWS)
+async def test_root_inside_a_view_holds_no_capability_and_cannot_remount(level, tmp_path):
+    code = ("import pathlib, subprocess\n"
+            "caps = [l.split()[1] for l in open('/proc/self/status') if l.startswith(('CapEff', 'CapBnd'))]\n"
+            "print('CAPS', *caps)\n"
+            "r = subprocess.run(['mount', '-o', 'remount,rw', '/usr'], capture_output=True, text=True)\n"
+            "print('REMOUNT', r.returncode)\n")
+    result = await LocalSandbox(isolation=level).run(py(code), cwd=tmp_path, timeout=60)
+    assert "CAPS 0000000000000000 0000000000000000" in result.stdout, (result.stdout, result.stderr)
+    assert "REMOUNT 0" not in result.stdout and "REMOUNT" in result.stdout
+
+
+def test_an_unknown_or_unavailable_level_is_refused_by_name():
+    with pytest.raises(ValueError, match="mountns"):
+        confinement("chroot")
 
 
 def _alive(token: str) -> list[int]:
