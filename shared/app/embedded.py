@@ -18,12 +18,17 @@ import socket
 import subprocess
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 from shared.common.redaction import redact
 
 log = logging.getLogger("repo_pilot.embedded")
+
+# pgserver asks platformdirs for a runtime dir when it is imported; without a login session
+# (a container, CI, sudo) that warns on every command although the dir is never used.
+warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
 
 
 class ServerUnreachable(RuntimeError):
