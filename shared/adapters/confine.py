@@ -189,12 +189,18 @@ def view(cmd: list[str], cwd: Path, home: str, *, writable: tuple[str, ...] = ()
         exe = Path(found)  # a toolchain outside the system paths (~/.cargo/bin, /usr/local/bin…)
         cmd = [str(exe), *cmd[1:]]
     extra_ro = [*interpreter_paths(), *readable]
-    if exe.is_absolute() and exe.parent.name == "bin":
+    if exe.is_absolute() and exe.parent.name == "bin" and not _system(exe.parent.parent):
         extra_ro.append(str(exe.parent.parent))  # a target's own virtualenv, or a toolchain's root
-    ops += [["ro-bind", path, path] for path in extra_ro if os.path.exists(path)]
+    ops += [["ro-bind", path, path] for path in extra_ro if os.path.exists(path) and not _system(Path(path))]
     ops += [["bind" if rw else "ro-bind", path, path] for path, rw in _git_dirs(cwd)]
     ops += [["bind", path, path] for path in (*writable, str(cwd), home) if os.path.exists(path)]
     return ops, cmd
+
+
+def _system(path: Path) -> bool:
+    """`path` is the root or lies in a system path the view already shows (`/bin/sh` must not
+    bring in `/`, nor `/usr/bin/node` a second `/usr`)."""
+    return path == Path("/") or any(path == Path(p) or Path(p) in path.parents for p in SYSTEM_RO)
 
 
 def bwrap_argv(cmd: list[str], cwd: Path, home: str, *, network: bool,

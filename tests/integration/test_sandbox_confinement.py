@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import socket
+import subprocess
 import sys
+import tempfile
 import uuid
 from pathlib import Path
 
 import pytest
 
+from shared.adapters import confine
 from shared.adapters.confine import cgroup_base, confinement, probe_bwrap, probe_mountns, probe_unshare
 from shared.adapters.sandbox import LocalSandbox, scrubbed_env
 
@@ -108,6 +112,52 @@ async def test_root_inside_a_view_holds_no_capability_and_cannot_remount(level, 
     result = await LocalSandbox(isolation=level).run(py(code), cwd=tmp_path, timeout=60)
     assert "CAPS 0000000000000000 0000000000000000" in result.stdout, (result.stdout, result.stderr)
     assert "REMOUNT 0" not in result.stdout and "REMOUNT" in result.stdout
+
+
+NOBODY = 65534
+
+
+def _as_nobody_possible() -> bool:
+    return (os.geteuid() == 0 and bool(shutil.which("setpriv")) and os.path.exists("/usr/bin/python3")
+            and subprocess.run(["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
+                                "unshare", "--user", "--map-root-user", "--mount", "true"],
+                               capture_output=True).returncode == 0)
+
+
+@pytest.mark.skipif(not _as_nobody_possible(), reason="needs root to become an unprivileged user, and user namespaces")
+def test_mountns_builds_the_view_for_an_unprivileged_user_too():
+    """The same plan as an ordinary user: `unshare --map-root-user` gives the mounts their right."""
+
+    base = Path(tempfile.mkdtemp(prefix="repo-pilot-nobody-"))  # pytest's tmp_path is root's alone
+    try:
+        _as_nobody(base)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def _as_nobody(base: Path) -> None:
+    for name in ("work", "home", "root", "outside"):
+        (base / name).mkdir(parents=True)
+    (base / "outside" / "secret").write_text("the user's file")
+    base.chmod(0o755)
+    for name in ("work", "home", "root"):
+        os.chown(base / name, NOBODY, NOBODY)
+    script = ("import sys, subprocess\n"
+              f"sys.path.insert(0, {str(Path(confine.__file__).parents[2])!r})\n"
+              "from pathlib import Path\n"
+              "from shared.adapters.confine import mountns_argv\n"
+              f"argv = mountns_argv(['/bin/sh', '-c', 'cat {base}/outside/secret; echo ok > inside; "
+              f"grep CapEff /proc/self/status'], Path({str(base / 'work')!r}), {str(base / 'home')!r}, "
+              f"{str(base / 'root')!r}, network=False)\n"
+              "assert argv[1:3] == ['--net', '--map-root-user'], argv\n"
+              "r = subprocess.run(argv, capture_output=True, text=True)\n"
+              "print(r.returncode, r.stdout, r.stderr)\n")
+    proc = subprocess.run(["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
+                           "/usr/bin/python3", "-I", "-c", script], capture_output=True, text=True, cwd="/", timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("0 ") and "CapEff:\t0000000000000000" in proc.stdout, proc.stdout
+    assert "the user's file" not in proc.stdout and "No such file" in proc.stdout
+    assert (base / "work" / "inside").read_text() == "ok\n"
 
 
 def test_an_unknown_or_unavailable_level_is_refused_by_name():
