@@ -7,7 +7,7 @@ from pathlib import Path
 
 from typing import Protocol
 
-from shared.adapters.own_tests import run_ecosystem_suite
+from shared.adapters.own_tests import combined, run_ecosystem_suite, run_generated_files
 from shared.adapters.sandbox import run_pytest
 from shared.adapters.target_env import TargetPython, install_project, python_for, same_dependencies
 from shared.engines.rules.facts import list_files
@@ -62,9 +62,7 @@ async def on_changes_committed(event: Envelope, deps: Uses) -> list[Envelope]:
                     continue
                 files[rel] = content
             written = sorted(f for f in group_files if f in files)
-            result = await run_pytest(deps.sandbox, after_path, written, timeout=TIMEOUT, group=group,
-                                      python=py.executable, plugins=py.plugins) if written else TestGroupResult(group=group)
-            results.append(_refused(result, refused))
+            results.append(_refused(await _run_generated(deps, after_path, written, group, py), refused))
     finally:
         await deps.workspace.remove(before_id)
         await deps.workspace.remove(after_id)
@@ -73,6 +71,21 @@ async def on_changes_committed(event: Envelope, deps: Uses) -> list[Envelope]:
                 TestsGenerated(files=files, groups=groups),
                 TestsCompleted(groups=results, own_before=own_before, own_after=own_after,
                                regressed=regressed(own_before, own_after)))
+
+
+async def _run_generated(deps: Uses, path: Path, written: list[str], group: str, py: TargetPython) -> TestGroupResult:
+    """One group's generated files: pytest files in the target's env, the others (a JavaScript or
+    Rust repository's) with their ecosystem's runner."""
+    pytest_files = [f for f in written if f.endswith(".py")]
+    others = [f for f in written if not f.endswith(".py")]
+    parts = []
+    if pytest_files or not others:
+        parts.append(await run_pytest(deps.sandbox, path, pytest_files, timeout=TIMEOUT, group=group,
+                                      python=py.executable, plugins=py.plugins) if pytest_files
+                     else TestGroupResult(group=group))
+    if others:
+        parts.append(await run_generated_files(deps.sandbox, path, others, group, TIMEOUT))
+    return combined(group, parts)
 
 
 async def _own_pytest(deps: Uses, path: Path, py: TargetPython) -> TestGroupResult:

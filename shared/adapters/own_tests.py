@@ -6,7 +6,7 @@ through `cargo test`; Go through `go test ./...`. A toolchain that is not instal
 as one error: the suite did not run, so no run can claim it did not regress.
 
 Counts come from each runner's own summary lines (node's `# tests/# pass/# fail`, jest's
-`Tests:` line, cargo's `test result:` lines, go's `--- PASS/FAIL`); when a runner prints none
+`Tests:` line, mocha's `N passing/failing/pending`, cargo's `test result:` lines, go's `--- PASS/FAIL`); when a runner prints none
 (a custom npm script), the suite counts as one test that passed or failed by its exit code,
 and the output says so.
 """
@@ -26,6 +26,7 @@ TIMEOUT = 600.0
 _NODE = re.compile(r"^[#ℹ]\s*(tests|pass|fail|cancelled|skipped|todo)\s+(\d+)\s*$", re.MULTILINE)
 _JEST = re.compile(r"^\s*Tests:\s+(.*?)(\d+) total", re.MULTILINE)
 _JEST_PART = re.compile(r"(\d+) (passed|failed|skipped|todo|pending)")
+_MOCHA = re.compile(r"^\s+(\d+) (passing|failing|pending)\b", re.MULTILINE)
 _CARGO = re.compile(r"test result: \w+\. (\d+) passed; (\d+) failed; (\d+) ignored")
 _GO = re.compile(r"^\s*--- (PASS|FAIL|SKIP): ", re.MULTILINE)
 
@@ -62,6 +63,13 @@ def counts_from_output(runner: str, exit_code: int, output: str, group: str = "o
             parts = {kind: int(n) for n, kind in _JEST_PART.findall(jest.group(1))}
             passed, failed = parts.get("passed", 0), parts.get("failed", 0)
             skipped = parts.get("skipped", 0) + parts.get("todo", 0) + parts.get("pending", 0)
+        elif mocha := _MOCHA.findall(output):
+            found = True
+            counts: dict[str, int] = {}
+            for n, kind in mocha:
+                counts[kind] = counts.get(kind, 0) + int(n)
+            passed, failed, skipped = counts.get("passing", 0), counts.get("failing", 0), counts.get("pending", 0)
+            total = passed + failed + skipped
     elif runner == "cargo":
         results = _CARGO.findall(output)
         if results:
@@ -108,13 +116,7 @@ async def run_ecosystem_suite(sandbox: Sandbox, repo: Path, language: str, timeo
         uses_script = isinstance(script, str) and script.strip() and "no test specified" not in script
         if uses_script and shutil.which("npm") is None:
             return not_run("npm", "npm is not installed, so `npm test` was not run", group)
-        notes = ""
-        if (package.get("dependencies") or package.get("devDependencies")) and not (repo / "node_modules").is_dir():
-            cmd = ["npm", "ci" if (repo / "package-lock.json").is_file() else "install",
-                   "--ignore-scripts", "--no-audit", "--no-fund"]
-            installed = await sandbox.run(cmd, cwd=repo, timeout=timeout, env=env)
-            if installed.exit_code != 0:
-                notes = f"`{' '.join(cmd)}` failed (exit {installed.exit_code}): {tail(installed.stderr, 600)}\n"
+        notes = await _npm_install(sandbox, repo, package, env, timeout)
         cmd = ["npm", "test"] if uses_script else ["node", "--test"]
         done = await sandbox.run(cmd, cwd=repo, timeout=timeout, env=env)
         runner = "node"
@@ -133,8 +135,72 @@ async def run_ecosystem_suite(sandbox: Sandbox, repo: Path, language: str, timeo
     if done.timed_out:
         return not_run(runner, f"`{' '.join(cmd if language == 'javascript' else [runner, 'test'])}` timed out "
                                f"after {timeout:g}s\n{tail(done.stdout)}", group)
-    result = counts_from_output(runner, done.exit_code, done.stdout + "\n" + done.stderr, group)
+    return _counted(runner, done, notes, group)
+
+
+def _counted(runner: str, done, notes: str, group: str) -> TestGroupResult:
+    output = done.stdout + "\n" + done.stderr
+    if done.exit_code == 127 and not _has_summary(runner, output):
+        # the shell found no such command: a test runner that was never installed
+        why = "the test command was not found (exit 127)"
+        return not_run(runner, f"{why}{'; ' + notes.strip() if notes else ''}\n{tail(output)}", group)
+    result = counts_from_output(runner, done.exit_code, output, group)
     return result.model_copy(update={"output": tail(notes + result.output)}) if notes else result
+
+
+def _has_summary(runner: str, output: str) -> bool:
+    pattern = {"node": _NODE, "cargo": _CARGO, "go": _GO}.get(runner)
+    return bool(pattern and pattern.search(output)) or bool(runner == "node" and (_JEST.search(output)
+                                                                                 or _MOCHA.search(output)))
+
+
+async def _npm_install(sandbox: Sandbox, repo: Path, package: dict, env: dict, timeout: float) -> str:
+    """The package's dependencies, with the network (the registry) and no install scripts; what
+    went wrong, as a note for the result, or ""."""
+    if not (package.get("dependencies") or package.get("devDependencies")) or (repo / "node_modules").is_dir():
+        return ""
+    cmd = ["npm", "ci" if (repo / "package-lock.json").is_file() else "install",
+           "--ignore-scripts", "--no-audit", "--no-fund"]
+    installed = await sandbox.run(cmd, cwd=repo, timeout=timeout, env=env, network=True)
+    if installed.exit_code == 0:
+        return ""
+    return f"`{' '.join(cmd)}` failed (exit {installed.exit_code}): {tail(installed.stderr, 600)}\n"
+
+
+async def run_generated_files(sandbox: Sandbox, repo: Path, files: list[str], group: str,
+                              timeout: float = TIMEOUT) -> TestGroupResult:
+    """Generated test files of another ecosystem with that ecosystem's runner: `node --test FILES`
+    for JavaScript, `cargo test --test NAME…` for Rust integration tests (`tests/NAME.rs`). A file
+    no runner here takes is one error, with the reason."""
+    env = toolchain_env()
+    js = [f for f in files if f.endswith((".js", ".cjs", ".mjs"))]
+    rs = [Path(f).stem for f in files if f.endswith(".rs") and Path(f).parent == Path("tests")]
+    other = sorted(set(files) - set(js) - {f"tests/{n}.rs" for n in rs})
+    parts: list[TestGroupResult] = []
+    for runner, tool, cmd in (("node", "node", ["node", "--test", *js]),
+                              ("cargo", "cargo", ["cargo", "test", "--color", "never", *[a for n in rs for a in ("--test", n)]])):
+        if (runner == "node" and not js) or (runner == "cargo" and not rs):
+            continue
+        if shutil.which(tool) is None:
+            parts.append(not_run(runner, f"{tool} is not installed, so the generated tests were not run", group))
+            continue
+        done = await sandbox.run(cmd, cwd=repo, timeout=timeout, env=env)
+        if done.timed_out:
+            parts.append(not_run(runner, f"`{' '.join(cmd)}` timed out after {timeout:g}s\n{tail(done.stdout)}", group))
+        else:
+            parts.append(_counted(runner, done, "", group))
+    if other:
+        parts.append(not_run("generated", f"no runner here takes {', '.join(other)}", group))
+    return combined(group, parts)
+
+
+def combined(group: str, parts: list[TestGroupResult]) -> TestGroupResult:
+    """One group's result from the results of its runners (counts added, outputs joined)."""
+    if len(parts) == 1:
+        return parts[0]
+    return TestGroupResult(group=group, total=sum(p.total for p in parts), passed=sum(p.passed for p in parts),
+                           failed=sum(p.failed for p in parts), errors=sum(p.errors for p in parts),
+                           skipped=sum(p.skipped for p in parts), output=tail("\n".join(p.output for p in parts)))
 
 
 def _package_json(repo: Path) -> dict:

@@ -21,6 +21,9 @@ from shared.engines.llm_answers import combine_review_samples, review_scores
 from shared.engines.llm_budget import Budget, Ledger
 from shared.engines.llm_client import DEFAULT_PRICES, ModelCaller, RetryPolicy
 from shared.engines.llm_endpoint import Endpoint, endpoint
+from shared.engines.prompts import TEST_KINDS, TestKind
+from shared.engines.rules.facts import list_files
+from shared.engines.rules.project import detect as detect_project
 from shared.engines.scan import render_scan, scan_repo
 from shared.events import Improvement
 from shared.events.run import LlmCallRecorded
@@ -302,30 +305,35 @@ class LlmEngine:
     async def write_tests(
         self, repo: Path, improvements: list[Improvement], categories: list[str]
     ) -> GeneratedTests:
-        """One pytest module per category that has improvements: `tests/repo_pilot/test_<category>.py`."""
+        """One test file per category that has improvements, in the repository's ecosystem:
+        `tests/repo_pilot/test_<category>.py` (pytest), `.repo-pilot/checks/<category>.cjs`
+        (node:test) or `tests/repo_pilot_<category>.rs` (cargo); none for another language."""
+        language = detect_project(repo, list_files(repo)).language or "python"
+        kind = TEST_KINDS.get(language)
+        if kind is None:
+            self.caller.note("write_tests", f"no generated tests for a {language} repository (no runner here)")
+            return GeneratedTests(groups={})
         wanted = [c for c in categories if any(i.category == c for i in improvements)]
         results = await asyncio.gather(
-            *(self._tests_for(repo, c, [i for i in improvements if i.category == c]) for c in wanted),
+            *(self._tests_for(repo, c, [i for i in improvements if i.category == c], kind) for c in wanted),
             return_exceptions=True,
         )
         for result in results:
             if isinstance(result, BaseException):
                 raise result
         return GeneratedTests(
-            groups={
-                c: {f"tests/repo_pilot/test_{c}.py": content}
-                for c, content in zip(wanted, results, strict=True)
-            }
+            groups={c: {kind.path.format(category=c): content} for c, content in zip(wanted, results, strict=True)}
         )
 
-    async def _tests_for(self, repo: Path, category: str, improvements: list[Improvement]) -> str:
+    async def _tests_for(self, repo: Path, category: str, improvements: list[Improvement], kind: TestKind) -> str:
         def check(answer: p.TestsAnswer) -> p.TestsAnswer:
-            try:
-                compile(answer.content, f"test_{category}.py", "exec")
-            except SyntaxError as exc:
-                raise ValueError(f"content is not valid Python: {exc}") from None
-            if "def test_" not in answer.content:
-                raise ValueError("content has no test functions (def test_...)")
+            if kind.language == "python":
+                try:
+                    compile(answer.content, f"test_{category}.py", "exec")
+                except SyntaxError as exc:
+                    raise ValueError(f"content is not valid Python: {exc}") from None
+            if kind.marker not in answer.content:
+                raise ValueError(f"content has no tests ({kind.marker}...)")
             return answer
 
         purpose = f"write_tests:{category}"
@@ -339,7 +347,7 @@ class LlmEngine:
         except ChangeRejectedError as exc:
             raise StepError(f"{purpose}: {exc.reason}") from exc
         messages = [
-            p.system(purpose, p.WRITE_TESTS.format(category=category)),
+            p.system(purpose, kind.prompt.format(category=category)),
             p.user(f"# Improvements\n{listed}\n\n{context}"),
         ]
         return (await self.caller.ask(purpose, messages, p.TestsAnswer, check)).content

@@ -8,6 +8,7 @@ it wants; the pydantic models below are what the answer is validated against.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 
 from pydantic import AliasChoices, BaseModel, Field, model_validator
 
@@ -138,6 +139,40 @@ Test behaviour the improvements promise; use only the standard library and pytes
 fast and deterministic (no network, no sleeps); skip cleanly when an optional tool is missing.
 Answer with one JSON object: {{"path": "tests/repo_pilot/test_{category}.py", "content": "<the python module>"}}
 """
+
+WRITE_TESTS_JS = """
+You write a Node.js test file that checks improvements made to a JavaScript repository in the
+category {category}. It is CommonJS, uses only `node:test`, `node:assert` and Node's built-in
+modules, and runs as `node --test .repo-pilot/checks/{category}.cjs` (the repository root is
+`path.resolve(__dirname, '..', '..')`). Test behaviour the improvements promise; keep it fast and
+deterministic (no network, no timers).
+Answer with one JSON object: {{"path": ".repo-pilot/checks/{category}.cjs", "content": "<the JavaScript file>"}}
+"""
+
+WRITE_TESTS_RUST = """
+You write a Rust integration test file that checks improvements made to a Rust crate in the
+category {category}. It lives at `tests/repo_pilot_{category}.rs`, uses only the standard library
+and the crate's public API, reaches files through `env!("CARGO_MANIFEST_DIR")`, and has `#[test]`
+functions. Keep it fast and deterministic (no network).
+Answer with one JSON object: {{"path": "tests/repo_pilot_{category}.rs", "content": "<the Rust file>"}}
+"""
+
+
+@dataclass(frozen=True)
+class TestKind:
+    """How generated tests look in one ecosystem: where the file goes, what to ask, what it must hold."""
+
+    language: str
+    path: str  # formatted with the category
+    prompt: str
+    marker: str  # a test file without it has no test
+
+
+TEST_KINDS = {
+    "python": TestKind("python", "tests/repo_pilot/test_{category}.py", WRITE_TESTS, "def test_"),
+    "javascript": TestKind("javascript", ".repo-pilot/checks/{category}.cjs", WRITE_TESTS_JS, "node:test"),
+    "rust": TestKind("rust", "tests/repo_pilot_{category}.rs", WRITE_TESTS_RUST, "#[test]"),
+}
 
 
 def file_block(path: str, content: str, note: str = "") -> str:

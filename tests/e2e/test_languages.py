@@ -76,6 +76,19 @@ async def test_javascript_package_gets_npm_files_and_its_own_tests_run(settings,
         if f in ("SECURITY.md", "CONTRIBUTING.md", "CHANGELOG.md"):
             assert "tiny-math" in tree[f], f
     assert {".github/dependabot.yml", ".github/workflows/ci.yml"} & set(tree), sorted(tree)
+    _assert_generated_tests_in_the_ecosystem(tree, tests, ".repo-pilot/checks/", ".cjs")
+
+
+def _assert_generated_tests_in_the_ecosystem(tree, tests, prefix: str, suffix: str) -> None:
+    """No Python file is written into the repository; the tests of the change are in its own
+    language, ran with its runner, passed, and were committed with the change."""
+    assert not [f for f in tree if f.endswith(".py")], sorted(tree)
+    ran = {g.group: g for g in tests.groups}
+    committed = [f for f in tree if f.startswith(prefix) and f.endswith(suffix)]
+    assert committed, sorted(tree)
+    for f in committed:
+        group = f.removeprefix(prefix).removesuffix(suffix).removeprefix("repo_pilot_")
+        assert ran[group].passed >= 1 and ran[group].failed == ran[group].errors == 0, ran[group].output
 
 
 @pytest.mark.skipif(shutil.which("cargo") is None, reason="cargo is not installed")
@@ -94,3 +107,4 @@ async def test_rust_crate_gets_cargo_files_and_its_own_tests_run(settings, tmp_p
         if f in tree:
             assert "tiny_calc" in tree[f]
     assert "mypy.ini" not in tree
+    _assert_generated_tests_in_the_ecosystem(tree, tests, "tests/repo_pilot_", ".rs")

@@ -51,6 +51,8 @@ def test_internal_names_are_recognised_and_never_used(tmp_path):
     ("cargo", 101, "error[E0425]: cannot find value `x`\n", (1, 0, 0, 1)),
     ("go", 1, "--- PASS: TestA (0.00s)\n--- FAIL: TestB (0.00s)\n", (2, 1, 1, 0)),
     ("node", 1, "custom script failed\n", (1, 0, 1, 0)),
+    ("node", 0, "  ✓ adds\n\n  111 passing (9ms)\n", (111, 111, 0, 0)),
+    ("node", 1, "  3 passing (9ms)\n  1 pending\n  2 failing\n\n  1) add\n", (6, 3, 2, 0)),
 ])
 def test_own_test_summaries(runner, code, output, expected):
     r = counts_from_output(runner, code, output)
