@@ -5,7 +5,7 @@ PYTEST := $(PY) -m pytest
 REPO ?=
 ARGS ?=
 
-.PHONY: install run demo up test unit integration e2e faults bench eval lint clean
+.PHONY: install install-compat run demo up test unit integration e2e faults compat bench eval lint clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -14,6 +14,10 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 install: $(VENV)/.installed
+
+# llama-cpp-python builds llama.cpp from source once (pip caches the wheel); only what the server needs.
+install-compat: install
+	CMAKE_ARGS="-DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_CURL=OFF" $(PY) -m pip install --quiet -e '.[dev,compat]'
 
 run: install  ## make run REPO=/path/to/repo [ARGS="--categories security"]
 	@test -n "$(REPO)" || (echo "usage: make run REPO=/path/to/a/git/repo" >&2; exit 2)
@@ -39,6 +43,9 @@ e2e: install
 
 faults: install  ## the fault suite at full size (50 runs, a 100 s Postgres outage…); see docs/reliability.md
 	REPO_PILOT_FAULTS=full REPO_PILOT_FAULTS_REPORT=$(CURDIR)/faults-report.jsonl $(PYTEST) -m faults -s --timeout 3600 tests/faults
+
+compat: install-compat  ## the llm engine against a real llama.cpp server (tests/e2e/test_llama_cpp_server.py)
+	$(PYTEST) tests/e2e/test_llama_cpp_server.py
 
 bench: install
 	$(PY) -m benchmarks

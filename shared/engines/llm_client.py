@@ -110,6 +110,20 @@ def _describe(exc: BaseException) -> str:
 
 
 
+# What a server says when it does not know a structured-output option (llama-cpp-python's server
+# answers 500 "Input should be 'text' or 'json_object'" for `response_format: json_schema`).
+_OPTION_REFUSED = re.compile(r"response_format|json_schema|json_object|tool_choice|\btools\b|guided_json"
+                             r"|structured_outputs|\bformat\b", re.IGNORECASE)
+
+
+def refuses_option(exc: BaseException) -> bool:
+    """The server refused the request's options, not the request: 400 or 422, or a 500 whose
+    message names a structured-output option (some servers validate the body and crash)."""
+    if isinstance(exc, openai.BadRequestError | openai.UnprocessableEntityError):
+        return not _CONTEXT_LENGTH.search(exc.message)
+    return isinstance(exc, openai.InternalServerError) and bool(_OPTION_REFUSED.search(exc.message))
+
+
 _CONTEXT_LENGTH = re.compile(r"context length|context window|maximum context|too many tokens|prompt is too long",
                              re.IGNORECASE)
 
@@ -255,7 +269,7 @@ class ModelCaller:
         self, purpose: str, messages: Messages, schema: type[BaseModel], digest: str, counter: list[int]
     ) -> _Completion:
         """One try: a slot on the endpoint, then requests until one is answered; a mode (or the
-        answer cap) the server refuses with 400 is dropped and the request sent again at once."""
+        answer cap) the server refuses (`refuses_option`) is dropped and the request sent again at once."""
         ep = self.endpoint
         assert ep is not None
         async with ep.slot():
@@ -276,12 +290,12 @@ class ModelCaller:
                     self.ledger.settle(reservation, 0, 0.0)  # cancelled too: never leave it held
                     if not isinstance(exc, Exception):
                         raise
-                    refused = isinstance(exc, openai.BadRequestError) and mode != "plain"
+                    refused = refuses_option(exc)
                     self._record(purpose, digest, _Completion(None, 0, 0, 0.0), counter[0],
-                                 error=_describe(exc) + (f" (asked with {mode})" if refused else ""))
+                                 error=_describe(exc) + (f" (asked with {mode})" if refused and mode != "plain" else ""))
                     if isinstance(exc, openai.RateLimitError):
                         ep.throttle()
-                    if isinstance(exc, openai.BadRequestError) and not _CONTEXT_LENGTH.search(exc.message):
+                    if refused:
                         if cap_param and cap_param in exc.message:
                             ep.cap_param = None
                             continue

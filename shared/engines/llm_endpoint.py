@@ -3,7 +3,9 @@
 - **Structured output.** How to ask for JSON: OpenAI `json_schema`, a forced tool call, vLLM
   guided decoding, Ollama `format`, then `json_object`, then plain prompting. The first mode is
   configured (`REPO_PILOT_LLM_STRUCTURED`) or detected (`json_schema`, which the common servers take); a mode the server refuses
-  with HTTP 400 is dropped for the rest of the process and the next one is tried at once.
+  (HTTP 400 or 422, or a 500 naming the option, as llama-cpp-python's server answers) is dropped
+  for the rest of the process and the next one is tried at once. `json_object` carries the schema
+  too, which llama.cpp's servers enforce with a grammar.
 - **Concurrency.** At most `limit` requests in flight (`REPO_PILOT_LLM_CONCURRENCY`; local
   servers often serve one request at a time). A 429 halves the limit (never below 1), so a
   server that refuses parallel requests is soon asked one at a time. `running` and `waiting`
@@ -78,7 +80,9 @@ def mode_options(mode: str, schema: type[BaseModel]) -> dict[str, Any]:
     if mode == "ollama_format":
         return {"extra_body": {"format": json_schema}}
     if mode == "json_object":
-        return {"response_format": {"type": "json_object"}}
+        # `schema` beside json_object: llama.cpp's server and llama-cpp-python constrain the answer
+        # to it (they have no json_schema type, or not in every version); others ignore it.
+        return {"response_format": {"type": "json_object", "schema": json_schema}}
     return {}
 
 

@@ -121,5 +121,30 @@ def test_mode_options_carry_the_answer_schema():
     assert tools["tools"][0]["function"]["parameters"] == schema and tools["tool_choice"]["function"]["name"]
     assert mode_options("guided", p.AnalysisAnswer)["extra_body"]["guided_json"] == schema
     assert mode_options("ollama_format", p.AnalysisAnswer)["extra_body"]["format"] == schema
-    assert mode_options("json_object", p.AnalysisAnswer) == {"response_format": {"type": "json_object"}}
+    assert mode_options("json_object", p.AnalysisAnswer) == {"response_format": {"type": "json_object", "schema": schema}}
     assert mode_options("plain", p.AnalysisAnswer) == {}
+
+
+def _status_error(cls, status: int, message: str):
+    try:
+        import httpx2 as _httpx
+    except ImportError:  # the upstream name, where that is what is installed
+        import httpx as _httpx
+
+    request = _httpx.Request("POST", "http://127.0.0.1:1/v1/chat/completions")
+    return cls(message, response=_httpx.Response(status, request=request), body=None)
+
+
+def test_a_refused_option_is_told_from_a_failing_server():
+    import openai
+
+    from shared.engines.llm_client import refuses_option
+
+    assert refuses_option(_status_error(openai.BadRequestError, 400, "response_format json_schema is not supported"))
+    assert refuses_option(_status_error(openai.UnprocessableEntityError, 422, "tools: extra fields not permitted"))
+    # llama-cpp-python's server validates the body and answers 500
+    assert refuses_option(_status_error(openai.InternalServerError, 500,
+                                        "Input should be 'text' or 'json_object' ('body', 'response_format', 'type')"))
+    assert not refuses_option(_status_error(openai.InternalServerError, 500, "CUDA out of memory"))
+    assert not refuses_option(_status_error(openai.BadRequestError, 400, "This model's maximum context length is 8192"))
+    assert not refuses_option(_status_error(openai.RateLimitError, 429, "slow down"))
