@@ -16,6 +16,7 @@ from shared.engines.llm_endpoint import endpoint
 from shared.events import Improvement
 from shared.ports.engine import Engine
 from shared.ports.errors import ChangeRejectedError, StepError
+from tests.conftest import make_git_repo
 from tests.support.model_server import Fault, ScriptedModelServer
 
 pytestmark = pytest.mark.integration
@@ -216,31 +217,22 @@ async def test_write_tests_one_module_per_category_with_improvements(repo, serve
     assert "not valid Python" in server.requests[1]["messages"][-1]["content"]
 
 
-async def test_write_tests_asks_a_javascript_repository_for_node_tests(tmp_path, server, make_engine):
-    root = tmp_path / "js"
-    root.mkdir()
-    (root / "package.json").write_text('{"name": "tiny", "main": "index.js"}\n')
-    (root / "index.js").write_text("module.exports = { add: (a, b) => a + b };\n")
-    git(root, "init", "-q", "-b", "main")
-    git(root, "-c", "user.name=t", "-c", "user.email=t@t", "add", "-A")
-    git(root, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "init")
+async def test_write_tests_in_the_repositorys_own_language(tmp_path, server, make_engine):
+    """A JavaScript package is asked for a node:test file (a pytest answer is sent back); a Go
+    module gets none, and no request is made for it."""
+    js_repo = make_git_repo(tmp_path / "js", {"package.json": '{"name": "tiny", "main": "index.js"}\n',
+                                             "index.js": "module.exports = { add: (a, b) => a + b };\n"})
+    go_repo = make_git_repo(tmp_path / "go", {"go.mod": "module example.com/x\n\ngo 1.22\n", "x.go": "package x\n"})
     js = "const test = require('node:test');\ntest('adds', () => {});\n"
     server.add("PURPOSE: write_tests:features", json.dumps({"content": "def test_py(): pass"}), times=1)
     server.add("PURPOSE: write_tests:features", json.dumps({"content": js}))
-    tests = await make_engine().write_tests(root, [improvement()], ["features"])
+    engine = make_engine()
+    assert (await engine.write_tests(go_repo, [improvement()], ["features"])).groups == {}
+    assert server.requests == []
+    tests = await engine.write_tests(js_repo, [improvement()], ["features"])
     assert tests.groups == {"features": {".repo-pilot/checks/features.cjs": js}}
     assert "node --test" in server.requests[0]["messages"][0]["content"]
     assert "no tests (node:test" in server.requests[1]["messages"][-1]["content"]
-
-
-async def test_write_tests_gives_a_go_repository_none_and_says_so(tmp_path, server, make_engine):
-    root = tmp_path / "go"
-    root.mkdir()
-    (root / "go.mod").write_text("module example.com/x\n\ngo 1.22\n")
-    (root / "x.go").write_text("package x\n")
-    engine = make_engine()
-    assert (await engine.write_tests(root, [improvement()], ["features"])).groups == {}
-    assert server.requests == []
 
 
 # -- structured output failures ----------------------------------------------------------------
