@@ -2,13 +2,15 @@
 
 Python goes through pytest in the target's env (sandbox.run_pytest, target_env.python_for);
 JavaScript/TypeScript through `npm test` (the package's own script) or `node --test`; Rust
-through `cargo test`; Go through `go test ./...`. A toolchain that is not installed is said so,
-as one error: the suite did not run, so no run can claim it did not regress.
+through `cargo test`; Go through `go test ./...`. Dependencies come first, with the network
+(`npm install --ignore-scripts`, `cargo fetch`, `go mod download`); the tests then run without
+it. A toolchain that is not installed is said so, as one error: the suite did not run, so no run
+can claim it did not regress; so is a test command that is not found (exit 127).
 
 Counts come from each runner's own summary lines (node's `# tests/# pass/# fail`, jest's
-`Tests:` line, mocha's `N passing/failing/pending`, cargo's `test result:` lines, go's `--- PASS/FAIL`); when a runner prints none
-(a custom npm script), the suite counts as one test that passed or failed by its exit code,
-and the output says so.
+`Tests:` line, mocha's `N passing/failing/pending`, cargo's `test result:` lines, go's
+`--- PASS/FAIL`); when a runner prints none (a custom npm script), the suite counts as one test
+that passed or failed by its exit code, and the output says so.
 """
 
 from __future__ import annotations
@@ -123,13 +125,15 @@ async def run_ecosystem_suite(sandbox: Sandbox, repo: Path, language: str, timeo
     elif language == "rust":
         if shutil.which("cargo") is None:
             return not_run("cargo", "cargo is not installed, so `cargo test` was not run", group)
-        done = await sandbox.run(["cargo", "test", "--color", "never"], cwd=repo, timeout=timeout, env=env)
-        runner, notes = "cargo", ""
+        notes = await _fetch(sandbox, repo, ["cargo", "fetch"], env, timeout)
+        done = await sandbox.run(["cargo", "test", "--offline", "--color", "never"], cwd=repo, timeout=timeout, env=env)
+        runner = "cargo"
     elif language == "go":
         if shutil.which("go") is None:
             return not_run("go", "go is not installed here, so `go test ./...` was not run", group)
+        notes = await _fetch(sandbox, repo, ["go", "mod", "download"], env, timeout)
         done = await sandbox.run(["go", "test", "-v", "./..."], cwd=repo, timeout=timeout, env=env)
-        runner, notes = "go", ""
+        runner = "go"
     else:
         return not_run(language, f"no test runner is known for {language}", group)
     if done.timed_out:
@@ -167,6 +171,16 @@ async def _npm_install(sandbox: Sandbox, repo: Path, package: dict, env: dict, t
     return f"`{' '.join(cmd)}` failed (exit {installed.exit_code}): {tail(installed.stderr, 600)}\n"
 
 
+async def _fetch(sandbox: Sandbox, repo: Path, cmd: list[str], env: dict, timeout: float) -> str:
+    """The crate's or module's dependencies into the toolchain's own cache (CARGO_HOME, GOMODCACHE),
+    with the network and the host filesystem, so the tests after it run offline; what went wrong,
+    as a note for the result, or ""."""
+    fetched = await sandbox.run(cmd, cwd=repo, timeout=timeout, env=env, network=True, host_fs=True)
+    if fetched.exit_code == 0:
+        return ""
+    return f"`{' '.join(cmd)}` failed (exit {fetched.exit_code}): {tail(fetched.stderr, 600)}\n"
+
+
 async def run_generated_files(sandbox: Sandbox, repo: Path, files: list[str], group: str,
                               timeout: float = TIMEOUT) -> TestGroupResult:
     """Generated test files of another ecosystem with that ecosystem's runner: `node --test FILES`
@@ -178,7 +192,8 @@ async def run_generated_files(sandbox: Sandbox, repo: Path, files: list[str], gr
     other = sorted(set(files) - set(js) - {f"tests/{n}.rs" for n in rs})
     parts: list[TestGroupResult] = []
     for runner, tool, cmd in (("node", "node", ["node", "--test", *js]),
-                              ("cargo", "cargo", ["cargo", "test", "--color", "never", *[a for n in rs for a in ("--test", n)]])):
+                              ("cargo", "cargo", ["cargo", "test", "--offline", "--color", "never",
+                                                  *[a for n in rs for a in ("--test", n)]])):
         if (runner == "node" and not js) or (runner == "cargo" and not rs):
             continue
         if shutil.which(tool) is None:

@@ -3,11 +3,13 @@ never Repo Pilot's plugins; a suite that cannot run is errors with the reason, n
 
 from __future__ import annotations
 
+import shutil
 import sys
 from pathlib import Path
 
 import pytest
 
+from shared.adapters.own_tests import run_ecosystem_suite
 from shared.adapters.sandbox import LocalSandbox, pytest_result, run_pytest
 from shared.adapters.target_env import python_for
 from shared.policy.review import did_not_run, own_tests_regressed
@@ -113,3 +115,30 @@ async def test_a_suite_reading_its_own_metadata_passes_with_the_project_installe
     assert await install_project(sys.executable, repo, sandbox, site, **OFFLINE) is None
     result = await run_pytest(sandbox, repo, pythonpath=str(site))
     assert (result.passed, result.failed) == (2, 0), result.output
+
+
+# -- other ecosystems: dependencies first, with the network; then the tests, without --------------
+
+@pytest.mark.skipif(shutil.which("cargo") is None, reason="cargo is not installed")
+async def test_a_crate_whose_dependencies_cannot_be_fetched_is_not_run_and_says_why(tmp_path):
+    crate = make_git_repo(tmp_path / "crate", {
+        "Cargo.toml": '[package]\nname = "needs_dep"\nversion = "0.1.0"\nedition = "2021"\n\n'
+                      '[dependencies]\nmissing = { git = "http://127.0.0.1:9/missing.git" }\n',
+        "src/lib.rs": "pub fn one() -> i32 { 1 }\n",
+    })
+    result = await run_ecosystem_suite(LocalSandbox(), crate, "rust", timeout=300)
+    assert (result.total, result.passed, result.failed, result.errors) == (1, 0, 0, 1), result.output
+    assert "could not run" in result.output and "`cargo fetch` failed" in result.output
+
+
+@pytest.mark.skipif(shutil.which("npm") is None, reason="npm is not installed")
+async def test_a_package_whose_test_runner_never_installed_is_not_run(tmp_path):
+    package = make_git_repo(tmp_path / "pkg", {
+        "package.json": '{"name": "p", "version": "1.0.0", "scripts": {"test": "mocha"},\n'
+                        ' "devDependencies": {"mocha": "file:./no-such-dir"}}\n',
+        "index.js": "module.exports = 1;\n",
+    })
+    result = await run_ecosystem_suite(LocalSandbox(), package, "javascript", timeout=300)
+    assert (result.total, result.failed, result.errors) == (1, 0, 1), result.output
+    assert result.output.startswith("could not run: the test command was not found (exit 127)")
+    assert "mocha: not found" in result.output
