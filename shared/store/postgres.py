@@ -393,7 +393,12 @@ class PostgresEventStore:
             await listener.add_listener(self.channel, lambda *_: woken.set())
             yield woken
         finally:
-            await listener.close()
+            # Bounded: a reader being stopped (relay shutdown, projector restart) must not wait on
+            # a connection the server no longer answers.
+            try:
+                await listener.close(timeout=5)
+            except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                listener.terminate()
 
     async def unfinished_runs(self, repo: str, ref: str | None, conn: Any = None) -> list[str]:
         """Runs requested on `repo` at `ref` (None: its default branch) that have not ended."""
