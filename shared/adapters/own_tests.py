@@ -7,9 +7,9 @@ through `cargo test`; Go through `go test ./...`. Dependencies come first, with 
 it. A toolchain that is not installed is said so, as one error: the suite did not run, so no run
 can claim it did not regress; so is a test command that is not found (exit 127).
 
-Counts come from each runner's own summary lines (node's `# tests/# pass/# fail`, jest's
-`Tests:` line, mocha's `N passing/failing/pending`, cargo's `test result:` lines, go's
-`--- PASS/FAIL`); when a runner prints none (a custom npm script), the suite counts as one test
+Counts come from each runner's own summary lines (node's `# tests/# pass/# fail`, jest's and
+vitest's `Tests` line, mocha's `N passing/failing`, uvu's `Total/Passed/Skipped`, ava's `N tests
+passed/failed`, cargo's `test result:` lines, go's `--- PASS/FAIL`); when a runner prints none (a custom npm script), the suite counts as one test
 that passed or failed by its exit code, and the output says so.
 """
 
@@ -28,7 +28,38 @@ TIMEOUT = 600.0
 _NODE = re.compile(r"^[#ℹ]\s*(tests|pass|fail|cancelled|skipped|todo)\s+(\d+)\s*$", re.MULTILINE)
 _JEST = re.compile(r"^\s*Tests:\s+(.*?)(\d+) total", re.MULTILINE)
 _JEST_PART = re.compile(r"(\d+) (passed|failed|skipped|todo|pending)")
+_VITEST = re.compile(r"^\s*Tests\s+((?:\d+ \w+(?: \| )?)+)\s*\((\d+)\)", re.MULTILINE)
 _MOCHA = re.compile(r"^\s+(\d+) (passing|failing|pending)\b", re.MULTILINE)
+_UVU = re.compile(r"^\s*Total:\s+(\d+)\s*\n\s*Passed:\s+(\d+)\s*\n\s*Skipped:\s+(\d+)", re.MULTILINE)
+_AVA = re.compile(r"^\s*(\d+) (?:tests?|known failures?) (passed|failed|skipped|todo)\b", re.MULTILINE)
+
+
+def js_summary(output: str) -> tuple[int, int, int, int] | None:
+    """(total, passed, failed, skipped) from the summary of node's test runner, jest, vitest,
+    mocha, uvu or ava, the first that printed one (pure); None when none did."""
+    values: dict[str, int] = {}
+    for key, n in _NODE.findall(output):
+        values[key] = values.get(key, 0) + int(n)  # several files: several summaries under npm
+    if "tests" in values:
+        return (values["tests"], values.get("pass", 0), values.get("fail", 0) + values.get("cancelled", 0),
+                values.get("skipped", 0) + values.get("todo", 0))
+    for pattern in (_JEST, _VITEST):
+        if (line := pattern.search(output)) is not None:
+            parts = {kind: int(n) for n, kind in _JEST_PART.findall(line.group(1))}
+            return (int(line.group(2)), parts.get("passed", 0), parts.get("failed", 0),
+                    parts.get("skipped", 0) + parts.get("todo", 0) + parts.get("pending", 0))
+    counts: dict[str, int] = {}
+    for regex, names in ((_MOCHA, ("passing", "failing", "pending")), (_AVA, ("passed", "failed", "skipped"))):
+        for n, kind in regex.findall(output):
+            counts[kind] = counts.get(kind, 0) + int(n)
+        if counts:
+            passed, failed, skipped = (counts.get(name, 0) for name in names)
+            skipped += counts.get("todo", 0)
+            return passed + failed + skipped, passed, failed, skipped
+    if (uvu := _UVU.search(output)) is not None:
+        total, passed, skipped = (int(g) for g in uvu.groups())
+        return total, passed, total - passed - skipped, skipped
+    return None
 _CARGO = re.compile(r"test result: \w+\. (\d+) passed; (\d+) failed; (\d+) ignored")
 _GO = re.compile(r"^\s*--- (PASS|FAIL|SKIP): ", re.MULTILINE)
 
@@ -51,27 +82,9 @@ def counts_from_output(runner: str, exit_code: int, output: str, group: str = "o
     total = passed = failed = skipped = 0
     found = False
     if runner == "node":
-        values: dict[str, int] = {}
-        for key, n in _NODE.findall(output):
-            values[key] = values.get(key, 0) + int(n)  # several files: several summaries under npm
-        if "tests" in values:
+        if (summary := js_summary(output)) is not None:
             found = True
-            total, passed = values["tests"], values.get("pass", 0)
-            failed = values.get("fail", 0) + values.get("cancelled", 0)
-            skipped = values.get("skipped", 0) + values.get("todo", 0)
-        elif (jest := _JEST.search(output)) is not None:
-            found = True
-            total = int(jest.group(2))
-            parts = {kind: int(n) for n, kind in _JEST_PART.findall(jest.group(1))}
-            passed, failed = parts.get("passed", 0), parts.get("failed", 0)
-            skipped = parts.get("skipped", 0) + parts.get("todo", 0) + parts.get("pending", 0)
-        elif mocha := _MOCHA.findall(output):
-            found = True
-            counts: dict[str, int] = {}
-            for n, kind in mocha:
-                counts[kind] = counts.get(kind, 0) + int(n)
-            passed, failed, skipped = counts.get("passing", 0), counts.get("failing", 0), counts.get("pending", 0)
-            total = passed + failed + skipped
+            total, passed, failed, skipped = summary
     elif runner == "cargo":
         results = _CARGO.findall(output)
         if results:
@@ -153,9 +166,8 @@ def _counted(runner: str, done, notes: str, group: str) -> TestGroupResult:
 
 
 def _has_summary(runner: str, output: str) -> bool:
-    pattern = {"node": _NODE, "cargo": _CARGO, "go": _GO}.get(runner)
-    return bool(pattern and pattern.search(output)) or bool(runner == "node" and (_JEST.search(output)
-                                                                                 or _MOCHA.search(output)))
+    pattern = {"cargo": _CARGO, "go": _GO}.get(runner)
+    return bool(pattern and pattern.search(output)) or (runner == "node" and js_summary(output) is not None)
 
 
 async def _npm_install(sandbox: Sandbox, repo: Path, package: dict, env: dict, timeout: float) -> str:

@@ -53,6 +53,11 @@ def test_internal_names_are_recognised_and_never_used(tmp_path):
     ("node", 1, "custom script failed\n", (1, 0, 1, 0)),
     ("node", 0, "  ✓ adds\n\n  111 passing (9ms)\n", (111, 111, 0, 0)),
     ("node", 1, "  3 passing (9ms)\n  1 pending\n  2 failing\n\n  1) add\n", (6, 3, 2, 0)),
+    ("node", 0, " ✓ test/a.test.ts (3)\n\n Test Files  1 passed (1)\n      Tests  3 passed (3)\n", (3, 3, 0, 0)),
+    ("node", 1, " Test Files  1 failed | 1 passed (2)\n      Tests  1 failed | 11 passed (12)\n", (12, 11, 1, 0)),
+    ("node", 0, "index.js\n• • •   (3 / 3)\n\n  Total:     32\n  Passed:    32\n  Skipped:   0\n", (32, 32, 0, 0)),
+    ("node", 1, "  Total:     5\n  Passed:    3\n  Skipped:   1\n", (5, 3, 1, 0)),
+    ("node", 1, "  ✘ [fail]: adds\n  ─\n\n  1 test failed\n  4 tests passed\n", (5, 4, 1, 0)),
 ])
 def test_own_test_summaries(runner, code, output, expected):
     r = counts_from_output(runner, code, output)
