@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
 from typing import Protocol
 
-from shared.adapters.own_tests import combined, run_ecosystem_suite, run_generated_files
+from shared.adapters.own_tests import combined, run_ecosystem_suite, run_generated_files, run_own_pytest
 from shared.adapters.sandbox import run_pytest
-from shared.adapters.target_env import TargetPython, install_project, python_for, same_dependencies
+from shared.adapters.target_env import TargetPython, python_for, same_dependencies
 from shared.engines.rules.facts import list_files
 from shared.engines.rules.project import detect as detect_project
 from shared.common.fs import UnsafePath, write_inside
@@ -38,12 +37,12 @@ async def on_changes_committed(event: Envelope, deps: Uses) -> list[Envelope]:
             before_path, deps.settings.home, deps.sandbox)
         language = detect_project(before_path, list_files(before_path)).language or "python"
         if language == "python":
-            own_before = await _own_pytest(deps, before_path, py_before)
+            own_before = await run_own_pytest(deps.sandbox, before_path, py_before, TIMEOUT)
         else:  # the repository's own runner (npm/node, cargo, go); generated tests stay pytest
             own_before = await run_ecosystem_suite(deps.sandbox, before_path, language, TIMEOUT)
         await deps.workspace.remove(before_id)  # early: the copy is no longer needed
         if language == "python":
-            own_after = await _own_pytest(deps, after_path, py)
+            own_after = await run_own_pytest(deps.sandbox, after_path, py, TIMEOUT)
         else:
             own_after = await run_ecosystem_suite(deps.sandbox, after_path, language, TIMEOUT)
         engine = deps.engine(ctx, await previous_calls(deps.store, ctx))
@@ -86,24 +85,6 @@ async def _run_generated(deps: Uses, path: Path, written: list[str], group: str,
     if others:
         parts.append(await run_generated_files(deps.sandbox, path, others, group, TIMEOUT))
     return combined(group, parts)
-
-
-async def _own_pytest(deps: Uses, path: Path, py: TargetPython) -> TestGroupResult:
-    """The own suite of one checkout, with the project itself installed for that run (its
-    metadata is what `importlib.metadata.version(...)` tests read)."""
-    with tempfile.TemporaryDirectory(prefix="repo-pilot-project-") as site:
-        not_installed = await install_project(py.executable, path, deps.sandbox, Path(site) / "site")
-        result = await run_pytest(deps.sandbox, path, timeout=TIMEOUT, group="own", python=py.executable,
-                                  plugins=py.plugins, pythonpath=None if not_installed else str(Path(site) / "site"))
-    return _noted(result, py, not_installed or "project installed from this checkout")
-
-
-def _noted(result: TestGroupResult, py: TargetPython, project: str = "") -> TestGroupResult:
-    """The result with a head line saying which interpreter ran the suite, and why."""
-    plugins = f"; plugins: {', '.join(py.plugins)}" if py.plugins else "; no pytest plugins autoloaded"
-    project = f"; {project}" if project else ""
-    return result.model_copy(update={"output": f"python: {py.executable} ({py.note}{plugins}{project})\n"
-                                               f"{result.output}"})
 
 
 def _refused(result: TestGroupResult, refused: list[str]) -> TestGroupResult:

@@ -19,9 +19,11 @@ import json
 import os
 import re
 import shutil
+import tempfile
 from pathlib import Path
 
-from shared.adapters.sandbox import Sandbox, tail
+from shared.adapters.sandbox import Sandbox, run_pytest, tail
+from shared.adapters.target_env import TargetPython, install_project
 from shared.events.run import TestGroupResult
 
 TIMEOUT = 600.0
@@ -111,6 +113,23 @@ def counts_from_output(runner: str, exit_code: int, output: str, group: str = "o
     return TestGroupResult(group=group, total=1, passed=int(exit_code == 0), failed=int(exit_code != 0),
                            output=tail(f"{runner}: no per-test summary in the output; counted by exit code "
                                        f"{exit_code}\n{output}"))
+
+
+async def run_own_pytest(sandbox: Sandbox, path: Path, py: TargetPython, timeout: float = TIMEOUT) -> TestGroupResult:
+    """A Python repository's own suite at `path`, in its env `py`, with the project itself
+    installed from that checkout for this run only (its metadata is what
+    `importlib.metadata.version(...)` tests read; a `src/` layout is importable only so). The
+    output's head line says which interpreter ran it, with which plugins, and whether the project
+    could be installed. The tester and the rules engine's validation both run the suite this way."""
+    with tempfile.TemporaryDirectory(prefix="repo-pilot-project-") as scratch:
+        site = Path(scratch) / "site"
+        not_installed = await install_project(py.executable, path, sandbox, site)
+        result = await run_pytest(sandbox, path, timeout=timeout, group="own", python=py.executable,
+                                  plugins=py.plugins, pythonpath=None if not_installed else str(site))
+    plugins = f"; plugins: {', '.join(py.plugins)}" if py.plugins else "; no pytest plugins autoloaded"
+    project = not_installed or "project installed from this checkout"
+    return result.model_copy(update={"output": f"python: {py.executable} ({py.note}{plugins}; {project})\n"
+                                               f"{result.output}"})
 
 
 def not_run(runner: str, why: str, group: str = "own") -> TestGroupResult:

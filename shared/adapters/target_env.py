@@ -354,12 +354,18 @@ async def install_project(
     # First with the build backend at hand (setuptools, flit… through the env's parent site-packages:
     # no download, seconds), then with pip's build isolation when the backend is not there.
     fast = [*cmd[:-3], "--no-build-isolation", *cmd[-3:]] if "--no-build-isolation" not in cmd else cmd
-    done = await sandbox.run(fast, cwd=repo, timeout=timeout, env=env)
+    # `site` lies outside the checkout: a confining sandbox must be told to show it, or pip writes
+    # into the view's own /tmp and the install is lost when the run ends.
+    site.parent.mkdir(parents=True, exist_ok=True)
+    writable = {"writable": (str(site.parent),)}
+    done = await sandbox.run(fast, cwd=repo, timeout=timeout, env=env, **writable)
     if done.exit_code != 0 and not done.timed_out and fast is not cmd:
         shutil.rmtree(site, ignore_errors=True)
-        done = await sandbox.run(cmd, cwd=repo, timeout=timeout, env=env)
+        done = await sandbox.run(cmd, cwd=repo, timeout=timeout, env=env, **writable)
     if done.exit_code != 0 or done.timed_out:
         return "installing the project failed: " + _tail(done.stdout + "\n" + done.stderr)
+    if not site.is_dir():
+        return f"installing the project wrote nothing to {site}"
     return None
 
 

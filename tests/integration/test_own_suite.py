@@ -113,8 +113,27 @@ async def test_a_suite_reading_its_own_metadata_passes_with_the_project_installe
 
     site = tmp_path / "site"
     assert await install_project(sys.executable, repo, sandbox, site, **OFFLINE) is None
+    assert (site / "metapkg-2.5.dist-info").is_dir()  # kept outside the sandbox's view of /tmp
     result = await run_pytest(sandbox, repo, pythonpath=str(site))
     assert (result.passed, result.failed) == (2, 0), result.output
+
+
+async def test_a_src_layout_project_is_importable_by_its_suite_once_installed(tmp_path):
+    """Only the installed copy puts a `src/` package on the path (tkem/cachetools: 13 collection
+    errors, "No module named 'cachetools'", when the install was lost)."""
+    from shared.adapters.target_env import install_project
+
+    repo = make_git_repo(tmp_path / "srcpkg", {
+        "pyproject.toml": '[build-system]\nrequires = ["setuptools"]\nbuild-backend = "setuptools.build_meta"\n'
+                          '[project]\nname = "srcpkg"\nversion = "1.0"\n[tool.setuptools.packages.find]\nwhere = ["src"]\n',
+        "src/srcpkg/__init__.py": "def one():\n    return 1\n",
+        "tests/test_one.py": "from srcpkg import one\n\n\ndef test_one():\n    assert one() == 1\n",
+    })
+    sandbox = LocalSandbox()
+    site = tmp_path / "project" / "site"
+    assert await install_project(sys.executable, repo, sandbox, site, **OFFLINE) is None
+    result = await run_pytest(sandbox, repo, pythonpath=str(site))
+    assert (result.passed, result.failed, result.errors) == (1, 0, 0), result.output
 
 
 # -- other ecosystems: dependencies first, with the network; then the tests, without --------------

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from shared.adapters.git import git
-from shared.adapters.sandbox import run_pytest
+from shared.adapters.own_tests import run_own_pytest
 from shared.adapters.target_env import python_for
 from shared.events import TestGroupResult
 
@@ -70,14 +70,12 @@ class OwnTests:
         untracked = _untracked(path)
         py = await python_for(path, self.home, self.sandbox)
         try:
-            result = await run_pytest(self.sandbox, path, timeout=TIMEOUT, group="own", python=py.executable)
+            result = await run_own_pytest(self.sandbox, path, py, TIMEOUT)
         finally:
             for rel in sorted(_untracked(path) - untracked):
                 target = Path(path) / rel
                 if target.is_file() or target.is_symlink():
                     target.unlink()
-        if "failed" in py.note:
-            result = result.model_copy(update={"output": f"python: {py.note}\n{result.output}"})
         return result
 
     async def baseline(self, path: Path) -> TestGroupResult:
