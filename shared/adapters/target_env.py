@@ -357,11 +357,12 @@ async def install_project(
     # `site` lies outside the checkout: a confining sandbox must be told to show it, or pip writes
     # into the view's own /tmp and the install is lost when the run ends.
     site.parent.mkdir(parents=True, exist_ok=True)
-    writable = {"writable": (str(site.parent),)}
-    done = await sandbox.run(fast, cwd=repo, timeout=timeout, env=env, **writable)
+    writable = (str(site.parent),)
+    done = await sandbox.run(fast, cwd=repo, timeout=timeout, env=env, writable=writable)
     if done.exit_code != 0 and not done.timed_out and fast is not cmd:
         shutil.rmtree(site, ignore_errors=True)
-        done = await sandbox.run(cmd, cwd=repo, timeout=timeout, env=env, **writable)
+        # build isolation downloads the build backend: the network, as for any dependency install
+        done = await sandbox.run(cmd, cwd=repo, timeout=timeout, env=env, writable=writable, network=True)
     if done.exit_code != 0 or done.timed_out:
         return "installing the project failed: " + _tail(done.stdout + "\n" + done.stderr)
     if not site.is_dir():
