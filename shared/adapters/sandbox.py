@@ -125,7 +125,7 @@ class LocalSandbox:
     `isolation` (default: `REPO_PILOT_ISOLATION`, else `auto`): `auto` (bubblewrap, else mountns,
     else unshare, else none; what is not confined is logged once), or one of `bwrap`, `mountns`,
     `unshare`, `none` (which must then work here). No network unless a call asks for it (`network=True`,
-    e.g. installing dependencies). Limits: `memory_mb` of address space, CPU seconds (the wall
+    e.g. installing dependencies). Limits: `memory_mb` of data (heap and private writable mappings), CPU seconds (the wall
     timeout also applies), `max_processes` (a pids cgroup where one can be made, which binds root
     too; else RLIMIT_NPROC beyond what the user already runs), 1 GiB per written file, no core
     dumps. At the end every descendant is killed: the pid namespace dies with its first process,
@@ -153,7 +153,10 @@ class LocalSandbox:
         def apply() -> None:  # runs in the child between fork and exec: no logging, no locks
             if group is not None:
                 group.join()
-            _limit(resource.RLIMIT_AS, memory)
+            # Data, not address space: V8 (node), Go and the JVM reserve gigabytes of address
+            # space they never touch, and die under RLIMIT_AS ("Failed to reserve virtual memory
+            # for CodeRange"); RLIMIT_DATA counts the heap and private writable mappings.
+            _limit(resource.RLIMIT_DATA, memory)
             _limit(resource.RLIMIT_CPU, cpu)
             _limit(resource.RLIMIT_NPROC, nproc)
             _limit(resource.RLIMIT_FSIZE, 1024**3)

@@ -7,6 +7,7 @@ sandbox image (there is none on the development machine, so those cases are skip
 from __future__ import annotations
 
 import asyncio
+import shutil
 import sys
 import uuid
 from pathlib import Path
@@ -157,12 +158,23 @@ async def test_local_memory_limit_stops_a_hog(tmp_path):
     assert "allocated" not in result.stdout
 
 
+@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
+async def test_node_with_worker_threads_runs_under_the_memory_limit(tmp_path):
+    """V8 reserves address space per isolate; an address-space limit killed it before it ran
+    ("Fatal process OOM in Failed to reserve virtual memory for CodeRange", exit 133)."""
+    code = ("const {Worker} = require('worker_threads'); const ws = [];"
+            "for (let i = 0; i < 8; i++) ws.push(new Worker('setTimeout(() => {}, 50)', {eval: true}));"
+            "Promise.all(ws.map(w => new Promise(r => w.on('exit', r)))).then(() => console.log('ok'));")
+    result = await LocalSandbox().run(["node", "-e", code], cwd=tmp_path, timeout=60)
+    assert (result.exit_code, result.stdout.strip()) == (0, "ok"), result.stderr
+
+
 async def test_local_limits_are_applied(tmp_path):
     import resource
 
     code = (
         "import resource as r; "
-        "print(r.getrlimit(r.RLIMIT_AS)[0], r.getrlimit(r.RLIMIT_CPU)[0], r.getrlimit(r.RLIMIT_NPROC)[0])"
+        "print(r.getrlimit(r.RLIMIT_DATA)[0], r.getrlimit(r.RLIMIT_CPU)[0], r.getrlimit(r.RLIMIT_NPROC)[0])"
     )
     result = await LocalSandbox(memory_mb=1024, cpu_seconds=77, max_processes=50).run(py(code), cwd=tmp_path)
     mem, cpu, nproc = map(int, result.stdout.split())
