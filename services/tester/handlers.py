@@ -78,10 +78,9 @@ async def _run_generated(deps: Uses, path: Path, written: list[str], group: str,
     pytest_files = [f for f in written if f.endswith(".py")]
     others = [f for f in written if not f.endswith(".py")]
     parts = []
-    if pytest_files or not others:
+    if pytest_files:
         parts.append(await run_pytest(deps.sandbox, path, pytest_files, timeout=TIMEOUT, group=group,
-                                      python=py.executable, plugins=py.plugins) if pytest_files
-                     else TestGroupResult(group=group))
+                                      python=py.executable, plugins=py.plugins))
     if others:
         parts.append(await run_generated_files(deps.sandbox, path, others, group, TIMEOUT))
     return combined(group, parts)

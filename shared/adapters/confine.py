@@ -26,6 +26,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -78,8 +79,6 @@ def probe_mountns() -> bool:
     """fsview.py can build the view here (unshare may make a mount namespace and mount in it)."""
     if not shutil.which("unshare"):
         return False
-    import tempfile
-
     with tempfile.TemporaryDirectory(prefix="repo-pilot-probe-") as tmp:
         home, root = Path(tmp, "home"), Path(tmp, "root")
         home.mkdir()

@@ -221,14 +221,13 @@ async def run_generated_files(sandbox: Sandbox, repo: Path, files: list[str], gr
     js = [f for f in files if f.endswith((".js", ".cjs", ".mjs"))]
     rs = [Path(f).stem for f in files if f.endswith(".rs") and Path(f).parent == Path("tests")]
     other = sorted(set(files) - set(js) - {f"tests/{n}.rs" for n in rs})
+    jobs = ([("node", ["node", "--test", *js])] if js else []) + (
+        [("cargo", ["cargo", "test", "--offline", "--color", "never", *[a for n in rs for a in ("--test", n)]])]
+        if rs else [])
     parts: list[TestGroupResult] = []
-    for runner, tool, cmd in (("node", "node", ["node", "--test", *js]),
-                              ("cargo", "cargo", ["cargo", "test", "--offline", "--color", "never",
-                                                  *[a for n in rs for a in ("--test", n)]])):
-        if (runner == "node" and not js) or (runner == "cargo" and not rs):
-            continue
-        if shutil.which(tool) is None:
-            parts.append(not_run(runner, f"{tool} is not installed, so the generated tests were not run", group))
+    for runner, cmd in jobs:
+        if shutil.which(cmd[0]) is None:
+            parts.append(not_run(runner, f"{cmd[0]} is not installed, so the generated tests were not run", group))
             continue
         done = await sandbox.run(cmd, cwd=repo, timeout=timeout, env=env)
         if done.timed_out:
@@ -241,7 +240,8 @@ async def run_generated_files(sandbox: Sandbox, repo: Path, files: list[str], gr
 
 
 def combined(group: str, parts: list[TestGroupResult]) -> TestGroupResult:
-    """One group's result from the results of its runners (counts added, outputs joined)."""
+    """One group's result from the results of its runners (counts added, outputs joined; none
+    ran: an empty result)."""
     if len(parts) == 1:
         return parts[0]
     return TestGroupResult(group=group, total=sum(p.total for p in parts), passed=sum(p.passed for p in parts),

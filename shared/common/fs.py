@@ -51,6 +51,15 @@ def resolve_inside(repo: Path, rel: str) -> Path:
     return target
 
 
+def is_inside(repo: Path, rel: str) -> bool:
+    """`rel` passes `resolve_inside` (a file a tool or a model may touch)."""
+    try:
+        resolve_inside(repo, rel)
+    except UnsafePath:
+        return False
+    return True
+
+
 def _open_dir(name: str, parent_fd: int, shown: str, create: bool) -> int:
     flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
     try:

@@ -28,7 +28,7 @@ from shared.engines.scan import render_scan, scan_repo
 from shared.events import Improvement
 from shared.events.run import LlmCallRecorded
 from shared.policy.edits import Edit, FailedEdit, UnsafePath, apply_edits, resolve_inside
-from shared.common.fs import write_inside
+from shared.common.fs import is_inside, write_inside
 from shared.ports.engine import (
     REVIEW_DIMENSIONS,
     Analysis,
@@ -148,7 +148,7 @@ class LlmEngine:
             dropped.clear()
             kept = []
             for idea in answer.improvements:
-                outside = [path for path in idea.files if not _inside(repo, path)]
+                outside = [path for path in idea.files if not is_inside(repo, path)]
                 if outside:
                     dropped.append(f"{idea.title!r} (names {', '.join(outside)})")
                 else:
@@ -351,14 +351,6 @@ class LlmEngine:
             p.user(f"# Improvements\n{listed}\n\n{context}"),
         ]
         return (await self.caller.ask(purpose, messages, p.TestsAnswer, check)).content
-
-
-def _inside(repo: Path, path: str) -> bool:
-    try:
-        resolve_inside(repo, path)
-    except UnsafePath:
-        return False
-    return True
 
 
 def endpoint_for(settings: Settings) -> Endpoint:

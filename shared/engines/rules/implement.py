@@ -12,7 +12,7 @@ from importlib import resources
 from pathlib import Path
 
 from shared.common.pyparse import parse_python
-from shared.common.fs import UnsafePath, one_line, resolve_inside, write_inside
+from shared.common.fs import UnsafePath, is_inside, one_line, write_inside
 from shared.adapters.analyzers import Finding, ruff_fix, run_ruff, target_version, tool_command
 import shared.engines.rules.facts as facts_mod
 from shared.engines.rules.facts import RepoFacts
@@ -183,7 +183,7 @@ def _count(findings: list[Finding]) -> dict[str, int]:
 
 
 def _ruff(repo: Path, facts: RepoFacts, improvement: Improvement, codes: list[str]) -> Implementation:
-    files = [f for f in improvement.files if f.endswith(".py") and (repo / f).is_file() and _inside(repo, f)]
+    files = [f for f in improvement.files if f.endswith(".py") and (repo / f).is_file() and is_inside(repo, f)]  # ruff rewrites in place
     if not files:
         raise ChangeRejectedError(f"none of {improvement.files} exists in the working copy; no automatic fix")
     target = target_version(facts.requires_python)
@@ -214,15 +214,6 @@ def _ruff(repo: Path, facts: RepoFacts, improvement: Improvement, codes: list[st
     if after:
         summary += f"; {len(after)} left without a safe fix"
     return Implementation(files=changed, summary=summary)
-
-
-def _inside(repo: Path, rel: str) -> bool:
-    """ruff rewrites files in place: only ones whose real path is in the working copy."""
-    try:
-        resolve_inside(repo, rel)
-    except UnsafePath:
-        return False
-    return True
 
 
 def _parse_error(path: Path) -> bool:
