@@ -84,6 +84,17 @@ class LeadershipLost(Exception):
     """The lock connection died: another relay may lead now."""
 
 
+async def _cancel_until_done(*tasks: asyncio.Task) -> None:
+    """Cancel `tasks` and wait for them, cancelling again while any still runs: on Python 3.11 a
+    cancel that lands as an inner `wait_for` completes is swallowed (fixed in 3.12), and the
+    publisher would then tail the log forever while its leader waits."""
+    pending = {t for t in tasks if not t.done()}
+    while pending:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=1)
+
+
 class Relay:
     """One outbox relay; run several, exactly one publishes."""
 
@@ -178,11 +189,8 @@ class Relay:
         finally:
             # The keeper is not cancelled (a query cut mid-flight leaves the connection busy): it
             # is told to finish and writes the last acknowledged position on its way out.
-            publisher.cancel()
-            for waiter in waiters:
-                waiter.cancel()
             finished.set()
-            await asyncio.gather(publisher, *waiters, return_exceptions=True)
+            await _cancel_until_done(publisher, *waiters)
             await asyncio.gather(keeper, return_exceptions=True)
         if lost.is_set():
             raise LeadershipLost("lock connection closed")
