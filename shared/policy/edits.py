@@ -13,7 +13,8 @@ The model writes, inside its JSON answer, a list of objects:
 An empty `search` creates the file (or appends to it when it exists).
 
 Matching: exact text first; then line by line ignoring trailing whitespace and blank lines;
-then also ignoring indentation, re-indenting the replacement by the difference. A search that
+then also ignoring indentation, re-indenting the replacement by the difference (unless the
+replacement already has the file's indentation: then only the search text was off). A search that
 matches more than one place fails rather than guessing. A `.py` file that parsed before and
 no longer parses after its blocks is left untouched and all its blocks are reported failed.
 """
@@ -100,7 +101,11 @@ def _tolerant_replace(content: str, search: str, replace: str,
     new = replace.splitlines()
     if reindent:
         search_first = next(s for s in search.splitlines() if s.strip())
-        new = _reindent(new, _indent(search_first), _indent(lines[first]))
+        replace_first = next((s for s in new if s.strip()), "")
+        # The replacement may be written in the file's indentation even though the search text
+        # was not: shifting it by the search text's error would indent it twice.
+        if _indent(replace_first) != _indent(lines[first]):
+            new = _reindent(new, _indent(search_first), _indent(lines[first]))
     block = "".join(line + newline for line in new)
     if not lines[last].endswith(("\n", "\r")) and block.endswith(newline):
         block = block[: -len(newline)]  # the match ended the file without a newline; keep it so

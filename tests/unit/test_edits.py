@@ -195,3 +195,16 @@ def test_binary_file_is_reported(repo):
     (repo / "blob.bin").write_bytes(b"\xff\xfe\x00")
     result = apply_edits(repo, [Edit(path="blob.bin", search="x", replace="y")])
     assert "not a UTF-8 text file" in result.failed[0].error
+
+
+def test_replacement_already_in_the_files_indentation_is_not_shifted_by_the_search_texts_error():
+    content = "class A:\n    def f(self):\n        return 1\n"
+    # The search text lost the class's indentation; the replacement kept it (it is correct).
+    out = replace_once(content, "def f(self):\n    return 1\n", "    def f(self):\n        return 2\n")
+    assert out == "class A:\n    def f(self):\n        return 2\n"
+
+
+def test_search_text_indented_too_deep_with_a_correct_replacement_is_not_dedented_further():
+    content = "def f():\n    x = 1\n    return x\n"
+    out = replace_once(content, "        x = 1\n        return x\n", "    x = 2\n    return x\n")
+    assert out == "def f():\n    x = 2\n    return x\n"
