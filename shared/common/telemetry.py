@@ -20,6 +20,7 @@ import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
@@ -179,6 +180,36 @@ def handler_span(
         yield span
 
 
+MESSAGING_SYSTEM = "nats"
+WAITED = "pilot.bus.waited_s"  # seconds from the event's append to its handler starting
+
+
+def consumer_attributes(consumer: str, message_id: str, occurred_at: datetime) -> dict[str, Any]:
+    """Messaging semconv attributes of a handler span, with the time the event waited on the bus
+    (appended, relayed, queued for this durable): the part of a run no handler span shows."""
+    waited = (datetime.now(UTC) - occurred_at).total_seconds()
+    return {"messaging.system": MESSAGING_SYSTEM, "messaging.operation.type": "process",
+            "messaging.consumer.group.name": consumer, "messaging.message.id": message_id,
+            WAITED: max(waited, 0.0)}
+
+
+@contextmanager
+def publish_span(subject: str, message_id: str, traceparent: str | None, *,
+                 attributes: Attributes | None = None,
+                 tracer_provider: trace.TracerProvider | None = None) -> Iterator[trace.Span]:
+    """A PRODUCER span for the relay's publish of one event, in the event's own trace (a child of
+    its traceparent), so a trace shows when the event reached the bus."""
+    with tracer(tracer_provider).start_as_current_span(
+        f"send {subject}",
+        context=context_from_traceparent(traceparent),
+        kind=trace.SpanKind.PRODUCER,
+        attributes={**(attributes or {}), "messaging.system": MESSAGING_SYSTEM,
+                    "messaging.operation.type": "send", "messaging.destination.name": subject,
+                    "messaging.message.id": message_id},
+    ) as span:
+        yield span
+
+
 @dataclass
 class LlmCall:
     """The span of one model call; `record_usage` fills in what is known only after it returns."""
@@ -186,6 +217,7 @@ class LlmCall:
     span: trace.Span
     model: str
     metrics: Metrics | None = None
+    purpose: str = ""
 
     def record_usage(self, input_tokens: int, output_tokens: int, cost_usd: float = 0.0,
                      response_model: str | None = None) -> None:
@@ -195,7 +227,8 @@ class LlmCall:
         self.span.set_attribute("pilot.llm.cost_usd", float(cost_usd))
         if response_model:
             self.span.set_attribute("gen_ai.response.model", response_model)
-        (self.metrics or default_metrics()).record_llm(self.model, input_tokens, output_tokens, cost_usd)
+        (self.metrics or default_metrics()).record_llm(self.model, input_tokens, output_tokens, cost_usd,
+                                                       step=self.purpose)
 
 
 @contextmanager
@@ -216,7 +249,7 @@ def llm_span(model: str, purpose: str, *, tracer_provider: trace.TracerProvider 
             "pilot.llm.purpose": purpose,
         },
     ) as span:
-        yield LlmCall(span, model, metrics)
+        yield LlmCall(span, model, metrics, purpose)
 
 
 _GIT_OPTIONS_WITH_VALUE = {"-C", "-c", "--git-dir", "--work-tree", "--namespace", "--exec-path"}
@@ -262,23 +295,20 @@ def sandbox_span(cmd: Sequence[str] | str, *, tracer_provider: trace.TracerProvi
 # -- metrics -----------------------------------------------------------------------------------
 
 
-# Run outcomes by the event type that ends a run or a generation job.
-RUN_OUTCOMES = {"PipelineCompleted": "completed", "PipelineFailed": "failed"}
-
-
-def run_outcome(event_type: str) -> str | None:
-    """`completed` / `failed` for an event that ends a run, else None (for `Metrics.record_run`)."""
-    return RUN_OUTCOMES.get(event_type)
-
-
 class Metrics:
     """Repo Pilot's instruments on one meter; each is created on first use.
 
     Names follow Prometheus habits so the collector's prometheus exporter keeps them as they are
-    (with its `repo_pilot` namespace): `repo_pilot_runs_total{outcome}`,
-    `repo_pilot_step_duration_seconds_bucket{step}`, `repo_pilot_llm_tokens_total{model,type}`,
-    `repo_pilot_llm_cost_usd_total{model}`, `repo_pilot_consumer_lag{consumer}`,
-    `repo_pilot_relay_faults_total{kind}`, `repo_pilot_task_restarts_total{task}`.
+    (with its `repo_pilot` namespace). Who records what, so each fact is counted once:
+
+    - the projector (one per batch, live only): `runs_total{outcome,verdict|step}`,
+      `step_duration_seconds{step,status}` (every step bead that ends, failed ones and merge too),
+      `events_appended_total{type}`;
+    - the lag poller, beside the relay (shared/messaging/lag.py): `consumer_lag{consumer}`,
+      `consumer_acked{consumer}`, `relay_lag`, `log_head`;
+    - the relay: `relay_published_total`, `relay_faults_total{kind}`;
+    - whoever calls a model: `llm_tokens_total{model,step,type}`, `llm_cost_usd_total{model,step}`;
+    - the runtime: `task_restarts_total{task}`.
     """
 
     def __init__(self, meter: metrics.Meter):
@@ -288,29 +318,56 @@ class Metrics:
     @property
     def runs(self) -> metrics.Counter:
         return self._instrument("runs", lambda m: m.create_counter(
-            "runs_total", unit="{run}", description="Pipeline runs by outcome"))
+            "runs_total", unit="{run}", description="Runs ended, by outcome, verdict and failed step"))
 
     @property
     def step_duration(self) -> metrics.Histogram:
         return self._instrument("step_duration", lambda m: m.create_histogram(
-            "step_duration_seconds", unit="s", description="Handler duration by pipeline step",
+            "step_duration_seconds", unit="s", description="Pipeline step duration by step and status",
             explicit_bucket_boundaries_advisory=STEP_DURATION_BUCKETS))
+
+    @property
+    def events_appended(self) -> metrics.Counter:
+        return self._instrument("events_appended", lambda m: m.create_counter(
+            "events_appended_total", unit="{event}", description="Events appended to the log, by type"))
 
     @property
     def llm_tokens(self) -> metrics.Counter:
         return self._instrument("llm_tokens", lambda m: m.create_counter(
-            "llm_tokens_total", unit="{token}", description="Model tokens by model and type (input/output)"))
+            "llm_tokens_total", unit="{token}", description="Model tokens by model, step and type (input/output)"))
 
     @property
     def llm_cost(self) -> metrics.Counter:
         # "{USD}" is an annotation, which Prometheus naming drops: the name already says the unit.
         return self._instrument("llm_cost", lambda m: m.create_counter(
-            "llm_cost_usd_total", unit="{USD}", description="Model cost in US dollars by model"))
+            "llm_cost_usd_total", unit="{USD}", description="Model cost in US dollars by model and step"))
 
     @property
     def consumer_lag(self) -> metrics.Gauge:
         return self._instrument("consumer_lag", lambda m: m.create_gauge(
-            "consumer_lag", unit="{message}", description="Messages pending for a durable consumer"))
+            "consumer_lag", unit="{message}",
+            description="Messages a durable consumer has not acknowledged (pending + in progress)"))
+
+    @property
+    def consumer_acked(self) -> metrics.Gauge:
+        return self._instrument("consumer_acked", lambda m: m.create_gauge(
+            "consumer_acked", unit="{message}",
+            description="A durable consumer's ack floor (stream sequence): it moves when work is done"))
+
+    @property
+    def relay_lag(self) -> metrics.Gauge:
+        return self._instrument("relay_lag", lambda m: m.create_gauge(
+            "relay_lag", unit="{event}", description="Events in the log the relay has not published yet"))
+
+    @property
+    def log_head(self) -> metrics.Gauge:
+        return self._instrument("log_head", lambda m: m.create_gauge(
+            "log_head", unit="{event}", description="The log's last global position"))
+
+    @property
+    def relay_published(self) -> metrics.Counter:
+        return self._instrument("relay_published", lambda m: m.create_counter(
+            "relay_published_total", unit="{event}", description="Events the relay published to the bus"))
 
     @property
     def relay_faults(self) -> metrics.Counter:
@@ -326,27 +383,49 @@ class Metrics:
         """Count one event quarantined by the relay (`undecodable`, `too_large`, …)."""
         self.relay_faults.add(1, {"kind": kind})
 
+    def record_relay_published(self, count: int = 1) -> None:
+        """Count events the stream accepted from the relay."""
+        self.relay_published.add(count)
+
     def record_task_restart(self, task: str) -> None:
         """Count one restart of a supervised task (relay, projector, sweeper, a consumer)."""
         self.task_restarts.add(1, {"task": task})
 
-    def record_run(self, outcome: str) -> None:
-        """Count one finished run (`completed`, `failed`, …)."""
-        self.runs.add(1, {"outcome": outcome})
+    def record_run(self, outcome: str, *, verdict: str | None = None, step: str | None = None) -> None:
+        """Count one ended run: `completed` (with its verdict) or `failed` (with the failed step)."""
+        labels = {"outcome": outcome}
+        if verdict:
+            labels["verdict"] = verdict
+        if step:
+            labels["step"] = step
+        self.runs.add(1, labels)
 
-    def record_step(self, step: str, seconds: float) -> None:
-        """Record how long one step's handler took."""
-        self.step_duration.record(seconds, {"step": step})
+    def record_step(self, step: str, seconds: float, status: str = "completed") -> None:
+        """Record how long one step took (`completed` or `failed`)."""
+        self.step_duration.record(seconds, {"step": step, "status": status})
 
-    def record_llm(self, model: str, input_tokens: int, output_tokens: int, cost_usd: float) -> None:
-        """Count one model call's tokens (by type) and cost."""
-        self.llm_tokens.add(int(input_tokens), {"model": model, "type": "input"})
-        self.llm_tokens.add(int(output_tokens), {"model": model, "type": "output"})
-        self.llm_cost.add(float(cost_usd), {"model": model})
+    def record_event(self, event_type: str) -> None:
+        """Count one event appended to the log."""
+        self.events_appended.add(1, {"type": event_type})
 
-    def set_consumer_lag(self, consumer: str, pending: int) -> None:
-        """Report how many messages wait for `consumer` (JetStream's `num_pending`)."""
-        self.consumer_lag.set(int(pending), {"consumer": consumer})
+    def record_llm(self, model: str, input_tokens: int, output_tokens: int, cost_usd: float,
+                   step: str = "") -> None:
+        """Count one model call's tokens (by type) and cost, by model and the step that asked."""
+        self.llm_tokens.add(int(input_tokens), {"model": model, "step": step, "type": "input"})
+        self.llm_tokens.add(int(output_tokens), {"model": model, "step": step, "type": "output"})
+        self.llm_cost.add(float(cost_usd), {"model": model, "step": step})
+
+    def set_consumer_lag(self, consumer: str, lag: int, acked: int | None = None) -> None:
+        """Report what waits for `consumer` (JetStream's `num_pending` + `num_ack_pending`) and,
+        when known, its ack floor."""
+        self.consumer_lag.set(int(lag), {"consumer": consumer})
+        if acked is not None:
+            self.consumer_acked.set(int(acked), {"consumer": consumer})
+
+    def set_relay_lag(self, head: int, relay_at: int) -> None:
+        """Report the log head and how far the relay's checkpoint is behind it."""
+        self.log_head.set(int(head))
+        self.relay_lag.set(max(int(head) - int(relay_at), 0))
 
     def _instrument(self, key: str, create):
         if key not in self._made:

@@ -26,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -84,15 +83,6 @@ def group_by_stream(events: Sequence[Envelope]) -> list[tuple[str, list[Envelope
     return list(groups.items())
 
 
-def _record_metrics(step: str | None, seconds: float, outputs: Sequence[Envelope]) -> None:
-    metrics = telemetry.default_metrics()
-    if step:
-        metrics.record_step(step, seconds)
-    for e in outputs:
-        if outcome := telemetry.run_outcome(e.type):
-            metrics.record_run(outcome)
-
-
 def with_step_completed(outputs: list[Envelope], completed: Envelope) -> list[Envelope]:
     """`outputs` with the step's StepCompleted placed before the run's end (PipelineCompleted /
     PipelineFailed), so the log reads step done, then run done."""
@@ -141,7 +131,8 @@ def handler_span(service: str, event: Envelope, tracer_provider: Any = None):
         event.traceparent,
         replayed=bool(event.metadata.get("replayed_from")),
         attributes={telemetry.STREAM_ID: event.stream_id, telemetry.EVENT_ID: str(event.event_id),
-                    telemetry.EVENT_TYPE: event.type, telemetry.SERVICE: service},
+                    telemetry.EVENT_TYPE: event.type, telemetry.SERVICE: service,
+                    **telemetry.consumer_attributes(service, str(event.event_id), event.occurred_at)},
         tracer_provider=tracer_provider,
     )
 
@@ -202,7 +193,6 @@ class ServiceRuntime:
         if await self.store.is_processed(self.name, event.event_id):
             log.info("%s: %s %s already handled; skipping", self.name, event.type, event.event_id)
             return "ack"
-        began = time.monotonic()
         # StepStarted commits in its own transaction while the handler already runs: the bead shows
         # RUNNING live, the handler does not wait for a bookkeeping commit, and every later write
         # below waits for it, so in the log it still comes before the step's outcome.
@@ -260,8 +250,7 @@ class ServiceRuntime:
             await self._record_failure(event, route, str(exc), "a step produced an event too large to "
                                        "store; see docs/reliability.md", attempt, retryable=False)
             return "ack"
-        _record_metrics(route.step, time.monotonic() - began, done)
-        return "ack"
+        return "ack"  # step durations and run outcomes are counted by the projector, once
 
     def _released(self, event: Envelope, exc: BaseException) -> Outcome:
         log.info("%s: %s %s interrupted while stopping (%s); released for redelivery",
@@ -440,7 +429,6 @@ class ServiceRuntime:
             await msg.reject()
             return
         event = stored
-        telemetry.default_metrics().set_consumer_lag(self.name, raw.metadata.num_pending or 0)
         outcome = await self._process_holding(msg, event, attempt)
         if outcome == "ack":
             await msg.ack()

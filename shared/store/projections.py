@@ -21,6 +21,7 @@ from contextlib import aclosing
 from datetime import datetime
 from typing import Any
 
+from shared.common import telemetry
 from shared.events import STEPS, Envelope
 from shared.store.postgres import SlimEvent, wait_for_any
 
@@ -166,6 +167,61 @@ def _new_run(event: Envelope | SlimEvent, kind: str, **fields: Any) -> dict:
     }
 
 
+def statuses(runs: dict, beads: dict[str, dict[str, dict]]) -> dict[tuple[str, str], str]:
+    """(run id, "" or bead id) -> status, to tell afterwards what a batch ended."""
+    found = {(rid, ""): r["status"] for rid, r in runs.items()}
+    for rid, bs in beads.items():
+        found.update({(rid, bid): b["status"] for bid, b in bs.items()})
+    return found
+
+
+def ended(before: dict[tuple[str, str], str], runs: dict, beads: dict[str, dict[str, dict]]) -> list[dict]:
+    """The runs and step beads a batch brought to an end (pure): what the metrics count.
+
+    A run: {"run": row}; a step (not an improvement): {"step": name, "status", "seconds"}."""
+    done = []
+    for rid, run in runs.items():
+        if run["status"] in (COMPLETED, FAILED) and before.get((rid, "")) != run["status"]:
+            done.append({"run": run})
+    for rid, bs in beads.items():
+        for bid, b in bs.items():
+            if (b["kind"] == "step" and b["status"] in (COMPLETED, FAILED) and b["duration_ms"] is not None
+                    and before.get((rid, bid)) != b["status"]):
+                done.append({"step": bid, "status": b["status"], "seconds": b["duration_ms"] / 1000})
+    return done
+
+
+def record_metrics(events: list, done: list[dict]) -> None:
+    """Count the events a live batch projected and the runs and steps it ended (never on a
+    rebuild: history was counted when it happened). The one projector that applies a batch
+    counts it, so no replica of a service counts a run twice."""
+    metrics = telemetry.default_metrics()
+    for event in events:
+        metrics.record_event(event.type)
+    for item in done:
+        if "run" in item:
+            run = item["run"]
+            metrics.record_run(run_outcome(run), **run_labels(run))
+        else:
+            metrics.record_step(item["step"], item["seconds"], status=item["status"].lower())
+
+
+def run_outcome(run: dict) -> str:
+    """`completed` or `failed`: how a run or a generation job ended."""
+    return "failed" if run["status"] == FAILED else "completed"
+
+
+def run_labels(run: dict) -> dict[str, str]:
+    """What else `runs_total` says of an end: the verdict of a completed run (`merged`,
+    `not_merged`; `valid`, `not_valid` for a generation job) or the step a failed run failed at
+    (from its error, "<step>: <reason>")."""
+    if run["status"] == FAILED:
+        return {"step": (run.get("error") or "unknown").split(":", 1)[0]}
+    if run["kind"] == "gen":
+        return {"verdict": "valid" if run.get("passed") else "not_valid"}
+    return {"verdict": "merged" if run.get("merged") else "not_merged"}
+
+
 class Projector:
     """Folds the log into `runs` and `beads`, checkpointing in the same transaction."""
 
@@ -202,8 +258,11 @@ class Projector:
             beads: dict[str, dict[str, dict]] = {}
             for r in await conn.fetch("SELECT * FROM beads WHERE run_id = ANY($1::text[])", run_ids):
                 beads.setdefault(r["run_id"], {})[r["bead_id"]] = dict(r)
+            before = statuses(runs, beads)
             fold_all(runs, beads, events)
             await self._write(conn, runs, beads, end)
+        record_metrics(events, ended(before, runs, beads))  # committed: each event counted once
+
 
     async def rebuild(self) -> int:
         """Truncate the read models and replay the whole log from position 0; returns the count.

@@ -22,7 +22,6 @@ from shared.common.telemetry import (
     handler_span,
     llm_span,
     redact,
-    run_outcome,
     sandbox_span,
     setup_telemetry,
     signal_url,
@@ -170,8 +169,8 @@ def test_an_llm_span_carries_gen_ai_attributes_and_counts_usage(spans, meter):
     assert finished.attributes["gen_ai.usage.output_tokens"] == 300
     assert finished.attributes["pilot.llm.purpose"] == "suggest"
     tokens = points(reader, "llm_tokens_total")
-    assert tokens[frozenset({("model", "gpt-4.1"), ("type", "input")})].value == 1200
-    assert tokens[frozenset({("model", "gpt-4.1"), ("type", "output")})].value == 300
+    assert tokens[frozenset({("model", "gpt-4.1"), ("step", "suggest"), ("type", "input")})].value == 1200
+    assert tokens[frozenset({("model", "gpt-4.1"), ("step", "suggest"), ("type", "output")})].value == 300
     (cost,) = points(reader, "llm_cost_usd_total").values()
     assert cost.value == pytest.approx(0.0048)
 
@@ -223,22 +222,40 @@ def test_redact(arg, expected):
 
 def test_runs_steps_and_lag_are_recorded_by_their_labels(meter):
     instruments, reader = meter
-    instruments.record_run("completed")
-    instruments.record_run("completed")
-    instruments.record_run("failed")
+    instruments.record_run("completed", verdict="merged")
+    instruments.record_run("completed", verdict="merged")
+    instruments.record_run("failed", step="test")
     instruments.record_step("analyze", 2.0)
     instruments.record_step("analyze", 40.0)
-    instruments.set_consumer_lag("tester", 7)
-    instruments.set_consumer_lag("tester", 3)
+    instruments.record_step("test", 3.0, status="failed")
+    instruments.set_consumer_lag("tester", 7, acked=10)
+    instruments.set_consumer_lag("tester", 3, acked=14)
+    instruments.set_relay_lag(120, 100)
 
     runs = points(reader, "runs_total")
-    assert runs[frozenset({("outcome", "completed")})].value == 2
-    assert runs[frozenset({("outcome", "failed")})].value == 1
-    (step,) = points(reader, "step_duration_seconds").values()
-    assert step.count == 2 and step.sum == 42.0
-    assert tuple(step.explicit_bounds) == telemetry.STEP_DURATION_BUCKETS  # seconds, not ms defaults
+    assert runs[frozenset({("outcome", "completed"), ("verdict", "merged")})].value == 2
+    assert runs[frozenset({("outcome", "failed"), ("step", "test")})].value == 1
+    steps = points(reader, "step_duration_seconds")
+    analyze = steps[frozenset({("step", "analyze"), ("status", "completed")})]
+    assert analyze.count == 2 and analyze.sum == 42.0
+    assert tuple(analyze.explicit_bounds) == telemetry.STEP_DURATION_BUCKETS  # seconds, not ms defaults
+    assert steps[frozenset({("step", "test"), ("status", "failed")})].sum == 3.0
     (lag,) = points(reader, "consumer_lag").values()
     assert lag.value == 3 and dict(lag.attributes) == {"consumer": "tester"}
+    assert next(iter(points(reader, "consumer_acked").values())).value == 14
+    assert next(iter(points(reader, "relay_lag").values())).value == 20
+    assert next(iter(points(reader, "log_head").values())).value == 120
+
+
+def test_model_usage_is_counted_by_model_and_the_step_that_asked(spans, meter):
+    provider, _ = spans
+    instruments, reader = meter
+    with llm_span("gpt-x", "review", tracer_provider=provider, metrics=instruments) as call:
+        call.record_usage(100, 20, 0.5)
+    tokens = points(reader, "llm_tokens_total")
+    assert tokens[frozenset({("model", "gpt-x"), ("step", "review"), ("type", "input")})].value == 100
+    cost = points(reader, "llm_cost_usd_total")
+    assert cost[frozenset({("model", "gpt-x"), ("step", "review")})].value == 0.5
 
 
 def test_instruments_are_created_once_and_only_when_used(meter):
@@ -247,10 +264,64 @@ def test_instruments_are_created_once_and_only_when_used(meter):
     assert instruments.runs is instruments.runs
 
 
-def test_only_the_events_that_end_a_run_have_an_outcome():
-    assert run_outcome("PipelineCompleted") == "completed"
-    assert run_outcome("PipelineFailed") == "failed"
-    assert run_outcome("StepFailed") is None
+def test_a_publish_span_continues_the_events_trace_with_messaging_attributes(spans):
+    provider, exporter = spans
+    with telemetry.publish_span("pilot.run.repo_analyzed", "e-1", TRACEPARENT, tracer_provider=provider):
+        pass
+    (span,) = exporter.get_finished_spans()
+    assert span.kind == SpanKind.PRODUCER
+    assert format(span.context.trace_id, "032x") == TRACE_ID
+    assert format(span.parent.span_id, "016x") == SPAN_ID
+    assert span.attributes["messaging.system"] == "nats"
+    assert span.attributes["messaging.destination.name"] == "pilot.run.repo_analyzed"
+    assert span.attributes["messaging.message.id"] == "e-1"
+
+
+def test_a_consumer_span_says_how_long_the_event_waited_on_the_bus():
+    from datetime import UTC, datetime, timedelta
+
+    appended = datetime.now(UTC) - timedelta(seconds=30)
+    attrs = telemetry.consumer_attributes("tester", "e-1", appended)
+    assert attrs["messaging.consumer.group.name"] == "tester"
+    assert 30 <= attrs[telemetry.WAITED] < 3600
+
+
+# -- what the projector counts and what health calls a stall ------------------------------------
+
+
+def test_a_batch_counts_each_run_and_step_it_ended_once():
+    from datetime import UTC, datetime, timedelta
+
+    from shared.events import PipelineFailed, PipelineRequested, StepFailed, StepStarted, make_event
+    from shared.store.projections import ended, fold_all, run_labels, run_outcome, statuses
+
+    t0 = datetime.now(UTC)
+    events = [make_event(PipelineRequested(repo="/r", categories=["security"]), "run-1", service="t"),
+              make_event(StepStarted(step="analyze"), "run-1", service="t"),
+              make_event(StepFailed(step="analyze", error="boom"), "run-1", service="t"),
+              make_event(PipelineFailed(step="analyze", error="boom"), "run-1", service="t")]
+    events = [e.model_copy(update={"global_position": i, "occurred_at": t0 + timedelta(seconds=i)})
+              for i, e in enumerate(events, 1)]
+    runs, beads = {}, {}
+    fold_all(runs, beads, events[:2])
+    before = statuses(runs, beads)
+    fold_all(runs, beads, events[2:])
+    done = ended(before, runs, beads)
+    (run,) = [d["run"] for d in done if "run" in d]
+    assert run_outcome(run) == "failed" and run_labels(run) == {"step": "analyze"}
+    assert [(d["step"], d["status"], d["seconds"]) for d in done if "step" in d] == [("analyze", "FAILED", 1.0)]
+    assert ended(statuses(runs, beads), runs, beads) == []  # nothing ends twice
+
+
+def test_lag_is_a_stall_only_when_it_grows_while_nothing_moves():
+    from shared.messaging.lag import ConsumerLag, LagSample, stalled
+
+    before = LagSample(head=10, relay_at=8, consumers={"tester": ConsumerLag(2, 1, 5), "reviewer": ConsumerLag(4, 0, 5)})
+    grew_stuck = LagSample(head=14, relay_at=8, consumers={"tester": ConsumerLag(4, 1, 5), "reviewer": ConsumerLag(6, 0, 9)})
+    assert set(stalled(before, grew_stuck)) == {"relay", "tester"}  # reviewer acked: working it off
+    assert stalled(before, before) == {}  # a steady backlog is not a growing one
+    moving = LagSample(head=14, relay_at=12, consumers=before.consumers)
+    assert stalled(before, moving) == {}
 
 
 # -- setup -------------------------------------------------------------------------------------
