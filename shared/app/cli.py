@@ -403,39 +403,89 @@ def status(run_id: Annotated[str, typer.Argument()]) -> None:
     render.print_run(console, run_row, beads, log_path=_settings().runs_dir / f"{run_id}.json")
 
 
-@app.command()
+@app.command(context_settings={"allow_extra_args": False})
 def events(
-    run_id: Annotated[str | None, typer.Argument(help="Only this run's events.")] = None,
-    follow: Annotated[bool, typer.Option("--follow", "-f")] = False,
+    run_id: Annotated[str | None, typer.Argument(
+        help="Only this run's events; or `export [RUN…]` (JSON lines to stdout) or `import FILE`.")] = None,
+    more: Annotated[list[str] | None, typer.Argument(help="Runs to export, or the file to import.")] = None,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Print new events as they are appended; "
+                      "with a RUN, until that run ends.")] = False,
+    keep_following: Annotated[bool, typer.Option("--keep-following", help="With --follow RUN: go on "
+                              "after the run ended.")] = False,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """The event log (all of it, or one run's), optionally following new events."""
+    """The event log (all of it, or one run's), optionally following new events.
 
-    async def main():
-        async with _store(_settings()) as store:
-            source = store.tail(0, poll_interval=0.5) if follow else _all(store)
-            async for event in source:
-                if run_id and run_id not in (event.stream_id, event.correlation_id):
-                    continue
-                if as_json:
-                    sys.stdout.write(event.to_json() + "\n")
-                    sys.stdout.flush()
-                else:
-                    render.print_event(console, event)
-            _report_skipped(store)
-
-    _arun(main())
+    `events export [RUN…] > file.jsonl` writes the log (or those runs) as JSON lines;
+    `events import file.jsonl` appends them to this installation's log (ids kept; idempotent)."""
+    if run_id == "export":
+        raise typer.Exit(_arun(_export(more or [])))
+    if run_id == "import":
+        if len(more or []) != 1:
+            _fail("usage: repo-pilot events import FILE.jsonl")
+        raise typer.Exit(_arun(_import(Path(more[0]))))
+    if more:
+        _fail(f"unexpected arguments: {' '.join(more)}")
+    raise typer.Exit(_arun(_events(run_id, follow, keep_following, as_json)))
 
 
-async def _all(store):
-    position = 0
-    while True:
-        batch, end = await store.read_page(position, 1000)
-        if end == position:
-            return
-        for event in batch:
-            yield event
-        position = end
+async def _events(run_id: str | None, follow: bool, keep_following: bool, as_json: bool) -> int:
+    from shared.app.eventlog import describe_end, ended_ok, is_terminal, read_log
+
+    async with _store(_settings()) as store:
+        if run_id and not await store.read_correlated(run_id) and not keep_following:
+            _fail(f"no run {run_id!r}; `repo-pilot runs` lists them", 1)
+        source = store.tail(0, poll_interval=0.5) if follow else read_log(store)
+        async for event in source:
+            if run_id and run_id not in (event.stream_id, event.correlation_id):
+                continue
+            if as_json:
+                sys.stdout.write(event.to_json() + "\n")
+                sys.stdout.flush()
+            else:
+                render.print_event(console, event)
+            if follow and run_id and not keep_following and is_terminal(event, run_id):
+                err.print(f"{describe_end(event)} — no more events will come; --keep-following waits anyway")
+                return 0 if ended_ok(event) else 1
+        _report_skipped(store)
+    return 0
+
+
+async def _export(runs: list[str]) -> int:
+    from shared.app.eventlog import export_events
+
+    count = 0
+    async with _store(_settings()) as store:
+        for run in runs:
+            if not await store.read_correlated(run):
+                _fail(f"no run {run!r} to export; `repo-pilot runs` lists them", 1)
+        async for line in export_events(store, runs):
+            sys.stdout.write(line + "\n")
+            count += 1
+        _report_skipped(store)
+    sys.stdout.flush()
+    err.print(f"exported {count} event(s)")
+    return 0
+
+
+async def _import(path: Path) -> int:
+    from shared.app.eventlog import ImportRefused, import_events, parse_lines
+
+    try:
+        with path.open(encoding="utf-8") as fh:
+            events = parse_lines(fh, str(path))
+    except (OSError, UnicodeDecodeError) as exc:
+        _fail(f"cannot read {path}: {exc}")
+    except ImportRefused as exc:
+        _fail(str(exc))
+    async with _store(_settings()) as store:
+        try:
+            result = await import_events(store, events)
+        except ImportRefused as exc:
+            _fail(str(exc))
+    err.print(f"imported {result.added} event(s) into {result.streams} stream(s); "
+              f"{result.skipped} were already here")
+    return 0
 
 
 @app.command()
