@@ -8,13 +8,12 @@ from typing import Protocol
 
 from shared.adapters.signals import compute_signals
 from shared.events import ChangesReviewed, Envelope
+from shared.policy.behaviour import changes_behaviour
 from shared.policy.review import combine_review
 from shared.policy.run import emit, load_context, previous_calls
 from shared.ports.deps import UsesEngine, UsesStore, UsesWorkspace
 
 SERVICE = "reviewer"
-# Fixes that may change behaviour; the rules engine applies them only when the own tests pass.
-_VALIDATED_RULES = ("lint-unsafe:", "codemod:", "check:public-api")
 
 
 class Uses(UsesStore, UsesWorkspace, UsesEngine, Protocol):
@@ -41,7 +40,7 @@ async def on_tests_completed(event: Envelope, deps: Uses) -> list[Envelope]:
     applied = {p.improvement_id for p in c.patches}
     signals["validated_fixes"] = sum(
         1 for i in (ctx.suggested.improvements if ctx.suggested else [])
-        if i.id in applied and (i.rule or "").startswith(_VALIDATED_RULES))
+        if i.id in applied and changes_behaviour(i.rule))
     tests = ctx.tests.model_dump() if ctx.tests else None
     verdict = combine_review(signals, model, ctx.request.threshold, tests=tests)
     if not c.patches:

@@ -72,6 +72,8 @@ def plan_change_tests(repo: Path, facts: RepoFacts, improvements: list[Improveme
     plans: dict[str, ChangeTests] = {}
     for imp in improvements:
         kind, _, arg = (imp.rule or "").partition(":")
+        if kind == "fix" and arg == "secure-random":  # our site fix: the codemod's spy test fits it
+            kind, arg = "codemod", "pixee:python/secure-random"
         if kind not in ("codemod", "lint", "lint-unsafe"):
             continue
         sha = commit_of(repo, imp.id)

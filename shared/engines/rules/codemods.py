@@ -19,11 +19,12 @@ from shared.events import Improvement
 from shared.policy.findings import severity, weighted
 from shared.ports.errors import ChangeRejectedError
 
-# finding code (ruff flake8-bandit, or bandit) -> the codemod that removes it
+# finding code (ruff flake8-bandit, or bandit) -> the codemod that removes it. S311 (`random`) is not
+# here: its codemod rewrites every use in a file, seeded jitter included; `fix:secure-random` fixes
+# only the sites whose value feeds a secret (shared/policy/behaviour.py).
 CODEMOD_FOR: dict[str, str] = {
     "S602": "pixee:python/subprocess-shell-false",
     "S604": "pixee:python/subprocess-shell-false",
-    "S311": "pixee:python/secure-random",
     "S113": "pixee:python/add-requests-timeouts",
     "S506": "pixee:python/harden-pyyaml",
     "S301": "pixee:python/harden-pickle-load",

@@ -26,7 +26,9 @@ from shared.adapters.target_env import python_for
 from shared.engines.rules.change_plan import PROPERTIES_HEADER, plan_change_tests
 from shared.engines.rules.change_tests import ChangeTests, render
 from shared.engines.rules.codemods import ADDS_DEPENDENCY, apply_codemod, codemod_for, codemod_improvements
-from shared.engines.rules.lint import LINT_SELECT, apply_lint, is_behaviour_changing
+from shared.engines.rules.lint import LINT_SELECT, apply_lint
+from shared.engines.rules.sites import holding, judge
+from shared.policy.behaviour import changes_behaviour
 from shared.engines.rules.validate import OwnTests, compare, restore, untracked_files
 from shared.engines.rules.analyze import analyze_facts
 from shared.engines.rules.implement import implement as implement_improvement
@@ -52,11 +54,47 @@ def collect_lint_findings(repo: Path, facts: facts_mod.RepoFacts) -> list[Findin
 
 
 def collect_findings(repo: Path, facts: facts_mod.RepoFacts) -> list[Finding]:
-    """ruff (DEFAULT_SELECT), bandit where it adds to ruff, and the secrets scan, sorted."""
+    """ruff (DEFAULT_SELECT, extending the repository's own ruff configuration: what it ignores or
+    leaves out is never proposed), bandit where it adds to ruff, and the secrets scan, sorted."""
     py = facts.python_files
-    ruff = run_ruff(repo, py, DEFAULT_SELECT, target_version(facts.requires_python))
-    bandit = bandit_only(run_bandit(repo, py), ruff)
+    target = target_version(facts.requires_python)
+    ruff = run_ruff(repo, py, DEFAULT_SELECT, target, respect_config=True)
+    # bandit's B311 is ruff's S311: a rule the project ignores in ruff must not come back as bandit's
+    bandit = bandit_only(run_bandit(repo, py), run_ruff(repo, py, DEFAULT_SELECT, target))
     return sorted([*ruff, *bandit, *scan_secrets(repo, facts.files)])
+
+
+def lint_in_context(repo: Path, improvement: Improvement, requires: str | None) -> tuple[list[str], str]:
+    """ruff's fixes for the improvement, with the sites where they would change behaviour held back
+    (shared/policy/behaviour.py); raises ChangeRejectedError when every site is held."""
+    codes = sorted((improvement.rule or "").partition(":")[2].split(","))
+    files = [f for f in improvement.files if f.endswith(".py") and (repo / f).is_file()]
+    found = run_ruff(repo, files, codes, target_version(requires), respect_config=True)
+    held = [(f, v) for f, v in judge(repo, found) if not v.ok]
+    if found and len(held) == len(found):
+        raise ChangeRejectedError("behaviour-changing fix proposed, not applied: "
+                                  + " | ".join(f"{f.code} {v.reason}" for f, v in held[:6]))  # fmt: skip
+    with holding(repo, [f for f, _ in held]):
+        files, summary = apply_lint(repo, improvement, requires)
+    if held:
+        summary += f"; left as is ({len(held)}): " + " | ".join(f"{f.code} {v.reason}" for f, v in held[:6])
+    return files, summary
+
+
+def codemod_in_context(repo: Path, improvement: Improvement, requires: str | None) -> Improvement:
+    """The codemod improvement restricted to the files where every finding it removes is in a context
+    that justifies the behaviour change (a codemod rewrites whole files); raises ChangeRejectedError
+    when no file is left."""
+    codemod = (improvement.rule or "").removeprefix("codemod:")
+    files = [f for f in improvement.files if f.endswith(".py") and (repo / f).is_file()]
+    found = [f for f in run_ruff(repo, files, DEFAULT_SELECT, target_version(requires)) if codemod_for(f) == codemod]
+    verdicts = judge(repo, found, key=lambda f: codemod)
+    refused = {f.path for f, v in verdicts if not v.ok}
+    kept = [f for f in improvement.files if f not in refused]
+    if not kept:
+        raise ChangeRejectedError("behaviour-changing fix proposed, not applied: "
+                                  + " | ".join(v.reason for _, v in verdicts if not v.ok)[:600])  # fmt: skip
+    return improvement.model_copy(update={"files": kept})
 
 
 class RulesEngine:
@@ -115,7 +153,7 @@ class RulesEngine:
         pass with it alone (compared with the suite at the base, run once per run)."""
         repo = Path(repo)
         kind = (improvement.rule or "").partition(":")[0]
-        validate = is_behaviour_changing(improvement.rule)
+        validate = changes_behaviour(improvement.rule)
         if kind not in ("lint", "lint-unsafe", "codemod") and not validate:
             return await asyncio.to_thread(_locked, implement_improvement, repo, improvement)
         before = await self.own_tests.baseline(repo) if validate else None
@@ -128,6 +166,7 @@ class RulesEngine:
                 env_dir = await asyncio.to_thread(self.tools)
             except ToolsUnavailable as exc:
                 raise ChangeRejectedError(f"security codemods are unavailable: {exc}") from exc
+            improvement = await asyncio.to_thread(_locked, codemod_in_context, repo, improvement, requires)
             files, summary = await asyncio.to_thread(apply_codemod, env_dir, repo, improvement, requires)
             dependency = ADDS_DEPENDENCY.get(improvement.rule.removeprefix("codemod:"))
             if dependency:  # kept only when the target's environment can install what it now needs
@@ -136,11 +175,11 @@ class RulesEngine:
                     restore(repo, untracked)
                     raise ChangeRejectedError(f"{summary}, but the target's environment cannot install "
                                               f"`{dependency}`: {py.note}")  # fmt: skip
-        elif kind == "check":
+        elif kind in ("check", "fix"):
             done = await asyncio.to_thread(_locked, implement_improvement, repo, improvement)
             files, summary = done.files, done.summary
         else:
-            files, summary = await asyncio.to_thread(apply_lint, repo, improvement, requires)
+            files, summary = await asyncio.to_thread(_locked, lint_in_context, repo, improvement, requires)
         if before is not None:
             verdict = compare(before, await self.own_tests.changed(repo))
             if not verdict.ok:

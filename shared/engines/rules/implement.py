@@ -6,6 +6,8 @@ and every fix is verified afterwards (the finding is gone or reduced, the files 
 
 from __future__ import annotations
 
+import ast
+import re
 import string
 import subprocess
 from importlib import resources
@@ -19,6 +21,7 @@ from shared.engines.rules.facts import RepoFacts
 from shared.engines.rules.project import DEPENDABOT, ecosystem_commands
 from shared.engines.rules.suggest import TEMPLATE_FILES, declared_license
 from shared.events import Improvement
+from shared.policy.behaviour import judge_site
 from shared.ports.engine import Implementation
 from shared.ports.errors import ChangeRejectedError
 
@@ -187,19 +190,19 @@ def _ruff(repo: Path, facts: RepoFacts, improvement: Improvement, codes: list[st
     if not files:
         raise ChangeRejectedError(f"none of {improvement.files} exists in the working copy; no automatic fix")
     target = target_version(facts.requires_python)
-    before = run_ruff(repo, files, codes, target)
+    before = run_ruff(repo, files, codes, target, respect_config=True)
     if not before:
         raise ChangeRejectedError(f"ruff no longer reports {','.join(codes)} in these files; nothing to fix")
     originals = _snapshot(repo, files)
-    unused_before = _count(run_ruff(repo, files, ["F401"], target))
-    ruff_fix(repo, files, codes, target)
+    unused_before = _count(run_ruff(repo, files, ["F401"], target, respect_config=True))
+    ruff_fix(repo, files, codes, target, respect_config=True)
     # A rewrite such as `List[int]` -> `list[int]` can leave its import unused; remove exactly those
     # with ruff's own safe F401 fix, in the files where the fix created them.
-    unused_after = _count(run_ruff(repo, files, ["F401"], target))
+    unused_after = _count(run_ruff(repo, files, ["F401"], target, respect_config=True))
     orphaned = sorted(f for f in files if unused_after.get(f, 0) > unused_before.get(f, 0))
     if orphaned:
-        ruff_fix(repo, orphaned, ["F401"], target)
-    after = run_ruff(repo, files, codes, target)
+        ruff_fix(repo, orphaned, ["F401"], target, respect_config=True)
+    after = run_ruff(repo, files, codes, target, respect_config=True)
     changed = sorted(f for f, text in originals.items() if (repo / f).read_text(encoding="utf-8") != text)
     broken = [f for f in changed if _parse_error(repo / f)]
     if not changed or len(after) >= len(before) or broken:
@@ -224,9 +227,94 @@ def _parse_error(path: Path) -> bool:
     return False
 
 
+def _random_calls(tree: ast.Module, line: int) -> list[ast.Call]:
+    """Calls of the `random` module's functions on `line` (`random.choice(…)`, or `choice(…)` imported
+    from random), the module aliases and names it is imported under read from the file."""
+    modules = {a.asname or a.name for n in tree.body if isinstance(n, ast.Import) for a in n.names
+               if a.name == "random"}  # fmt: skip
+    names = {a.asname or a.name: a.name for n in tree.body if isinstance(n, ast.ImportFrom) and n.module == "random"
+             for a in n.names}  # fmt: skip
+    out = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call) or node.lineno != line:
+            continue
+        f = node.func
+        if isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name) and f.value.id in modules:
+            out.append(node)
+        elif isinstance(f, ast.Name) and f.id in names:
+            out.append(node)
+    return out
+
+
+def _add_import_secrets(lines: list[str], tree: ast.Module) -> list[str]:
+    """`import secrets` among the file's top-level plain imports, in sorted position (isort's order)."""
+    if any(isinstance(n, ast.Import) and any(a.name == "secrets" and not a.asname for a in n.names) for n in tree.body):
+        return lines
+    plain = [n for n in tree.body if isinstance(n, ast.Import) and n.col_offset == 0]
+    after = [n for n in plain if n.names[0].name > "secrets"]
+    before = [n for n in plain if n.names[0].name < "secrets"]
+    if before and (not after or after[0].lineno > before[-1].end_lineno):
+        at = before[-1].end_lineno  # insert after this line
+    elif after:
+        at = after[0].lineno - 1
+    else:
+        first = next((n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))
+                      and not (isinstance(n, ast.ImportFrom) and n.module == "__future__")), None)
+        at = first.lineno - 1 if first else 0
+    return [*lines[:at], "import secrets\n", *lines[at:]]
+
+
+def _secure_random(repo: Path, improvement: Improvement) -> Implementation:
+    """`random.X(…)` -> `secrets.SystemRandom().X(…)` at the sites whose value feeds a secret, one site
+    at a time; the other sites (retry jitter, sampling) are left as they are, with the reason."""
+    sites = re.findall(r"`([^`:]+):(\d+)` (?:S311|bandit:B311)", improvement.changes)
+    fixed, left, files = [], [], []
+    for rel in sorted({p for p, _ in sites}):
+        if not (rel.endswith(".py") and is_inside(repo, rel) and (repo / rel).is_file()):
+            continue
+        source = (repo / rel).read_text(encoding="utf-8")
+        tree = parse_python(source)
+        lines = source.splitlines(keepends=True)
+        edits: list[ast.Call] = []
+        for line in sorted({int(n) for p, n in sites if p == rel}):
+            verdict = judge_site("S311", source, rel, line)
+            calls = _random_calls(tree, line)
+            if verdict.ok and calls:
+                edits.extend(calls)
+                fixed.append(verdict.reason)
+            else:
+                left.append(verdict.reason if calls else f"{rel}:{line}: no call of `random` found there")
+        if not edits:
+            continue
+        for call in sorted(edits, key=lambda c: (c.func.lineno, c.func.col_offset), reverse=True):
+            f = call.func
+            row = lines[f.lineno - 1].encode("utf-8")  # ast columns are byte offsets
+            attr = f.attr if isinstance(f, ast.Attribute) else f.id
+            new = row[:f.col_offset] + f"secrets.SystemRandom().{attr}".encode() + row[f.end_col_offset:]
+            lines[f.lineno - 1] = new.decode("utf-8")
+        lines = _add_import_secrets(lines, tree)
+        new_source = "".join(lines)
+        try:
+            parse_python(new_source)
+        except SyntaxError as exc:
+            raise ChangeRejectedError(f"replacing `random` in {rel} broke parsing ({exc.msg}); not applied") from None
+        write_inside(repo, rel, new_source)
+        files.append(rel)
+    if not files:
+        raise ChangeRejectedError("behaviour-changing fix proposed, not applied: no `random` value here feeds a "
+                                  "secret, and switching to `secrets` would change behaviour. "
+                                  + " | ".join(left[:6]))  # fmt: skip
+    summary = f"replaced `random` with `secrets.SystemRandom()` at {len(fixed)} site(s): " + "; ".join(fixed[:6])
+    if left:
+        summary += f". Left as is ({len(left)}): " + "; ".join(left[:6])
+    return Implementation(files=files, summary=summary)
+
+
 def implement(repo: Path, improvement: Improvement) -> Implementation:
     """Apply `improvement` to the working copy at `repo`, or raise ChangeRejectedError saying why not."""
     kind, _, arg = (improvement.rule or "").partition(":")
+    if kind == "fix" and arg == "secure-random":
+        return _secure_random(repo, improvement)
     if kind == "ruff":
         return _ruff(repo, facts_mod.collect(repo), improvement, sorted(arg.split(",")))
     if kind == "secrets":

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from shared.adapters.analyzers import Finding, parse_failure_in, ruff_fix, run_ruff, target_version
 from shared.events import Improvement
+from shared.policy.behaviour import changes_behaviour
 from shared.ports.errors import ChangeRejectedError
 
 
@@ -98,13 +99,8 @@ def lint_improvements(findings: list[Finding]) -> list[Improvement]:
     return [_improvement(family, sorted(fs), unsafe) for (family, unsafe), fs in ranked]
 
 
-BEHAVIOUR_CHANGING = ("lint-unsafe:", "codemod:", "check:public-api")
-
-
-def is_behaviour_changing(rule: str | None) -> bool:
-    """Fixes that may change behaviour and must be validated by the repository's own tests
-    (declaring `__all__` changes what `from package import *` binds)."""
-    return bool(rule) and rule.startswith(BEHAVIOUR_CHANGING)
+# Which fixes may change behaviour is decided in one place, shared/policy/behaviour.py.
+is_behaviour_changing = changes_behaviour
 
 
 def apply_lint(repo: Path, improvement: Improvement, requires_python: str | None) -> tuple[list[str], str]:

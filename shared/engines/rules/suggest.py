@@ -14,6 +14,7 @@ from pathlib import Path
 from shared.adapters.analyzers import Finding
 from shared.engines.rules.facts import RepoFacts
 from shared.events import Improvement
+from shared.policy.behaviour import judge_site
 from shared.policy.review import is_security_finding
 
 MAX_PER_CATEGORY = 4
@@ -104,6 +105,35 @@ def _security_group(code: str, findings: list[Finding]) -> tuple[tuple, Improvem
     # Order: what we can fix first, then security rules before bug risks, then the most frequent.
     tier = 1 if fixable else (2 if not code.startswith("B") else 3)
     return (tier, -len(findings), code), improvement
+
+
+def secure_random_improvement(root: Path, findings: list[Finding]) -> Improvement | None:
+    """`random` -> `secrets` where the value feeds a secret (S311), with each site's verdict read from
+    the code (names and data flow, shared/policy/behaviour.py); None when `random` is not used."""
+    sites = sorted(f for f in findings if f.code in ("S311", "bandit:B311"))
+    if not sites:
+        return None
+    verdicts = []
+    for f in sites:
+        try:
+            source = (root / f.path).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            continue
+        verdicts.append((f, judge_site("S311", source, f.path, f.line)))
+    fix = [f for f, v in verdicts if v.ok]
+    why = "\n".join(f"- {'fix' if v.ok else 'leave'}: {v.reason}" for _, v in verdicts[:_MAX_LISTED])
+    files = _files(fix) or _files(sites)
+    title = (f"Use `secrets` for the {len(fix)} `random` value(s) that feed a secret in "
+             f"{files[0] if len(files) == 1 else f'{len(files)} files'}" if fix
+             else f"`random` is used at {len(sites)} site(s), none feeding a secret: left as is")  # fmt: skip
+    return Improvement(
+        id="security-secure-random", category="security", title=title,
+        rationale=("`random` is predictable: a token, password, key, salt or nonce drawn from it can be guessed. "
+                   "Switching a use that is not a secret changes behaviour (seeding `random` no longer reproduces "
+                   "it), so only the sites whose value feeds a secret are changed, each on its own:\n" + why),
+        files=files, changes="\n".join(f"- `{f.path}:{f.line}` {f.code}: {f.message}" for f in fix or sites),
+        rule="fix:secure-random",
+    )  # fmt: skip
 
 
 def security_improvements(findings: list[Finding]) -> list[Improvement]:
@@ -325,8 +355,16 @@ def suggest_all(
     from shared.engines.rules.lint import lint_improvements
     from shared.policy.findings import severity
 
-    lint = lint_improvements(list(lint_findings))
-    covered = {f"{c}" for imp in security_first for c in _covered_codes(imp)}
+    from shared.engines.rules.sites import split_lint
+
+    kept, held = split_lint(facts.root, list(lint_findings))
+    lint = lint_improvements(kept)
+    secure_random = secure_random_improvement(facts.root, findings) if "security" in categories else None
+    if secure_random and secure_random.title.startswith("Use"):  # a predictable secret goes first
+        security_first = [secure_random, *security_first]
+    elif secure_random:
+        security_first = [*security_first, secure_random]
+    covered = {f"{c}" for imp in security_first for c in _covered_codes(imp)} | {"S311", "bandit:B311"}
     by_category = {
         "security": lambda: [*security_first, *security_improvements(
             [f for f in findings if not _is_excluded(f) and f.code not in covered and severity(f.code) != "low"])],
@@ -344,9 +382,20 @@ def suggest_all(
         improvements.extend(found)
         if not found:
             notes[category] = FEATURES_NONE_NOTE if category == "features" else f"No {category} findings."
+        held_here = [h for h in held if _lint_category(h.split(" ", 1)[0]) == category]
+        if held_here:
+            notes[category] = (notes.get(category, "") + " Left as is, because the fix would change behaviour "
+                               "there: " + " | ".join(held_here[:_MAX_LISTED])).strip()
         if category in (notes_in or {}):
             notes[category] = (notes_in[category] + " " + notes.get(category, "")).strip()
     return improvements, notes
+
+
+def _lint_category(code: str) -> str | None:
+    from shared.engines.rules.lint import family_of
+
+    family = family_of(code)
+    return family.category if family else None
 
 
 def _covered_codes(improvement: Improvement) -> list[str]:

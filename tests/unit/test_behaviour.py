@@ -1,0 +1,102 @@
+"""Which fixes keep behaviour, and where a behaviour-changing one is justified (shared/policy/behaviour.py),
+and the `random` -> `secrets` site fix that follows it (rules engine)."""
+
+from __future__ import annotations
+
+import pytest
+
+from shared.engines.rules.implement import implement
+from shared.events import Improvement
+from shared.policy.behaviour import changes_behaviour, fix_of, is_secret_name, judge_site
+from shared.ports.errors import ChangeRejectedError
+
+pytestmark = pytest.mark.unit
+
+SOURCE = '''"""Sessions and retries."""
+
+import random
+import string
+
+
+def new_session_token(n: int = 16) -> str:
+    alphabet = string.ascii_letters + string.digits
+    return "".join(random.choice(alphabet) for _ in range(n))
+
+
+def retry_delay(attempt: int, base: float = 0.1) -> float:
+    return base * 2**attempt + random.uniform(0, base)
+
+
+def login(user):
+    raw = random.getrandbits(64)
+    value = hex(raw)
+    set_cookie(user, session_id=value)
+
+
+def describe(value: int | None = None, other=None):
+    if value == None:
+        return 1
+    if other == None:
+        return 2
+
+
+def lines(items):
+    for x in items:
+        try:
+            yield x
+        except KeyError:
+            pass
+'''
+
+
+def test_random_is_fixed_only_where_its_value_feeds_a_secret():
+    token = judge_site("S311", SOURCE, "app/session.py", 9)
+    assert token.ok and "returned by `new_session_token()`" in token.reason
+    jitter = judge_site("S311", SOURCE, "app/session.py", 13)
+    assert not jitter.ok and "seeding `random`" in jitter.reason
+    through_variables = judge_site("S311", SOURCE, "app/session.py", 17)
+    assert through_variables.ok and "session_id=" in through_variables.reason
+
+
+def test_unsafe_and_context_dependent_lint_fixes():
+    assert judge_site("E711", SOURCE, "app/session.py", 23, ruff_unsafe=True).ok  # `value: int | None`
+    assert not judge_site("E711", SOURCE, "app/session.py", 25, ruff_unsafe=True).ok  # unknown type
+    assert not judge_site("SIM105", SOURCE, "app/session.py", 31).ok  # inside a generator
+    assert not judge_site("SIM300", "assert 1 == x\n", "tests/test_eq.py", 1).ok
+    assert judge_site("SIM300", "ok = 1 == x\n", "app/eq.py", 1).ok
+    unknown = judge_site("UP999", "x = 1\n", "app/a.py", 1, ruff_unsafe=True)
+    assert not unknown.ok and "unsafe" in unknown.reason  # unsafe and not known safe: never applied
+    assert judge_site("F401", "import os\n", "app/a.py", 1).ok  # a safe fix keeps behaviour
+    assert fix_of("F401").preserves and not fix_of("pixee:python/secure-random").preserves
+
+
+def test_names_that_hold_secrets_and_rules_that_change_behaviour():
+    assert all(map(is_secret_name, ["session_token", "makePassword", "csrf_nonce", "salt", "API_KEY"]))
+    assert not any(map(is_secret_name, ["retry_delay", "jitter", "sample", "shuffle_items", "monkey"]))
+    assert changes_behaviour("fix:secure-random") and changes_behaviour("lint-unsafe:E711")
+    assert not changes_behaviour("lint:F401") and not changes_behaviour("check:license")
+
+
+def _improvement(changes: str) -> Improvement:
+    return Improvement(id="security-secure-random", category="security", title="t", rationale="r",
+                       files=["app/session.py"], changes=changes, rule="fix:secure-random")  # fmt: skip
+
+
+def test_the_site_fix_changes_the_token_and_leaves_the_jitter(tmp_path):
+    (tmp_path / "app").mkdir()
+    (tmp_path / "app" / "session.py").write_text(SOURCE)
+    changes = "\n".join(f"- `app/session.py:{n}` S311: random" for n in (9, 13))
+    done = implement(tmp_path, _improvement(changes))
+    text = (tmp_path / "app" / "session.py").read_text()
+    assert 'return "".join(secrets.SystemRandom().choice(alphabet)' in text
+    assert "random.uniform(0, base)" in text  # the jitter stays reproducible under random.seed
+    assert "import random\nimport secrets\nimport string\n" in text
+    assert done.files == ["app/session.py"] and "Left as is (1)" in done.summary
+
+
+def test_no_site_in_a_secret_context_is_a_proposal_with_its_reason(tmp_path):
+    (tmp_path / "app").mkdir()
+    (tmp_path / "app" / "session.py").write_text(SOURCE)
+    with pytest.raises(ChangeRejectedError, match="proposed, not applied.*retry_delay"):
+        implement(tmp_path, _improvement("- `app/session.py:13` S311: random"))
+    assert (tmp_path / "app" / "session.py").read_text() == SOURCE
