@@ -12,6 +12,7 @@ from shared.engines.rules.facts import (
     entry_points,
     language_counts,
 )
+from shared.policy.paths import is_test_path
 from shared.ports.engine import Analysis
 
 # Top-level import names that mean "talks to something outside the process".
@@ -131,7 +132,11 @@ def _specification(facts: RepoFacts, st: dict) -> str:
     if desc:
         out += [desc, ""]
     out += ["Computed from the source by static analysis (no model involved).", "", "## Entry points", ""]
-    out += [f"- {p}" for p in entry_points(facts)] or ["- none declared"]
+    foreign = facts.language not in (None, "python")
+    points = entry_points(facts) + (_package_json_points(facts) if facts.language == "javascript" else [])
+    out += [f"- {p}" for p in points] or (
+        [f"- not known: this is a {facts.language} project and the analyzer reads only Python sources and "
+         "package metadata"] if foreign else ["- none declared"])
     out += ["", "## Dependencies", ""]
     out += [f"- `{d}`" for d in st["dependencies"]] or ["- none declared"]
     if facts.requires_python:
@@ -155,10 +160,35 @@ def _specification(facts: RepoFacts, st: dict) -> str:
     if facts.skipped:
         out += ["## Not analysed", "", "Over the size budget or binary, so no tool read them:", ""]
         out += [f"- {rel}: {why}" for rel, why in sorted(facts.skipped.items())[:50]] + [""]
-    tests = [m.path for m in facts.modules if _is_test_module(m.path)]
+    tests = [f for f in facts.files if is_test_path(f)]  # by path, whatever the language
     out += ["## Tests", ""]
-    out += [f"- {t}" for t in tests] or ["- no test files found"]
+    out += [f"- {t}" for t in tests[:200]] or ["- no test files found (by the test-file conventions of Python, "
+                                               "JavaScript, Go and Rust)"]
+    if len(tests) > 200:
+        out.append(f"- … and {len(tests) - 200} more")
+    if foreign:
+        out += ["", f"The modules above are the Python ones only; the {facts.language} sources were not read."]
     return "\n".join(out).rstrip() + "\n"
+
+
+def _package_json_points(facts: RepoFacts) -> list[str]:
+    """`bin` commands and the `main` module of a package.json (what `npm` exposes)."""
+    import json
+
+    try:
+        data = json.loads((facts.root / "package.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    if not isinstance(data, dict):
+        return []
+    bins = data.get("bin")
+    if isinstance(bins, str):
+        bins = {str(data.get("name", "bin")): bins}
+    points = [f"`{k}` → `{v}` (package.json bin)" for k, v in sorted((bins or {}).items()) if isinstance(v, str)]
+    for key in ("main", "module"):
+        if isinstance(data.get(key), str):
+            points.append(f"`{data[key]}` (package.json {key})")
+    return points
 
 
 def _graph(facts: RepoFacts) -> str:

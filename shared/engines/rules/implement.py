@@ -19,7 +19,14 @@ from shared.adapters.analyzers import Finding, ruff_fix, run_ruff, target_versio
 import shared.engines.rules.facts as facts_mod
 from shared.engines.rules.facts import RepoFacts
 from shared.engines.rules.project import DEPENDABOT, ecosystem_commands
-from shared.engines.rules.suggest import TEMPLATE_FILES, declared_license
+from shared.engines.rules.suggest import (
+    COMMUNITY_DOCS,
+    TEMPLATE_FILES,
+    declared_license,
+    existing_doc,
+    project_version,
+    release_notes_tool,
+)
 from shared.events import Improvement
 from shared.policy.behaviour import judge_site
 from shared.ports.engine import Implementation
@@ -74,12 +81,22 @@ def template_values(facts: RepoFacts) -> dict[str, str]:
         "contact": f"<{emails[0]}>"
         if emails
         else "the maintainers (use the forge's private vulnerability reporting)",
-        "version": str(facts.project.get("version") or "0.1.0"),
+        "version": project_version(facts) or "",
+        "changelog_line": _changelog_line(facts),
         "default_branch": "main" if "main" in branches or "master" not in branches else "master",
         "packages": ", ".join(packages),
         "ruff_version": _ruff_version(),
     }.items()}
     return {**values, **ecosystem_values(facts, values)}
+
+
+def _changelog_line(facts: RepoFacts) -> str:
+    """How a contributor records a user-visible change, as this project does it (or nothing)."""
+    tool = release_notes_tool(facts)
+    if tool:
+        return f"\n- For anything a user would notice, add a release note the way the project does ({tool})."
+    doc = existing_doc(facts.files, COMMUNITY_DOCS["CHANGELOG.md"])
+    return f"\n- Add an entry to {doc} for anything a user would notice." if doc else ""
 
 
 def ecosystem_values(facts: RepoFacts, values: dict[str, str]) -> dict[str, str]:
@@ -112,7 +129,11 @@ def _write_new(repo: Path, rel: str, content: str) -> None:
 
 
 def _templates(repo: Path, facts: RepoFacts, improvement: Improvement, targets: list[str]) -> Implementation:
-    missing = [t for t in targets if not (repo / t).exists()]
+    present = {t: existing_doc(facts.files, COMMUNITY_DOCS[t]) for t in targets if t in COMMUNITY_DOCS}
+    if "CHANGELOG.md" in targets and not present.get("CHANGELOG.md") and (
+            release_notes_tool(facts) or project_version(facts) is None):
+        present["CHANGELOG.md"] = release_notes_tool(facts) or "no version stated by the repository"
+    missing = [t for t in targets if not (repo / t).exists() and not present.get(t)]
     if not missing:
         raise ChangeRejectedError(
             f"{', '.join(targets)} already exist(s): nothing to add, no automatic fix applies"

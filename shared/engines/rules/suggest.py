@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from shared.adapters.analyzers import Finding
 from shared.engines.rules.facts import RepoFacts
@@ -22,11 +22,20 @@ _MAX_LISTED = 20
 
 
 LICENSE_FILES = ("LICENSE", "LICENCE", "COPYING")
+# A document counts as present wherever it is in the tree (`.github/SECURITY.md`, `docs/CONTRIBUTING.rst`):
+# adding a second copy at the root would only duplicate it.
 COMMUNITY_DOCS = {
-    "SECURITY.md": ("SECURITY", ".github/SECURITY", "docs/SECURITY"),
-    "CONTRIBUTING.md": ("CONTRIBUTING", ".github/CONTRIBUTING", "docs/CONTRIBUTING"),
-    "CHANGELOG.md": ("CHANGELOG", "CHANGES", "HISTORY", "NEWS", "docs/CHANGELOG"),
+    "SECURITY.md": ("SECURITY",),
+    "CONTRIBUTING.md": ("CONTRIBUTING",),
+    "CHANGELOG.md": ("CHANGELOG", "CHANGES", "HISTORY", "NEWS", "RELEASE_NOTES", "RELEASES", "WHATSNEW"),
 }
+_DOC_SUFFIXES = ("", ".md", ".rst", ".txt", ".markdown", ".adoc", ".org")
+# Release-notes tools keep their own fragments; a hand-written CHANGELOG.md would contradict them.
+RELEASE_NOTES_DIRS = ("changelog.d", "newsfragments", "news", "changes", ".changeset", "releasenotes", "changelog")
+RELEASE_NOTES_FILES = ("towncrier.toml", ".towncrier.toml", ".changeset/config.json", "cliff.toml",
+                       ".release-please-manifest.json", "release-please-config.json")
+# Configs for services a project may not use: proposed only when the category is asked for on its own.
+OPT_IN_CHECKS = ("dependabot", "pre-commit", "type-checking")
 LOCKFILES = ("uv.lock", "poetry.lock", "pdm.lock", "Pipfile.lock", "pylock.toml", "requirements.lock")
 METADATA_FIELDS = ("description", "readme", "requires-python", "license", "authors")
 
@@ -44,9 +53,43 @@ def slug(path: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "_", path).strip("_")
 
 
+def existing_doc(files: list[str], stems: tuple[str, ...]) -> str | None:
+    """The first file anywhere in the tree whose name is one of `stems` (any case, a document suffix)."""
+    wanted = {s.lower() for s in stems}
+    for f in files:
+        name = PurePosixPath(f).name.lower()
+        stem, dot, suffix = name.partition(".")
+        if stem in wanted and (not dot or "." + suffix in _DOC_SUFFIXES):
+            return f
+    return None
+
+
 def _has(files: list[str], stems: tuple[str, ...]) -> bool:
-    lowered = {f.lower() for f in files}
-    return any(f.split(".")[0] == stem.lower() or f == stem.lower() for f in lowered for stem in stems)
+    return existing_doc(files, stems) is not None
+
+
+def release_notes_tool(facts: RepoFacts) -> str | None:
+    """How the project writes its release notes when not by a CHANGELOG file (towncrier, changesets…)."""
+    tool = facts.pyproject.get("tool") or {}
+    for name in ("towncrier", "git-cliff", "semantic_release", "commitizen"):
+        if name in tool:
+            return f"[tool.{name}] in pyproject.toml"
+    files = set(facts.files)
+    for f in RELEASE_NOTES_FILES:
+        if f in files:
+            return f
+    for f in facts.files:
+        parts = PurePosixPath(f).parts
+        if len(parts) > 1 and any(p.lower() in RELEASE_NOTES_DIRS for p in parts[:-1]):
+            return "/".join(parts[: [p.lower() in RELEASE_NOTES_DIRS for p in parts].index(True) + 1]) + "/"
+    return None
+
+
+def explicitly_asked(category: str, categories: list[str]) -> bool:
+    """A category asked for on its own (not the default "everything"): the user wants its boilerplate."""
+    from shared.events.run import CATEGORIES
+
+    return category in categories and set(categories) != set(CATEGORIES)
 
 
 def _listing(findings: list[Finding]) -> str:
@@ -189,7 +232,28 @@ def metadata_gaps(facts: RepoFacts) -> list[str]:
     return [f for f in METADATA_FIELDS if f not in facts.project and f not in dynamic]
 
 
-def compliance_improvements(facts: RepoFacts, findings: list[Finding]) -> list[Improvement]:
+def project_version(facts: RepoFacts) -> str | None:
+    """The project's version as the repository states it: its metadata, a `__version__` literal in
+    its top package, or its latest tag; None when none says (a `[0.1.0]` would be invented)."""
+    poetry = ((facts.pyproject.get("tool") or {}).get("poetry") or {}).get("version")
+    setup_cfg = facts.setup_cfg.get("metadata", {}).get("version", "")
+    for value in (facts.project.get("version"), poetry, setup_cfg):
+        if isinstance(value, str) and re.match(r"v?\d", value.strip()):
+            return value.strip().removeprefix("v")
+    for pkg in sorted(facts.packages, key=lambda p: p.name.count(".")):
+        if pkg.has_version and (facts.root / pkg.path).is_file():
+            text = (facts.root / pkg.path).read_text(encoding="utf-8", errors="replace")
+            m = re.search(r"^__version__\s*(?::\s*str\s*)?=\s*[\"']v?(\d[^\"']*)[\"']", text, re.MULTILINE)
+            if m:
+                return m.group(1)
+    from shared.adapters.git import run_git
+
+    tag = run_git(facts.root, "describe", "--tags", "--abbrev=0").stdout.strip() if (facts.root / ".git").exists() else ""
+    return tag.removeprefix("v") if re.match(r"v?\d", tag) else None
+
+
+def compliance_improvements(facts: RepoFacts, findings: list[Finding],
+                            categories: list[str] = ()) -> list[Improvement]:
     out: list[Improvement] = []
     root_files = [f for f in facts.files if "/" not in f]
     if not _has(root_files, LICENSE_FILES):
@@ -207,6 +271,8 @@ def compliance_improvements(facts: RepoFacts, findings: list[Finding]) -> list[I
         ))  # fmt: skip
     missing_docs = [doc for doc, stems in COMMUNITY_DOCS.items() if not _has(facts.files, stems)
                     and (facts.language or doc != "CONTRIBUTING.md")]  # no setup to describe without an ecosystem
+    if release_notes_tool(facts) or project_version(facts) is None:  # its own tool, or no version to start at
+        missing_docs = [d for d in missing_docs if d != "CHANGELOG.md"]
     if missing_docs:
         out.append(Improvement(
             id="compliance-community-docs", category="compliance",
@@ -219,7 +285,8 @@ def compliance_improvements(facts: RepoFacts, findings: list[Finding]) -> list[I
                                                   for d in missing_docs),
             rule="check:community-docs",
         ))  # fmt: skip
-    if facts.language == "python" and facts.python_files and not has_type_checking(facts):
+    if (facts.language == "python" and facts.python_files and not has_type_checking(facts)
+            and explicitly_asked("compliance", list(categories))):
         out.append(Improvement(
             id="compliance-type-checking", category="compliance", title="Add a type-checking configuration",
             rationale="There is no mypy or pyright configuration and no py.typed marker, so type annotations are "
@@ -253,8 +320,11 @@ def has_ci(files: list[str]) -> bool:
     )
 
 
-def integration_improvements(facts: RepoFacts) -> list[Improvement]:
+def integration_improvements(facts: RepoFacts, categories: list[str] = ()) -> list[Improvement]:
+    """CI, pre-commit, Dependabot and a lockfile; the configs of services a project may not use
+    (OPT_IN_CHECKS) only when integration is asked for on its own."""
     out: list[Improvement] = []
+    opt_in = explicitly_asked("integration", list(categories))
     files = facts.files
     if facts.language is None:  # no ecosystem we can build or test: nothing sensible to add
         return out
@@ -265,7 +335,7 @@ def integration_improvements(facts: RepoFacts) -> list[Improvement]:
                       "request. A GitHub Actions workflow installs the project and runs its test command.",
             files=[".github/workflows/ci.yml"], changes="Create .github/workflows/ci.yml.", rule="check:ci-workflow",
         ))  # fmt: skip
-    if ".pre-commit-config.yaml" not in files and facts.language == "python":  # its hooks are ruff's
+    if opt_in and ".pre-commit-config.yaml" not in files and facts.language == "python":  # hooks are ruff's
         out.append(Improvement(
             id="integration-pre-commit", category="integration", title="Add a pre-commit configuration",
             rationale="Without pre-commit hooks, lint and whitespace problems reach review. The config runs "
@@ -273,7 +343,7 @@ def integration_improvements(facts: RepoFacts) -> list[Improvement]:
             files=[".pre-commit-config.yaml"], changes="Create .pre-commit-config.yaml.", rule="check:pre-commit",
         ))  # fmt: skip
     renovate = ("renovate.json", ".github/renovate.json", "renovate.json5", ".renovaterc")
-    if not any(f in files for f in (".github/dependabot.yml", ".github/dependabot.yaml", *renovate)):
+    if opt_in and not any(f in files for f in (".github/dependabot.yml", ".github/dependabot.yaml", *renovate)):
         out.append(Improvement(
             id="integration-dependabot", category="integration", title="Keep dependencies up to date with Dependabot",
             rationale="No dependency-update configuration exists, so security releases of dependencies and "
@@ -369,8 +439,8 @@ def suggest_all(
         "security": lambda: [*security_first, *security_improvements(
             [f for f in findings if not _is_excluded(f) and f.code not in covered and severity(f.code) != "low"])],
         "compliance": lambda: [*[i for i in lint if i.category == "compliance"],
-                               *compliance_improvements(facts, findings)],
-        "integration": lambda: integration_improvements(facts),
+                               *compliance_improvements(facts, findings, categories)],
+        "integration": lambda: integration_improvements(facts, categories),
         "features": lambda: [*[i for i in lint if i.category == "features"], *features_improvements(facts)],
     }
     improvements: list[Improvement] = []

@@ -1,0 +1,81 @@
+"""Generated documents use only facts read from the repository; nothing duplicates a file it already has
+(real git repositories, the rules engine's facts, suggestions and templates)."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+import shared.engines.rules.facts as facts_mod
+from shared.engines.rules.analyze import analyze_facts
+from shared.engines.rules.implement import implement, template_values
+from shared.engines.rules.suggest import compliance_improvements, integration_improvements, project_version
+from shared.events import Improvement
+from shared.ports.errors import ChangeRejectedError
+
+pytestmark = pytest.mark.integration
+
+
+def _repo(root, files: dict[str, str], tag: str | None = None):
+    root.mkdir(parents=True)
+    for rel, text in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    env = {"GIT_CONFIG_GLOBAL": "/dev/null", "GIT_CONFIG_NOSYSTEM": "1", "PATH": "/usr/bin:/bin"}
+    for cmd in (["init", "-q", "-b", "main"], ["add", "-A"],
+                ["-c", "user.name=t", "-c", "user.email=t@e", "commit", "-qm", "init"]):  # fmt: skip
+        subprocess.run(["git", "-C", str(root), *cmd], check=True, env=env)
+    if tag:
+        subprocess.run(["git", "-C", str(root), "tag", tag], check=True, env=env)
+    return facts_mod.collect(root)
+
+
+def test_docs_under_github_or_docs_are_not_added_again_and_the_version_is_the_projects(tmp_path):
+    facts = _repo(tmp_path / "p", {
+        "pyproject.toml": '[project]\nname = "p"\ndynamic = ["version"]\n',
+        "p/__init__.py": '__version__ = "4.16.0"\n',
+        ".github/SECURITY.md": "# Security\n", "docs/CONTRIBUTING.rst": "Contributing\n",
+    })  # fmt: skip
+    assert project_version(facts) == "4.16.0"
+    docs = [i for i in compliance_improvements(facts, []) if i.rule == "check:community-docs"]
+    assert [d.files for d in docs] == [["CHANGELOG.md"]]
+    implement(facts.root, docs[0])
+    changelog = (facts.root / "CHANGELOG.md").read_text()
+    assert "4.16.0" in changelog and "0.1.0" not in changelog
+    assert not (facts.root / "SECURITY.md").exists() and not (facts.root / "CONTRIBUTING.md").exists()
+    forced = Improvement(id="x", category="compliance", title="t", rationale="r", rule="check:community-docs",
+                         files=["SECURITY.md", "CONTRIBUTING.md"], changes="")  # fmt: skip
+    with pytest.raises(ChangeRejectedError, match="already exist"):
+        implement(facts.root, forced)
+
+
+def test_no_changelog_without_a_stated_version_or_beside_a_release_notes_tool(tmp_path):
+    unversioned = _repo(tmp_path / "a", {"pyproject.toml": '[project]\nname = "a"\n', "a/__init__.py": ""})
+    assert project_version(unversioned) is None
+    assert not any("CHANGELOG.md" in i.files for i in compliance_improvements(unversioned, []))
+    tagged = _repo(tmp_path / "b", {"setup.py": "", "b/__init__.py": ""}, tag="v9.2.1")
+    assert project_version(tagged) == "9.2.1"
+    towncrier = _repo(tmp_path / "c", {"pyproject.toml": '[project]\nname = "c"\nversion = "2.0"\n',
+                                       "changelog.d/123.bugfix.md": "Fixed.\n", "c/__init__.py": ""})  # fmt: skip
+    assert not any("CHANGELOG.md" in i.files for i in compliance_improvements(towncrier, []))
+    assert "changelog.d/" in template_values(towncrier)["changelog_line"]
+
+
+def test_configs_for_services_are_proposed_only_when_their_category_is_asked_for(tmp_path):
+    facts = _repo(tmp_path / "d", {"pyproject.toml": '[project]\nname = "d"\nversion = "1.0"\n',
+                                   "d/__init__.py": "x = 1\n"})  # fmt: skip
+    everything = ["features", "security", "compliance", "integration"]
+    ids = {i.id for i in integration_improvements(facts, everything)}
+    assert not {"integration-dependabot", "integration-pre-commit"} & ids
+    assert {"integration-dependabot", "integration-pre-commit"} <= {
+        i.id for i in integration_improvements(facts, ["integration"])}
+    assert "compliance-type-checking" not in {i.id for i in compliance_improvements(facts, [], everything)}
+
+
+def test_a_javascript_specification_says_what_it_does_not_know(tmp_path):
+    facts = _repo(tmp_path / "js", {"package.json": '{"name": "js", "main": "index.js", "bin": {"js": "cli.js"}}',
+                                    "index.js": "module.exports = 1;\n", "test/index.test.js": "//\n"})  # fmt: skip
+    spec = analyze_facts(facts).specification
+    assert "`js` → `cli.js` (package.json bin)" in spec and "test/index.test.js" in spec
+    assert "no test files found" not in spec and "none declared" not in spec.split("## Dependencies")[0]
