@@ -13,7 +13,7 @@ from rich.console import Console
 
 from shared.adapters.run_log import write_run_log
 from shared.app import render
-from shared.app.requests import RunInProgress, append_request, replay_request
+from shared.app.requests import RunInProgress, append_request
 from shared.common.redaction import redact
 from shared.common.settings import Settings
 from shared.events import CATEGORIES, PipelineRequested
@@ -123,15 +123,20 @@ def run(
     raise typer.Exit(code)
 
 
-async def _run(settings: Settings, request: PipelineRequested, in_process: bool, timeout: float,
-               metadata: dict | None = None) -> int:
+async def _run(settings: Settings, request: PipelineRequested | None, in_process: bool, timeout: float,
+               start=None) -> int:
+    """Request a run (or `start(store)` one: returns its id, request and what to say) and follow it."""
     from shared.app.runtime import PIPELINE_SERVICES, System
 
     _telemetry("repo-pilot", settings)
     services = list(PIPELINE_SERVICES) if in_process else []
     async with System(settings, services=services, relay=in_process, projector=in_process) as system:
-        run_id = await append_request(system.store, request, service="cli", metadata=metadata)
-        err.print(f"run [bold]{run_id}[/] on {request.repo} with the [bold]{request.engine}[/] engine")
+        if start is None:
+            run_id = await append_request(system.store, request, service="cli")
+            said = f"run [bold]{run_id}[/] on {request.repo} with the [bold]{request.engine}[/] engine"
+        else:
+            run_id, request, said = await start(system.store)
+        err.print(said)
         run = await render.follow(system.store, run_id, timeout, console=err)
         ended = bool(run and run["status"] in render.DONE)
         # Written here too (the analyzer also writes it), so the file exists when its path is printed.

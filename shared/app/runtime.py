@@ -115,10 +115,12 @@ class System:
         self._nc = await connect_nats(self.servers.nats_url, "repo-pilot")
         await ensure_stream(self._nc.jetstream(), s.stream_name, s.subject_prefix)
         if self.relay:
+            from shared.messaging.lag import LagPoller
             from shared.messaging.relay import Relay
 
             relay = Relay(self.store, self._nc, stream_name=s.stream_name, subject_prefix=s.subject_prefix)
             self._supervise("relay", relay.run)
+            self._supervise("lag", LagPoller(self.store, self._nc, s.stream_name).run)  # issue 22
         if self.projector:
             from shared.store.projections import Projector
 

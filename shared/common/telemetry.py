@@ -16,6 +16,7 @@ use the SDK's in-memory exporter and reader without touching the process-wide pr
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -98,7 +99,8 @@ def setup_telemetry(service_name: str, endpoint: str | None) -> None:
         tracer_provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(signal_url(endpoint, "traces"))))
         reader = PeriodicExportingMetricReader(
             OTLPMetricExporter(signal_url(endpoint, "metrics")),
-            export_interval_millis=METRIC_EXPORT_INTERVAL_MS,
+            # The standard OTEL_METRIC_EXPORT_INTERVAL (ms) wins; ours is shorter than the SDK's.
+            export_interval_millis=float(os.environ.get("OTEL_METRIC_EXPORT_INTERVAL") or METRIC_EXPORT_INTERVAL_MS),
         )
         trace.set_tracer_provider(tracer_provider)
         metrics.set_meter_provider(MeterProvider(resource=resource, metric_readers=[reader]))

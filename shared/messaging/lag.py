@@ -8,7 +8,7 @@ the relay's checkpoint, both read from the store.
 `LagPoller.run` samples both on a timer and sets the gauges (`repo_pilot_consumer_lag`,
 `repo_pilot_consumer_acked`, `repo_pilot_relay_lag`, `repo_pilot_log_head`); it runs wherever
 the relay does (`System`), standing by or leading. `stalled` is the pure rule `repo-pilot health`
-and the gateway's `/readyz` apply to two samples: a backlog that grew while nothing moved.
+and the gateway's `/readyz` apply to two samples: a backlog that did not move.
 """
 
 from __future__ import annotations
@@ -51,10 +51,11 @@ class LagSample:
 def stalled(before: LagSample, after: LagSample) -> dict[str, str]:
     """What fell behind between two samples without moving: name -> why ("relay", a durable).
 
-    A backlog that grew while its reader made no progress (relay checkpoint, consumer ack floor)
-    is a stall; a backlog that is being worked off, or that did not grow, is not."""
+    A consumer whose backlog grew while its ack floor did not move is stalled (a long step may
+    hold one message for minutes, so a steady backlog is not). The relay is stalled when it is
+    behind and its checkpoint did not move: a working relay publishes a backlog in moments."""
     found = {}
-    if after.relay_lag > before.relay_lag and after.relay_at == before.relay_at:
+    if after.relay_lag > 0 and after.relay_at == before.relay_at:
         found["relay"] = (f"{after.relay_lag} events behind the log (was {before.relay_lag}), "
                           f"checkpoint stuck at {after.relay_at}")
     for name, now in after.consumers.items():

@@ -220,13 +220,13 @@ class Relay:
                                            on_bad=self._quarantine_rows):
             if conn.is_closed():  # never publish once the lock may belong to someone else
                 raise LeadershipLost("lock connection closed")
+            subject = event.subject(self.subject_prefix)
             try:
-                ack = await self.js.publish(
-                    event.subject(self.subject_prefix),
-                    event.to_json().encode(),
-                    stream=self.stream_name,
-                    headers=publish_headers(event),
-                )
+                with telemetry.publish_span(subject, str(event.event_id), event.traceparent,
+                                            attributes={telemetry.STREAM_ID: event.stream_id,
+                                                        telemetry.EVENT_TYPE: event.type}):
+                    ack = await self.js.publish(subject, event.to_json().encode(), stream=self.stream_name,
+                                                headers=publish_headers(event))
             except Exception as exc:
                 kind = refusal_kind(exc)
                 if kind is None:
@@ -236,6 +236,7 @@ class Relay:
             else:
                 if not ack.duplicate:
                     self.published += 1
+                    telemetry.default_metrics().record_relay_published()
             self._acked = event.global_position
 
     async def _quarantine_rows(self, rows) -> None:

@@ -313,13 +313,15 @@ def test_a_batch_counts_each_run_and_step_it_ended_once():
     assert ended(statuses(runs, beads), runs, beads) == []  # nothing ends twice
 
 
-def test_lag_is_a_stall_only_when_it_grows_while_nothing_moves():
+def test_lag_is_a_stall_only_when_nothing_moves():
     from shared.messaging.lag import ConsumerLag, LagSample, stalled
 
     before = LagSample(head=10, relay_at=8, consumers={"tester": ConsumerLag(2, 1, 5), "reviewer": ConsumerLag(4, 0, 5)})
     grew_stuck = LagSample(head=14, relay_at=8, consumers={"tester": ConsumerLag(4, 1, 5), "reviewer": ConsumerLag(6, 0, 9)})
     assert set(stalled(before, grew_stuck)) == {"relay", "tester"}  # reviewer acked: working it off
-    assert stalled(before, before) == {}  # a steady backlog is not a growing one
+    steady = LagSample(head=10, relay_at=10, consumers=before.consumers)
+    assert stalled(steady, steady) == {}  # a step holding its messages for a while is no stall
+    assert set(stalled(before, before)) == {"relay"}  # a relay behind that does not move is
     moving = LagSample(head=14, relay_at=12, consumers=before.consumers)
     assert stalled(before, moving) == {}
 

@@ -1,0 +1,96 @@
+"""Lag under failure, as an operator sees it: a real `repo-pilot relay` process exports the backlog
+of a stalled relay and of a service with no running replica over OTLP, read back by a local
+receiver decoding the real protobuf; `repo-pilot health` fails on the same stall."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from shared.app.runtime import service_routes
+from shared.messaging.bus import ensure_stream
+from shared.messaging.consumer import ServiceRuntime
+from shared.messaging.relay import leader_lock_key
+from tests.support.bus_harness import eventually, requested, running_relay
+from tests.support.otlp import otlp_receiver
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def exported(receiver, name: str, **labels) -> float | None:
+    want = frozenset(labels.items())
+    return next((v for attrs, v in receiver.latest(name).items() if attrs == want), None)
+
+
+async def test_a_stalled_relay_and_a_dead_service_show_their_backlog(
+        store, nats_client, bus_names, cli_env, database_url, db_schema):
+    js = nats_client.jetstream()
+    await ensure_stream(js, bus_names["stream_name"], bus_names["subject_prefix"])
+    # The analyzer's durable, as its replica creates it on start; then the replica is gone
+    # (killed): nothing consumes, the messages wait in JetStream.
+    analyzer = ServiceRuntime("analyzer", service_routes("analyzer"), store, None, nats_url=cli_env["NATS_URL"],
+                              **bus_names)
+    assert await analyzer.ensure_consumer()
+    pending = [await store.append(e.stream_id, [e]) for e in (requested(), requested(), requested())]
+    async with running_relay(store, nats_client, bus_names) as relay:
+        await eventually(lambda: _checkpoint_is(store, pending[-1][-1].global_position), what="relayed")
+    assert relay.published == 3
+
+    # The relay stalls: a leader that holds the lock and publishes nothing (a hung process).
+    hung_leader = await asyncpg.connect(database_url, server_settings={"search_path": db_schema})
+    await hung_leader.fetchval("SELECT pg_advisory_lock($1)", leader_lock_key(db_schema, "relay"))
+    behind = [await store.append(e.stream_id, [e]) for e in (requested(), requested())]
+
+    with otlp_receiver() as receiver:
+        env = {**cli_env, "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint, "OTEL_METRIC_EXPORT_INTERVAL": "1000"}
+        proc = subprocess.Popen([sys.executable, "-m", "shared.app.cli", "relay"], env=env, cwd=ROOT,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:
+            deadline = time.monotonic() + 60
+            while not (exported(receiver, "consumer_lag", consumer="analyzer") == 3
+                       and exported(receiver, "relay_lag") == 2):
+                assert proc.poll() is None, proc.stdout.read()
+                assert time.monotonic() < deadline, (receiver.metric_names(),
+                                                     receiver.latest("consumer_lag"), receiver.latest("relay_lag"))
+                await asyncio.sleep(0.2)
+            assert exported(receiver, "log_head") == behind[-1][-1].global_position
+            assert exported(receiver, "consumer_acked", consumer="analyzer") == 0
+
+            # Lag that grows while nothing moves is a failed health check, naming who is stuck.
+            grow = asyncio.create_task(_append_slowly(store, 4))
+            health = await asyncio.to_thread(
+                subprocess.run, [sys.executable, "-m", "shared.app.cli", "health", "--json", "--window", "2"],
+                env=cli_env, cwd=ROOT, capture_output=True, text=True, timeout=120)
+            await grow
+            report = json.loads(health.stdout)
+            assert health.returncode == 1, health.stdout + health.stderr
+            failed = {c["name"]: c["detail"] for c in report["checks"] if not c["ok"]}
+            assert "relay lag" in failed and "checkpoint stuck" in failed["relay lag"], failed
+        finally:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            await hung_leader.close()
+
+
+async def _append_slowly(store, count: int) -> None:
+    for event in [requested() for _ in range(count)]:
+        await store.append(event.stream_id, [event])
+        await asyncio.sleep(0.5)
+
+
+async def _checkpoint_is(store, position: int) -> bool:
+    return await store.get_checkpoint("relay") == position
