@@ -13,7 +13,7 @@ from rich.console import Console
 
 from shared.adapters.run_log import write_run_log
 from shared.app import render
-from shared.app.requests import RunInProgress, append_request
+from shared.app.requests import RunInProgress, append_request, replay_request
 from shared.common.redaction import redact
 from shared.common.settings import Settings
 from shared.events import CATEGORIES, PipelineRequested
@@ -123,20 +123,15 @@ def run(
     raise typer.Exit(code)
 
 
-async def _run(settings: Settings, request: PipelineRequested | None, in_process: bool, timeout: float,
-               start=None) -> int:
-    """Request a run (or `start(store)` one: returns its id, request and what to say) and follow it."""
+async def _run(settings: Settings, request: PipelineRequested, in_process: bool, timeout: float,
+               metadata: dict | None = None) -> int:
     from shared.app.runtime import PIPELINE_SERVICES, System
 
     _telemetry("repo-pilot", settings)
     services = list(PIPELINE_SERVICES) if in_process else []
     async with System(settings, services=services, relay=in_process, projector=in_process) as system:
-        if start is None:
-            run_id = await append_request(system.store, request, service="cli")
-            said = f"run [bold]{run_id}[/] on {request.repo} with the [bold]{request.engine}[/] engine"
-        else:
-            run_id, request, said = await start(system.store)
-        err.print(said)
+        run_id = await append_request(system.store, request, service="cli", metadata=metadata)
+        err.print(f"run [bold]{run_id}[/] on {request.repo} with the [bold]{request.engine}[/] engine")
         run = await render.follow(system.store, run_id, timeout, console=err)
         ended = bool(run and run["status"] in render.DONE)
         # Written here too (the analyzer also writes it), so the file exists when its path is printed.
@@ -343,7 +338,9 @@ def _report_skipped(store) -> None:
 
 
 @app.command()
-def health(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+def health(as_json: Annotated[bool, typer.Option("--json")] = False,
+           window: Annotated[float, typer.Option(help="Seconds between the two lag samples; lag that "
+                                                      "does not move over them fails.")] = 2.0) -> None:
     """Is anything stalled or stranded? Relay and projector positions, quarantined events,
     idle runs, the bus and its consumers. Exit code 1 when something needs attention."""
     import json
@@ -361,7 +358,8 @@ def health(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
 
                 nats_url = running_nats_url(settings.home)
             return await collect(store, nats_url=nats_url, stream_name=settings.stream_name,
-                                 services=available_services(), stall_after=settings.stall_after_seconds)
+                                 services=available_services(), stall_after=settings.stall_after_seconds,
+                                 window=window)
 
     report = _arun(main())
     if as_json:
