@@ -12,9 +12,10 @@ import asyncio
 from typing import Protocol
 
 from shared.adapters.git import GitError, git, git_apply_patch, git_patch
+from shared.adapters.project_checks import gate_change
 from shared.adapters.workspace import commit_all, format_patch
 from shared.events.limits import patch_refusal
-from shared.ports.deps import UsesStore, UsesWorkspace, UsesEngine
+from shared.ports.deps import UsesSandbox, UsesStore, UsesWorkspace, UsesEngine
 from shared.events import (
     ChangeApplied,
     ChangeRejected,
@@ -30,8 +31,9 @@ from shared.ports.errors import ChangeRejectedError
 SERVICE = "executor"
 
 
-class Uses(UsesStore, UsesWorkspace, UsesEngine, Protocol):
-    """What the executor's handlers use: the store, the workspace and the engine."""
+class Uses(UsesStore, UsesWorkspace, UsesEngine, UsesSandbox, Protocol):
+    """What the executor's handlers use: the store, the workspace, the engine and the sandbox (the
+    project's own checks run in it)."""
 CONCURRENCY = 4
 # Fixes a tool derives from the code itself (ruff, codemods): implementing one again on top of the
 # earlier improvements is the same fix, rebased.
@@ -53,6 +55,7 @@ async def on_improvements_suggested(event: Envelope, deps: Uses) -> list[Envelop
             try:
                 path = await deps.workspace.worktree(scratch, ctx.request.repo, base)
                 done = await engine.implement(path, imp)
+                await gate_change(path, base, deps.sandbox)  # the project's own checks: repair or reject
                 diff = _staged_diff(path, base, done)
             except ChangeRejectedError as exc:
                 return None, exc.reason
@@ -68,7 +71,9 @@ async def on_improvements_suggested(event: Envelope, deps: Uses) -> list[Envelop
         path = await deps.workspace.worktree(scratch, ctx.request.repo, base, [p.patch for p in done])
         try:
             head = git(path, "rev-parse", "HEAD")
-            diff = _staged_diff(path, head, await engine.implement(path, imp))
+            done = await engine.implement(path, imp)
+            await gate_change(path, head, deps.sandbox)
+            diff = _staged_diff(path, head, done)
         except ChangeRejectedError as exc:
             return None, exc.reason
         finally:

@@ -1,0 +1,439 @@
+"""The project's own checks as the gate of a change: what its maintainers run, run on the files the
+change touched, before and after it.
+
+Detected from the repository's configuration: ruff (`[tool.ruff]`, ruff.toml), ruff-format and
+black (their config tables), isort, flake8, mypy and pyright, eslint and prettier for JavaScript,
+and `.pre-commit-config.yaml`. A remote pre-commit hook whose tool we run ourselves (ruff, black,
+isort, flake8, mypy) is run as that tool under the project's configuration; `repo: local` hooks run
+through the `pre-commit` tool itself; any other remote hook needs its repository from the network
+and is reported "not run (needs network)". A tool that is not installed is reported "not run".
+
+`gate_change` first repairs what the change broke, only inside the lines it touched: ruff's *safe*
+fixes for findings the change added, then isort and the formatter the project uses. A repair that
+would reach other lines is cut back to the change's own hunks (`limit_to_changed`, pure). Whatever
+the change still adds under the project's own configuration rejects it, naming the findings.
+
+Every command runs through the sandbox (local hooks and mypy plugins are the repository's code);
+the pure parts (what to run, how to compare, where a repair may reach) have unit tests.
+"""
+
+from __future__ import annotations
+
+import configparser
+import difflib
+import json
+import re
+import shutil
+import sys
+import tomllib
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from shared.adapters.analyzers import ruff_checked_files, ruff_config, target_version, tool_command
+from shared.adapters.git import git, run_git
+from shared.adapters.sandbox import LocalSandbox
+from shared.ports.errors import ChangeRejectedError
+from shared.ports.sandbox import Sandbox
+
+TIMEOUT = 300.0
+MAX_NAMED = 12
+# Remote pre-commit hooks whose tool is installed here: run as that tool under the project's config.
+NATIVE_HOOKS = {"ruff": "ruff", "ruff-check": "ruff", "ruff-format": "ruff-format", "black": "black",
+                "isort": "isort", "flake8": "flake8", "mypy": "mypy"}  # fmt: skip
+PY = (".py", ".pyi")
+JS = (".js", ".jsx", ".mjs", ".cjs", ".ts", ".tsx")
+FORMATTERS = ("ruff-format", "black")
+
+
+@dataclass(frozen=True)
+class CheckRun:
+    """One tool's verdict on a set of files: `findings` are position-free keys (a finding that only
+    moved is the same finding), `shown` the same findings as the tool printed them."""
+
+    tool: str
+    findings: tuple[str, ...] = ()
+    shown: tuple[str, ...] = ()
+    not_run: str = ""  # why it did not run; empty when it ran
+
+
+@dataclass
+class GateReport:
+    """What the project's own checks said about one change."""
+
+    checks: list[str] = field(default_factory=list)
+    not_run: dict[str, str] = field(default_factory=dict)
+    repaired: list[str] = field(default_factory=list)  # files the repair step changed
+    before: dict[str, int] = field(default_factory=dict)  # tool -> findings in the touched files
+    after: dict[str, int] = field(default_factory=dict)
+
+    def line(self) -> str:
+        """One line for a reader: tools run, findings before -> after, repairs, what did not run."""
+        ran = ", ".join(f"{t} {self.before.get(t, 0)}→{self.after.get(t, 0)}" for t in self.checks) or "none"
+        out = f"project checks: {ran}"
+        if self.repaired:
+            out += f"; repaired in the touched lines: {', '.join(self.repaired)}"
+        if self.not_run:
+            out += "; not run: " + ", ".join(f"{t} ({why})" for t, why in sorted(self.not_run.items()))
+        return out
+
+
+# -- pure: what the project runs -------------------------------------------------------------------
+
+
+def _read(repo: Path, rel: str) -> str:
+    try:
+        return (repo / rel).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return ""
+
+
+def _toml_tool(repo: Path) -> dict:
+    try:
+        return tomllib.loads(_read(repo, "pyproject.toml")).get("tool") or {}
+    except tomllib.TOMLDecodeError:
+        return {}
+
+
+def _ini_sections(repo: Path, rel: str) -> set[str]:
+    parser = configparser.ConfigParser(interpolation=None, strict=False)
+    try:
+        parser.read_string(_read(repo, rel))
+    except configparser.Error:
+        return set()
+    return set(parser.sections())
+
+
+def pre_commit_hooks(repo: Path) -> list[tuple[str, str]]:
+    """(repo, hook id) of every hook in `.pre-commit-config.yaml`; [] without one. A config that
+    is not valid YAML raises ValueError (pre-commit itself would refuse it)."""
+    text = _read(repo, ".pre-commit-config.yaml")
+    if not text:
+        return []
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise ValueError(f".pre-commit-config.yaml is not valid YAML: {str(exc).splitlines()[0]}") from None
+    return [(str(r.get("repo", "")), str(h.get("id", ""))) for r in data.get("repos") or [] if isinstance(r, dict)
+            for h in r.get("hooks") or [] if isinstance(h, dict)]  # fmt: skip
+
+
+def detect(repo: Path) -> tuple[list[str], dict[str, str]]:
+    """(the checks the project configures, in the order they run, the pre-commit hooks that cannot
+    run here with why). Pure over the repository's files."""
+    tool = _toml_tool(repo)
+    package = _read(repo, "package.json")
+    try:
+        package_json = json.loads(package) if package else {}
+    except ValueError:
+        package_json = {}
+    files = {p.name for p in repo.iterdir()} if repo.is_dir() else set()
+    ini = {name: _ini_sections(repo, name) for name in ("setup.cfg", "tox.ini", ".flake8", ".isort.cfg", "mypy.ini")
+           if name in files}  # fmt: skip
+    sections = set().union(*ini.values()) if ini else set()
+    found: set[str] = set()
+    config = ruff_config(repo)
+    if config is not None:
+        found.add("ruff")
+        if "format" in config:
+            found.add("ruff-format")
+    if "black" in tool:
+        found.add("black")
+    if "isort" in tool or ".isort.cfg" in files or "isort" in sections or "settings" in ini.get(".isort.cfg", ()):
+        found.add("isort")
+    if ".flake8" in files or "flake8" in sections:
+        found.add("flake8")
+    if "mypy" in tool or {"mypy.ini", ".mypy.ini"} & files or "mypy" in sections:
+        found.add("mypy")
+    if "pyright" in tool or "pyrightconfig.json" in files:
+        found.add("pyright")
+    if any(n.startswith((".eslintrc", "eslint.config.")) for n in files) or "eslintConfig" in package_json:
+        found.add("eslint")
+    if any(n.startswith((".prettierrc", "prettier.config.")) for n in files) or "prettier" in package_json:
+        found.add("prettier")
+    skipped: dict[str, str] = {}
+    for source, hook in pre_commit_hooks(repo):
+        if source in ("local", "meta"):
+            found.add("pre-commit")
+        elif hook in NATIVE_HOOKS:
+            found.add(NATIVE_HOOKS[hook])
+        else:
+            skipped[f"pre-commit:{hook}"] = "needs network"
+    order = ("ruff", "isort", "ruff-format", "black", "flake8", "mypy", "pyright", "eslint", "prettier",
+             "pre-commit")  # fmt: skip
+    return [t for t in order if t in found], skipped
+
+
+def _position_free(line: str) -> str:
+    """`a.py:12:5: F401 x` -> `a.py: F401 x` (a finding that only moved stays the same finding)."""
+    return re.sub(r"^([^:\s]+):\d+(?::\d+)?:?", r"\1:", line.strip())
+
+
+def added(before: CheckRun, after: CheckRun) -> list[str]:
+    """The findings `after` has beyond `before`, as the tool printed them (pure)."""
+    extra = Counter(after.findings) - Counter(before.findings)
+    shown = []
+    for key, shown_as in zip(after.findings, after.shown, strict=True):
+        if extra[key] > 0:
+            extra[key] -= 1
+            shown.append(shown_as)
+    return shown
+
+
+def changed_ranges(base: str, after: str) -> list[tuple[int, int]]:
+    """Line ranges [start, end) of `after` that differ from `base` (a pure deletion is an empty
+    range at its place) (pure)."""
+    ops = difflib.SequenceMatcher(None, base.splitlines(), after.splitlines(), autojunk=False).get_opcodes()
+    return [(j1, j2) for tag, _, _, j1, j2 in ops if tag != "equal"]
+
+
+def limit_to_changed(after: str, repaired: str, ranges: list[tuple[int, int]], reach: int = 1) -> str:
+    """`repaired` cut back to the edits that touch `ranges` of `after` (or lie within `reach` lines
+    of them); every other line stays as it was in `after` (pure)."""
+    a, r = after.splitlines(keepends=True), repaired.splitlines(keepends=True)
+    out: list[str] = []
+    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(None, a, r, autojunk=False).get_opcodes():
+        near = any(i1 - reach <= end and start <= i2 + reach for start, end in ranges)
+        out.extend(r[j1:j2] if tag != "equal" and near else a[i1:i2])
+    return "".join(out)
+
+
+# -- running the tools -----------------------------------------------------------------------------
+
+
+def _installed(name: str) -> str | None:
+    beside = Path(sys.executable).parent / name
+    return str(beside) if beside.exists() else shutil.which(name)
+
+
+class _Runner:
+    def __init__(self, repo: Path, sandbox: Sandbox) -> None:
+        self.repo = repo
+        self.sandbox = sandbox
+        # The Docker sandbox has neither our tools nor the project's: the config-only formatters and
+        # linters run locally (they execute nothing of the repository's); the rest are not run.
+        self.local = sandbox if getattr(sandbox, "shares_host_fs", True) else LocalSandbox()
+        self.confined = getattr(sandbox, "shares_host_fs", True)
+
+    async def run(self, cmd: list[str], *, runs_repo_code: bool = False):
+        box = self.sandbox if runs_repo_code else self.local
+        env = {"PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin", "NO_COLOR": "1"}
+        return await box.run(cmd, cwd=self.repo, timeout=TIMEOUT, env=env)
+
+
+def _target(repo: Path) -> str:
+    try:
+        requires = (tomllib.loads(_read(repo, "pyproject.toml")).get("project") or {}).get("requires-python")
+    except tomllib.TOMLDecodeError:
+        requires = None
+    return target_version(requires)
+
+
+async def _ruff(r: _Runner, files: list[str]) -> CheckRun:
+    cmd = [*tool_command("ruff"), "check", "--no-cache", "--exit-zero", "--force-exclude", "--output-format", "json"]
+    if ruff_config(r.repo) is None:  # configured through pre-commit only: ruff's defaults
+        cmd += ["--isolated", "--target-version", _target(r.repo)]
+    done = await r.run([*cmd, "--", *files])
+    if done.exit_code != 0:
+        return CheckRun("ruff", not_run=f"ruff failed: {done.stderr.strip()[:200]}")
+    keys, shown = [], []
+    for item in sorted(json.loads(done.stdout or "[]"), key=lambda i: (i["filename"], i["location"]["row"])):
+        rel = Path(item["filename"]).resolve().relative_to(r.repo.resolve()).as_posix()
+        code = item.get("code") or "syntax-error"
+        keys.append(f"{rel}: {code} {item.get('message', '')}")
+        shown.append(f"{rel}:{item['location']['row']} {code} {item.get('message', '')}")
+    return CheckRun("ruff", tuple(keys), tuple(shown))
+
+
+async def _formatted(r: _Runner, tool: str, files: list[str]) -> CheckRun:
+    """Files the formatter (or isort) would change: one finding each."""
+    cmd = {"ruff-format": [*tool_command("ruff"), "format", "--no-cache", "--check", "--force-exclude"],
+           "black": [_installed("black") or "black", "--check", "--quiet"],
+           "isort": [_installed("isort") or "isort", "--check-only", "--quiet"]}[tool]  # fmt: skip
+    bad = []
+    for rel in files:  # one by one: the tools' messages differ, the exit code does not
+        done = await r.run([*cmd, rel])
+        if done.exit_code not in (0, 1):
+            return CheckRun(tool, not_run=f"{tool} failed: {(done.stderr or done.stdout).strip()[:200]}")
+        if done.exit_code == 1:
+            bad.append(f"{rel}: would be reformatted by {tool}" if tool != "isort" else f"{rel}: imports not sorted by isort")
+    return CheckRun(tool, tuple(bad), tuple(bad))
+
+
+async def _lines_tool(r: _Runner, tool: str, files: list[str]) -> CheckRun:
+    """flake8, mypy, pyright, eslint, prettier: one finding per line of output naming a file."""
+    exe = _installed(tool) or str(r.repo / "node_modules" / ".bin" / tool)
+    if not Path(exe).exists():
+        return CheckRun(tool, not_run=f"{tool} is not installed")
+    if tool in ("mypy", "pyright", "eslint") and not r.confined:
+        return CheckRun(tool, not_run="the Docker sandbox has no copy of the tool")
+    args = {"flake8": [], "mypy": ["--no-incremental", "--follow-imports=silent", "--no-error-summary",
+                                   "--cache-dir=/dev/null"],
+            "pyright": [], "eslint": ["--format", "unix"], "prettier": ["--list-different"]}[tool]  # fmt: skip
+    done = await r.run([exe, *args, *files], runs_repo_code=tool in ("mypy", "pyright", "eslint"))
+    if done.timed_out:
+        return CheckRun(tool, not_run=f"{tool} timed out")
+    lines = [ln for ln in done.stdout.splitlines() if any(ln.strip().startswith(f) for f in files)]
+    return CheckRun(tool, tuple(_position_free(ln) for ln in lines), tuple(ln.strip() for ln in lines))
+
+
+def _local_hooks_config(repo: Path) -> str | None:
+    """The project's pre-commit config with only its `repo: local` / `meta` hooks, or None."""
+    data = yaml.safe_load(_read(repo, ".pre-commit-config.yaml")) or {}
+    repos = [r for r in data.get("repos") or [] if isinstance(r, dict) and r.get("repo") in ("local", "meta")]
+    return yaml.safe_dump({**data, "repos": repos}) if repos else None
+
+
+async def _pre_commit(r: _Runner, files: list[str]) -> CheckRun:
+    exe = _installed("pre-commit")
+    if exe is None:
+        return CheckRun("pre-commit", not_run="pre-commit is not installed")
+    if not r.confined:
+        return CheckRun("pre-commit", not_run="the Docker sandbox has no copy of pre-commit")
+    config = _local_hooks_config(r.repo)
+    if config is None:
+        return CheckRun("pre-commit")
+    # Inside .git: visible in the sandbox, never part of the change.
+    cfg = r.repo / ".git" / "repo-pilot-pre-commit.yaml"
+    cfg.write_text(config, encoding="utf-8")
+    texts = {f: (r.repo / f).read_bytes() for f in files}
+    try:
+        done = await r.run([exe, "run", "--config", str(cfg), "--color", "never", "--files", *files],
+                           runs_repo_code=True)  # fmt: skip
+    finally:
+        for f, data in texts.items():  # a fixer hook rewrites files: its verdict is what we keep
+            (r.repo / f).write_bytes(data)
+        cfg.unlink(missing_ok=True)
+    failed = [m.group(1).rstrip(". ") for m in re.finditer(r"^(.+?)\.*\s*Failed$", done.stdout, re.MULTILINE)]
+    if done.exit_code != 0 and not failed:
+        return CheckRun("pre-commit", not_run=f"pre-commit failed: {(done.stdout + done.stderr).strip()[-200:]}")
+    keys = tuple(f"pre-commit hook `{name}` fails" for name in failed)
+    detail = done.stdout.strip()[-400:].replace("\n", " | ")
+    return CheckRun("pre-commit", keys, tuple(f"{k}: {detail}" for k in keys))
+
+
+async def run_check(r: _Runner, tool: str, files: list[str]) -> CheckRun:
+    """One tool on the files it looks at (Python or JavaScript by extension)."""
+    exts = JS if tool in ("eslint", "prettier") else PY
+    mine = files if tool == "pre-commit" else [f for f in files if f.endswith(exts)]
+    if not mine:
+        return CheckRun(tool)
+    if tool == "ruff":
+        mine = ruff_checked_files(r.repo, mine)  # the project's `include`: what its CI lints
+        return await _ruff(r, mine) if mine else CheckRun(tool)
+    if tool in ("ruff-format", "black", "isort"):
+        if tool != "ruff-format" and not _installed(tool):
+            return CheckRun(tool, not_run=f"{tool} is not installed")
+        return await _formatted(r, tool, mine)
+    if tool == "pre-commit":
+        return await _pre_commit(r, mine)
+    return await _lines_tool(r, tool, mine)
+
+
+async def run_checks(r: _Runner, tools: list[str], files: list[str]) -> dict[str, CheckRun]:
+    return {tool: await run_check(r, tool, files) for tool in tools}
+
+
+# -- the gate --------------------------------------------------------------------------------------
+
+
+def _changed_files(repo: Path, since: str) -> tuple[list[str], dict[str, str]]:
+    """(files added or modified since `since`, the base text of the modified ones)."""
+    git(repo, "add", "--all")
+    listed = git(repo, "diff", "--cached", "--name-status", "--no-renames", since).splitlines()
+    files, base = [], {}
+    for row in listed:
+        status, _, rel = row.partition("\t")
+        if status in ("A", "M") and (repo / rel).is_file():
+            files.append(rel)
+            if status == "M":
+                base[rel] = run_git(repo, "show", f"{since}:{rel}").stdout
+    return files, base
+
+
+async def _repair(r: _Runner, tools: list[str], rel: str, new_ruff_codes: set[str]) -> None:
+    """Ruff's safe fixes for the codes the change added, isort, then the project's formatter."""
+    if new_ruff_codes:
+        cmd = [*tool_command("ruff"), "check", "--no-cache", "--exit-zero", "--fix", "--no-unsafe-fixes",
+               "--force-exclude", "--quiet", "--select", ",".join(sorted(new_ruff_codes))]  # fmt: skip
+        await r.run([*cmd, "--", rel])
+    if "isort" in tools and _installed("isort"):
+        await r.run([_installed("isort") or "isort", "--quiet", rel])
+    if "ruff-format" in tools:
+        await r.run([*tool_command("ruff"), "format", "--no-cache", "--force-exclude", "--quiet", rel])
+    elif "black" in tools and _installed("black"):
+        await r.run([_installed("black") or "black", "--quiet", rel])
+
+
+def _parses(text: str) -> bool:
+    import ast
+
+    from shared.common.pyparse import PARSE_LOCK
+
+    try:
+        with PARSE_LOCK:
+            ast.parse(text)
+    except (SyntaxError, ValueError):
+        return False
+    return True
+
+
+async def gate_change(repo: Path, since: str, sandbox: Sandbox) -> GateReport:
+    """Run the project's own checks on what changed in `repo` since commit `since`: repair what the
+    change broke (only in its own lines), then raise ChangeRejectedError naming every finding the
+    change still adds under the project's configuration. Returns the report when it passes."""
+    repo = Path(repo)
+    try:
+        tools, skipped = detect(repo)
+    except ValueError as exc:
+        return GateReport(not_run={"pre-commit": str(exc)})
+    report = GateReport(not_run=dict(skipped))
+    files, base = _changed_files(repo, since)
+    if not tools or not files:
+        return report
+    r = _Runner(repo, sandbox)
+    after_text = {f: (repo / f).read_text(encoding="utf-8", errors="surrogateescape") for f in files}
+    for rel, text in base.items():  # before: the same files at the base, in the same place
+        (repo / rel).write_text(text, encoding="utf-8", errors="surrogateescape")
+    try:
+        before = await run_checks(r, tools, sorted(base))
+    finally:
+        for rel, text in after_text.items():
+            (repo / rel).write_text(text, encoding="utf-8", errors="surrogateescape")
+    after = await run_checks(r, tools, files)
+    new_ruff: dict[str, set[str]] = {}  # file -> codes of the ruff findings the change added there
+    for shown in added(before["ruff"], after["ruff"]) if "ruff" in tools else []:
+        where, code = shown.split(" ", 2)[:2]
+        new_ruff.setdefault(where.rpartition(":")[0], set()).add(code)
+    formats = [t for t in ("isort", *FORMATTERS) if t in tools]
+    for rel in files:
+        codes = new_ruff.get(rel, set())
+        if not rel.endswith(PY) or not (codes or formats):
+            continue
+        await _repair(r, tools, rel, codes)
+        repaired = (repo / rel).read_text(encoding="utf-8", errors="surrogateescape")
+        limited = limit_to_changed(after_text[rel], repaired, changed_ranges(base.get(rel, ""), after_text[rel]))
+        if limited != after_text[rel] and _parses(limited):
+            report.repaired.append(rel)
+        else:
+            limited = after_text[rel]
+        (repo / rel).write_text(limited, encoding="utf-8", errors="surrogateescape")
+    if report.repaired:
+        after = await run_checks(r, tools, files)
+    problems: list[str] = []
+    for tool in tools:
+        b, a = before[tool], after[tool]
+        if a.not_run or b.not_run:
+            report.not_run[tool] = a.not_run or b.not_run
+            continue
+        report.checks.append(tool)
+        report.before[tool], report.after[tool] = len(b.findings), len(a.findings)
+        problems += [f"{tool}: {s}" for s in added(b, a)]
+    if problems:
+        named = "; ".join(problems[:MAX_NAMED]) + (f"; … and {len(problems) - MAX_NAMED} more"
+                                                   if len(problems) > MAX_NAMED else "")  # fmt: skip
+        raise ChangeRejectedError(f"the change adds {len(problems)} finding(s) under the project's own "
+                                  f"checks, not repairable within its lines: {named}")  # fmt: skip
+    return report
