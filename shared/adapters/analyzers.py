@@ -121,8 +121,9 @@ def ruff_config(repo: Path) -> dict | None:
 
 def _ruff_scope(repo: Path, select, target: str, respect_config: bool) -> list[str]:
     """Options choosing rules and configuration. With `respect_config` and a repository ruff config,
-    the config's ignores, per-file ignores, excludes and target version apply (only `select` is
-    ours); otherwise `--isolated`."""
+    our `select` extends the project's configuration: its ignores (re-applied, since a command-line
+    selection would re-enable them), per-file ignores, excludes, line length, quote style and target
+    version apply; otherwise `--isolated`."""
     config = ruff_config(repo) if respect_config else None
     if config is None:
         return ["--isolated", "--target-version", target, "--select", ",".join(select)]
@@ -136,10 +137,27 @@ def _ruff_scope(repo: Path, select, target: str, respect_config: bool) -> list[s
     return opts
 
 
+def ruff_checked_files(repo: Path, files: list[str]) -> list[str]:
+    """The `files` the repository's own ruff configuration checks: its `include`, `exclude` and
+    `extend-exclude` decide (ruff checks a file named on its command line even when `include`
+    leaves it out, so ask ruff which files it discovers itself). Without a ruff config: all."""
+    if not files or ruff_config(repo) is None:
+        return list(files)
+    proc = subprocess.run([*tool_command("ruff"), "check", "--no-cache", "--show-files", "."], cwd=repo,
+                          check=False, capture_output=True, text=True, timeout=_TOOL_TIMEOUT)  # fmt: skip
+    if proc.returncode != 0:  # a config ruff cannot read: it would refuse the check as well
+        raise RuntimeError(f"ruff could not read the repository's configuration: {proc.stderr.strip()[:300]}")
+    seen = {_relative(repo, line.strip()) for line in proc.stdout.splitlines() if line.strip()}
+    return [f for f in files if f in seen]
+
+
 def run_ruff(
     repo: Path, files: list[str], select: tuple[str, ...] | list[str], target: str, respect_config: bool = False
 ) -> list[Finding]:
-    """Ruff's findings for `files` (relative to `repo`) with only `select` enabled."""
+    """Ruff's findings for `files` (relative to `repo`) with only `select` enabled. With
+    `respect_config`, only the files the repository's own configuration includes are checked."""
+    if respect_config:
+        files = ruff_checked_files(repo, files)
     if not files:
         return []
     cmd = [
@@ -158,6 +176,10 @@ def ruff_fix(
 ) -> None:
     """Apply ruff's safe fixes for `select` to `files`; its unsafe ones too only when `unsafe`
     (the caller then validates the change against the repository's own tests)."""
+    if respect_config:
+        files = ruff_checked_files(repo, files)
+    if not files:
+        return
     cmd = [
         *tool_command("ruff"), "check", "--no-cache", "--exit-zero", "--fix",
         "--unsafe-fixes" if unsafe else "--no-unsafe-fixes", "--quiet",
