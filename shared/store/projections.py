@@ -191,11 +191,11 @@ def ended(before: dict[tuple[str, str], str], runs: dict, beads: dict[str, dict[
     return done
 
 
-def record_metrics(events: list, done: list[dict]) -> None:
+def record_metrics(events: list, done: list[dict], metrics: telemetry.Metrics | None = None) -> None:
     """Count the events a live batch projected and the runs and steps it ended (never on a
     rebuild: history was counted when it happened). The one projector that applies a batch
     counts it, so no replica of a service counts a run twice."""
-    metrics = telemetry.default_metrics()
+    metrics = metrics or telemetry.default_metrics()
     for event in events:
         metrics.record_event(event.type)
     for item in done:
@@ -227,9 +227,10 @@ class Projector:
 
     checkpoint_name = "projector"
 
-    def __init__(self, store, batch: int = 2000):
+    def __init__(self, store, batch: int = 2000, metrics: telemetry.Metrics | None = None):
         self.store = store
         self.batch = batch
+        self.metrics = metrics  # None: the process-wide instruments
 
     async def run_once(self) -> int:
         """Project everything not yet projected; returns how many events were applied."""
@@ -261,7 +262,7 @@ class Projector:
             before = statuses(runs, beads)
             fold_all(runs, beads, events)
             await self._write(conn, runs, beads, end)
-        record_metrics(events, ended(before, runs, beads))  # committed: each event counted once
+        record_metrics(events, ended(before, runs, beads), self.metrics)  # committed: counted once
 
 
     async def rebuild(self) -> int:

@@ -94,3 +94,55 @@ async def _append_slowly(store, count: int) -> None:
 
 async def _checkpoint_is(store, position: int) -> bool:
     return await store.get_checkpoint("relay") == position
+
+
+async def test_a_merged_and_a_failed_run_are_counted_with_every_step_timed(store):
+    """The projector counts what the log says ended, whichever service wrote it: the merged run's
+    seven steps (merge and docs too), the failed run's failed step and the steps before it."""
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    from shared.common.telemetry import Metrics
+    from shared.events import (STEPS, MergeCompleted, PipelineCompleted, PipelineFailed, StepCompleted,
+                               StepFailed, StepStarted, make_event)
+    from shared.store.projections import Projector
+
+    def step_events(stream, steps):
+        return [e for step in steps for e in (make_event(StepStarted(step=step), stream, service="t"),
+                                              make_event(StepCompleted(step=step), stream, service="t"))]
+
+    merged, failed = requested(), requested()
+    await store.append(merged.stream_id, [merged])
+    await store.append(failed.stream_id, [failed])
+    for step in STEPS:  # one batch per step, as the services write them
+        await store.append(merged.stream_id, step_events(merged.stream_id, [step]))
+        if step == "merge":
+            await store.append(merged.stream_id, [make_event(MergeCompleted(
+                pushed=True, branch="repo-pilot/x", merged=True), merged.stream_id, service="merger")])
+    await store.append(merged.stream_id, [make_event(PipelineCompleted(verdict="merged"), merged.stream_id,
+                                                     service="analyzer")])
+    await store.append(failed.stream_id, step_events(failed.stream_id, ["analyze", "suggest"]))
+    await store.append(failed.stream_id, [make_event(StepStarted(step="execute"), failed.stream_id, service="t")])
+    await store.append(failed.stream_id, [
+        make_event(StepFailed(step="execute", error="patch does not apply"), failed.stream_id, service="t"),
+        make_event(PipelineFailed(step="execute", error="patch does not apply"), failed.stream_id, service="t")])
+
+    reader = InMemoryMetricReader()
+    projector = Projector(store, batch=3, metrics=Metrics(MeterProvider(metric_readers=[reader]).get_meter("t")))
+    await projector.run_once()
+    await projector.run_once()  # nothing new: nothing counted twice
+
+    found = {}
+    for rm in reader.get_metrics_data().resource_metrics:
+        for sm in rm.scope_metrics:
+            for metric in sm.metrics:
+                found[metric.name] = {frozenset(p.attributes.items()): p for p in metric.data.data_points}
+    runs = {attrs: p.value for attrs, p in found["runs_total"].items()}
+    assert runs == {frozenset({("outcome", "completed"), ("verdict", "merged")}): 1,
+                    frozenset({("outcome", "failed"), ("step", "execute")}): 1}
+    timed = {(dict(a)["step"], dict(a)["status"]): p.count for a, p in found["step_duration_seconds"].items()}
+    assert timed == {**{(s, "completed"): 1 for s in STEPS if s not in ("analyze", "suggest")},
+                     ("analyze", "completed"): 2, ("suggest", "completed"): 2, ("execute", "failed"): 1}
+    appended = {dict(a)["type"]: p.value for a, p in found["events_appended_total"].items()}
+    assert appended["PipelineRequested"] == 2 and appended["StepFailed"] == 1
+    assert sum(appended.values()) == await store.last_position()
