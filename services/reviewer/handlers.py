@@ -9,7 +9,7 @@ from typing import Protocol
 from shared.adapters.signals import compute_signals
 from shared.events import ChangesReviewed, Envelope
 from shared.policy.behaviour import changes_behaviour
-from shared.policy.review import combine_review
+from shared.policy.review import combine_review, explicitly_asked
 from shared.policy.run import emit, load_context, previous_calls
 from shared.ports.deps import UsesEngine, UsesStore, UsesWorkspace
 
@@ -41,6 +41,8 @@ async def on_tests_completed(event: Envelope, deps: Uses) -> list[Envelope]:
     signals["validated_fixes"] = sum(
         1 for i in (ctx.suggested.improvements if ctx.suggested else [])
         if i.id in applied and changes_behaviour(i.rule))
+    # Documents and configs alone may merge only when the request asked for those categories on their own.
+    signals["asked_for_files"] = any(explicitly_asked(c, ctx.request.categories) for c in ("compliance", "integration"))
     tests = ctx.tests.model_dump() if ctx.tests else None
     verdict = combine_review(signals, model, ctx.request.threshold, tests=tests)
     if not c.patches:

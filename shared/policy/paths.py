@@ -36,3 +36,16 @@ PROJECT_FILES = frozenset({
 def is_project_file(path: str) -> bool:
     """True for a repository-level file of the kind listed in PROJECT_FILES, or a CI workflow."""
     return path in PROJECT_FILES or (path.startswith(".github/workflows/") and path.endswith((".yml", ".yaml")))
+
+
+# Suffixes of code (what a change of behaviour lives in), across the ecosystems the engines read.
+CODE_SUFFIXES = frozenset({".py", ".pyi", ".js", ".jsx", ".mjs", ".cjs", ".ts", ".tsx", ".go", ".rs"})
+GENERATED_TESTS_DIRS = ("tests/repo_pilot/", ".repo-pilot/")
+
+
+def is_code_path(path: str) -> bool:
+    """True for a source file of the project itself: code, not its tests, docs, configs or the
+    tests Repo Pilot generates."""
+    p = PurePosixPath(path)
+    return (p.suffix in CODE_SUFFIXES and not is_test_path(path) and not path.startswith(GENERATED_TESTS_DIRS)
+            and not {"docs", "doc"} & set(p.parts[:-1]))

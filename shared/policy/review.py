@@ -3,8 +3,8 @@
 The evidence score (docs/review.md) never depends on a model: findings removed and added by
 severity, the repository's own tests before and after, generated tests of the change, fixes
 validated by the own tests, files that parse, and the size of the change; each contributes a
-signed reason line, and a change that removes no finding and adds no passing test is capped
-below 7.0. A model's score is blended in, flagged when it is far
+signed reason line, and a change that removes no finding and adds no passing test of changed code,
+or touches only documents and configs nobody asked for, is capped below 7.0. A model's score is blended in, flagged when it is far
 from the signals, and can never lift a blocker: findings that grew, files that no longer parse,
 or the repository's own tests regressing forbid an auto-merge whatever the model says.
 """
@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from shared.events.run import ChangesReviewed, TestGroupResult, TestsCompleted
-from shared.policy.paths import is_project_file
+from shared.policy.paths import is_code_path, is_project_file
 from shared.policy.findings import WEIGHTS, is_security, severity, weighted
 from shared.ports.engine import REVIEW_DIMENSIONS, ModelReview
 
@@ -29,6 +29,14 @@ def is_security_finding(code: str) -> bool:
     """True for a finding code (`S105`, `bandit:B303`, `secret:github-token`) that is a security matter
     (bugbear's `B` bug risks included; flake8-simplify's `SIM` is not)."""
     return code.startswith(SECURITY_PREFIXES) and not code.startswith("SIM")
+
+
+def explicitly_asked(category: str, categories: list[str]) -> bool:
+    """A category asked for on its own (not the default "everything"): the user wants its documents
+    and configs, so they may be proposed (and merged) without code changes to carry them."""
+    from shared.events.run import CATEGORIES
+
+    return category in categories and set(categories) != set(CATEGORIES)
 
 
 def _clamp(x: float) -> float:
@@ -160,8 +168,13 @@ def evidence_score(signals: dict[str, Any], tests: dict[str, Any] | None) -> tup
     else:
         reasons.append("+0.0 the repository has no tests of its own")
     generated = generated_groups(tests)
+    paths = list((signals.get("diff", {}) or {}).get("paths", []) or [])
+    code = [p for p in paths if is_code_path(p)]
     change_groups = [g for g in generated if g.get("group") != "smoke"]
-    passing = [g for g in change_groups if int(g.get("passed", 0)) and not _failing(g)]
+    # Tests of a change that touched no code can only check that files exist: no evidence.
+    asked = bool(signals.get("asked_for_files"))
+    passing = [g for g in change_groups if int(g.get("passed", 0)) and not _failing(g)
+               if code or asked or not paths]  # fmt: skip
     if passing:
         n = sum(int(g.get("passed", 0)) for g in passing)
         reasons.append(f"+1.0 generated tests of the change pass ({n} in {', '.join(g['group'] for g in passing)})")
@@ -174,8 +187,8 @@ def evidence_score(signals: dict[str, Any], tests: dict[str, Any] | None) -> tup
             reasons.append(f"-1.5 generated tests fail in group {g['group']} ({_failing(g)} failing)")
             score -= 1.5
     project_files = [f for f in signals.get("created_files", []) or [] if is_project_file(f)]
-    if project_files:
-        reasons.append(f"+0.5 missing project files added: {', '.join(project_files[:6])}")
+    if project_files and asked:
+        reasons.append(f"+0.5 project files the request asked for, added: {', '.join(project_files[:6])}")
         score += 0.5
     validated = int(signals.get("validated_fixes", 0) or 0)
     if validated:
@@ -194,6 +207,10 @@ def evidence_score(signals: dict[str, Any], tests: dict[str, Any] | None) -> tup
         score -= pen
     if not removed_w and not passing:
         reasons.append(f"at most {NO_EVIDENCE_CAP}: the change removes no finding and adds no passing test")
+        score = min(score, NO_EVIDENCE_CAP)
+    elif paths and not code and not asked:
+        reasons.append(f"at most {NO_EVIDENCE_CAP}: the change touches only documents, configs or tests, which the "
+                       "request did not ask for on their own")  # fmt: skip
         score = min(score, NO_EVIDENCE_CAP)
     detail = {"removed": removed, "added": added, "removed_weight": round(removed_w, 2),
               "added_weight": round(added_w, 2), "validated_fixes": validated}  # fmt: skip
@@ -239,10 +256,14 @@ def signal_assessment(signals: dict[str, Any], tests: dict[str, Any] | None = No
     generated = generated_groups(tests)
     failing_groups = sorted(g["group"] for g in generated if _failing(g) and not did_not_run(g))
     broken_groups = sorted(g["group"] for g in generated if did_not_run(g))
-    for name in failing_groups:
-        issues.append(f"generated tests fail in group {name}")
-    for name in broken_groups:
-        issues.append(f"generated tests in group {name} did not run")
+    committed = [g for g in generated if g.get("group") != "smoke"]  # the smoke group is never committed
+    for g in committed:  # a generated test that fails or cannot run would break the project's own suite
+        if did_not_run(g):
+            blockers.append(f"generated tests in group {g['group']} did not run (not collected)")
+        elif _failing(g):
+            blockers.append(f"generated tests fail in group {g['group']}")
+    issues += [f"generated tests fail in group {n}" for n in failing_groups if n == "smoke"]
+    issues += [f"generated tests in group {n} did not run" for n in broken_groups if n == "smoke"]
     own_after = (tests or {}).get("own_after")
     score, reasons, detail = evidence_score(signals, tests)
 
@@ -350,6 +371,9 @@ def merge_gate(
     broken = sorted(g["group"] for g in generated_groups(t) if did_not_run(g))
     if broken:
         return False, "generated tests did not run in group(s): " + ", ".join(broken)
+    failing = sorted(g["group"] for g in generated_groups(t) if _failing(g) and g.get("group") != "smoke")
+    if failing:
+        return False, "generated tests fail in group(s): " + ", ".join(failing)
     return True, f"review passed ({r.overall} ≥ {r.threshold}) and tests did not regress"
 
 

@@ -144,9 +144,9 @@ def test_merge_gate_refuses_generated_tests_that_did_not_even_run():
     assert not ok and "did not run" in why and "smoke" in why
 
 
-def test_merge_gate_lets_failing_generated_tests_through_to_the_score():
-    # A generated test that runs and fails lowers the score (the reviewer sees it); only one that
-    # cannot run at all is a gate by itself.
+def test_merge_gate_lets_a_failing_smoke_group_through_to_the_score():
+    # The smoke group is never committed: when it fails it lowers the score; a failing group of the
+    # change (which would be committed) blocks (test_rules_fixes_decisions).
     ok, _ = merge_gate(passed_review(), suite_results(generated=((2, 1, 0),)))
     assert ok
     assert (

@@ -96,15 +96,26 @@ def test_a_neutral_change_scores_below_7_and_the_review_says_why():
     assert "removes no finding" in verdict["summary"]
 
 
-def test_missing_project_files_count_as_evidence_but_never_lift_the_cap_alone():
-    scaffold = {**NEUTRAL, "created_files": [".github/workflows/ci.yml", "SECURITY.md", "src/new.py"]}
-    tested = signal_assessment(scaffold, suite(groups=(("smoke", 3, 0), ("integration", 4, 0))))
-    untested = signal_assessment(scaffold, suite())
-    plain = signal_assessment(NEUTRAL, suite(groups=(("smoke", 3, 0), ("integration", 4, 0))))
-    assert any(r == "+0.5 missing project files added: .github/workflows/ci.yml, SECURITY.md"
-               for r in tested["reasons"])
-    assert tested["score"] == plain["score"] + 0.5
-    assert untested["score"] <= 6.5  # no finding removed and no passing test of the change: capped
+def test_documents_and_configs_alone_stay_below_the_gate_unless_asked_for():
+    docs = {"findings_before": {}, "findings_after": {}, "parse_failures": [], "created_files": ["SECURITY.md"],
+            "diff": {"files": 3, "added": 60, "removed": 0,
+                     "paths": ["SECURITY.md", ".github/workflows/ci.yml", "tests/repo_pilot/test_compliance.py"]}}
+    tested = suite(groups=(("smoke", 3, 0), ("compliance", 4, 0)))
+    unasked = signal_assessment(docs, tested)
+    assert unasked["score"] <= 6.5 and not any("project files" in r for r in unasked["reasons"])
+    assert not any("generated tests of the change pass" in r for r in unasked["reasons"])  # they check existence
+    code = {**docs, "findings_before": {"F401": 6}, "diff": {**docs["diff"], "paths": ["pkg/a.py", "SECURITY.md"]}}
+    assert signal_assessment(code, tested)["score"] >= 7.0
+    asked = signal_assessment({**docs, "asked_for_files": True}, tested)  # e.g. `--categories compliance`
+    assert asked["score"] >= 7.0 and any("the request asked for" in r for r in asked["reasons"])
+
+
+def test_a_committed_generated_test_that_fails_blocks_the_merge():
+    fix = {**NEUTRAL, "findings_after": {}, "diff": {"files": 1, "added": 5, "removed": 5, "paths": ["pkg/a.py"]}}
+    red = signal_assessment(fix, suite(groups=(("smoke", 3, 0), ("security", 1, 2))))
+    assert "generated tests fail in group security" in red["blockers"]
+    smoke_red = signal_assessment(fix, suite(groups=(("smoke", 1, 2), ("security", 3, 0))))
+    assert not smoke_red["blockers"]  # the smoke group is never committed: it only lowers the score
 
 
 def test_the_score_includes_the_test_results_and_lists_its_reasons():

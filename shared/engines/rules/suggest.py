@@ -15,7 +15,7 @@ from shared.adapters.analyzers import Finding
 from shared.engines.rules.facts import RepoFacts
 from shared.events import Improvement
 from shared.policy.behaviour import judge_site
-from shared.policy.review import is_security_finding
+from shared.policy.review import explicitly_asked, is_security_finding
 
 MAX_PER_CATEGORY = 4
 _MAX_LISTED = 20
@@ -85,11 +85,6 @@ def release_notes_tool(facts: RepoFacts) -> str | None:
     return None
 
 
-def explicitly_asked(category: str, categories: list[str]) -> bool:
-    """A category asked for on its own (not the default "everything"): the user wants its boilerplate."""
-    from shared.events.run import CATEGORIES
-
-    return category in categories and set(categories) != set(CATEGORIES)
 
 
 def _listing(findings: list[Finding]) -> str:
