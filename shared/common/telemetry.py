@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -270,16 +271,34 @@ def git_subcommand(args: Sequence[str]) -> str:
 
 @contextmanager
 def git_span(args: Sequence[str], *, tracer_provider: trace.TracerProvider | None = None) -> Iterator[trace.Span]:
-    """An INTERNAL span around one git command (`args` without the leading `git`).
+    """Record one git command (`args` without the leading `git`) under the operation that ran it.
 
+    Inside a span (a handler, a workspace operation) the command is an event on that span, with
+    its arguments, duration and error: a step runs dozens of git commands, and a span each
+    buried the trace (92 % of all spans). Outside any span it gets an INTERNAL span of its own.
     Credentials embedded in remote URLs are redacted before they become attributes.
     """
     subcommand = git_subcommand(args)
-    with tracer(tracer_provider).start_as_current_span(
-        f"git {subcommand}",
-        attributes={"pilot.git.args": [redact(str(a)) for a in args]},
-    ) as span:
-        yield span
+    redacted = [redact(str(a)) for a in args]
+    current = trace.get_current_span()
+    if not current.is_recording():
+        with tracer(tracer_provider).start_as_current_span(
+            f"git {subcommand}", attributes={"pilot.git.args": redacted},
+        ) as span:
+            yield span
+        return
+    began = time.monotonic()
+    error = None
+    try:
+        yield current
+    except BaseException as exc:
+        error = f"{type(exc).__name__}: {exc}"
+        raise
+    finally:
+        attributes = {"pilot.git.args": redacted, "pilot.git.duration_ms": round((time.monotonic() - began) * 1e3, 1)}
+        if error:
+            attributes["error.type"] = redact(error)[:200]
+        current.add_event(f"git {subcommand}", attributes)
 
 
 @contextmanager

@@ -197,6 +197,21 @@ def test_git_spans_name_the_subcommand_and_hide_credentials(spans):
     assert "https://***@github.com/o/r.git" in finished.attributes["pilot.git.args"]
 
 
+def test_git_commands_inside_an_operation_are_events_of_its_span(spans):
+    provider, exporter = spans
+    with handler_span("executor handle ImprovementsSuggested", TRACEPARENT, replayed=False,
+                      tracer_provider=provider):
+        with git_span(["worktree", "add", "/w"], tracer_provider=provider):
+            pass
+        with pytest.raises(RuntimeError), git_span(["-C", "/w", "apply", "p.patch"], tracer_provider=provider):
+            raise RuntimeError("patch does not apply")
+    (handler,) = exporter.get_finished_spans()  # one span, not three
+    assert [e.name for e in handler.events] == ["git worktree", "git apply"]
+    assert list(handler.events[0].attributes["pilot.git.args"]) == ["worktree", "add", "/w"]
+    assert handler.events[0].attributes["pilot.git.duration_ms"] >= 0
+    assert "patch does not apply" in handler.events[1].attributes["error.type"]
+
+
 def test_a_sandbox_span_records_the_command_and_what_the_caller_adds(spans):
     provider, exporter = spans
     with sandbox_span(["python", "-m", "pytest", "-q"], tracer_provider=provider) as span:
