@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sys
 from pathlib import Path
@@ -129,7 +130,7 @@ async def _run(settings: Settings, request: PipelineRequested, in_process: bool,
 
     _telemetry("repo-pilot", settings)
     services = list(PIPELINE_SERVICES) if in_process else []
-    async with System(settings, services=services, relay=in_process, projector=in_process) as system:
+    async with _run_span(), System(settings, services=services, relay=in_process, projector=in_process) as system:
         run_id = await append_request(system.store, request, service="cli", metadata=metadata)
         err.print(f"run [bold]{run_id}[/] on {request.repo} with the [bold]{request.engine}[/] engine")
         run = await render.follow(system.store, run_id, timeout, console=err)
@@ -139,6 +140,16 @@ async def _run(settings: Settings, request: PipelineRequested, in_process: bool,
         hint = failure_hint(await system.store.read_stream(run_id))
     render.print_verdict(console, run, await _beads(settings, run_id), hint=hint, log_path=log_path)
     return 0 if run and run["status"] == "COMPLETED" else 1
+
+
+@contextlib.asynccontextmanager
+async def _run_span():
+    """The root span of a run followed from the command line: it lasts as long as the run, and
+    the request (so every service's span) hangs under it."""
+    from shared.common.telemetry import tracer
+
+    with tracer().start_as_current_span("repo-pilot run"):
+        yield
 
 
 def failure_hint(events) -> str:
@@ -301,12 +312,16 @@ def request(
     """Append a PipelineRequested event and print the run id."""
     settings = _settings()
     req = build_request(repo, categories, threshold, engine, settings, ref, forge)
+    _telemetry("repo-pilot", settings)  # the run's trace starts here, not at the analyzer
 
     async def main() -> str:
         async with _store(settings) as store:
             return await append_request(store, req, service="cli")
 
     console.print(_arun(main()))
+    from shared.common.telemetry import shutdown_telemetry
+
+    shutdown_telemetry()  # a short command: send the request's span before returning
 
 
 class _store:

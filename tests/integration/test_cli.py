@@ -124,3 +124,19 @@ def test_a_failed_run_shows_its_hint_and_a_complete_run_log(cli_env, tmp_path):
     assert "branch" not in proc.stdout  # nothing was pushed: no branch to name
     logged = assert_complete_run_log(proc.stdout, "PipelineFailed", "StepFailed")
     assert logged[-1]["data"]["hint"]
+
+
+def test_request_starts_the_runs_trace_and_sends_it(cli_env, tmp_path):
+    """`repo-pilot request` exports its span before it returns: the run's trace starts at the
+    request (the root every service's span continues), not at the analyzer."""
+    from tests.support.otlp import otlp_receiver
+
+    repo = make_git_repo(tmp_path / "target", {"app.py": "print('hi')\n"})
+    with otlp_receiver() as receiver:
+        env = {**cli_env, "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint}
+        run_id = cli(env, "request", str(repo)).stdout.strip()
+        spans = receiver.spans()
+    (requested,) = [span for service, span in spans if span.name == "run requested" and service == "repo-pilot"]
+    assert {a.key: a.value.string_value for a in requested.attributes}["pilot.stream_id"] == run_id
+    event = json.loads(cli(cli_env, "events", run_id, "--json").stdout.splitlines()[0])
+    assert event["metadata"]["traceparent"].split("-")[1] == requested.trace_id.hex()
