@@ -47,7 +47,7 @@ async def on_improvements_suggested(event: Envelope, deps: Uses) -> list[Envelop
     gate = asyncio.Semaphore(CONCURRENCY)
 
     async def draft(n: int, imp: Improvement) -> tuple[str | None, str]:
-        """(diff, "") or (None, reason), computed in a scratch copy at the base sha."""
+        """(diff, what the engine says it did) or (None, reason), computed in a scratch copy at the base sha."""
         scratch = f"{ctx.run_id}-imp{n}"
         async with gate:
             # Stamped now, appended with the rest: the improvement's bead gets its real duration.
@@ -63,10 +63,10 @@ async def on_improvements_suggested(event: Envelope, deps: Uses) -> list[Envelop
                 return None, f"its patch could not be built: {exc.stderr.strip()[:300] or exc}"
             finally:
                 await deps.workspace.remove(scratch)
-        return (diff, "") if diff.strip() else (None, "the engine made no change for this improvement")
+        return (diff, done.summary) if diff.strip() else (None, "the engine made no change for this improvement")
 
     async def redo(n: int, imp: Improvement, done: list[PatchEntry]) -> tuple[str | None, str]:
-        """(diff, "") or (None, reason): the improvement implemented on top of the patches so far."""
+        """(diff, summary) or (None, reason): the improvement implemented on top of the patches so far."""
         scratch = f"{ctx.run_id}-redo{n}"
         path = await deps.workspace.worktree(scratch, ctx.request.repo, base, [p.patch for p in done])
         try:
@@ -78,7 +78,7 @@ async def on_improvements_suggested(event: Envelope, deps: Uses) -> list[Envelop
             return None, exc.reason
         finally:
             await deps.workspace.remove(scratch)
-        return (diff, "") if diff.strip() else (None, "no change left to make")
+        return (diff, done.summary) if diff.strip() else (None, "no change left to make")
 
     improvements = list(event.data.improvements)
     begun: dict[str, list[Envelope]] = {}
@@ -123,14 +123,16 @@ async def on_improvements_suggested(event: Envelope, deps: Uses) -> list[Envelop
             if diff is None:
                 add(ChangeRejected(improvement_id=imp.id, reason=reason))
                 continue
-            sha = commit_all(path, f"{imp.category}: {imp.title}\n\n{imp.rationale}\n\nRepo-Pilot-Improvement: {imp.id}")
+            done_line = f"\n\nWhat was done: {reason}" if reason else ""  # e.g. which sites, and why (behaviour)
+            sha = commit_all(path, f"{imp.category}: {imp.title}\n\n{imp.rationale}{done_line}\n\n"
+                                   f"Repo-Pilot-Improvement: {imp.id}")
             if sha is None:  # the patch applied but changed nothing: an earlier improvement made it already
                 add(ChangeRejected(improvement_id=imp.id, reason="its change is already made by an earlier "
                                                                  "improvement of this run"))
                 continue
             patch = format_patch(path, sha)
             files = sorted(filter(None, git(path, "show", "--name-only", "--format=", sha).splitlines()))
-            add(ChangeApplied(improvement_id=imp.id, patch=patch, files=files, commit_sha=sha))
+            add(ChangeApplied(improvement_id=imp.id, patch=patch, files=files, commit_sha=sha, summary=reason[:2000]))
             patches.append(PatchEntry(improvement_id=imp.id, commit_sha=sha, patch=patch))
             series += len(patch)
         head = git(path, "rev-parse", "HEAD")

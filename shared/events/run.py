@@ -101,6 +101,7 @@ class ChangeApplied(Payload):
     patch: str
     files: list[str]
     commit_sha: str
+    summary: str = ""  # what the engine did, and for a behaviour-changing fix where and why (optional: old logs)
 
 
 @event("run")
