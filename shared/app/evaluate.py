@@ -5,7 +5,10 @@ corpus itself is never touched, and run through the whole pipeline with the rule
 the configured servers (embedded ones when NATS_URL/DATABASE_URL are unset). A row says what a
 user would want to know: findings before → after, improvements applied (and how many change
 source code), the repository's own tests before → after, generated tests passed, merged or why
-not, time, and whether any internal name (`run-…`) reached a file of the merged tree.
+not, time, and whether any internal name (`run-…`) reached a file of the merged tree. Below the table,
+per repository a summary line to compare between versions (changes merged, how many touch code or
+may change behaviour, files added, the project's own checks on the changed files before → after,
+own tests, score) and per change its rule, files added and justification.
 
     python -m shared.app.evaluate DIR [--out eval.json] [--timeout 1800]
 """
@@ -18,13 +21,12 @@ import json
 import sys
 import tempfile
 import time
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 from shared.adapters.git import git, run_git
-from shared.engines.rules.project import LANGUAGES
-
-SOURCE_SUFFIXES = {s for suffixes, _ in LANGUAGES.values() for s in suffixes}
+from shared.policy.behaviour import changes_behaviour
+from shared.policy.paths import is_code_path
 INTERNAL_MARKERS = ("run-0", "run_0", "-imp0", "-imp1", "-imp2", "-imp3", "-imp4")
 
 
@@ -39,12 +41,24 @@ def corpus_entries(corpus: Path) -> list[Path]:
 
 def is_source_change(files: list[str]) -> bool:
     """True when an improvement touched code (not tests, docs or configuration)."""
-    for rel in files:
-        p = PurePosixPath(rel)
-        if p.suffix in SOURCE_SUFFIXES and not {"tests", "test", "docs", "doc"} & set(p.parts[:-1]) \
-                and not p.name.startswith("test_") and p.name != "conftest.py":
-            return True
-    return False
+    return any(is_code_path(rel) for rel in files)
+
+
+def changes_of(events: list[Any], base_files: set[str] | None = None) -> list[dict[str, Any]]:
+    """Per applied change: what it touched, the files it added, whether it may change behaviour and
+    the justification its summary gives (pure)."""
+    rules = {i.id: i.rule for e in events if e.type == "ImprovementsSuggested" for i in e.data.improvements}
+    out = []
+    for e in events:
+        if e.type != "ChangeApplied":
+            continue
+        a = e.data
+        added = sorted(f for f in a.files if base_files is not None and f not in base_files)
+        out.append({"id": a.improvement_id, "rule": rules.get(a.improvement_id), "files": list(a.files),
+                    "added": added, "code": is_source_change(a.files),
+                    "behaviour_changing": changes_behaviour(rules.get(a.improvement_id)),
+                    "justification": a.summary})  # fmt: skip
+    return out
 
 
 def _suite(group: dict | None) -> str:
@@ -54,6 +68,44 @@ def _suite(group: dict | None) -> str:
         return f"could not run ({group['errors']} err)"
     bad = group.get("failed", 0) + group.get("errors", 0)
     return f"{group.get('passed', 0)}/{group.get('total', 0)}" + (f" ({bad} failing)" if bad else "")
+
+
+def summary_line(row: dict[str, Any]) -> str:
+    """One line a person can compare between versions of Repo Pilot (pure)."""
+    changes = row.get("changes") or []
+    merged = f"merged {len(changes)} change(s)" if row["merged"] else f"not merged ({len(changes)} applied)"
+    code = sum(c["code"] for c in changes)
+    behaviour = sum(c["behaviour_changing"] for c in changes)
+    added = sorted({f for c in changes for f in c["added"]})
+    checks = ", ".join(f"{t} {b}→{row['checks_after'].get(t, '-')}" for t, b in sorted((row.get("checks_before")
+                       or {}).items())) or "none run"  # fmt: skip
+    return (f"{row['repo']}: {merged}; {code} touch code, {behaviour} behaviour-changing (justified in their "
+            f"summary); files added: {', '.join(added) or 'none'}; project checks on the changed files: {checks}; "
+            f"own tests {_suite(row['own_before'])} → {_suite(row['own_after'])}; score {row['score']}")
+
+
+async def project_checks_delta(repo: Path, base: str, head: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The project's own checks (shared/adapters/project_checks.py) on the files changed between `base`
+    and `head`, at each: tool -> number of findings, or why it did not run."""
+    from shared.adapters import project_checks as pc
+    from shared.adapters.sandbox import LocalSandbox
+
+    changed = [f for f in run_git(repo, "diff", "--name-only", "--diff-filter=AM", base, head).stdout.splitlines()
+               if f]  # fmt: skip
+    if not changed or base == head:
+        return {}, {}
+    out: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="repo-pilot-checks-") as tmp:
+        for sha in (base, head):
+            copy = Path(tmp) / sha
+            git(Path(tmp), "clone", "--quiet", "--no-hardlinks", str(repo), str(copy))
+            git(copy, "checkout", "--quiet", sha)
+            tools, skipped = pc.detect(copy)
+            present = [f for f in changed if (copy / f).is_file()]
+            runs = await pc.run_checks(pc._Runner(copy, LocalSandbox()), tools, present)
+            out.append({t: (len(r.findings) if not r.not_run else f"not run: {r.not_run}") for t, r in runs.items()}
+                       | {t: f"not run: {why}" for t, why in skipped.items()})  # fmt: skip
+    return out[0], out[1]
 
 
 def summarize(name: str, events: list[Any], seconds: float, leaks: list[str]) -> dict[str, Any]:
@@ -85,6 +137,9 @@ def summarize(name: str, events: list[Any], seconds: float, leaks: list[str]) ->
         "why": (f"failed at {failed.step}: {failed.error}" if failed else (merge.reason if merge else "")),
         "seconds": round(seconds, 1),
         "internal_name_files": leaks,
+        "changes": changes_of(events),
+        "checks_before": {},
+        "checks_after": {},
     }
     return row
 
@@ -126,7 +181,16 @@ async def evaluate(corpus: Path, timeout: float) -> list[dict[str, Any]]:
                 seconds = time.monotonic() - started
                 await asyncio.sleep(1)  # the run's last events (StepCompleted) land after the status flips
                 events = await system.store.read_stream(run_id)
-                rows.append(summarize(name, events, seconds, leaked_files(dest)))
+                row = summarize(name, events, seconds, leaked_files(dest))
+                base = next((e.data.base_sha for e in events if e.type == "ChangesCommitted"), None)
+                if base:
+                    head = git(dest, "rev-parse", "HEAD")
+                    base_files = set(git(dest, "ls-tree", "-r", "--name-only", base).splitlines())
+                    row["changes"] = changes_of(events, base_files)
+                    row["checks_before"], row["checks_after"] = await project_checks_delta(dest, base, head)
+                row["summary"] = summary_line(row)
+                print(row["summary"], file=sys.stderr, flush=True)
+                rows.append(row)
     return rows
 
 
@@ -148,6 +212,19 @@ def render_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(out)
 
 
+def render_changes(rows: list[dict[str, Any]]) -> str:
+    """Acceptability per repository and per change: the summary line, then each change with the files
+    it added and, when it may change behaviour, its justification."""
+    out = []
+    for r in rows:
+        out.append(f"- {r.get('summary') or summary_line(r)}")
+        for c in r.get("changes") or []:
+            kind = "behaviour-changing" if c["behaviour_changing"] else "keeps behaviour"
+            added = f"; adds {', '.join(c['added'])}" if c["added"] else ""
+            out.append(f"  - {c['id']} ({c['rule']}, {kind}{added}): {c['justification'][:300]}")
+    return "\n".join(out)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("corpus", type=Path)
@@ -163,6 +240,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = asyncio.run(evaluate(args.corpus, args.timeout))
     args.out.write_text(json.dumps(rows, indent=2) + "\n")
     print(render_table(rows))
+    print()
+    print(render_changes(rows))
     print(f"\n(written to {args.out})")
     return 0 if all(r["status"] == "completed" and not r["internal_name_files"] for r in rows) else 1
 
