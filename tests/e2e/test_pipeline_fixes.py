@@ -37,7 +37,7 @@ async def test_textbook_findings_are_fixed_merged_with_green_tests_and_tests_of_
     assert run["status"] == "COMPLETED", run["error"]
     applied = {e.data.improvement_id for e in events if e.type == "ChangeApplied"}
     rejected = {e.data.improvement_id: e.data.reason for e in events if e.type == "ChangeRejected"}
-    assert {"security-codemod-subprocess-shell-false", "security-codemod-secure-random",
+    assert {"security-codemod-subprocess-shell-false", "security-secure-random",
             "security-codemod-add-requests-timeouts", "compliance-lint-f",
             "compliance-lint-e7-unsafe"} <= applied, rejected  # fmt: skip
     [suggested] = [e.data for e in events if e.type == "ImprovementsSuggested"]
