@@ -194,9 +194,14 @@ def limit_to_changed(after: str, repaired: str, ranges: list[tuple[int, int]], r
     of them); every other line stays as it was in `after` (pure)."""
     a, r = after.splitlines(keepends=True), repaired.splitlines(keepends=True)
     out: list[str] = []
+    def near(i1: int, i2: int) -> bool:  # half-open ranges; an empty one counts as the line at it
+        return any(i1 < max(end, start + 1) + reach and start - reach < max(i2, i1 + 1) for start, end in ranges)
+
     for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(None, a, r, autojunk=False).get_opcodes():
-        near = any(i1 - reach <= end and start <= i2 + reach for start, end in ranges)
-        out.extend(r[j1:j2] if tag != "equal" and near else a[i1:i2])
+        if tag == "replace" and i2 - i1 == j2 - j1:  # line for line: decide each line on its own
+            out.extend(r[j1 + k] if near(i1 + k, i1 + k + 1) else a[i1 + k] for k in range(i2 - i1))
+        else:
+            out.extend(r[j1:j2] if tag != "equal" and near(i1, i2) else a[i1:i2])
     return "".join(out)
 
 
@@ -437,3 +442,51 @@ async def gate_change(repo: Path, since: str, sandbox: Sandbox) -> GateReport:
         raise ChangeRejectedError(f"the change adds {len(problems)} finding(s) under the project's own "
                                   f"checks, not repairable within its lines: {named}")  # fmt: skip
     return report
+
+
+# -- generated tests in the project's style --------------------------------------------------------
+
+
+async def conform_generated(repo: Path, files: dict[str, str], sandbox: Sandbox) -> tuple[dict[str, str], dict[str, str]]:
+    """Generated Python test files as the project would write them: unused imports removed and
+    imports sorted (ruff's safe fixes), then the project's formatter (its quote style, line length),
+    all under the project's own configuration. Returns (kept files, dropped file -> why): a file
+    that still has findings under the project's ruff configuration is dropped, with them named.
+    The files are written into `repo` only while this runs."""
+    repo = Path(repo)
+    py = {rel: text for rel, text in files.items() if rel.endswith(PY)}
+    if not py:
+        return dict(files), {}
+    try:
+        tools, _ = detect(repo)
+    except ValueError:
+        tools = []
+    r = _Runner(repo, sandbox)
+    fresh = [rel for rel in py if not (repo / rel).exists()]
+    kept, dropped = {rel: t for rel, t in files.items() if rel not in py}, {}
+    try:
+        for rel, text in py.items():
+            (repo / rel).parent.mkdir(parents=True, exist_ok=True)
+            (repo / rel).write_text(text, encoding="utf-8")
+        names = sorted(py)
+        fix = [*tool_command("ruff"), "check", "--no-cache", "--exit-zero", "--fix", "--no-unsafe-fixes", "--quiet"]
+        # Our own leftovers whatever the project selects: unused imports, then import order.
+        await r.run([*fix, "--extend-select", "F401,I001", *([] if ruff_config(repo) else ["--isolated"]),
+                     "--", *names])  # fmt: skip
+        if "isort" in tools and _installed("isort"):
+            await r.run([_installed("isort") or "isort", "--quiet", *names])
+        if "ruff-format" in tools:
+            await r.run([*tool_command("ruff"), "format", "--no-cache", "--quiet", *names])
+        elif "black" in tools and _installed("black"):
+            await r.run([_installed("black") or "black", "--quiet", *names])
+        left = await _ruff(r, names) if "ruff" in tools else CheckRun("ruff")
+        for rel in names:
+            problems = [s for s in left.shown if s.startswith(f"{rel}:")]
+            if problems:
+                dropped[rel] = "; ".join(problems[:MAX_NAMED])
+            else:
+                kept[rel] = (repo / rel).read_text(encoding="utf-8")
+    finally:
+        for rel in fresh:
+            (repo / rel).unlink(missing_ok=True)
+    return kept, dropped

@@ -55,10 +55,14 @@ def _settings() -> Settings:
 
 
 def _logging(level: int) -> None:
+    """Human lines on a terminal; one JSON object a line (with trace, span and run ids) otherwise,
+    so a log aggregator can join a service's logs to its traces."""
     from rich.logging import RichHandler
 
-    logging.basicConfig(level=level, format="%(name)s: %(message)s", datefmt="[%X]",
-                        handlers=[RichHandler(console=err, show_path=False)], force=True)
+    from shared.common.telemetry import json_log_handler
+
+    handler = RichHandler(console=err, show_path=False) if err.is_terminal else json_log_handler()
+    logging.basicConfig(level=level, format="%(name)s: %(message)s", datefmt="[%X]", handlers=[handler], force=True)
     from shared.common.redaction import RedactingFilter
 
     for handler in logging.getLogger().handlers:
@@ -69,8 +73,9 @@ def _logging(level: int) -> None:
 
 
 def _telemetry(service: str, settings: Settings) -> None:
-    from shared.common.telemetry import setup_telemetry
+    from shared.common.telemetry import name_process, setup_telemetry
 
+    name_process(service)
     setup_telemetry(service, settings.otel_endpoint)
 
 

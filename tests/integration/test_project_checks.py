@@ -174,3 +174,36 @@ async def test_a_local_pre_commit_hook_the_change_breaks_rejects_it(project):
 
 def test_pre_commit_is_installed_beside_repo_pilot():
     assert (Path(sys.executable).parent / "pre-commit").exists()
+
+
+async def test_generated_tests_import_nothing_undeclared_and_pass_the_projects_ruff(project, tmp_path):
+    from shared.engines.rules.engine import RulesEngine
+    from shared.events import Improvement
+
+    core = project / "tidy" / "core.py"
+    core.write_text("import sys\n" + core.read_text())
+    make_git_repo(project, {}, message="an unused import")
+    core.write_text(core.read_text().replace("import sys\n", "", 1))
+    imp = Improvement(id="compliance-lint-f", category="compliance", title="Fix 1 pyflakes finding",
+                      rationale="unused", files=["tidy/core.py"], rule="lint:F401",
+                      changes="- `tidy/core.py:1` F401: `sys` imported but unused")  # fmt: skip
+    make_git_repo(project, {}, message="compliance: fix\n\nRepo-Pilot-Improvement: compliance-lint-f")
+
+    engine = RulesEngine(home=tmp_path / "home", tools_home=tmp_path / "tools", sandbox=LocalSandbox())
+    generated = await engine.write_tests(project, [imp], ["compliance"])
+
+    change = generated.groups["compliance"]["tests/repo_pilot/test_compliance_change.py"]
+    assert "hypothesis" not in change  # the project does not declare it
+    assert "importlib.import_module('tidy.core')" in change  # the project's quote style
+    assert not (project / "tests" / "repo_pilot").exists() or not any((project / "tests" / "repo_pilot").iterdir())
+    for files in generated.groups.values():
+        for rel, text in files.items():
+            (project / rel).parent.mkdir(parents=True, exist_ok=True)
+            (project / rel).write_text(text)
+    written = sorted(rel for files in generated.groups.values() for rel in files)
+    assert _ruff(project, "check", *written).returncode == 0  # no unused imports, sorted, under its config
+    assert _ruff(project, "format", "--check", *written).returncode == 0
+    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *written], cwd=project,
+                         capture_output=True, text=True, env={"PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1", "PATH": "/usr/bin:/bin"},
+                         check=False)  # fmt: skip
+    assert run.returncode == 0, run.stdout[-2000:]

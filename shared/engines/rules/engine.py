@@ -22,7 +22,8 @@ from shared.adapters.tools_env import ToolsUnavailable, ensure_tools
 from shared.common.pyparse import PARSE_LOCK
 import shared.engines.rules.facts as facts_mod
 from shared.adapters.ghostwriter import ghostwrite
-from shared.adapters.target_env import python_for
+from shared.adapters.project_checks import conform_generated
+from shared.adapters.target_env import declared_names, python_for, read_declared, read_dependency_files
 from shared.engines.rules.change_plan import PROPERTIES_HEADER, plan_change_tests
 from shared.engines.rules.change_tests import ChangeTests, render
 from shared.engines.rules.codemods import ADDS_DEPENDENCY, apply_codemod, codemod_for, codemod_improvements
@@ -214,14 +215,16 @@ class RulesEngine:
             return generated
         plans = await asyncio.to_thread(_locked, plan_change_tests, repo, facts, improvements)
         groups = {g: dict(files) for g, files in generated.groups.items()}
+        # Only what the project declares for its tests: no Hypothesis unless it depends on it.
+        hypothesis = "hypothesis" in declared_names(read_declared(read_dependency_files(repo), repo.resolve()))
         py = None
         for category in sorted(set(categories)):
             files = groups.setdefault(category, {})
             plan = plans.get(category, ChangeTests())
-            text = render(category, plan)
+            text = render(category, plan, hypothesis=hypothesis)
             if text:
                 files[f"tests/repo_pilot/test_{category}_change.py"] = text
-            if plan.fuzz:
+            if plan.fuzz and hypothesis:
                 py = py or await python_for(repo, self.home, self.own_tests.sandbox)
                 written = await ghostwrite(self.own_tests.sandbox, repo, py.executable, plan.fuzz)
                 props = [t for _, t in sorted(written.items()) if not t.startswith("#error")]
@@ -229,7 +232,19 @@ class RulesEngine:
                     files[f"tests/repo_pilot/test_{category}_properties.py"] = PROPERTIES_HEADER + "\n\n".join(props)
             if not files:
                 groups.pop(category)
-        return GeneratedTests(groups=groups)
+        return GeneratedTests(groups=await self._in_project_style(repo, groups))
+
+    async def _in_project_style(self, repo: Path, groups: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
+        """Each group's files through the project's own ruff and formatter; a file that still has
+        findings under the project's configuration is left out (logged with them)."""
+        out = {}
+        for group, files in groups.items():
+            kept, dropped = await conform_generated(repo, files, self.own_tests.sandbox)
+            for rel, why in dropped.items():
+                log.warning("generated test %s left out: the project's ruff configuration reports %s", rel, why)
+            if kept:
+                out[group] = kept
+        return out
 
     def drain_calls(self) -> list[LlmCallRecorded]:
         return []

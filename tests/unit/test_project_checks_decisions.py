@@ -1,0 +1,52 @@
+"""Pure decisions of the project-checks gate and of generated tests without Hypothesis."""
+
+from __future__ import annotations
+
+import pytest
+
+from shared.adapters.project_checks import CheckRun, added, changed_ranges, limit_to_changed
+from shared.engines.rules.change_tests import ChangeTests, bare_callable, render
+
+pytestmark = pytest.mark.unit
+
+
+def test_a_repair_is_cut_back_to_the_lines_the_change_touched():
+    base = "a = 1\nb  =  2\n\n\nc = 3\nd  =  4\n"
+    after = "a = 1\nb  =  2\n\n\nc = 3\nnew  =  5\nd  =  4\n"  # the change added `new  =  5`
+    repaired = "a = 1\nb = 2\n\n\nc = 3\nnew = 5\nd = 4\n"  # a formatter fixed everything
+    out = limit_to_changed(after, repaired, changed_ranges(base, after), reach=0)
+    assert out == "a = 1\nb  =  2\n\n\nc = 3\nnew = 5\nd  =  4\n"
+
+
+def test_blank_line_debris_beside_a_deletion_is_within_reach():
+    base = "import os\nimport sys\n\n\ndef f():\n    return sys\n"
+    after = "import sys\n\n\ndef f():\n    return sys\n"
+    assert changed_ranges(base, after) == [(0, 0)]
+    debris = "\n\n\nimport sys\n\n\ndef f():\n    return sys\n"
+    cleaned = "import sys\n\n\ndef f():\n    return sys\n"
+    assert limit_to_changed(debris, cleaned, changed_ranges(base, debris)) == cleaned
+
+
+def test_a_finding_that_only_moved_is_not_added():
+    before = CheckRun("ruff", ("a.py: F401 `os` unused",), ("a.py:1 F401 `os` unused",))
+    after = CheckRun("ruff", ("a.py: F401 `os` unused", "a.py: B006 mutable"),
+                     ("a.py:3 F401 `os` unused", "a.py:7 B006 mutable"))  # fmt: skip
+    assert added(before, after) == ["a.py:7 B006 mutable"]
+
+
+def test_functions_callable_without_arguments():
+    source = "def a(): pass\ndef b(x=1, *, y=2): pass\ndef c(x): pass\ndef d(*, y): pass\nasync def e(): pass\n"
+    assert [n for n in "abcde" if bare_callable(source, n)] == ["a", "b"]
+
+
+def test_without_hypothesis_nothing_imports_it_and_no_vacuous_spy_test_is_written():
+    plan = ChangeTests(spies=[("pixee:python/secure-random", "pkg.a", "token"),
+                              ("pixee:python/secure-random", "pkg.a", "shuffle_with")],
+                       bare={"pkg.a.token"})  # fmt: skip
+    text = render("security", plan, hypothesis=False)
+    assert "hypothesis" not in text and "@given" not in text
+    assert "def test_pkg_a_token_uses_no_predictable_random():" in text
+    assert "shuffle_with" not in text  # it needs arguments only Hypothesis could draw
+    compile(text, "test_security_change.py", "exec")
+    assert render("security", ChangeTests(spies=[("pixee:python/secure-random", "pkg.a", "f")]),
+                  hypothesis=False) is None  # fmt: skip
