@@ -44,6 +44,15 @@ async def on_review_or_tests(event: Envelope, deps: Uses) -> list[Envelope]:
             commit_all(path, f"tests: {len(committed_tests)} generated test file(s) of the change\n\n"
                        "Written by Repo Pilot; they passed on the change and test what it changed.")
         forge = deps.make_forge(ctx.request.forge, ctx.request.repo)
+        # A replay (or a run on a stale base) must not merge what the target already has.
+        already_has = getattr(forge, "already_has", None)  # the GitHub forge cannot tell yet
+        base = await already_has(path, c.branch) if ok and already_has is not None else None
+        if base is not None:
+            replay = f" (a replay of {ctx.replayed_from})" if ctx.replayed_from else ""
+            result = MergeCompleted(pushed=False, branch=c.branch, merged=False,
+                                    reason=f"already merged: {base} already has every change of this run{replay}")
+            return emit(event, SERVICE, StepStarted(step="merge"), result,
+                        StepCompleted(step="merge", summary=result.reason))
         # Each forge action checks first whether it was already done: a redelivery never doubles it.
         await forge.publish(path, c.branch)
         request = await forge.open_request(path, c.branch, f"Repo Pilot: {len(c.patches)} improvements", body)

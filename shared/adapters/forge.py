@@ -101,6 +101,21 @@ class _BookForge(ABC):
         """Push the branch; False when the forge already has it at this commit."""
         return await asyncio.to_thread(publish_branch, Path(repo), self.remote, branch)
 
+    async def already_has(self, repo: Path, branch: str) -> str | None:
+        """The base branch's name when it already holds every change of `branch` (checked out in
+        the working copy `repo`): merging would change no file. None when it would, or when that
+        cannot be told (a conflict, a base that cannot be fetched)."""
+        return await asyncio.to_thread(self._already_has_sync, Path(repo), branch)
+
+    def _already_has_sync(self, repo: Path, branch: str) -> str | None:
+        base = self.base or self._base_branch()
+        try:
+            git(repo, "fetch", "--quiet", "--no-tags", self.remote, f"refs/heads/{base}")
+            merged_tree = git(repo, "merge-tree", "--write-tree", "FETCH_HEAD", branch).splitlines()[0]
+        except GitError:  # conflicts (exit 1) or no such base: not "already there"
+            return None
+        return base if merged_tree == git(repo, "rev-parse", "FETCH_HEAD^{tree}") else None
+
     async def find_request(self, branch: str) -> MergeRequest | None:
         """The newest request for `branch`, or None."""
         record = _latest(await asyncio.to_thread(self.book.read), branch)

@@ -14,7 +14,7 @@ from rich.console import Console
 
 from shared.adapters.run_log import write_run_log
 from shared.app import render
-from shared.app.requests import RunInProgress, append_request, replay_request
+from shared.app.requests import RunInProgress, append_request
 from shared.common.redaction import redact
 from shared.common.settings import Settings
 from shared.events import CATEGORIES, PipelineRequested
@@ -129,15 +129,20 @@ def run(
     raise typer.Exit(code)
 
 
-async def _run(settings: Settings, request: PipelineRequested, in_process: bool, timeout: float,
-               metadata: dict | None = None) -> int:
+async def _run(settings: Settings, request: PipelineRequested | None, in_process: bool, timeout: float,
+               start=None) -> int:
+    """Request a run (or `start(store)` one: returns its id, request and what to say) and follow it."""
     from shared.app.runtime import PIPELINE_SERVICES, System
 
     _telemetry("repo-pilot", settings)
     services = list(PIPELINE_SERVICES) if in_process else []
     async with _run_span(), System(settings, services=services, relay=in_process, projector=in_process) as system:
-        run_id = await append_request(system.store, request, service="cli", metadata=metadata)
-        err.print(f"run [bold]{run_id}[/] on {request.repo} with the [bold]{request.engine}[/] engine")
+        if start is None:
+            run_id = await append_request(system.store, request, service="cli")
+            said = f"run [bold]{run_id}[/] on {request.repo} with the [bold]{request.engine}[/] engine"
+        else:
+            run_id, request, said = await start(system.store)
+        err.print(said)
         run = await render.follow(system.store, run_id, timeout, console=err)
         ended = bool(run and run["status"] in render.DONE)
         # Written here too (the analyzer also writes it), so the file exists when its path is printed.
@@ -514,22 +519,35 @@ async def _import(path: Path) -> int:
 @app.command()
 def replay(
     run_id: Annotated[str, typer.Argument(help="The run to replay.")],
+    from_step: Annotated[str | None, typer.Option("--from", help="Fork: copy the run's events up to this "
+                         "step (analyze, suggest, execute, test, review, merge, docs) and go on from there.")] = None,
+    reuse_llm: Annotated[bool, typer.Option("--reuse-llm", help="Answer from the run's recorded model calls "
+                         "(by prompt hash) instead of asking the model again.")] = False,
+    local: Annotated[bool | None, typer.Option("--local/--no-local", help="Run the services in this process "
+                     "(default: yes unless NATS_URL and DATABASE_URL point at a running cluster).")] = None,
     timeout: Annotated[float, typer.Option()] = 1800,
 ) -> None:
-    """Run a recorded request again; model answers are reused from the recorded calls."""
+    """Replay a recorded run as a new run: from the start (pinned to the commit it analyzed), or
+    forked from one of its steps. Changes the target already has are never merged again."""
+    from shared.app.replay import ReplayRefused, replay as start_replay
+
     settings = _settings()
 
-    async def original():
-        async with _store(settings) as store:
-            return await store.read_stream(run_id)
+    async def start(store):
+        try:
+            new_run, request = await start_replay(store, run_id, from_step, reuse_llm=reuse_llm, service="cli")
+        except LookupError:
+            _fail(f"no run {run_id!r} to replay; `repo-pilot runs` lists them")
+        except ReplayRefused as exc:
+            _fail(str(exc))
+        how = f"forked from its {from_step} step" if from_step not in (None, "analyze") else "from the start"
+        answers = "recorded model answers reused" if reuse_llm else "the model is asked again"
+        return new_run, request, (f"replay of {run_id} ({how}; {answers}): run [bold]{new_run}[/] on "
+                                  f"{request.repo} with the [bold]{request.engine}[/] engine")
 
-    try:
-        request = replay_request(_arun(original()))
-    except LookupError:
-        _fail(f"no run {run_id!r} to replay")
     _logging(logging.WARNING)
-    in_process = not (settings.nats_url and settings.database_url)
-    raise typer.Exit(_arun(_run(settings, request, in_process, timeout, {"replayed_from": run_id})))
+    in_process = local if local is not None else not (settings.nats_url and settings.database_url)
+    raise typer.Exit(_arun(_run(settings, None, in_process, timeout, start=start)))
 
 
 @projections_app.command("rebuild")

@@ -364,14 +364,32 @@ def _sse(event: Envelope) -> ServerSentEvent:
     return ServerSentEvent(raw_data=event.to_json(), event=event.type, id=str(event.global_position))
 
 
-@_api.post("/runs/{run_id}/replay", status_code=status.HTTP_201_CREATED, response_model=RunCreated,
-           responses={404: {"description": "No such run"}})
-async def replay_run(run_id: str, store: StoreDep) -> RunCreated:
-    """Run a recorded request again from the same base commit; model answers are reused."""
-    from shared.app.requests import replay_request
+class ReplayRequest(BaseModel):
+    """What `POST /runs/{run_id}/replay` accepts (all optional: the whole run again)."""
 
+    from_step: str | None = Field(default=None, max_length=16, description=(
+        "Fork from this step (analyze, suggest, execute, test, review, merge, docs): the new run copies "
+        "the original's events up to it and goes on from there. Empty: the whole run again."))
+    reuse_llm: bool = Field(default=False, description="Answer from the run's recorded model calls.")
+
+
+@_api.post("/runs/{run_id}/replay", status_code=status.HTTP_201_CREATED, response_model=RunCreated,
+           responses={404: {"description": "No such run"},
+                      400: {"description": "The run never reached that step, or no such step"},
+                      409: {"description": "A run on the same repository and ref has not ended"}})
+async def replay_run(run_id: str, store: StoreDep, body: ReplayRequest | None = None) -> RunCreated:
+    """Replay a recorded run as a new run, from the start or forked from a step; changes the target
+    already has are never merged again."""
+    from shared.app.replay import ReplayRefused, replay
+    from shared.app.requests import RunInProgress
+
+    body = body or ReplayRequest()
     try:
-        req = replay_request(await store.read_stream(run_id))
+        new_run, _ = await replay(store, run_id, body.from_step, reuse_llm=body.reuse_llm, service="gateway")
     except LookupError:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no run {run_id!r} to replay") from None
-    return RunCreated(run_id=await _append(store, req, {"replayed_from": run_id}))
+    except ReplayRefused as exc:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, detail=str(exc)) from None
+    except RunInProgress as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, detail=str(exc)) from None
+    return RunCreated(run_id=new_run)

@@ -1,4 +1,4 @@
-"""What a user may ask for: validating a pipeline request, deriving a replay, appending it.
+"""What a user may ask for: validating a pipeline request, appending it.
 
 Shared by the CLI and the HTTP gateway so both refuse the same bad requests with the same
 words. Validation raises ValueError with a message meant for the user; each face turns it into
@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from shared.common.settings import Settings
-from shared.events import CATEGORIES, Envelope, PipelineRequested, make_event, new_run_stream
+from shared.events import CATEGORIES, PipelineRequested, make_event, new_run_stream
 
 ENGINES = ("rules", "llm")
 FORGES = ("local", "remote", "github")
@@ -123,21 +123,6 @@ def refuse_dirty_worktree(path: Path) -> None:
                          "tree. Commit or stash your changes (`git stash`), then run again.")
 
 
-def replay_request(events: Sequence[Envelope]) -> PipelineRequested:
-    """The request to run again for a recorded run (its events in order), or LookupError.
-
-    The ref is pinned to the commit the original run analyzed, so prompts (and so recorded
-    model answers) match.
-    """
-    if not events or events[0].type != "PipelineRequested":
-        raise LookupError("no run to replay: its stream does not start with PipelineRequested")
-    request = events[0].data
-    analyzed = next((e.data for e in events if e.type == "RepoAnalyzed"), None)
-    if analyzed is not None:
-        request = request.model_copy(update={"ref": analyzed.base_sha})
-    return request
-
-
 class RunInProgress(ValueError):
     """Another run on the same repository and ref has not ended: two would merge the same changes."""
 
@@ -150,7 +135,7 @@ class RunInProgress(ValueError):
         self.runs = runs
 
 
-def _target_lock(repo: str, ref: str | None) -> int:
+def target_lock(repo: str, ref: str | None) -> int:
     import hashlib
 
     digest = hashlib.sha256(f"request:{repo}\0{ref or ''}".encode()).digest()
@@ -171,7 +156,7 @@ async def append_request(store, request: PipelineRequested, *, service: str,
     with tracer().start_as_current_span("run requested", attributes={"pilot.stream_id": stream}):
         event = make_event(request, stream, service=service, metadata=metadata)
     async with store.pool.acquire() as conn, conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock($1)", _target_lock(request.repo, request.ref))
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", target_lock(request.repo, request.ref))
         if running := await store.unfinished_runs(request.repo, request.ref, conn):
             raise RunInProgress(request.repo, request.ref, running)
         await store.append_in(conn, stream, [event], 0)

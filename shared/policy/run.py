@@ -38,6 +38,7 @@ class RunContext:
     tokens_spent: int = 0
     cost_spent: float = 0.0
     replayed_from: str | None = None
+    reuse_llm: bool = True  # a replay answers from the original's recorded model calls
     llm_calls: list[LlmCallRecorded] = field(default_factory=list)
 
     @property
@@ -65,6 +66,8 @@ def run_context(run_id: str, events: list[Envelope]) -> RunContext:
         if isinstance(d, PipelineRequested):
             ctx.request = d
             ctx.replayed_from = e.metadata.get("replayed_from")
+            # Replays recorded before the choice existed always reused the answers.
+            ctx.reuse_llm = bool(e.metadata.get("reuse_llm", True))
         elif isinstance(d, RepoAnalyzed):
             ctx.analyzed = d
         elif isinstance(d, ImprovementsSuggested):
@@ -122,7 +125,8 @@ async def load_context(store: EventStore, event: Envelope) -> RunContext:
 
 
 async def previous_calls(store: EventStore, ctx: RunContext) -> list[LlmCallRecorded]:
-    """Model calls of the run this one replays (empty when it is not a replay)."""
-    if not ctx.replayed_from:
+    """Model calls of the run this one replays (empty when it is not a replay, or a replay that
+    asked the model again)."""
+    if not ctx.replayed_from or not ctx.reuse_llm:
         return []
     return run_context(ctx.replayed_from, await store.read_stream(ctx.replayed_from)).llm_calls

@@ -280,3 +280,20 @@ async def test_the_gateway_command_serves_with_its_own_store(cli_env, database_u
         conn = await asyncpg.connect(database_url)
         await conn.execute(f'DROP SCHEMA IF EXISTS "{db_schema}" CASCADE')
         await conn.close()
+
+
+async def test_a_fork_over_http_copies_the_run_up_to_its_step(client, store, repo):
+    run_id = await _create(client, repo, categories=["security"])
+    started = make_event(StepStarted(step="analyze"), run_id)
+    await store.append(run_id, [started])
+    bad = await client.post(f"/runs/{run_id}/replay", json={"from_step": "review"}, headers=AUTH)
+    assert bad.status_code == 400 and "never reached 'review'; it started analyze" in bad.json()["detail"]
+    assert (await client.post(f"/runs/{run_id}/replay", json={"from_step": "x" * 17}, headers=AUTH)).status_code == 422
+
+    resp = await client.post(f"/runs/{run_id}/replay", json={"from_step": "analyze", "reuse_llm": True}, headers=AUTH)
+    assert resp.status_code == 409  # the original has not ended: two runs on one target would both merge
+    await store.append(run_id, [make_event(PipelineCompleted(verdict="not_merged"), run_id)])
+    resp = await client.post(f"/runs/{run_id}/replay", json={"from_step": "analyze", "reuse_llm": True}, headers=AUTH)
+    assert resp.status_code == 201
+    [request] = await store.read_stream(resp.json()["run_id"])
+    assert request.metadata["replayed_from"] == run_id and request.metadata["reuse_llm"] is True
