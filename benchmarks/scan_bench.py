@@ -1,0 +1,83 @@
+"""Scanning a large repository: the analyzer's reading of a working copy (`facts.collect`, which
+parses every Python file, and `scan_repo`, the budgeted read a model gets) against the floor of
+`git ls-files` plus reading every listed file once. Each side runs in a child process so its peak
+memory (ru_maxrss from wait4) is its own.
+
+The repository: a copy of this interpreter's standard library (no site-packages, no caches), a
+7 MB generated Python file and a 60 MB binary, committed once. Built in a temp dir, then removed.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+import time
+from pathlib import Path
+
+OURS = (
+    "import sys; from pathlib import Path\n"
+    "from shared.engines.rules import facts\n"
+    "from shared.engines.scan import scan_repo\n"
+    "r = Path(sys.argv[1]); facts.collect(r); scan_repo(r)\n"
+)
+FLOOR = (
+    "import subprocess, sys; from pathlib import Path\n"
+    "r = Path(sys.argv[1])\n"
+    "names = subprocess.run(['git', '-C', str(r), 'ls-files', '-z'], capture_output=True, check=True).stdout\n"
+    "n = 0\n"
+    "for name in filter(None, names.split(b'\\0')):\n"
+    "    n += len((r / name.decode()).read_bytes())\n"
+)
+GIT_ENV = {"GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "bench@example.com", "GIT_COMMITTER_NAME": "bench",
+           "GIT_COMMITTER_EMAIL": "bench@example.com", "GIT_CONFIG_GLOBAL": "/dev/null", "GIT_CONFIG_NOSYSTEM": "1"}
+
+
+def build_repo(root: Path) -> tuple[int, int]:
+    """The large repository at `root`; returns (files, bytes) as git lists them."""
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    shutil.copytree(stdlib, root / "stdlib", symlinks=True,
+                    ignore=shutil.ignore_patterns("site-packages", "dist-packages", "__pycache__", "*.pyc"))
+    with open(root / "generated.py", "w") as fh:
+        n = 0
+        while fh.tell() < 7 * 1024 * 1024:
+            fh.write(f"VALUE_{n} = {n} * 2\n")
+            n += 1
+    with open(root / "assets.bin", "wb") as fh:
+        chunk = os.urandom(1024 * 1024)
+        for _ in range(60):
+            fh.write(chunk)
+    env = {**os.environ, **GIT_ENV}
+    for cmd in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-q", "-m", "large"]):
+        subprocess.run(["git", "-C", str(root), *cmd], check=True, env=env, capture_output=True)
+    names = subprocess.run(["git", "-C", str(root), "ls-files", "-z"], capture_output=True, check=True).stdout
+    files = [root / n.decode() for n in names.split(b"\0") if n]
+    return len(files), sum(f.lstat().st_size for f in files)
+
+
+def measure(script: str, repo: Path) -> tuple[float, float]:
+    """(seconds, peak MB) of one child running `script` on `repo`."""
+    started = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-c", script, str(repo)], cwd=Path(__file__).parent.parent)
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - started
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise RuntimeError(f"scan benchmark child exited {proc.returncode}")
+    return seconds, usage.ru_maxrss / 1024
+
+
+def scan_benchmark(tmp: Path) -> dict:
+    repo = tmp / "large-repo"
+    repo.mkdir()
+    try:
+        files, size = build_repo(repo)
+        measure(FLOOR, repo)  # warm the page cache for both sides
+        ours_s, ours_mb = measure(OURS, repo)
+        floor_s, floor_mb = measure(FLOOR, repo)
+        return {"files": files, "bytes": size, "ours_s": ours_s, "ours_mb": ours_mb,
+                "floor_s": floor_s, "floor_mb": floor_mb}
+    finally:
+        shutil.rmtree(repo, ignore_errors=True)
