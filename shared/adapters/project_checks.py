@@ -120,6 +120,17 @@ def pre_commit_hooks(repo: Path) -> list[tuple[str, str]]:
             for h in r.get("hooks") or [] if isinstance(h, dict)]  # fmt: skip
 
 
+_COMMAND = re.compile(r"(?:^|[\s`'\"=;&|(])(?:python3? -m )?(black|isort|flake8|mypy|pyright)\b(?![-.\w])", re.MULTILINE)
+
+
+def commands_run(repo: Path) -> set[str]:
+    """The checkers the project's CI, tox, nox or Makefile run by name (e.g. `black --check .` in a
+    tox env), though no config table names them (pure over the files)."""
+    places = ["tox.ini", "Makefile", "noxfile.py", *sorted(
+        p.relative_to(repo).as_posix() for p in (repo / ".github" / "workflows").glob("*.y*ml"))]
+    return {m.group(1) for rel in places for m in _COMMAND.finditer(_read(repo, rel))}
+
+
 def detect(repo: Path) -> tuple[list[str], dict[str, str]]:
     """(the checks the project configures, in the order they run, the pre-commit hooks that cannot
     run here with why). Pure over the repository's files."""
@@ -153,6 +164,7 @@ def detect(repo: Path) -> tuple[list[str], dict[str, str]]:
         found.add("eslint")
     if any(n.startswith((".prettierrc", "prettier.config.")) for n in files) or "prettier" in package_json:
         found.add("prettier")
+    found |= commands_run(repo)
     skipped: dict[str, str] = {}
     for source, hook in pre_commit_hooks(repo):
         if source in ("local", "meta"):
