@@ -5,6 +5,11 @@ Deciding what a repository declares (`read_declared`, `env_key`) is pure; buildi
 (`python_for`) runs `python -m venv` and `pip install` through the sandbox, under a per-env lock,
 into a temp directory renamed into place only once complete (a half-built env is never reused).
 
+A lockfile decides the versions when there is one: `uv.lock` through `uv export --frozen` (it
+follows the lock's markers, offline), `poetry.lock` and `pdm.lock` read as pins with their markers
+(a project locked to pytest 8.4 must not run under 9.2). Without one, the declared requirements and
+`requirements*.txt` (pinned or not) are installed as written.
+
 Only the dependencies are installed, never the project itself: the env is shared by every
 worktree with the same dependency files (before and after a change, and later runs), so an
 installed copy of the project would shadow the worktree's code under test with a stale one.
@@ -37,6 +42,7 @@ from shared.common.pyparse import parse_python
 
 from shared.adapters.sandbox import Sandbox
 
+LOCKFILES = ("uv.lock", "poetry.lock", "pdm.lock")
 # Extras (and PEP 735 dependency groups) that hold what a test suite needs.
 TEST_EXTRAS = ("test", "tests", "testing", "dev")
 COMPLETE_MARKER = ".repo-pilot-complete"
@@ -65,7 +71,7 @@ def is_dependency_file(rel: str) -> bool:
     """True for the files whose contents decide the env: packaging metadata and requirements files."""
     path = PurePosixPath(rel)
     if len(path.parts) == 1:
-        return path.name in ("pyproject.toml", "setup.py", "setup.cfg") or (
+        return path.name in ("pyproject.toml", "setup.py", "setup.cfg", *LOCKFILES) or (
             path.name.startswith("requirements") and path.suffix == ".txt"
         )
     # requirements/base.txt and friends, reached through `-r` from a top-level file.
@@ -85,6 +91,11 @@ def read_declared(files: Mapping[str, str], repo: Path) -> Declared:
     """The third-party requirements `files` (relative path -> text) declare, as requirements-file
     lines; references to the project itself are left out (see the module docstring). `-r`/`-c`
     paths become absolute under `repo` so the lines can live in a file elsewhere."""
+    for lockfile in ("poetry.lock", "pdm.lock"):  # uv.lock: `uv_export` (I/O) reads it
+        if lockfile in files:
+            pins = lock_pins(files[lockfile], own_name(files))
+            if pins:
+                return Declared(tuple(pins), (lockfile,))
     own: set[str] = set()
     requirements: list[tuple[str, list[str]]] = []
     if "pyproject.toml" in files:
@@ -113,6 +124,61 @@ def read_declared(files: Mapping[str, str], repo: Path) -> Declared:
                 sources.append(rel)
                 lines.extend(kept)
     return Declared(tuple(lines), tuple(sources))
+
+
+def own_name(files: Mapping[str, str]) -> str | None:
+    """The project's own distribution name from pyproject.toml (`[project]` or poetry's table)."""
+    try:
+        data = tomllib.loads(files.get("pyproject.toml", ""))
+    except tomllib.TOMLDecodeError:
+        return None
+    return (data.get("project") or {}).get("name") or ((data.get("tool") or {}).get("poetry") or {}).get("name")
+
+
+def lock_pins(text: str, own: str | None) -> list[str]:
+    """`name==version ; marker` for every package of a poetry.lock or pdm.lock (pure); the project
+    itself and packages the lock marks optional-only are left out. [] for a lock that is not TOML."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError:
+        return []
+    pins = []
+    for package in data.get("package") or []:
+        name, version = package.get("name"), package.get("version")
+        if not name or not version or (own and canonicalize_name(name) == canonicalize_name(own)):
+            continue
+        if package.get("optional") is True:
+            continue
+        marker = package.get("markers", package.get("marker"))
+        if isinstance(marker, dict):  # poetry 2: a marker per group; any group's marker will do
+            marker = " or ".join(f"({m})" for m in marker.values()) if marker else None
+        pins.append(f"{name}=={version}" + (f" ; {marker}" if isinstance(marker, str) and marker.strip() else ""))
+    return pins
+
+
+def uv_export_command(files: Mapping[str, str]) -> list[str]:
+    """The `uv export` arguments for this project's lock: frozen (no resolution, offline), no hashes,
+    the default groups (uv's `dev`) plus the test extras the project defines (pure)."""
+    try:
+        extras = (tomllib.loads(files.get("pyproject.toml", "")).get("project") or {}).get("optional-dependencies") or {}
+    except tomllib.TOMLDecodeError:
+        extras = {}
+    cmd = ["export", "--frozen", "--no-hashes", "--no-emit-project", "--format", "requirements-txt", "--quiet"]
+    return cmd + [arg for name in TEST_EXTRAS if name in extras for arg in ("--extra", name)]
+
+
+def uv_export(repo: Path, files: Mapping[str, str]) -> Declared | None:
+    """The pins of `repo`'s uv.lock (`uv export`), or None when it cannot be read (then the
+    declared requirements are used)."""
+    import subprocess
+
+    from shared.adapters.analyzers import tool_command
+
+    done = subprocess.run([*tool_command("uv"), *uv_export_command(files)], cwd=repo, capture_output=True,
+                          text=True, timeout=120, check=False, env={"PATH": os.environ.get("PATH", os.defpath),
+                                                                    "UV_OFFLINE": "1", "UV_NO_CONFIG": "1"})  # fmt: skip
+    lines = [ln for ln in requirement_file_lines(done.stdout, repo) if not ln.startswith("-e ")]
+    return Declared(tuple(lines), ("uv.lock",)) if done.returncode == 0 and lines else None
 
 
 def requirement_file_lines(text: str, repo: Path) -> list[str]:
@@ -305,6 +371,8 @@ async def _interpreter_for(
         return TargetPython(sys.executable, "image's python: the Docker sandbox has no network to install dependencies")
     files = read_dependency_files(repo)
     declared = read_declared(files, Path(repo).resolve())
+    if "uv.lock" in files:
+        declared = await asyncio.to_thread(uv_export, Path(repo), files) or declared
     if not declared.lines:
         return TargetPython(sys.executable, "no dependencies declared")
     envs = Path(home) / "envs"
