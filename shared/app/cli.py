@@ -273,10 +273,15 @@ def service(name: Annotated[str, typer.Argument(help="analyzer, suggester, execu
 
 
 @app.command()
-def relay() -> None:
+def relay(
+    from_position: Annotated[int | None, typer.Option("--from-position", min=0, help="Publish the log from this "
+                             "position onto the bus once (e.g. after the stream was wiped), show progress, exit.")] = None,
+) -> None:
     """Run the outbox relay and the projector (several may run; one leads)."""
     from shared.app.runtime import System
 
+    if from_position is not None:
+        raise typer.Exit(_arun(_republish(from_position)))
     _logging(logging.INFO)
     settings = _settings()
     _telemetry("relay", settings)
@@ -286,6 +291,35 @@ def relay() -> None:
             await system.wait()
 
     _arun(main())
+
+
+async def _republish(from_position: int) -> int:
+    import time
+
+    from shared.app.embedded import resolve_servers
+    from shared.messaging.bus import connect_nats
+    from shared.messaging.relay import Relay
+
+    settings = _settings()
+    servers = await resolve_servers(settings.nats_url, settings.database_url, settings.home)
+    started = time.monotonic()
+
+    def progress(sent: int, new: int, position: int, end: int) -> None:
+        rate = sent / max(time.monotonic() - started, 1e-6)
+        err.print(f"position {position:,}/{end:,}: {sent:,} published ({new:,} new on the stream), {rate:,.0f} events/s")
+
+    async with _store(settings) as store:
+        nc = await connect_nats(servers.nats_url, "repo-pilot-republish")
+        try:
+            relay_ = Relay(store, nc, stream_name=settings.stream_name, subject_prefix=settings.subject_prefix)
+            sent, new = await relay_.republish(from_position, progress)
+        finally:
+            await nc.close()
+    seconds = time.monotonic() - started
+    err.print(f"republished {sent:,} event(s) from position {from_position} in {seconds:.1f} s "
+              f"({sent / max(seconds, 1e-6):,.0f}/s); {new:,} were new on stream {settings.stream_name}, "
+              f"{sent - new:,} it already held. Consumers skip events their tracking rows say they handled.")
+    return 0
 
 
 @app.command()

@@ -144,6 +144,36 @@ class Relay:
         self._reset = True
         await self.run(stop)
 
+    async def republish(self, from_position: int = 0, progress=None) -> tuple[int, int]:
+        """Publish every event from position `from_position` up to the log's end now, once, without
+        leadership or checkpoint (`repo-pilot relay --from-position N`, after a stream was wiped).
+
+        The stream drops what it already holds by `Nats-Msg-Id` within its dedupe window, and the
+        consumers skip what their tracking rows say they handled. Returns (sent, new on the stream);
+        `progress(sent, new, position, end)` is called every `batch` events and at the end."""
+        await ensure_stream(self.js, self.stream_name, self.subject_prefix)
+        end = await self.store.last_position()
+        position, sent, new = max(from_position - 1, 0), 0, 0
+        while position < end:
+            bad: list = []
+            events, position = await self.store.read_page(position, min(self.batch, end - position), bad)
+            await self._quarantine_rows(bad)
+            for event in events:
+                try:
+                    ack = await self.js.publish(event.subject(self.subject_prefix), event.to_json().encode(),
+                                                stream=self.stream_name, headers=publish_headers(event))
+                except Exception as exc:
+                    if refusal_kind(exc) is None:
+                        raise
+                    await self._quarantine(event.global_position, event.stream_id, event.type, refusal_kind(exc),
+                                           f"the bus refused it: {type(exc).__name__}: {exc}", event.event_id)
+                    continue
+                sent += 1
+                new += not ack.duplicate
+            if progress is not None:
+                progress(sent, new, position, end)
+        return sent, new
+
     async def run(self, stop: asyncio.Event) -> None:
         """Stand by or lead until `stop` is set."""
         while not stop.is_set():
