@@ -169,7 +169,7 @@ def secure_random_improvement(root: Path, findings: list[Finding]) -> Improvemen
         rationale=("`random` is predictable: a token, password, key, salt or nonce drawn from it can be guessed. "
                    "Switching a use that is not a secret changes behaviour (seeding `random` no longer reproduces "
                    "it), so only the sites whose value feeds a secret are changed, each on its own:\n" + why),
-        files=files, changes="\n".join(f"- `{f.path}:{f.line}` {f.code}: {f.message}" for f in fix or sites),
+        files=files, changes="\n".join(f"- `{f.path}:{f.line}` {f.code}: {f.message}" for f in sites),
         rule="fix:secure-random",
     )  # fmt: skip
 
