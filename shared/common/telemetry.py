@@ -26,6 +26,8 @@ from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
+import contextvars
+
 from opentelemetry import context as otel_context
 from opentelemetry import metrics, trace
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
@@ -53,6 +55,9 @@ STREAM_ID = "pilot.stream_id"  # run-<uuid> / gen-<uuid>
 EVENT_ID = "pilot.event_id"
 EVENT_TYPE = "pilot.event_type"
 SERVICE = "pilot.service"
+
+# The run (stream id) whose event is being handled: logs carry it (see `LogContext`).
+current_run: contextvars.ContextVar[str] = contextvars.ContextVar("repo_pilot_run", default="")
 
 
 # -- setup -------------------------------------------------------------------------------------
@@ -180,7 +185,11 @@ def handler_span(
         links=links,
         attributes={**(attributes or {}), "pilot.replayed": replayed},
     ) as span:
-        yield span
+        token = current_run.set(str((attributes or {}).get(STREAM_ID, "")))
+        try:
+            yield span
+        finally:
+            current_run.reset(token)
 
 
 MESSAGING_SYSTEM = "nats"
@@ -211,6 +220,49 @@ def publish_span(subject: str, message_id: str, traceparent: str | None, *,
                     "messaging.message.id": message_id},
     ) as span:
         yield span
+
+
+# -- logs --------------------------------------------------------------------------------------
+
+
+class LogContext(logging.Filter):
+    """Adds what joins a log line to its trace: `trace_id`, `span_id` (of the current span),
+    `run_id` (the stream being handled) and `service`."""
+
+    def __init__(self, service: str | None = None):
+        super().__init__()
+        self.service = service
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        context = trace.get_current_span().get_span_context()
+        record.trace_id = format(context.trace_id, "032x") if context.is_valid else ""
+        record.span_id = format(context.span_id, "016x") if context.is_valid else ""
+        record.run_id = current_run.get()
+        record.service = self.service or process_service
+        return True
+
+
+process_service = "repo-pilot"  # what this process runs, for logs (set by `name_process`)
+
+
+def name_process(service: str) -> None:
+    """Say which service this process runs (logs carry it, exporting or not)."""
+    global process_service
+    process_service = service
+
+
+def json_log_handler(service: str | None = None, stream=None) -> logging.Handler:
+    """A handler writing one JSON object per line (python-json-logger) with time, level, logger,
+    message, trace and span ids, run id and service: what a log aggregator joins to traces."""
+    from pythonjsonlogger.json import JsonFormatter
+
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter(
+        "%(asctime)s %(levelname)s %(name)s %(message)s %(trace_id)s %(span_id)s %(run_id)s %(service)s",
+        rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
+    ))
+    handler.addFilter(LogContext(service))
+    return handler
 
 
 @dataclass

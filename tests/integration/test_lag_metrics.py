@@ -84,6 +84,10 @@ async def test_a_stalled_relay_and_a_dead_service_show_their_backlog(
                 proc.kill()
                 proc.wait()
             await hung_leader.close()
+    # Not a terminal: one JSON object per log line, naming the process's service.
+    logs = [json.loads(line) for line in proc.stdout.read().splitlines() if line.startswith("{")]
+    assert logs and {entry["service"] for entry in logs} == {"relay"}
+    assert any(e["message"].startswith("running: relay=True") for e in logs), logs
 
 
 async def _append_slowly(store, count: int) -> None:

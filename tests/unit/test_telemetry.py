@@ -355,3 +355,30 @@ def test_without_an_endpoint_setup_installs_nothing():
 def test_signal_urls_sit_under_the_base_endpoint():
     assert signal_url("http://otel-collector:4318", "traces") == "http://otel-collector:4318/v1/traces"
     assert signal_url("http://otel-collector:4318/", "metrics") == "http://otel-collector:4318/v1/metrics"
+
+
+# -- logs --------------------------------------------------------------------------------------
+
+
+def test_json_logs_carry_the_trace_span_run_and_service(spans):
+    import io
+    import json
+    import logging
+
+    provider, _ = spans
+    out = io.StringIO()
+    logger = logging.getLogger("repo_pilot.test_json_logs")
+    logger.addHandler(telemetry.json_log_handler("tester", out))
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    with handler_span("tester handle ChangesCommitted", TRACEPARENT, replayed=False,
+                      attributes={telemetry.STREAM_ID: "run-42"}, tracer_provider=provider) as span:
+        logger.info("testing %s, a line longer than eighty columns so a terminal renderer would wrap it "
+                    "somewhere", "the branch")
+        span_id = format(span.get_span_context().span_id, "016x")
+    logger.warning("outside")
+    inside, outside = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert inside["message"].startswith("testing the branch, a line longer") and inside["level"] == "INFO"
+    assert (inside["trace_id"], inside["span_id"], inside["run_id"], inside["service"]) == (
+        TRACE_ID, span_id, "run-42", "tester")
+    assert outside["run_id"] == "" and outside["trace_id"] == "" and outside["logger"] == "repo_pilot.test_json_logs"
