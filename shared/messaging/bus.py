@@ -68,12 +68,21 @@ async def connect_nats(url: str, name: str) -> Client:
     return nc
 
 
+# The stream is a carrier, not the record (Postgres is): it keeps a week or 2 GiB, whichever is
+# reached first, oldest dropped. Both are far above a run's life (the sweeper ends a silent run
+# after REPO_PILOT_STALL_AFTER, 2 h) and keep a disk from filling with an unbounded stream.
+STREAM_MAX_AGE_SECONDS = 7 * 24 * 3600
+STREAM_MAX_BYTES = 2 * 1024**3
+
+
 def stream_config(stream_name: str = "PILOT", subject_prefix: str = "pilot") -> StreamConfig:
     return StreamConfig(
         name=stream_name,
         subjects=[f"{subject_prefix}.>"],
         storage=StorageType.FILE,
         duplicate_window=DUPLICATE_WINDOW_SECONDS,
+        max_age=STREAM_MAX_AGE_SECONDS,
+        max_bytes=STREAM_MAX_BYTES,
     )
 
 

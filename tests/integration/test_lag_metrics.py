@@ -150,3 +150,13 @@ async def test_a_merged_and_a_failed_run_are_counted_with_every_step_timed(store
     appended = {dict(a)["type"]: p.value for a, p in found["events_appended_total"].items()}
     assert appended["PipelineRequested"] == 2 and appended["StepFailed"] == 1
     assert sum(appended.values()) == await store.last_position()
+
+
+async def test_the_stream_is_bounded_by_age_and_size(nats_client, bus_names):
+    from shared.messaging.bus import STREAM_MAX_AGE_SECONDS, STREAM_MAX_BYTES
+
+    info = await ensure_stream(nats_client.jetstream(), bus_names["stream_name"], bus_names["subject_prefix"])
+    try:
+        assert info.config.max_age == STREAM_MAX_AGE_SECONDS and info.config.max_bytes == STREAM_MAX_BYTES
+    finally:
+        await nats_client.jetstream().delete_stream(bus_names["stream_name"])
