@@ -193,6 +193,11 @@ def view(cmd: list[str], cwd: Path, home: str, *, writable: tuple[str, ...] = ()
     ops += [["ro-bind", path, path] for path in extra_ro if os.path.exists(path) and not _system(Path(path))]
     ops += [["bind" if rw else "ro-bind", path, path] for path, rw in _git_dirs(cwd)]
     ops += [["bind", path, path] for path in (*writable, str(cwd), home) if os.path.exists(path)]
+    # Git metadata is read-only inside: tests may read it (setuptools-scm, `git describe`), never
+    # plant configuration that host-side git would run, nor rewrite objects (docs/security.md).
+    dot_git = Path(cwd) / ".git"
+    if dot_git.is_dir() and not dot_git.is_symlink():
+        ops.append(["ro-bind", str(dot_git), str(dot_git)])
     return ops, cmd
 
 

@@ -7,8 +7,12 @@ Layout under `home`:
 A run's working copy is a local clone of the mirror rather than a `git worktree` of it: the
 mirror's refs are overwritten by every fetch (`--mirror` maps `refs/*` one to one, with prune),
 so run branches living there would be clobbered, and several services building copies of the
-same repository would contend for the mirror's ref locks. A local clone hardlinks the mirror's
-objects, so it costs about as little as a worktree and owns its refs.
+same repository would contend for the mirror's ref locks.
+
+No clone hardlinks objects (`--no-hardlinks`): a hardlinked object is one file shared by the
+user's repository, the mirror and every working copy, so code under test that rewrote it in a
+working copy would rewrite the user's history. Both directories are registered as untrusted with
+the git door (shared/adapters/git.py), which sanitises their configuration before any command.
 
 Commits are made with one timestamp for author and committer, and patches are applied with
 `git am --committer-date-is-author-date` under the same fixed identity, so rebuilding a run
@@ -36,6 +40,7 @@ from shared.adapters.git import (
     git_patch,
     head_sha,
     is_git_repo,
+    untrusted_root,
 )
 from shared.ports.errors import StepError
 from shared.ports.workspace import Materialized
@@ -100,6 +105,8 @@ class Workspace:
         self.home = Path(home)
         self.mirrors = self.home / "mirrors"
         self.worktrees = self.home / "worktrees"
+        for root in (self.mirrors, self.worktrees):
+            untrusted_root(root)
 
     def mirror_path(self, source: str) -> Path:
         return self.mirrors / mirror_key(source)
@@ -157,7 +164,7 @@ class Workspace:
         self.mirrors.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{mirror.name}-", dir=self.mirrors))
         try:
-            git(self.mirrors, "clone", "--mirror", "--quiet", _clone_source(source), str(tmp))
+            git(self.mirrors, "clone", "--mirror", "--no-hardlinks", "--quiet", _clone_source(source), str(tmp))
             tmp.rename(mirror)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -217,7 +224,7 @@ class Workspace:
         with _locked(self.worktrees / f"{run_id}.lock"):
             shutil.rmtree(self.worktree_path(run_id), ignore_errors=True)
             path.parent.mkdir(parents=True, exist_ok=True)
-            git(self.worktrees, "clone", "--quiet", "--no-checkout", str(mirror), str(path))
+            git(self.worktrees, "clone", "--quiet", "--no-hardlinks", "--no-checkout", str(mirror), str(path))
             if branch:
                 git(path, "checkout", "--quiet", "-B", branch, base_sha)
             else:

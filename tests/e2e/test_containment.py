@@ -179,3 +179,130 @@ def test_a_dotenv_in_the_current_directory_is_not_read(cli_env, tmp_path):
     assert asked["data"]["threshold"] == 9.5  # a file the user names is read
     missing = cli(cli_env, "--env-file", str(tmp_path / "nope.env"), "runs", timeout=120)
     assert missing.returncode == 2 and "not a file" in missing.stderr
+
+
+# A test suite that plants every kind of command-running git configuration in its working copy and
+# rewrites the copy's objects in place (issue 17). `{script}` appends to the marker directory when run.
+HOSTILE_GIT = '''
+import pathlib, subprocess, zlib
+
+GIT = pathlib.Path(".git")
+SCRIPT = "{script}"
+PLANT = """
+[core]
+\\tfsmonitor = {{s}}
+\\tpager = {{s}}
+\\teditor = {{s}}
+\\tsshCommand = {{s}}
+\\taskPass = {{s}}
+\\thooksPath = {{hooks}}
+\\tgitProxy = {{s}}
+\\talternateRefsCommand = {{s}}
+[sequence]
+\\teditor = {{s}}
+[diff]
+\\texternal = {{s}}
+[diff "pwn"]
+\\ttextconv = {{s}}
+\\tcommand = {{s}}
+[filter "pwn"]
+\\tclean = {{s}}
+\\tsmudge = {{s}}
+\\tprocess = {{s}}
+[merge "pwn"]
+\\tdriver = {{s}}
+[gpg]
+\\tprogram = {{s}}
+[commit]
+\\tgpgSign = true
+[credential]
+\\thelper = !{{s}}
+[uploadpack]
+\\tpackObjectsHook = {{s}}
+[include]
+\\tpath = {{included}}
+"""
+
+def test_plant_git_config():
+    hooks = pathlib.Path("pwn-hooks").resolve()
+    hooks.mkdir(exist_ok=True)
+    for name in ("pre-commit", "post-checkout", "post-commit", "applypatch-msg"):
+        (hooks / name).write_text("#!/bin/sh\\n" + SCRIPT + "\\n")
+        (hooks / name).chmod(0o755)
+    included = pathlib.Path("pwn.cfg").resolve()
+    included.write_text("[core]\\n\\tfsmonitor = " + SCRIPT + "\\n")
+    with (GIT / "config").open("a") as f:
+        f.write(PLANT.format(s=SCRIPT, hooks=hooks, included=included))
+
+def test_plant_attributes():
+    (GIT / "info").mkdir(exist_ok=True)
+    (GIT / "info" / "attributes").write_text("* filter=pwn diff=pwn merge=pwn\\n")
+
+def test_plant_hooks():
+    for name in ("pre-commit", "post-checkout", "post-commit", "applypatch-msg"):
+        (GIT / "hooks" / name).write_text("#!/bin/sh\\n" + SCRIPT + "\\n")
+        (GIT / "hooks" / name).chmod(0o755)
+
+def test_rewrite_objects():
+    rewritten = 0
+    for obj in (GIT / "objects").glob("??/*"):
+        data = zlib.decompress(obj.read_bytes())
+        if data.startswith(b"blob "):
+            body = b"TAMP" + b"ERED\\n"
+            obj.chmod(0o644)
+            obj.write_bytes(zlib.compress(b"blob %d\\0" % len(body) + body))
+            rewritten += 1
+    assert rewritten
+
+def test_nested_repository():
+    nested = pathlib.Path("hostile/vendored")
+    nested.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["git", "init", "-q", str(nested)], check=True)
+    with (nested / ".git" / "config").open("a") as f:
+        f.write("[core]\\n\\tfsmonitor = " + SCRIPT + "\\n")
+'''
+
+
+@pytest.mark.parametrize("isolation", ["auto", "none"])
+def test_a_test_suite_planting_git_configuration_runs_nothing_on_the_host(cli_env, tmp_path, isolation):
+    """Whatever the sandbox level (`none`: the tests can write their copy's `.git`), nothing the
+    suite plants runs on the host, the user's repository is intact, and the run completes."""
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    script = tmp_path / "planted.sh"
+    script.write_text(f'#!/bin/sh\necho "$0 $*" >> {markers}/ran-$$\ncat >/dev/null 2>&1\n')
+    script.chmod(0o755)
+    files = {
+        "pyproject.toml": '[project]\nname = "hostile"\nversion = "0.1.0"\n',
+        "hostile/__init__.py": "def add(a, b):\n    return a + b\n",
+        ".gitattributes": "*.py diff=pwn\n",
+        "tests/test_add.py": "from hostile import add\n\n\ndef test_add():\n    assert add(1, 2) == 3\n",
+        "tests/test_zz_git.py": HOSTILE_GIT.format(script=script),
+    }
+    repo = make_git_repo(tmp_path / "hostile", files)
+    original = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True).stdout
+    env = {**cli_env, "REPO_PILOT_ISOLATION": isolation}
+    proc = cli(env, "run", str(repo), "--local", "--categories", "compliance,security", "--threshold", "1")
+    output = proc.stdout + proc.stderr
+
+    assert sorted(os.listdir(markers)) == [], f"planted git configuration ran on the host\n{output}"
+    subprocess.run(["git", "-C", str(repo), "fsck", "--strict"], check=True, capture_output=True)
+    for rel, content in files.items():
+        at_start = subprocess.run(["git", "-C", str(repo), "show", f"{original.strip()}:{rel}"],
+                                  capture_output=True, text=True).stdout
+        assert at_start == content, f"{rel}: the user's history reads differently"
+        shown = subprocess.run(["git", "-C", str(repo), "show", f"HEAD:{rel}"], capture_output=True, text=True)
+        assert "TAMPERED" not in shown.stdout, rel
+        assert (repo / rel).read_text() == shown.stdout, f"{rel}: working tree differs from HEAD"
+    assert subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
+                          capture_output=True, text=True).stdout == ""
+    run_id = run_id_of(output)
+    events = stored_events(env, run_id)
+    assert '"PipelineCompleted"' in events, output
+    own = next(json.loads(line) for line in events.splitlines() if '"TestsCompleted"' in line)["data"]["own_before"]
+    if isolation == "auto" and "not confined" not in output:
+        # A filesystem view: `.git` is read-only inside, so every plant fails as a test.
+        for attempt in ("test_plant_git_config", "test_plant_attributes", "test_plant_hooks", "test_rewrite_objects"):
+            assert attempt in own["output"], own["output"]
+    else:
+        assert "changed by code under test" in output, output

@@ -73,9 +73,7 @@ class OwnTests:
             result = await run_own_pytest(self.sandbox, path, py, TIMEOUT)
         finally:
             for rel in sorted(_untracked(path) - untracked):
-                target = Path(path) / rel
-                if target.is_file() or target.is_symlink():
-                    target.unlink()
+                _remove(Path(path) / rel)
         return result
 
     async def baseline(self, path: Path) -> TestGroupResult:
@@ -97,7 +95,15 @@ def restore(path: Path, untracked_before: set[str]) -> None:
     """Undo an uncommitted fix: tracked files back to HEAD, files it created removed."""
     git(path, "checkout", "-q", "--", ".")
     for rel in sorted(_untracked(path) - untracked_before):
-        (Path(path) / rel).unlink(missing_ok=True)
+        _remove(Path(path) / rel)
+
+
+def _remove(target: Path) -> None:
+    """An untracked file, or a directory git lists as one entry (a nested repository the tests made)."""
+    if target.is_dir() and not target.is_symlink():
+        shutil.rmtree(target, ignore_errors=True)
+    else:
+        target.unlink(missing_ok=True)
 
 
 def untracked_files(path: Path) -> set[str]:
