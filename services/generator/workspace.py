@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from services.generator.task import Task
-from shared.adapters.git import GitError, git, run_git
+from shared.adapters.git import GitError, git, run_git, untrusted_root
 from shared.ports.errors import StepError
 
 
@@ -27,8 +27,11 @@ def checkout_base(source: str, base_commit: str | None, dest: Path) -> str:
 
     Returns the full base sha (HEAD of the source when no base commit is known).
     """
+    # The agent and the task's tests write this copy: no object shared with `source` (a local
+    # clone would hardlink them), and git here reads only a sanitised configuration.
+    untrusted_root(dest)
     try:
-        git(dest.parent, "clone", "--quiet", "--no-checkout", source, str(dest))
+        git(dest.parent, "clone", "--quiet", "--no-hardlinks", "--no-checkout", source, str(dest))
     except GitError as exc:
         raise StepError(f"cannot clone the base repository {source}: {exc.stderr.strip()}") from None
     ref = base_commit or "HEAD"
