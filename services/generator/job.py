@@ -22,7 +22,13 @@ from services.generator.agent import AgentLimits, AgentResult, run_agent
 from services.generator.prompt import SYSTEM, build_prompt
 from services.generator.split import Split, split_diff
 from services.generator.task import Task
-from services.generator.validate import Backend, ValidationResult, validate_patches
+from services.generator.validate import (
+    DEFAULT_MIN_SCORE,
+    DEFAULT_MUTANTS,
+    Backend,
+    ValidationResult,
+    validate_patches,
+)
 from services.generator.workspace import checkout_base, diff_against_base, repo_source
 from shared.events.gen import FeatureGenerated, FeaturePromptBuilt, FeatureValidated
 from shared.ports.errors import StepError
@@ -43,6 +49,9 @@ class GenerateOptions:
     api_key: str | None = None
     agent_network: bool = False  # the agent's shell may reach the network (tasks that must install)
     uv_cache_dir: Path | None = None  # kept across validations (REPO_PILOT_HOME/uv-cache from the faces)
+    mutants: int = DEFAULT_MUTANTS  # mutants of the feature's added lines the new tests must kill
+    min_mutation_score: float = DEFAULT_MIN_SCORE
+    all_proofs: bool = False  # run every proof even after one fails
 
 
 @dataclass
@@ -151,7 +160,8 @@ async def run_attempt(task: Task, options: GenerateOptions, folder: Path, attemp
         await on_step("validate")
         result.validation = await asyncio.to_thread(
             validate_patches, task, source, split.feature_patch, split.tests_patch, backend=options.backend,
-            min_conflicts=options.min_conflicts, timeout=options.test_timeout_s, uv_cache_dir=options.uv_cache_dir)
+            min_conflicts=options.min_conflicts, timeout=options.test_timeout_s, uv_cache_dir=options.uv_cache_dir,
+            **_proof_options(options))
         if not result.validation.valid:
             result.reasons.append(result.validation.reason)
         if not agent.submitted:  # a feature the agent never vouched for is not a benchmark feature
@@ -164,13 +174,18 @@ async def run_attempt(task: Task, options: GenerateOptions, folder: Path, attemp
     return result
 
 
+def _proof_options(options: GenerateOptions) -> dict[str, Any]:
+    return {"mutants": options.mutants, "min_mutation_score": options.min_mutation_score,
+            "all_proofs": options.all_proofs}
+
+
 def validation_only(task: Task, options: GenerateOptions, feature_patch: str, tests_patch: str,
                     folder: Path | None = None) -> ValidationResult:
     """Validate an existing patch pair; with `folder`, write its result.json there."""
     source = repo_source(task, options.repo_path)
     result = validate_patches(task, source, feature_patch, tests_patch, backend=options.backend,
                               min_conflicts=options.min_conflicts, timeout=options.test_timeout_s,
-                              uv_cache_dir=options.uv_cache_dir)
+                              uv_cache_dir=options.uv_cache_dir, **_proof_options(options))
     if folder is not None:
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "result.json").write_text(json.dumps(result.to_dict(), indent=2, default=str))

@@ -21,9 +21,12 @@ from typing import Any, Literal
 from services.generator import proc, proofs
 from services.generator.conflicts import check_conflicts
 from services.generator.counts import TestCounts, parse_test_counts
-from services.generator.proofs import Proofs, TestRun, run_passed
+from services.generator.mutate import Mutant, all_mutants, spread
+from services.generator.newtests import NewTests, Records, added_lines, new_tests, read_records
+from services.generator.proofs import Comparison, MutantResult, Proofs, TestRun, run_passed
+from services.generator.split import is_test_path
 from services.generator.task import Task
-from services.generator.workspace import checkout_base
+from services.generator.workspace import apply_patch, checkout_base, diff_against_base
 from shared.adapters.git import git
 from shared.adapters.junit import JUnitError, read_junit
 from shared.events.gen import ConflictReport, FeatureValidated
@@ -63,7 +66,9 @@ class ValidationResult:
         proofs = self.proofs.to_dict() if self.proofs else {}
         for proof in proofs.values():
             proof.pop("detail", None)  # per-feature detail stays in result.json; events stay small
+        score = self.proofs.mutation_score if self.proofs else None
         return FeatureValidated(
+            mutants_killed=score[0] if score else None, mutants_total=score[1] if score else None,
             tests_passed=self.tests.passed, passed=self.tests.counts.passed,
             failed=self.tests.counts.failed + self.tests.counts.errors,
             conflicts=list(self.conflicts), valid=self.valid, reason=self.reason,
@@ -73,7 +78,7 @@ class ValidationResult:
 
 
 def decide(proofs: Proofs, conflicts: list[ConflictReport], min_conflicts: int) -> tuple[bool, str]:
-    """Valid = the four test proofs hold and at least `min_conflicts` existing features conflict (pure)."""
+    """Valid = the five test proofs hold and at least `min_conflicts` existing features conflict (pure)."""
     reasons = proofs.reasons()
     n = sum(1 for c in conflicts if c.status == "conflict")
     if n < min_conflicts:
@@ -82,8 +87,13 @@ def decide(proofs: Proofs, conflicts: list[ConflictReport], min_conflicts: int) 
         reasons.append(f"{n} conflict(s) with existing features, at least {min_conflicts} required{extra}")
     if reasons:
         return False, "; ".join(reasons)
-    return True, (f"new tests ran ({proofs.new_tests_ran.counts.get('total', 0)}), pass with the feature, fail "
-                  f"without it, existing features' tests still pass; conflicts with {n} feature(s)")
+    ran = proofs.new_tests_ran.counts
+    score = proofs.mutation_score or (0, 0)
+    existing = proofs.existing_tests.counts
+    return True, (f"new tests ran ({ran.get('new', ran.get('total', 0))}), pass with the feature, fail without it "
+                  f"({proofs.fail_without_feature.reason or 'by count'}), kill {score[0]}/{score[1]} mutants, "
+                  f"existing tests still pass ({existing.get('checked', 0)} checked, "
+                  f"{existing.get('not_checkable', 0)} not checkable); conflicts with {n} feature(s)")
 
 
 def pick_backend(prefer: Backend, docker_answers: bool, has_dockerfile: bool) -> Literal["docker", "local"]:
@@ -139,6 +149,12 @@ def report_env(junit_dir: str, plugin_dir: str, pythonpath: str | None = None) -
 
 
 def read_counts(junit_dir: Path, output: str) -> tuple[TestCounts, list[str], str]:
+    """Counts, failing names and their source; see `read_run` for the per-test records too."""
+    counts, failing, source, _ = read_run(junit_dir, output)
+    return counts, failing, source
+
+
+def read_run(junit_dir: Path, output: str) -> tuple[TestCounts, list[str], str, Records | None]:
     """Counts from the JUnit reports in `junit_dir`, summed; the console output only when there are none."""
     totals = []
     for report in sorted(junit_dir.glob("*.xml")):
@@ -150,9 +166,9 @@ def read_counts(junit_dir: Path, output: str) -> tuple[TestCounts, list[str], st
         counts = TestCounts(passed=sum(t.passed for t in totals), failed=sum(t.failed for t in totals),
                             errors=sum(t.errors for t in totals), skipped=sum(t.skipped for t in totals),
                             framework="junit")
-        return counts, [name for t in totals for name in t.failing], "junit"
+        return counts, [name for t in totals for name in t.failing], "junit", read_records(junit_dir)
     counts = parse_test_counts(output)
-    return counts, [], "console" if counts.found else "none"
+    return counts, [], "console" if counts.found else "none", read_records(junit_dir)
 
 
 def _run_docker(task: Task, patch_dir: Path, junit_dir: Path, with_feature: bool, timeout: float) -> TestRun:
@@ -182,9 +198,9 @@ def _run_docker(task: Task, patch_dir: Path, junit_dir: Path, with_feature: bool
         output = container.logs().decode(errors="replace")
     finally:
         container.remove(force=True)
-    counts, failing, source = read_counts(junit_dir, output)
+    counts, failing, source, records = read_run(junit_dir, output)
     return TestRun(run_passed(exit_code, timed_out, counts), counts, exit_code, "docker", [tag, *command],
-                   output[-OUTPUT_TAIL:], timed_out, source=source, failing=failing)
+                   output[-OUTPUT_TAIL:], timed_out, source=source, failing=failing, records=records)
 
 
 def _reset_checkout(repo: Path, base: str) -> None:
@@ -230,9 +246,10 @@ class TaskTests:
             cmd = ["bash", str(script), *(Path(p).name for p in patches)]
         env = {**self.env, **report_env(str(junit_dir), str(PLUGIN_DIR), self.env.get("PYTHONPATH"))}
         result = proc.run_sync(cmd, cwd=self.repo, timeout=self.timeout, env=env)
-        counts, failing, source = read_counts(junit_dir, result.output)
+        counts, failing, source, records = read_run(junit_dir, result.output)
         return TestRun(run_passed(result.exit_code, result.timed_out, counts), counts, result.exit_code, "local",
-                       cmd, result.output[-OUTPUT_TAIL:], result.timed_out, result.duration, source, failing)
+                       cmd, result.output[-OUTPUT_TAIL:], result.timed_out, result.duration, source, failing,
+                       records)
 
 
 def run_task_tests(task: Task, repo: Path, feature_patch: str, tests_patch: str,
@@ -243,8 +260,9 @@ def run_task_tests(task: Task, repo: Path, feature_patch: str, tests_patch: str,
         return TaskTests(task, repo, base, Path(tmp), backend, timeout).run(tests_patch, feature_patch)
 
 
-# An existing feature's tests on the base (its tests.patch alone) do not depend on the new feature:
-# run once per process for every attempt on the same task (attempts, dataset runs, a service replica).
+# Runs that do not depend on the candidate (the base's own tests, each existing feature's tests
+# with that feature): run once per process for every attempt on the same task (attempts, dataset
+# runs, a service replica).
 _BASE_RUNS: dict[tuple[str, ...], TestRun] = {}
 
 
@@ -252,39 +270,162 @@ def _digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _base_run(runner: TaskTests, tests_patch: str) -> TestRun:
+def _cached_run(runner: TaskTests, tests_patch: str, feature_patch: str | None) -> TestRun:
     script = runner.task.run_tests_sh.read_text() if runner.task.run_tests_sh else runner.task.runner_sh
-    key = (str(runner.task.path), runner.base, runner.backend, _digest(script), _digest(tests_patch))
+    key = (str(runner.task.path), runner.base, runner.backend, _digest(script), _digest(tests_patch),
+           _digest(feature_patch or ""))
     if key not in _BASE_RUNS:
-        _BASE_RUNS[key] = runner.run(tests_patch, None)
+        _BASE_RUNS[key] = runner.run(tests_patch, feature_patch)
     return _BASE_RUNS[key]
 
 
-def prove(runner: TaskTests, task: Task, feature_patch: str, tests_patch: str) -> tuple[Proofs, TestRun, TestRun | None]:
-    """The four test proofs for a feature.patch / tests.patch pair (see `proofs`)."""
+DEFAULT_MUTANTS, DEFAULT_MIN_SCORE = 6, 0.5
+_UNCHANGED = "# repo-pilot: this file is unchanged; the line makes the task's runner run it\n"
+
+
+class Scratch:
+    """A checkout at the base where patches are combined, mutated or made; clean after each use."""
+
+    def __init__(self, repo: Path, base: str):
+        self.repo, self.base = repo, base
+
+    def _clean(self) -> None:
+        git(self.repo, "reset", "--quiet", "--hard", self.base)
+        git(self.repo, "clean", "-fdxq")
+
+    def combined(self, *patches: str) -> tuple[str | None, str]:
+        """The patches applied one after the other, as one patch; (None, why) when they do not."""
+        try:
+            for n, patch in enumerate(patches, 1):
+                why = apply_patch(self.repo, patch)
+                if why is not None:
+                    return None, f"patch {n} does not apply after the others: {why.splitlines()[0]}"
+            return diff_against_base(self.repo, self.base), ""
+        finally:
+            self._clean()
+
+    def unchanged_tests_patch(self, paths: list[str]) -> str | None:
+        """A tests.patch that only adds a comment line to each of `paths` present at the base, so
+        the task's runner runs those files as they are: the base's own tests. None when none is."""
+        try:
+            present = [p for p in dict.fromkeys(paths) if (self.repo / p).is_file() and p.endswith(".py")]
+            for p in present:
+                with (self.repo / p).open("a") as out:
+                    out.write("\n" + _UNCHANGED)
+            return diff_against_base(self.repo, self.base) if present else None
+        finally:
+            self._clean()
+
+    def mutants(self, feature_patch: str, limit: int) -> tuple[list[tuple[Mutant, str]], str]:
+        """Up to `limit` mutants of the source lines `feature_patch` adds, each as a whole
+        feature.patch; ([], why) when there is none."""
+        try:
+            why = apply_patch(self.repo, feature_patch)
+            if why is not None:
+                return [], f"the feature patch does not apply: {why.splitlines()[0]}"
+            lines = {p: n for p, n in added_lines(feature_patch).items() if p.endswith(".py") and not is_test_path(p)}
+            if not lines:
+                return [], "the feature adds no Python source line (the mutator reads Python only)"
+            found = [m for p, n in sorted(lines.items()) for m in all_mutants(p, (self.repo / p).read_text(), n)]
+            out = []
+            for m in spread(found, limit):
+                original = (self.repo / m.path).read_text()
+                (self.repo / m.path).write_text(m.source)
+                out.append((m, diff_against_base(self.repo, self.base)))
+                git(self.repo, "reset", "--quiet")
+                (self.repo / m.path).write_text(original)
+            return out, "" if out else "no line the feature adds can be mutated"
+        finally:
+            self._clean()
+
+
+def killed(run: TestRun, new: NewTests | None) -> tuple[bool, str]:
+    """Whether the new tests fail on a mutant's run, and which (pure)."""
+    if run.timed_out:
+        return True, "timed out"
+    if new is not None and run.records is not None:
+        failing = [i for i in new.ids if i not in run.records.tests
+                   or run.records.tests[i].outcome in ("failed", "error", "not run")]
+        return (True, f"{failing[0]} fails") if failing else (False, "every new test passes")
+    return (not run.passed, run.summary())
+
+
+def prove(runner: TaskTests, task: Task, feature_patch: str, tests_patch: str, scratch: Scratch, *,
+          mutant_limit: int = DEFAULT_MUTANTS, min_score: float = DEFAULT_MIN_SCORE,
+          all_proofs: bool = False) -> tuple[Proofs, TestRun, TestRun | None]:
+    """The five test proofs for a feature.patch / tests.patch pair (see `proofs`), in order,
+    stopping at the first that fails unless `all_proofs`."""
     with_feature = runner.run(tests_patch, feature_patch)
-    ran, passes = proofs.new_tests_ran(with_feature), proofs.pass_with_feature(with_feature)
-    if not (ran.ok and passes.ok):
-        return (proofs.Proofs(ran, passes, proofs.fail_without_feature(None),
-                              proofs.existing_tests(None, "the new tests do not pass with the feature")),
-                with_feature, None)
-    without = runner.run(tests_patch, None)
-    checks = [proofs.FeatureCheck(f.number, _base_run(runner, f.tests_patch), runner.run(f.tests_patch, feature_patch))
-              for f in task.features if f.tests_patch.strip()]
-    return (proofs.Proofs(ran, passes, proofs.fail_without_feature(without), proofs.existing_tests(checks)),
-            with_feature, without)
+    new = new_tests(with_feature.records, tests_patch) if with_feature.records is not None else None
+    found = {"new_tests_ran": proofs.new_tests_ran(with_feature, new),
+             "pass_with_feature": proofs.pass_with_feature(with_feature)}
+    go_on = all_proofs or all(p.ok for p in found.values())
+    if not found["new_tests_ran"].ok:
+        go_on = False  # nothing ran: the rest cannot say anything
+    without = runner.run(tests_patch, None) if go_on else None
+    found["fail_without_feature"] = proofs.fail_without_feature(without, new.ids if new else None)
+    go_on = go_on and (all_proofs or found["fail_without_feature"].ok)
+    if go_on:
+        made, why = scratch.mutants(feature_patch, mutant_limit)
+        results = []
+        for mutant, patch in made:
+            hit, what = killed(runner.run(tests_patch, patch), new)
+            results.append(MutantResult(mutant.description, hit, what))
+        found["kills_mutants"] = proofs.kills_mutants(results, min_score, why)
+    else:
+        found["kills_mutants"] = proofs.not_run()
+    go_on = go_on and (all_proofs or found["kills_mutants"].ok)
+    found["existing_tests"] = (proofs.existing_tests(existing_comparisons(runner, task, feature_patch, tests_patch,
+                                                                          scratch))
+                               if go_on else proofs.not_run())
+    return Proofs(**found), with_feature, without
+
+
+def existing_comparisons(runner: TaskTests, task: Task, feature_patch: str, tests_patch: str,
+                         scratch: Scratch) -> list[Comparison]:
+    """The base's own tests, and each existing feature's tests with that feature, before and
+    after the candidate; "not checkable" with the reason where no comparison can be made."""
+    paths = [*added_lines(tests_patch), *(p for f in task.features if f.tests_patch.strip()
+                                          for p in added_lines(f.tests_patch))]
+    out = []
+    own = scratch.unchanged_tests_patch(paths)
+    if own is None:
+        out.append(Comparison("the base's own tests", "not checkable",
+                              "none of the task's test files exists at the base"))
+    else:
+        out.append(proofs.compare("the base's own tests", _cached_run(runner, own, None), runner.run(own, feature_patch)))
+    for f in task.features:
+        what = f"feature {f.number}"
+        if not f.tests_patch.strip():
+            out.append(Comparison(what, "not checkable", "it has no tests.patch"))
+            continue
+        together, why = scratch.combined(f.feature_patch, feature_patch)
+        if together is None:
+            out.append(Comparison(what, "not checkable", f"it and the candidate do not apply together ({why})"))
+            continue
+        out.append(proofs.compare(what, _cached_run(runner, f.tests_patch, f.feature_patch),
+                                  runner.run(f.tests_patch, together)))
+    return out
 
 
 def validate_patches(task: Task, source: str, feature_patch: str, tests_patch: str, *,
                      backend: Backend = "auto", min_conflicts: int = 1, timeout: float = 900.0,
-                     workdir: Path | None = None, uv_cache_dir: Path | None = None) -> ValidationResult:
-    """Test proofs and conflicts for one feature.patch / tests.patch pair against `task`."""
+                     workdir: Path | None = None, uv_cache_dir: Path | None = None,
+                     mutants: int = DEFAULT_MUTANTS, min_mutation_score: float = DEFAULT_MIN_SCORE,
+                     all_proofs: bool = False) -> ValidationResult:
+    """Test proofs and conflicts for one feature.patch / tests.patch pair against `task`.
+    Raises StepError for a pair that cannot be validated at all (an empty tests patch)."""
+    if not tests_patch.strip():
+        raise StepError("the tests patch is empty", hint="a feature needs tests that test it")
     with tempfile.TemporaryDirectory(prefix="repo-pilot-validate-", dir=workdir) as tmp:
-        tests_repo, merge_repo = Path(tmp) / "tests", Path(tmp) / "merge"
+        tests_repo, merge_repo, work_repo = Path(tmp) / "tests", Path(tmp) / "merge", Path(tmp) / "work"
         base = checkout_base(source, task.base_commit, tests_repo)
-        checkout_base(str(tests_repo), base, merge_repo)  # a local clone: one network fetch, not two
+        checkout_base(str(tests_repo), base, merge_repo)  # local clones: one network fetch, not three
+        checkout_base(str(tests_repo), base, work_repo)
         runner = TaskTests(task, tests_repo, base, Path(tmp) / "runs", backend, timeout, uv_cache_dir)
-        found, with_feature, without = prove(runner, task, feature_patch, tests_patch)
+        found, with_feature, without = prove(runner, task, feature_patch, tests_patch, Scratch(work_repo, base),
+                                             mutant_limit=mutants, min_score=min_mutation_score,
+                                             all_proofs=all_proofs)
         conflicts = check_conflicts(merge_repo, base, feature_patch, task.features)
     valid, reason = decide(found, conflicts, min_conflicts)
     return ValidationResult(valid, reason, with_feature, conflicts, min_conflicts, found, without)

@@ -70,3 +70,7 @@ class FeatureValidated(Payload):
     valid: bool
     reason: str = ""
     result: dict[str, Any] = Field(default_factory=dict)
+    # The new tests' mutation score (killed of total mutants of the feature's added lines); None in
+    # events written before it was measured, or when the proof was not run.
+    mutants_killed: int | None = None
+    mutants_total: int | None = None

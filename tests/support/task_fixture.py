@@ -151,6 +151,17 @@ _DIVIDE_CHECKED = '''def divide(a, b):
         raise ValueError("division by zero")
     return a / b
 '''
+_IS_NUMBER_MULTIPLY = '''def is_number(value):
+    """True for ints and floats."""
+    return isinstance(value, (int, float))
+
+
+def multiply(a, b):
+    """Return a times b; both must be numbers."""
+    if not (is_number(a) and is_number(b)):
+        raise TypeError("multiply needs numbers")
+    return a * b
+'''
 PAIRS: dict[str, tuple[dict[str, str], dict[str, str]]] = {
     # conflicts with feature2 (multiply) and feature3 (divide), clean with feature1; tests pass
     "two_conflicts": (
@@ -187,6 +198,24 @@ PAIRS: dict[str, tuple[dict[str, str], dict[str, str]]] = {
                                   "        divide(1, 0)\n"},
     ),
 }
+
+# conflicts like two_conflicts; its only new test imports the new name `is_number` and checks it is
+# there: without the feature it fails by ImportError alone, and it passes whatever is_number does
+PAIRS["imports_only"] = (
+    {"calc/ops.py": ops_with(multiply=_IS_NUMBER_MULTIPLY, divide=_DIVIDE_CHECKED)},
+    tests_with("from calc.ops import is_number  # noqa: E402\n\n\n"
+               "def test_is_number_is_there():\n    assert is_number is not None"),
+)
+# the same feature with tests that check what is_number and the checks do
+PAIRS["kills_mutants"] = (
+    PAIRS["imports_only"][0],
+    tests_with("import pytest  # noqa: E402\n\nfrom calc.ops import is_number  # noqa: E402\n\n\n"
+               "@pytest.mark.parametrize('value, expected', [(1, True), (2.5, True), ('x', False)])\n"
+               "def test_is_number(value, expected):\n    assert is_number(value) is expected\n\n\n"
+               "def test_checked():\n    with pytest.raises(TypeError):\n        multiply('a', 2)\n"
+               "    with pytest.raises(TypeError):\n        multiply(2, 'a')\n"
+               "    with pytest.raises(ValueError):\n        divide(1, 0)"),
+)
 
 # A feature.patch whose context is not in the base: `git apply` refuses it.
 NOT_APPLYING_PATCH = '''diff --git a/calc/ops.py b/calc/ops.py

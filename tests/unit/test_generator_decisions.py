@@ -82,8 +82,10 @@ def _conflict(n: int, status: str = "conflict") -> ConflictReport:
 
 def _proofs(with_feature: TestRun, without: TestRun | None = None, checks=None) -> proofs.Proofs:
     without = without if without is not None else _tests(False, passed=4, failed=1)
+    killed = proofs.kills_mutants([proofs.MutantResult("m", True)], 0.5)
+    checks = checks if checks is not None else [proofs.compare("own", _tests(True, passed=4), _tests(True, passed=4))]
     return proofs.Proofs(proofs.new_tests_ran(with_feature), proofs.pass_with_feature(with_feature),
-                         proofs.fail_without_feature(without), proofs.existing_tests(checks or []))
+                         proofs.fail_without_feature(without), killed, proofs.existing_tests(checks))
 
 
 def test_valid_needs_passing_tests_and_enough_conflicts():
@@ -103,7 +105,7 @@ def test_an_empty_test_run_proves_nothing():
     empty = _tests(True, source="none")  # exit 0, nothing counted
     found = _proofs(empty)
     assert not found.new_tests_ran.ok and not found.pass_with_feature.ok
-    assert found.reasons() == [found.new_tests_ran.reason]
+    assert found.reasons() == ["new tests ran: " + found.new_tests_ran.reason]
     assert "no test was counted" in found.new_tests_ran.reason
     assert not decide(found, [_conflict(1)], 1)[0]
 
@@ -116,20 +118,30 @@ def test_tests_passing_without_the_feature_do_not_prove_it():
     assert not nothing.fail_without_feature.ok  # exit 0 and nothing counted is no failure either
 
 
-def test_regressions_by_name_from_junit_and_by_counts_from_the_console():
+def test_existing_tests_compared_by_name_and_by_counts():
     base = _tests(False, passed=4, failed=1, failing=["t::test_rounding"])
     same = _tests(False, passed=4, failed=1, failing=["t::test_rounding"])
     worse = _tests(False, passed=3, failed=2, failing=["t::test_rounding", "t::test_subtract"])
-    assert proofs.regressions(proofs.FeatureCheck(1, base, same)) == []
-    assert proofs.regressions(proofs.FeatureCheck(1, base, worse)) == ["t::test_subtract"]
+    assert proofs.compare("f1", base, same).status == "ok"
+    assert proofs.compare("f1", base, worse).broken == ["t::test_subtract"]
     console_base = _tests(False, source="console", passed=4, failed=1)
     console_worse = _tests(False, source="console", passed=3, failed=2)
-    assert proofs.regressions(proofs.FeatureCheck(1, console_base, console_worse))
-    assert proofs.regressions(proofs.FeatureCheck(1, _tests(True, source="none"), worse)) is None
-    proof = proofs.existing_tests([proofs.FeatureCheck(1, base, worse), proofs.FeatureCheck(2, base, same)])
-    assert not proof.ok and proof.counts == {"features": 2, "checked": 2, "broken": 1}
+    assert proofs.compare("f1", console_base, console_worse).status == "broken"
+    nothing = proofs.compare("f1", _tests(True, source="none"), worse)
+    assert nothing.status == "not checkable" and nothing.reason.startswith("nothing passes before")
+    proof = proofs.existing_tests([proofs.compare("feature 1", base, worse), proofs.compare("feature 2", base, same)])
+    assert not proof.ok and proof.counts == {"compared": 2, "checked": 2, "broken": 1, "not_checkable": 0}
     assert "feature 1 (t::test_subtract)" in proof.reason
     assert [d["status"] for d in proof.detail] == ["broken", "ok"]
+
+
+def test_existing_tests_that_compare_nothing_are_not_checkable_never_ok():
+    proof = proofs.existing_tests([proofs.Comparison("feature 2", "not checkable", "they conflict"),
+                                   proofs.compare("own", _tests(False, code=2), _tests(False, code=2))])
+    assert not proof.ok and proof.reason.startswith("not checkable: feature 2: they conflict; own: nothing passes")
+    valid, reason = decide(_proofs(_tests(True, passed=5), checks=[
+        proofs.Comparison("feature 2", "not checkable", "they conflict")]), [_conflict(2)], 1)
+    assert not valid and "existing tests: not checkable: feature 2: they conflict" in reason
 
 
 def test_backend_choice():
@@ -157,7 +169,6 @@ def test_conflict_hunks_from_markers():
 def test_cost_by_longest_model_prefix():
     assert call_cost("gpt-4.1-mini-2025-04-14", 1_000_000, 0) == pytest.approx(0.40)
     assert call_cost("gpt-4.1", 0, 1_000_000) == pytest.approx(8.0)
-    assert call_cost("qwen2.5-coder:7b", 10**6, 10**6) == 0.0
 
 
 def test_truncate_keeps_head_and_tail():
