@@ -665,12 +665,30 @@ async def _generate_via_bus(settings: Settings, requests: list, in_process: bool
     return 0 if any(run and run["status"] == "COMPLETED" and run["passed"] for _, run, _ in rows) else 1
 
 
+def _invoked_command(argv: list[str]) -> str | None:
+    """The command word of a `repo-pilot …` command line (after the app's own options), if any."""
+    args = iter(argv[1:])
+    for arg in args:
+        if arg == "--env-file":
+            next(args, None)
+        elif not arg.startswith("-"):
+            return arg
+    return None
+
+
 def _register_generator() -> None:
     """`generate` lives with the generator service. It ships in every build, so an ImportError
-    here is a bug and stops the CLI at start instead of silently dropping the command."""
+    here is a bug and stops the CLI at start instead of silently dropping the command.
+
+    Importing it brings in the openai SDK (about 2 s of a cold start), so a `repo-pilot`
+    process running another command (`runs`, `status`, …) leaves it out."""
+    app.command("request-generation")(request_generation)
+    if Path(sys.argv[0]).name in ("repo-pilot", "cli.py"):
+        others = {c.name or c.callback.__name__.replace("_", "-") for c in app.registered_commands}
+        if _invoked_command(sys.argv) in others:
+            return
     from services.generator.cli import generate
 
-    app.command("request-generation")(request_generation)
     app.command("generate", help="Generate benchmark features that conflict with a task's features.")(generate)
 
 
