@@ -192,6 +192,17 @@ def test_pilot_containers_get_the_servers_settings_and_shared_data(compose):
     assert "--jetstream" in services["nats"]["command"]
 
 
+def test_every_published_port_is_on_loopback_unless_asked(compose):
+    published = {name: svc.get("ports", []) for name, svc in compose["services"].items()}
+    for name, ports in published.items():
+        for port in ports:
+            assert port.startswith(("127.0.0.1:", "${GATEWAY_BIND:-127.0.0.1}:")), (name, port)
+    # A run on the host can export to the collector (OTLP/HTTP and gRPC).
+    collector = {p.rsplit(":", 1)[1] for p in published["otel-collector"]}
+    assert collector == {"4317", "4318"}
+    assert published["gateway"] and compose["services"]["gateway"]["healthcheck"]["test"]
+
+
 def test_every_config_file_the_compose_file_mounts_exists(compose):
     for name, svc in compose["services"].items():
         for target, source in bind_mounts(svc).items():
@@ -255,7 +266,7 @@ def test_the_dashboard_uses_only_provisioned_datasources(dashboard):
 
 
 def links_of(dashboard: dict) -> list[dict]:
-    return [link for panel in dashboard["panels"] for override in panel["fieldConfig"]["overrides"]
+    return [link for panel in dashboard["panels"] for override in panel.get("fieldConfig", {}).get("overrides", [])
             for prop in override["properties"] if prop["id"] == "links" for link in prop["value"]]
 
 
@@ -270,41 +281,93 @@ def test_grafana_loads_the_dashboard_from_where_compose_mounts_it(compose, dashb
     assert dashboard["uid"] == "repo-pilot" and dashboard["panels"]
 
 
+EVERY_INSTRUMENT = """
+import sys
+from shared.common import telemetry
+
+telemetry.setup_telemetry("relay", sys.argv[1])
+m = telemetry.default_metrics()
+m.record_run("completed", verdict="merged")
+m.record_step("analyze", 1.0)
+m.record_event("PipelineRequested")
+m.record_llm("m", 1, 1, 0.1, step="review")
+m.set_consumer_lag("tester", 1, acked=3)
+m.set_relay_lag(10, 8)
+m.record_relay_published()
+m.record_relay_fault("too_large")
+m.record_task_restart("relay")
+telemetry.shutdown_telemetry()
+"""
+
+
+@pytest.fixture(scope="module")
 def exported_metric_names() -> set[str]:
-    """Prometheus names of every instrument `telemetry.Metrics` creates, as the collector's
-    prometheus exporter (namespace repo_pilot) serves them."""
-    from opentelemetry.sdk.metrics import MeterProvider
-    from opentelemetry.sdk.metrics.export import HistogramDataPoint, InMemoryMetricReader
+    """Prometheus names of every metric a Repo Pilot process exports, read from a real OTLP export
+    (a local receiver decoding the protobuf), as the collector's prometheus exporter (namespace
+    repo_pilot) serves them."""
+    from tests.support.otlp import otlp_receiver
 
-    from shared.common.telemetry import Metrics
-
-    reader = InMemoryMetricReader()
-    instruments = Metrics(MeterProvider(metric_readers=[reader]).get_meter("t"))
-    instruments.record_run("completed")
-    instruments.record_step("analyze", 1.0)
-    instruments.record_llm("m", 1, 1, 0.1)
-    instruments.set_consumer_lag("tester", 1)
     namespace = load_yaml(DEPLOY / "otel-collector.yaml")["exporters"]["prometheus"]["namespace"]
+    with otlp_receiver() as receiver:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+        result = run([sys.executable, "-c", EVERY_INSTRUMENT, receiver.endpoint], env=env, cwd=ROOT)
+        assert result.returncode == 0, result.stderr
+        metrics = [metric for _, metric in receiver.metrics()]
     names = set()
-    for rm in reader.get_metrics_data().resource_metrics:
-        for sm in rm.scope_metrics:
-            for metric in sm.metrics:
-                histogram = isinstance(metric.data.data_points[0], HistogramDataPoint)
-                names.add(f"{namespace}_{metric.name}" + ("_bucket" if histogram else ""))
+    for metric in metrics:
+        suffixes = ("_bucket", "_sum", "_count") if metric.HasField("histogram") else ("",)
+        names |= {f"{namespace}_{metric.name}{suffix}" for suffix in suffixes}
     return names
 
 
-def test_the_dashboard_queries_the_metrics_the_services_export(dashboard):
-    exported = exported_metric_names()
-    queried = {name for panel in dashboard["panels"] for target in panel["targets"]
-               for name in re.findall(r"repo_pilot_\w+", target.get("expr", ""))}
-    assert queried == exported
+def metric_names_in(expr: str) -> set[str]:
+    return set(re.findall(r"repo_pilot_\w+", expr))
+
+
+def test_the_dashboard_queries_the_metrics_the_services_export(dashboard, exported_metric_names):
+    queried = {name for panel in dashboard["panels"] for target in panel.get("targets", [])
+               for name in metric_names_in(target.get("expr", ""))}
+    assert queried and queried <= exported_metric_names, queried - exported_metric_names
+    # Every exported fact has a panel (histogram parts count once, through _bucket).
+    shown = {n for n in exported_metric_names if not n.endswith(("_sum", "_count"))}
+    assert shown - queried <= {"repo_pilot_task_restarts_total"}, shown - queried
+
+
+def alert_rules() -> list[dict]:
+    return [rule for group in load_yaml(DEPLOY / "prometheus-alerts.yml")["groups"] for rule in group["rules"]]
+
+
+def test_every_alert_names_metrics_the_services_export(exported_metric_names):
+    alerts = {rule["alert"]: metric_names_in(rule["expr"]) for rule in alert_rules()}
+    assert {"RelayBehind", "ConsumerLagWithoutProgress", "RunsFailing"} <= set(alerts)
+    for name, used in alerts.items():
+        assert used and used <= exported_metric_names, (name, used - exported_metric_names)
+
+
+def test_prometheus_loads_the_alert_rules_where_compose_mounts_them(compose):
+    mounts = bind_mounts(compose["services"]["prometheus"])
+    (rules,) = load_yaml(DEPLOY / "prometheus.yml")["rule_files"]
+    assert mounts[rules] == DEPLOY / "prometheus-alerts.yml"
+
+
+def test_promtool_checks_the_prometheus_config_and_rules(tmp_path):
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool is not installed (Debian: `apt-get install prometheus`)")
+    result = run([promtool, "check", "rules", str(DEPLOY / "prometheus-alerts.yml")])
+    assert result.returncode == 0, result.stdout + result.stderr
+    # The config names the rules by their path in the container: check it with the file there.
+    config = load_yaml(DEPLOY / "prometheus.yml")
+    config["rule_files"] = [str(DEPLOY / "prometheus-alerts.yml")]
+    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
+    result = run([promtool, "check", "config", "--syntax-only", str(tmp_path / "prometheus.yml")])
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_the_dashboard_links_runs_to_traces_by_the_attribute_handler_spans_carry(dashboard):
     from shared.common.telemetry import STREAM_ID
 
-    tempo_queries = [t["query"] for p in dashboard["panels"] for t in p["targets"] if "query" in t]
+    tempo_queries = [t["query"] for p in dashboard["panels"] for t in p.get("targets", []) if "query" in t]
     link_urls = [unquote(link["url"]) for link in links_of(dashboard)]
     assert link_urls and all(f"span.{STREAM_ID} = " in url and "${__value.raw}" in url for url in link_urls)
     assert tempo_queries and all(f"span.{STREAM_ID}" in q for q in tempo_queries)
@@ -312,7 +375,7 @@ def test_the_dashboard_links_runs_to_traces_by_the_attribute_handler_spans_carry
 
 async def test_the_dashboard_sql_runs_against_the_real_read_models(dashboard, store, db_schema, database_url):
     # `store` created db_schema with every migration, so these are the projector's real tables.
-    queries = [t["rawSql"] for p in dashboard["panels"] for t in p["targets"] if "rawSql" in t]
+    queries = [t["rawSql"] for p in dashboard["panels"] for t in p.get("targets", []) if "rawSql" in t]
     assert len(queries) >= 3
     conn = await asyncpg.connect(database_url)
     try:
