@@ -47,8 +47,8 @@ faults: install  ## the fault suite at full size (50 runs, a 100 s Postgres outa
 compat: install-compat  ## the llm engine against a real llama.cpp server (tests/e2e/test_llama_cpp_server.py)
 	$(PYTEST) tests/e2e/test_llama_cpp_server.py
 
-bench: install
-	$(PY) -m benchmarks
+bench: install  ## make bench [ARGS="--full" | ARGS="--only pipeline,relay"]; see benchmarks/README.md
+	$(PY) -m benchmarks $(ARGS)
 
 CORPUS ?=
 OUT ?= eval.json
