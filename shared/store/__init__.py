@@ -5,9 +5,10 @@ declared in `migrations/`).
 """
 
 from shared.store.errors import AlreadyProcessed, ConcurrencyError, EventTooLarge, MigrationChanged
-from shared.store.postgres import PostgresEventStore, migrate, row_to_envelope
+from shared.store.postgres import PostgresEventStore, migrate
+from shared.store.rows import BadRow, decode_row
 
 __all__ = [
-    "AlreadyProcessed", "ConcurrencyError", "EventTooLarge", "MigrationChanged", "PostgresEventStore", "migrate",
-    "row_to_envelope",
+    "AlreadyProcessed", "BadRow", "ConcurrencyError", "EventTooLarge", "MigrationChanged", "PostgresEventStore",
+    "decode_row", "migrate",
 ]

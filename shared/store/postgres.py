@@ -17,31 +17,17 @@ import json
 import logging
 import uuid
 from collections.abc import AsyncIterator, Sequence
-from datetime import datetime
 from importlib import resources
-from typing import Any, NamedTuple
+from typing import Any
 
 import asyncpg
 from pydantic_core import from_json, to_json
 
 from shared.events import Envelope
-from shared.events.registry import MalformedEvent, Payload, UnknownEventType, parse_payload_json
 from shared.store.errors import AlreadyProcessed, ConcurrencyError, EventTooLarge, MigrationChanged
+from shared.store.rows import ROW_COLUMNS, BadRow, decode_row
 
 log = logging.getLogger("repo_pilot.store")
-
-_COLUMNS = (
-    "global_position, stream_id, version, event_id, type, data::text AS data, metadata, occurred_at, "
-    "causation_id, correlation_id"
-)
-
-
-# What folds need and nothing more: no ids, no metadata beyond the payload's schema version.
-_SLIM_COLUMNS = (
-    "global_position, stream_id, type, occurred_at, data::text AS data, "
-    "(metadata->>'schema_version')::int AS schema_version"
-)
-
 
 # Room for the envelope around `data` and `metadata` as the relay publishes it (ids, type, stream,
 # positions, timestamps, correlation): generous, so the bound holds for what goes on the wire.
@@ -62,31 +48,6 @@ def check_event_size(stream_id: str, type_name: str, data_json: str, meta_json: 
     sizes = {name: len(json.dumps(value, ensure_ascii=False).encode()) for name, value in fields.items()}
     largest = max(sizes, key=sizes.__getitem__)
     raise EventTooLarge(stream_id, type_name, size, limit, largest, sizes[largest])
-
-
-class SlimEvent(NamedTuple):
-    """An event as a projection folds it: where it sits, what it is, when, and its typed payload.
-
-    Duck-types the Envelope fields that `shared.store.projections.fold` reads."""
-
-    global_position: int
-    stream_id: str
-    type: str
-    occurred_at: datetime
-    data: Payload
-
-
-class BadRow(NamedTuple):
-    """A stored row no reader can decode (unknown type, malformed payload): skipped and reported."""
-
-    global_position: int
-    stream_id: str
-    type: str
-    reason: str
-
-
-# What decoding a row may raise when the row itself is bad (not when the reader has a bug).
-_BAD_ROW_ERRORS = (MalformedEvent, UnknownEventType, ValueError, TypeError, KeyError)
 
 
 def advisory_lock_key(schema: str, purpose: str) -> int:
@@ -119,32 +80,8 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
 
 
 def _encode_json(value: Any) -> str:
-    return value if isinstance(value, str) else json.dumps(value)
-
-
-def row_to_envelope(row: asyncpg.Record) -> Envelope:
-    """A stored row as an Envelope; the payload is validated (and upcast) straight from its JSON
-    text, which is the hot path of every reader and of projection rebuilds."""
-    metadata = row["metadata"]
-    return Envelope.model_validate(
-        {
-            "event_id": row["event_id"],
-            "type": row["type"],
-            "stream_id": row["stream_id"],
-            "version": row["version"],
-            "global_position": row["global_position"],
-            "occurred_at": row["occurred_at"],
-            "causation_id": row["causation_id"],
-            "correlation_id": row["correlation_id"],
-            "metadata": metadata,
-            "data": parse_payload_json(row["type"], row["data"], metadata.get("schema_version")),
-        }
-    )
-
-
-def _slim(row: asyncpg.Record) -> SlimEvent:
-    position, stream, type_name, at, data, version = row
-    return SlimEvent(position, stream, type_name, at, parse_payload_json(type_name, data, version))
+    # inf/nan (a payload may parse `1e400` as inf) become null: `Infinity` is not JSON to Postgres.
+    return value if isinstance(value, str) else to_json(value, inf_nan_mode="null").decode()
 
 
 def migrations() -> list[tuple[int, str, str]]:
@@ -276,36 +213,38 @@ class PostgresEventStore:
 
     # -- reading -----------------------------------------------------------------------
 
-    def decode_rows(self, rows: Sequence[asyncpg.Record], convert, bad: list[BadRow] | None = None) -> list:
-        """`convert` applied to each row; a row that does not decode is skipped, logged once,
-        kept in `self.skipped` and added to `bad` (readers report it instead of crashing)."""
+    def decode_rows(self, rows: Sequence[asyncpg.Record], bad: list[BadRow] | None = None) -> list[Envelope]:
+        """The rows that decode, as Envelopes (`rows.decode_row`, the one rule every reader uses);
+        each one that does not is skipped, logged once, kept in `self.skipped` and added to `bad`
+        (readers report it instead of crashing)."""
         out = []
         for row in rows:
-            try:
-                out.append(convert(row))
-            except _BAD_ROW_ERRORS as exc:
-                position = row["global_position"]
-                skipped = BadRow(position, row["stream_id"], row["type"], str(exc))
-                if bad is not None:
-                    bad.append(skipped)
-                if position not in self.skipped:
-                    log.warning("skipping event at position %s (%s %s): %s",
-                                position, row["type"], row["stream_id"], exc)
-                    self.skipped[position] = skipped
+            decoded = decode_row(row)
+            if isinstance(decoded, Envelope):
+                out.append(decoded)
+                continue
+            if bad is not None:
+                bad.append(decoded)
+            if decoded.global_position not in self.skipped:
+                log.warning("skipping event at position %s (%s %s): %s", decoded.global_position,
+                            decoded.type, decoded.stream_id, decoded.reason)
+                self.skipped[decoded.global_position] = decoded
         return out
 
     async def read_stream(self, stream_id: str, from_version: int = 1) -> list[Envelope]:
         rows = await self.pool.fetch(
-            f"SELECT {_COLUMNS} FROM events WHERE stream_id = $1 AND version >= $2 ORDER BY version",
+            f"SELECT {ROW_COLUMNS} FROM events WHERE stream_id = $1 AND version >= $2 ORDER BY version",
             stream_id,
             from_version,
         )
-        return self.decode_rows(rows, row_to_envelope)
+        return self.decode_rows(rows)
 
     async def get_event(self, event_id: uuid.UUID) -> Envelope | None:
-        """The stored event with this id, or None (consumers check what the bus delivers against it)."""
-        row = await self.pool.fetchrow(f"SELECT {_COLUMNS} FROM events WHERE event_id = $1", event_id)
-        return row_to_envelope(row) if row is not None else None
+        """The stored event with this id, or None when there is none or it does not decode
+        (consumers check what the bus delivers against it)."""
+        row = await self.pool.fetchrow(f"SELECT {ROW_COLUMNS} FROM events WHERE event_id = $1", event_id)
+        found = self.decode_rows([row]) if row is not None else []
+        return found[0] if found else None
 
     async def stream_version(self, stream_id: str) -> int:
         return await self.pool.fetchval(
@@ -318,43 +257,25 @@ class PostgresEventStore:
         """Events after `after_position` (at most `limit` rows read) and the position of the last
         row read, which is past any undecodable rows skipped at the page's end."""
         rows = await self.pool.fetch(
-            f"SELECT {_COLUMNS} FROM events WHERE global_position > $1 ORDER BY global_position LIMIT $2",
+            f"SELECT {ROW_COLUMNS} FROM events WHERE global_position > $1 ORDER BY global_position LIMIT $2",
             after_position,
             limit,
         )
         end = rows[-1]["global_position"] if rows else after_position
-        return self.decode_rows(rows, row_to_envelope, bad), end
+        return self.decode_rows(rows, bad), end
 
     async def read_all(self, after_position: int = 0, limit: int = 1000) -> list[Envelope]:
         """Events with global position > `after_position`, in order, at most `limit` (undecodable
         rows are skipped: see `decode_rows`)."""
         return (await self.read_page(after_position, limit))[0]
 
-    async def read_page_slim(self, after_position: int = 0, limit: int = 1000) -> tuple[list[SlimEvent], int]:
-        """`read_page` for projections: the same events in the same order, each a SlimEvent.
-
-        Skips building the Envelope (ids, causation, correlation, metadata), which is most of the
-        cost of a row; the payload is still validated and upcast exactly as `read_all` does."""
-        rows = await self.pool.fetch(
-            f"SELECT {_SLIM_COLUMNS} FROM events WHERE global_position > $1 "
-            "ORDER BY global_position LIMIT $2",
-            after_position,
-            limit,
-        )
-        end = rows[-1]["global_position"] if rows else after_position
-        return self.decode_rows(rows, _slim), end
-
-    async def read_all_slim(self, after_position: int = 0, limit: int = 1000) -> list[SlimEvent]:
-        """`read_all` as SlimEvents (see `read_page_slim`)."""
-        return (await self.read_page_slim(after_position, limit))[0]
-
     async def read_correlated(self, correlation_id: str) -> list[Envelope]:
         rows = await self.pool.fetch(
-            f"SELECT {_COLUMNS} FROM events WHERE correlation_id = $1 OR stream_id = $1 "
+            f"SELECT {ROW_COLUMNS} FROM events WHERE correlation_id = $1 OR stream_id = $1 "
             "ORDER BY global_position",
             correlation_id,
         )
-        return self.decode_rows(rows, row_to_envelope)
+        return self.decode_rows(rows)
 
     async def ping(self) -> None:
         await self.pool.fetchval("SELECT 1")
@@ -401,16 +322,19 @@ class PostgresEventStore:
                 listener.terminate()
 
     async def unfinished_runs(self, repo: str, ref: str | None, conn: Any = None) -> list[str]:
-        """Runs requested on `repo` at `ref` (None: its default branch) that have not ended."""
+        """Runs requested on `repo` at `ref` (None: its default branch) that have not ended.
+
+        A request that does not decode is no run in progress: the relay never publishes it, so no
+        service will act on it (the projector shows it as a failed run)."""
         db = conn or self.pool
         rows = await db.fetch(
-            "SELECT r.stream_id FROM events r WHERE r.type = 'PipelineRequested' AND r.data->>'repo' = $1 "
+            f"SELECT {ROW_COLUMNS} FROM events r WHERE r.type = 'PipelineRequested' AND r.data->>'repo' = $1 "
             "AND coalesce(r.data->>'ref', '') = $2 AND NOT EXISTS (SELECT 1 FROM events e "
             "WHERE e.stream_id = r.stream_id AND e.type IN ('PipelineCompleted', 'PipelineFailed')) "
             "ORDER BY r.global_position",
             repo, ref or "",
         )
-        return [r["stream_id"] for r in rows]
+        return [e.stream_id for e in self.decode_rows(rows)]
 
     async def record_relay_fault(
         self, position: int, stream_id: str | None, type_name: str | None, kind: str, reason: str,
@@ -422,6 +346,15 @@ class PostgresEventStore:
             "VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (global_position) DO NOTHING",
             position, event_id, stream_id, type_name, kind, reason, relay,
         )
+
+    async def quarantine(self, rows: Sequence[BadRow], *, by: str, conn: Any = None) -> None:
+        """Record rows that do not decode in the quarantine (`relay_faults`, kind `undecodable`),
+        once each whoever reads them first (`repo-pilot health` lists them)."""
+        if rows:
+            await (conn or self.pool).executemany(
+                "INSERT INTO relay_faults (global_position, stream_id, type, kind, reason, relay) "
+                "VALUES ($1, $2, $3, 'undecodable', $4, $5) ON CONFLICT (global_position) DO NOTHING",
+                [(r.global_position, r.stream_id, r.type, r.reason, by) for r in rows])
 
     async def relay_faults(self, limit: int = 100) -> list[dict]:
         rows = await self.pool.fetch(

@@ -7,8 +7,10 @@ produces exactly the rows live projection did. It folds the whole log in memory 
 truncates and writes each row once, because loading and rewriting the same rows batch after
 batch was most of a rebuild's cost besides parsing.
 
-Both read the log with `read_all_slim`: fold needs the position, stream, type, time and payload
-of an event, not its ids or metadata, and skipping those halves the cost of a row.
+Both read the log through the store's one row decoder (`shared.store.rows.decode_row`), so they
+fold exactly the events the relay publishes. A row that does not decode is quarantined (recorded
+in `relay_faults`, which `repo-pilot health` lists) and folded as what it is: a request that
+cannot be read becomes a FAILED run saying why, any other bad row changes nothing.
 """
 
 from __future__ import annotations
@@ -23,12 +25,16 @@ from typing import Any
 
 from shared.common import telemetry
 from shared.events import STEPS, Envelope
-from shared.store.postgres import SlimEvent, wait_for_any
+from shared.events.envelope import STREAM_ID
+from shared.store.postgres import wait_for_any
+from shared.store.rows import BadRow
 
 log = logging.getLogger("repo_pilot.projector")
 
 PENDING, RUNNING, COMPLETED, FAILED, SKIPPED = "PENDING", "RUNNING", "COMPLETED", "FAILED", "SKIPPED"
 GEN_STEPS: tuple[str, ...] = ("prompt", "agent", "validate")
+REQUESTS = ("PipelineRequested", "FeatureGenerationRequested")
+_BIGINT = 2**63 - 1
 _GEN_STEP_OF = {"FeaturePromptBuilt": "prompt", "FeatureGenerated": "agent", "FeatureValidated": "validate"}
 
 RUN_COLUMNS = (
@@ -50,24 +56,28 @@ def _bead(run_id: str, bead_id: str, seq: int, kind: str, title: str) -> dict[st
     }
 
 
-def _start(bead: dict, at: datetime, **meta: Any) -> None:
+# `meta` is a dict, not keyword arguments: its keys come from payloads (StepCompleted.metadata)
+# and must never collide with a parameter's name.
+def _start(bead: dict, at: datetime, meta: dict[str, Any]) -> None:
     bead["status"] = RUNNING
     bead["started_at"] = bead["started_at"] or at
     bead["ended_at"], bead["duration_ms"], bead["error"] = None, None, None
     bead["metadata"] = {**bead["metadata"], **meta}
 
 
-def _end(bead: dict, status: str, at: datetime, error: str | None = None, **meta: Any) -> None:
+def _end(bead: dict, status: str, at: datetime, error: str | None = None, meta: dict | None = None) -> None:
     bead["status"] = status
     bead["started_at"] = bead["started_at"] or at
     bead["ended_at"] = at
     bead["duration_ms"] = int((at - bead["started_at"]).total_seconds() * 1000)
     bead["error"] = error
-    bead["metadata"] = {**bead["metadata"], **meta}
+    bead["metadata"] = {**bead["metadata"], **(meta or {})}
 
 
-def fold(run: dict | None, beads: dict[str, dict], event: Envelope | SlimEvent) -> dict | None:
+def fold(run: dict | None, beads: dict[str, dict], event: Envelope | BadRow) -> dict | None:
     """Apply one event to a run row and its beads (mutating `beads`); returns the new run row."""
+    if isinstance(event, BadRow):
+        return _unreadable(run, event)
     d, at, rid = event.data, event.occurred_at, event.stream_id
     t = event.type
     if t == "PipelineRequested":
@@ -93,11 +103,11 @@ def fold(run: dict | None, beads: dict[str, dict], event: Envelope | SlimEvent) 
         return beads[step]
 
     if t == "StepStarted":
-        _start(bead_for(d.step), at, attempt=d.attempt, **({"engine": d.engine} if d.engine else {}))
+        _start(bead_for(d.step), at, {"attempt": d.attempt, **({"engine": d.engine} if d.engine else {})})
     elif t == "StepCompleted":
-        _end(bead_for(d.step), COMPLETED, at, None, summary=d.summary, **d.metadata)
+        _end(bead_for(d.step), COMPLETED, at, None, {"summary": d.summary, **d.metadata})
     elif t == "StepFailed":
-        _end(bead_for(d.step), FAILED, at, d.error, attempt=d.attempt)
+        _end(bead_for(d.step), FAILED, at, d.error, {"attempt": d.attempt})
     elif t == "StepSkipped":
         _end(bead_for(d.step), SKIPPED, at, d.reason)
     elif t == "RepoAnalyzed":
@@ -109,7 +119,7 @@ def fold(run: dict | None, beads: dict[str, dict], event: Envelope | SlimEvent) 
             beads.setdefault(b["bead_id"], b)
     elif t == "ChangeApplied":
         _end(bead_for(f"improvement:{d.improvement_id}"), COMPLETED, at, None,
-             commit=d.commit_sha, files=d.files)
+             {"commit": d.commit_sha, "files": d.files})
     elif t == "ChangeRejected":
         _end(bead_for(f"improvement:{d.improvement_id}"), SKIPPED, at, d.reason)
     elif t == "ChangesCommitted":
@@ -129,7 +139,8 @@ def fold(run: dict | None, beads: dict[str, dict], event: Envelope | SlimEvent) 
             run["error"] = d.reason or None
     elif t == "LlmCallRecorded":
         run["cost_usd"] = round(run["cost_usd"] + d.cost_usd, 6)
-        run["tokens"] += d.prompt_tokens + d.completion_tokens
+        # Clamped to the column's range: a recorded count is never a reason to stop projecting.
+        run["tokens"] = max(-_BIGINT, min(_BIGINT, run["tokens"] + d.prompt_tokens + d.completion_tokens))
     elif t == "PipelineCompleted":
         run.update(status=COMPLETED, finished_at=at)
     elif t == "PipelineFailed":
@@ -148,8 +159,21 @@ def fold(run: dict | None, beads: dict[str, dict], event: Envelope | SlimEvent) 
     return run
 
 
+def _unreadable(run: dict | None, row: BadRow) -> dict | None:
+    """A request that cannot be read starts a run that has already failed, saying why (no
+    service will ever act on it: the relay does not publish it). Other bad rows change nothing."""
+    if row.type not in REQUESTS or run is not None or not STREAM_ID.fullmatch(row.stream_id):
+        return run
+    return {
+        **_new_run(row, row.stream_id.split("-", 1)[0], repo=row.repo, engine=None, threshold=None,
+                   categories=[]),
+        "status": FAILED, "finished_at": row.occurred_at,
+        "error": f"request: the request could not be read: {row.reason}",
+    }
+
+
 def fold_all(
-    runs: dict[str, dict], beads: dict[str, dict[str, dict]], events: Iterable[Envelope | SlimEvent]
+    runs: dict[str, dict], beads: dict[str, dict[str, dict]], events: Iterable[Envelope | BadRow]
 ) -> None:
     """Fold `events`, in order, into `runs` (by run id) and `beads` (by run id, then bead id)."""
     for event in events:
@@ -158,7 +182,7 @@ def fold_all(
             runs[event.stream_id] = folded
 
 
-def _new_run(event: Envelope | SlimEvent, kind: str, **fields: Any) -> dict:
+def _new_run(event: Envelope | BadRow, kind: str, **fields: Any) -> dict:
     return {
         "run_id": event.stream_id, "kind": kind, "status": RUNNING, "branch": None, "base_sha": None,
         "head_sha": None, "score": None, "passed": None, "merged": None, "pr_url": None, "error": None,
@@ -238,20 +262,17 @@ class Projector:
         async with aclosing(self._pages(await self.store.get_checkpoint(self.checkpoint_name))) as pages:
             async for events, end in pages:
                 await self.apply(events, end)  # re-checks the checkpoint under a lock
-                total += len(events)
+                total += sum(not isinstance(e, BadRow) for e in events)
         return total
 
-    async def apply(self, events: list[Envelope | SlimEvent], end: int | None = None) -> None:
-        """Fold `events` and move the checkpoint to `end` (the last row read, past any skipped
-        undecodable rows) or to the last event."""
+    async def apply(self, events: list[Envelope | BadRow], end: int | None = None) -> None:
+        """Fold `events` (bad rows among them are quarantined) and move the checkpoint to `end`
+        (the last row read) or to the last event."""
         async with self.store.pool.acquire() as conn, conn.transaction():
             position = await self._lock_checkpoint(conn)
             events = [e for e in events if e.global_position > position]
             end = max(end or 0, events[-1].global_position if events else 0)
             if end <= position:
-                return
-            if not events:  # only rows that do not decode: step past them
-                await self.store.set_checkpoint(self.checkpoint_name, end, conn=conn)
                 return
             run_ids = sorted({e.stream_id for e in events})
             runs = {r["run_id"]: dict(r) for r in await conn.fetch(
@@ -261,9 +282,9 @@ class Projector:
                 beads.setdefault(r["run_id"], {})[r["bead_id"]] = dict(r)
             before = statuses(runs, beads)
             fold_all(runs, beads, events)
-            await self._write(conn, runs, beads, end)
-        record_metrics(events, ended(before, runs, beads), self.metrics)  # committed: counted once
-
+            await self._write(conn, runs, beads, end, events)
+        # Committed: counted once. Bad rows are no events (their type may be anything).
+        record_metrics([e for e in events if not isinstance(e, BadRow)], ended(before, runs, beads), self.metrics)
 
     async def rebuild(self) -> int:
         """Truncate the read models and replay the whole log from position 0; returns the count.
@@ -274,27 +295,30 @@ class Projector:
         """
         runs: dict[str, dict] = {}
         beads: dict[str, dict[str, dict]] = {}
+        bad: list[BadRow] = []
         count = position = 0
         async with aclosing(self._pages(0)) as pages:
             async for events, end in pages:
                 fold_all(runs, beads, events)
-                count += len(events)
+                page_bad = [e for e in events if isinstance(e, BadRow)]
+                bad += page_bad
+                count += len(events) - len(page_bad)
                 position = end
         async with self.store.pool.acquire() as conn, conn.transaction():
             await self._lock_checkpoint(conn)
             await conn.execute("TRUNCATE runs, beads")
-            await self._write(conn, runs, beads, position)
+            await self._write(conn, runs, beads, position, bad)
         return count
 
-    async def _pages(self, after: int) -> AsyncIterator[tuple[list[SlimEvent], int]]:
-        """The log after `after` in pages (events, position of the last row read), reading the
-        next page while the caller uses this one.
+    async def _pages(self, after: int) -> AsyncIterator[tuple[list[Envelope | BadRow], int]]:
+        """The log after `after` in pages (events and bad rows in log order, position of the last
+        row read), reading the next page while the caller uses this one.
 
-        Rows that do not decode are skipped (the store keeps them in `skipped`), so one bad row
-        never stops a projection or a rebuild, and a page of only such rows still moves on."""
-        events, end = await self.store.read_page_slim(after, self.batch)
+        A row that does not decode comes as its BadRow (the store also keeps it in `skipped`), so
+        one bad row never stops a projection or a rebuild, and a page of only such rows moves on."""
+        events, end = await self._page(after)
         while end > after:
-            following = asyncio.create_task(self.store.read_page_slim(end, self.batch))
+            following = asyncio.create_task(self._page(end))
             try:
                 yield events, end
             except BaseException:  # the caller failed or stopped early
@@ -302,6 +326,11 @@ class Projector:
                 raise
             after = end
             events, end = await following
+
+    async def _page(self, after: int) -> tuple[list[Envelope | BadRow], int]:
+        bad: list[BadRow] = []
+        events, end = await self.store.read_page(after, self.batch, bad)
+        return (sorted([*events, *bad], key=lambda e: e.global_position) if bad else events), end
 
     async def _lock_checkpoint(self, conn) -> int:
         """The checkpoint, locked until the transaction ends, so two projectors never apply the
@@ -314,7 +343,10 @@ class Projector:
             "SELECT position FROM checkpoints WHERE name = $1 FOR UPDATE", self.checkpoint_name
         )
 
-    async def _write(self, conn, runs: dict, beads: dict[str, dict[str, dict]], position: int) -> None:
+    async def _write(self, conn, runs: dict, beads: dict[str, dict[str, dict]], position: int,
+                     events: Iterable[Envelope | BadRow] = ()) -> None:
+        await self.store.quarantine([e for e in events if isinstance(e, BadRow)], by=self.checkpoint_name,
+                                    conn=conn)
         await _upsert(conn, "runs", RUN_COLUMNS, ("run_id",), runs.values())
         await _upsert(conn, "beads", BEAD_COLUMNS, ("run_id", "bead_id"),
                       (b for bs in beads.values() for b in bs.values()))
@@ -347,7 +379,7 @@ async def _upsert(conn, table: str, columns: tuple[str, ...], key: tuple[str, ..
 
 
 async def list_runs(store, limit: int = 50) -> list[dict]:
-    rows = await store.pool.fetch("SELECT * FROM runs ORDER BY started_at DESC LIMIT $1", limit)
+    rows = await store.pool.fetch("SELECT * FROM runs ORDER BY started_at DESC NULLS LAST LIMIT $1", limit)
     return [dict(r) for r in rows]
 
 
