@@ -88,12 +88,61 @@ def docker_compose_plugin() -> bool:
 
 
 def test_docker_compose_accepts_the_file(tmp_path):
-    if not docker_compose_plugin():
-        pytest.skip("the `docker compose` plugin is not installed here (the docker client alone cannot "
+    command = compose_command()
+    if command is None:
+        pytest.skip("no compose implementation is installed here (the docker client alone cannot "
                     "parse compose files); the Compose Specification schema check below still runs")
-    result = run(["docker", "compose", "-f", str(COMPOSE), "config", "-q"],
-                 env={**os.environ, "TARGET_REPO_PATH": str(tmp_path)})
+    result = run([*command, "-f", str(COMPOSE), "config", "-q"],
+                 env={**os.environ, "TARGET_REPO_PATH": str(tmp_path), "REPO_PILOT_API_TOKEN": "t"})
     assert result.returncode == 0, result.stderr
+
+
+def compose_command() -> list[str] | None:
+    if docker_compose_plugin():
+        return ["docker", "compose"]
+    if shutil.which("docker-compose"):
+        return ["docker-compose"]  # Debian's compose v1 also reads .env and interpolates `:?`
+    return None
+
+
+def readme_cluster_steps() -> list[str]:
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## The local cluster", 1)[1]
+    block = section.split("```bash", 1)[1].split("```", 1)[0]
+    return [line.split("  #", 1)[0].strip() for line in block.splitlines() if line.strip()]
+
+
+def test_the_readmes_cluster_steps_give_a_file_compose_accepts(tmp_path):
+    """The README's steps, as written, in a fresh copy: the `.env` lines it says to write once,
+    then each `docker compose up` line as `config` (no engine here), none failing on a missing
+    setting."""
+    command = compose_command()
+    if command is None:
+        pytest.skip("no compose implementation (`docker compose` or `docker-compose`) is installed")
+    project = tmp_path / "repo pilot"  # a path with a space, like many users' checkouts
+    shutil.copytree(ROOT / "deploy", project / "deploy")
+    shutil.copy(COMPOSE, project / "docker-compose.yml")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("REPO_PILOT_", "PILOT_", "TARGET_"))}
+    steps = readme_cluster_steps()
+    setup = [step for step in steps if step.startswith("echo ")]
+    ups = [step for step in steps if "docker compose up" in step]
+    assert setup and len(ups) == 2, steps
+    for step in setup:
+        assert run(["sh", "-c", step], cwd=project, env=env).returncode == 0, step
+    dotenv = (project / ".env").read_text()
+    assert "REPO_PILOT_API_TOKEN=" in dotenv and f"PILOT_UID={os.getuid()}" in dotenv
+    target = tmp_path / "my repo"
+    target.mkdir()
+    for step in ups:
+        step = step.replace("/path/to/repo", f"'{target}'").replace("docker compose up --build -d", "docker compose config -q")
+        step = step.replace("docker compose up -d", "docker compose config -q").replace("docker compose", " ".join(command))
+        result = run(["sh", "-c", step], cwd=project, env=env)
+        assert result.returncode == 0, (step, result.stderr)
+    resolved = run([*command, "config"], cwd=project, env={**env, "TARGET_REPO_PATH": str(target)})
+    assert resolved.returncode == 0, resolved.stderr
+    config = yaml.safe_load(resolved.stdout)
+    assert config["services"]["gateway"]["environment"]["REPO_PILOT_API_TOKEN"] in dotenv
+    assert config["services"]["analyzer"]["build"]["args"]["UID"] == str(os.getuid())
 
 
 def check_jsonschema(*args: str) -> subprocess.CompletedProcess:
