@@ -21,7 +21,8 @@ install-compat: install
 
 run: install  ## make run REPO=/path/to/repo [ARGS="--categories security"]
 	@test -n "$(REPO)" || (echo "usage: make run REPO=/path/to/a/git/repo" >&2; exit 2)
-	$(VENV)/bin/repo-pilot run $(REPO) $(ARGS)
+	$(VENV)/bin/repo-pilot run "$(REPO)" $(ARGS)
+	@echo 'more commands (status, runs, events, servers stop): . $(VENV)/bin/activate, then repo-pilot --help' >&2
 
 demo: install
 	$(VENV)/bin/repo-pilot demo

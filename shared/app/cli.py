@@ -48,10 +48,17 @@ def _main(env_file: Annotated[Path | None, typer.Option(
 def _settings() -> Settings:
     from shared.common.settings import EnvFileError
 
+    from pydantic import ValidationError
+
     try:
         return Settings()
     except EnvFileError as exc:
         _fail(str(exc))
+    except ValidationError as exc:  # a bad value in the environment or a .env file: one line each
+        for error in exc.errors():
+            name = ".".join(str(part) for part in error["loc"])
+            err.print(f"[bold red]error:[/] {name}={error.get('input')!r}: {error['msg']}", highlight=False)
+        raise typer.Exit(2) from None
 
 
 def _logging(level: int) -> None:

@@ -140,3 +140,27 @@ def test_request_starts_the_runs_trace_and_sends_it(cli_env, tmp_path):
     assert {a.key: a.value.string_value for a in requested.attributes}["pilot.stream_id"] == run_id
     event = json.loads(cli(cli_env, "events", run_id, "--json").stdout.splitlines()[0])
     assert event["metadata"]["traceparent"].split("-")[1] == requested.trace_id.hex()
+
+
+def test_a_bad_setting_is_one_line_naming_the_variable_and_the_allowed_values(cli_env):
+    proc = cli({**cli_env, "REPO_PILOT_ISOLATION": "bogus"}, "runs", check=False)
+    assert proc.returncode == 2
+    (line,) = proc.stderr.strip().splitlines()
+    assert "REPO_PILOT_ISOLATION='bogus'" in line and "'mountns'" in line and "Traceback" not in proc.stderr
+
+
+def test_make_run_takes_a_path_with_a_space(tmp_path):
+    """`make run REPO="/path/my repo"` reaches repo-pilot as one argument (dry: make -n)."""
+    import shlex
+    import shutil
+
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.run(["make", "-n", "-o", ".venv/.installed", "run", f"REPO={tmp_path}/my repo"],
+                          cwd=root, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    (line,) = [line for line in proc.stdout.splitlines() if "repo-pilot run" in line]
+    assert shlex.split(line)[2] == f"{tmp_path}/my repo"
