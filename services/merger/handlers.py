@@ -1,15 +1,15 @@
-"""merger: once review and tests both exist, push, open a merge request, merge when the gate allows."""
+"""merger: after the review (which follows the tests), push, open a merge request, merge when the gate allows."""
 
 from __future__ import annotations
 
 from typing import Protocol
 
 from shared.ports.deps import UsesStore, UsesWorkspace, UsesForge
-from shared.events import Envelope, MergeCompleted, StepCompleted, StepStarted
+from shared.events import Envelope, MergeCompleted, StepCompleted
 from shared.adapters.workspace import commit_all
 from shared.policy.edits import resolve_inside
 from shared.policy.review import merge_gate, tests_to_commit
-from shared.policy.run import emit, load_context, merge_is_due
+from shared.policy.run import emit, load_context
 
 SERVICE = "merger"
 
@@ -18,15 +18,15 @@ class Uses(UsesStore, UsesWorkspace, UsesForge, Protocol):
     """What the merger's handlers use: the store, the workspace and the forge."""
 
 
-async def on_review_or_tests(event: Envelope, deps: Uses) -> list[Envelope]:
+async def on_changes_reviewed(event: Envelope, deps: Uses) -> list[Envelope]:
     ctx = await load_context(deps.store, event)
-    if not merge_is_due(ctx, event):
+    if ctx.merged is not None:  # the run was merged (or left open) already
         return []
     c = ctx.committed
     if not c.patches:
         result = MergeCompleted(pushed=False, branch=c.branch, merged=False,
                                 reason="no improvement could be applied: nothing to merge")
-        return emit(event, SERVICE, StepStarted(step="merge"), result,
+        return emit(event, SERVICE, result,
                     StepCompleted(step="merge", summary=result.reason))
     ok, why = merge_gate(ctx.review, ctx.tests)
     work_id = f"{ctx.run_id}-merge"
@@ -51,7 +51,7 @@ async def on_review_or_tests(event: Envelope, deps: Uses) -> list[Envelope]:
             replay = f" (a replay of {ctx.replayed_from})" if ctx.replayed_from else ""
             result = MergeCompleted(pushed=False, branch=c.branch, merged=False,
                                     reason=f"already merged: {base} already has every change of this run{replay}")
-            return emit(event, SERVICE, StepStarted(step="merge"), result,
+            return emit(event, SERVICE, result,
                         StepCompleted(step="merge", summary=result.reason))
         # Each forge action checks first whether it was already done: a redelivery never doubles it.
         await forge.publish(path, c.branch)
@@ -62,4 +62,4 @@ async def on_review_or_tests(event: Envelope, deps: Uses) -> list[Envelope]:
     result = MergeCompleted(pushed=True, branch=c.branch, pr_url=request.url, merged=ok,
                             merge_sha=merge_sha, reason=why)
     summary = f"merged {merge_sha[:10]}" if ok else f"left open: {why}"
-    return emit(event, SERVICE, StepStarted(step="merge"), result, StepCompleted(step="merge", summary=summary))
+    return emit(event, SERVICE, result, StepCompleted(step="merge", summary=summary))

@@ -1,10 +1,6 @@
-"""merger subscriptions: it waits for both review and tests (the handler decides when both exist)."""
+"""merger subscriptions: the review comes after the tests, so the review is what it waits for."""
 
 from services.merger import handlers
 from shared.messaging.consumer import Route
 
-# No step here: the handler records the merge bead itself, only when it actually acts.
-ROUTES = [
-    Route("ChangesReviewed", handlers.on_review_or_tests),
-    Route("TestsCompleted", handlers.on_review_or_tests),
-]
+ROUTES = [Route("ChangesReviewed", handlers.on_changes_reviewed, step="merge")]

@@ -13,7 +13,7 @@ CATEGORIES: tuple[str, ...] = ("features", "security", "compliance", "integratio
 EngineName = Literal["rules", "llm"]
 
 # The pipeline steps, in order; each is one bead.
-STEPS: tuple[str, ...] = ("analyze", "suggest", "execute", "review", "test", "merge", "docs")
+STEPS: tuple[str, ...] = ("analyze", "suggest", "execute", "test", "review", "merge", "docs")  # run order
 
 
 class _Part(BaseModel):

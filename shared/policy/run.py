@@ -91,15 +91,6 @@ def run_context(run_id: str, events: list[Envelope]) -> RunContext:
     return ctx
 
 
-def merge_is_due(ctx: RunContext, trigger: Envelope) -> bool:
-    """The merger acts once both review and tests exist, and only on the later of the two events,
-    so two replicas handling the two events concurrently never both merge."""
-    if ctx.reviewed is None or ctx.tested is None or ctx.merged is not None:
-        return False
-    later = max(ctx.reviewed, ctx.tested, key=lambda e: e.global_position or 0)
-    return later.event_id == trigger.event_id
-
-
 def regressed(before: TestGroupResult, after: TestGroupResult) -> bool:
     """The repository's own suite got worse (the rule: `shared.policy.review.own_suite_regression`)."""
     return own_suite_regression(before, after) is not None

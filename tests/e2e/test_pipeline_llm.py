@@ -30,7 +30,7 @@ pytestmark = pytest.mark.e2e
 
 # Retries stay real (tenacity, every attempt recorded) but wait milliseconds, not seconds.
 FAST = RetryPolicy(attempts=3, initial_seconds=0.01, max_seconds=0.02)
-STEPS = ("analyze", "suggest", "execute", "review", "test", "merge", "docs")
+STEPS = ("analyze", "suggest", "execute", "test", "review", "merge", "docs")
 
 
 def _git(repo, *args) -> str:

@@ -9,7 +9,7 @@ import pytest
 
 from services.analyzer.handlers import on_pipeline_requested
 from services.executor.handlers import on_improvements_suggested
-from services.merger.handlers import on_review_or_tests
+from services.merger.handlers import on_changes_reviewed
 from services.reviewer.handlers import on_tests_completed as review
 from services.suggester.handlers import on_repo_analyzed
 from services.tester.handlers import on_changes_committed as run_tests
@@ -46,7 +46,7 @@ async def committed(deps, repo):
 
 async def reviewed_and_tested(deps, repo):
     c = await committed(deps, repo)
-    payloads = (ChangesReviewed(overall=9, passed=True), TestsCompleted())
+    payloads = (TestsCompleted(), ChangesReviewed(overall=9, passed=True))
     return (await deps.store.append(c.stream_id, [make_event(p, c.stream_id, cause=c) for p in payloads]))[-1]
 
 
@@ -56,7 +56,7 @@ CASES = {
     "executor": (suggested, on_improvements_suggested, "implement"),
     "reviewer": (committed, review, "review"),
     "tester": (committed, run_tests, "write_tests"),
-    "merger": (reviewed_and_tested, on_review_or_tests, None),
+    "merger": (reviewed_and_tested, on_changes_reviewed, None),
 }
 
 

@@ -34,7 +34,7 @@ def test_the_doc_cites_the_whole_flow():
     names = cited()
     assert len(names) > 40
     for hop in ("shared.app.cli.run", "shared.messaging.relay.Relay.run",
-                "services.merger.handlers.on_review_or_tests", "services.analyzer.handlers.on_merge_completed"):
+                "services.merger.handlers.on_changes_reviewed", "services.analyzer.handlers.on_merge_completed"):
         assert hop in names
 
 

@@ -5,34 +5,18 @@ from __future__ import annotations
 import pytest
 
 from shared.events import (
-    ChangesReviewed,
     LlmCallRecorded,
-    MergeCompleted,
     PipelineRequested,
     TestGroupResult,
-    TestsCompleted,
     make_event,
 )
-from shared.policy.run import merge_is_due, regressed, replay_answers, run_context
+from shared.policy.run import regressed, replay_answers, run_context
 
 pytestmark = pytest.mark.unit
 
 
 def _stored(payload, position, stream="run-1"):
     return make_event(payload, stream).model_copy(update={"global_position": position})
-
-
-def test_merger_acts_only_on_the_later_of_review_and_tests():
-    req = _stored(PipelineRequested(repo="/r"), 1)
-    review = _stored(ChangesReviewed(overall=8, passed=True), 5)
-    tests = _stored(TestsCompleted(), 7)
-    ctx = run_context("run-1", [req, review, tests])
-    assert merge_is_due(ctx, tests)
-    assert not merge_is_due(ctx, review)
-    only_review = run_context("run-1", [req, review])
-    assert not merge_is_due(only_review, review)
-    done = run_context("run-1", [req, review, tests, _stored(MergeCompleted(pushed=True, branch="b", merged=True), 9)])
-    assert not merge_is_due(done, tests)
 
 
 @pytest.mark.parametrize(
