@@ -36,8 +36,10 @@ FIXES: dict[str, Fix] = {
     "E712": Fix(False, "`x is True` differs from `x == True` for 1, numpy booleans and types overriding `__eq__`",
                 "bool-operand"),
     # ruff rules whose fix ruff marks safe but which change behaviour or cost in some places
-    "SIM105": Fix(True, "`contextlib.suppress` around code in a generator is several times slower and changes "
-                        "how exception groups propagate (3.12+)", "not-generator"),  # fmt: skip
+    # `contextlib.suppress` is several times slower than try/except wherever it runs (toolz's `memoize`
+    # hot path was rewritten), and in a generator changes how exception groups propagate (3.12+).
+    "SIM105": Fix(False, "`contextlib.suppress` is several times slower than `try/except` (in a generator it "
+                         "also changes how exception groups propagate)", None),  # fmt: skip
     "SIM300": Fix(True, "in a test the comparison's direction is often the point of the test (`__eq__` vs "
                         "`__req__`)", "not-test"),  # fmt: skip
     # our own site fix, and the codemods
