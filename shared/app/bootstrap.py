@@ -20,8 +20,9 @@ if TYPE_CHECKING:
     import openai
 
 
-def real_engine_factory(settings: Settings, **llm_options: Any) -> EngineFactory:
-    """Engines per run: `llm` on the configured endpoint, else the offline rules engine.
+def real_engine_factory(settings: Settings, sandbox: Sandbox | None = None, **llm_options: Any) -> EngineFactory:
+    """Engines per run: `llm` on the configured endpoint, else the offline rules engine, which
+    validates fixes in `sandbox` (default: the one the settings configure, as `bootstrap` wires).
     `llm_options` go to `LlmEngine` (e.g. a fast `retry` in tests).
 
     One HTTP client and one endpoint record (structured-output mode, concurrency limit) serve
@@ -29,6 +30,7 @@ def real_engine_factory(settings: Settings, **llm_options: Any) -> EngineFactory
     concurrent steps of a run reserve against the same budget."""
 
     clients: list = []  # one HTTP client for every run this process handles, made on first use
+    sandboxes: list = []  # the rules engine's, made on first use when none is handed in
     ledgers: dict[str, Any] = {}
 
     def make(ctx: RunContext, previous_calls: list[LlmCallRecorded]) -> Engine:
@@ -53,7 +55,9 @@ def real_engine_factory(settings: Settings, **llm_options: Any) -> EngineFactory
             )
         from shared.engines.rules import RulesEngine
 
-        return RulesEngine(home=settings.home, tools_home=settings.tools_home)
+        if not sandboxes:
+            sandboxes.append(sandbox or make_sandbox("auto", isolation=settings.isolation))
+        return RulesEngine(home=settings.home, tools_home=settings.tools_home, sandbox=sandboxes[0])
 
     return make
 
@@ -70,12 +74,13 @@ def bootstrap(
 ) -> Deps:
     """Real dependencies; a test hands in any of them (e.g. a different engine factory) by keyword
     and gets the rest of the same wiring."""
+    sandbox = sandbox or make_sandbox("auto", isolation=settings.isolation)
     return Deps(
         settings=settings,
         store=store,
         workspace=workspace or RealWorkspace(settings.home),
-        sandbox=sandbox or make_sandbox("auto", isolation=settings.isolation),
-        make_engine=make_engine or real_engine_factory(settings),
+        sandbox=sandbox,
+        make_engine=make_engine or real_engine_factory(settings, sandbox),
         make_forge=make_forge or (lambda kind, target: real_forge(kind, target, settings)),
         openai_client=openai_client,
     )
