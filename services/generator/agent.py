@@ -25,7 +25,7 @@ import openai
 
 from services.generator import proc
 from shared.adapters.sandbox import Sandbox
-from shared.engines.llm_client import DEFAULT_PRICES, price_for
+from shared.engines.llm_client import DEFAULT_PRICES, known_price
 
 TOOLS: list[dict[str, Any]] = [
     {"type": "function", "function": {
@@ -54,6 +54,8 @@ class AgentLimits:
     command_timeout_s: float = 300.0
     output_chars: int = 10_000
     network: bool = False  # the agent's shell reaches the network only when this is set
+    price: tuple[float, float] | None = None  # USD per million tokens in/out; None: the cost is unknown
+    token_limit: int | None = None  # prompt + completion tokens per attempt (what limits an unpriced model)
 
 
 @dataclass
@@ -61,18 +63,26 @@ class AgentResult:
     submitted: bool
     feature_md: str = ""
     steps: int = 0
-    cost_usd: float = 0.0
+    cost_usd: float | None = 0.0  # None: the model has no price, so its cost is unknown (never read as 0)
     prompt_tokens: int = 0
     completion_tokens: int = 0
-    stop_reason: str = ""  # submitted | step_limit | cost_limit | timeout | model_error
+    stop_reason: str = ""  # submitted | step_limit | cost_limit | token_limit | timeout | model_error
     error: str = ""
     duration: float = 0.0
     trajectory: dict[str, Any] = field(default_factory=dict)
 
 
-def call_cost(model: str, prompt_tokens: int, completion_tokens: int) -> float:
-    """USD for one call, from the LLM engine's price table (pure)."""
-    cost_in, cost_out = price_for(model.removeprefix("openai/"), DEFAULT_PRICES)
+def model_price(model: str) -> tuple[float, float] | None:
+    """USD per million tokens (in, out) from the LLM engine's price list; None when it has none."""
+    return known_price(model.removeprefix("openai/"), DEFAULT_PRICES)
+
+
+def call_cost(model: str, prompt_tokens: int, completion_tokens: int,
+              price: tuple[float, float] | None = None) -> float | None:
+    """USD for one call at `price` (default: the price list's); None when the model has no price (pure)."""
+    cost_in, cost_out = price or model_price(model) or (None, None)
+    if cost_in is None or cost_out is None:
+        return None
     return (prompt_tokens * cost_in + completion_tokens * cost_out) / 1_000_000
 
 
@@ -108,18 +118,21 @@ async def _loop(client: openai.AsyncOpenAI, model: str, messages: list[dict], wo
         if result.steps >= limits.step_limit:
             result.stop_reason = "step_limit"
             return
-        if result.cost_usd >= limits.cost_limit_usd > 0:
+        if result.cost_usd is not None and result.cost_usd >= limits.cost_limit_usd > 0:
             result.stop_reason = "cost_limit"
+            return
+        if limits.token_limit and result.prompt_tokens + result.completion_tokens >= limits.token_limit:
+            result.stop_reason = "token_limit"
             return
         result.steps += 1
         started = time.monotonic()
         response = await client.chat.completions.create(model=model, messages=messages, tools=TOOLS)
         usage = response.usage
         p, c = (usage.prompt_tokens, usage.completion_tokens) if usage else (0, 0)
-        cost = call_cost(model, p, c)
+        cost = call_cost(model, p, c, limits.price) if limits.price or result.cost_usd is not None else None
         result.prompt_tokens += p
         result.completion_tokens += c
-        result.cost_usd += cost
+        result.cost_usd = None if cost is None or result.cost_usd is None else result.cost_usd + cost
         message = response.choices[0].message
         calls = message.tool_calls or []
         messages.append({"role": "assistant", "content": message.content,
@@ -166,7 +179,7 @@ async def run_agent(client: openai.AsyncOpenAI, model: str, system: str, prompt:
     limits = limits or AgentLimits()
     messages: list[dict] = [{"role": "system", "content": system}, {"role": "user", "content": prompt}]
     steps_log: list[dict] = []
-    result = AgentResult(submitted=False)
+    result = AgentResult(submitted=False, cost_usd=0.0 if limits.price or model_price(model) else None)
     started = time.monotonic()
     try:
         async with asyncio.timeout(limits.timeout_s):

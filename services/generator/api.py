@@ -28,7 +28,7 @@ class GenerationResult:
     feature_patch: str
     tests_patch: str
     feature_md: str
-    agent_cost: float
+    agent_cost: float | None  # None: the model has no price
     agent_steps: int
     reason: str
     attempt_dir: Path

@@ -6,15 +6,26 @@ Registered by the main CLI as `app.command("generate")(generate)`. The job runs 
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-from services.generator.dataset import run_dataset
-from services.generator.job import AttemptResult, GenerateOptions, make_client, run_attempt, validation_only
-from services.generator.prompt import SYSTEM, build_prompt
+from services.generator.dataset import cost_text, run_dataset
+from services.generator.job import (
+    AttemptResult,
+    GenerateOptions,
+    make_client,
+    run_attempt,
+    spending,
+    validation_only,
+)
+from services.generator.prompt import build_prompt
+from services.generator.validate import DEFAULT_MIN_SCORE, DEFAULT_MUTANTS
 from services.generator.task import Task, load_task
 from services.generator.validate import ValidationResult
 from shared.events.gen import FeatureGenerationRequested
@@ -58,11 +69,15 @@ def _show_validation(result: ValidationResult) -> None:
     if result.proofs is not None:
         for name, proof in result.proofs.to_dict().items():
             mark = "[green]yes[/]" if proof["ok"] else ("[dim]not run[/]" if not proof["ran"] else "[red]no[/]")
-            console.print(f"  {name.replace('_', ' ')}: {mark}" + (f" — {proof['reason']}" if proof["reason"]
-                                                                    and proof["ran"] else ""), highlight=False)
+            console.print(f"  {name.replace('_', ' ')}: {mark}" + (f" — {escape(proof['reason'])}"
+                                                                    if proof["reason"] and proof["ran"] else ""),
+                          highlight=False)
+            for entry in proof["detail"] if name == "existing_tests" else []:
+                console.print(f"    {escape(entry['what'])}: {entry['status']}"
+                              + (f" — {escape(entry['reason'])}" if entry["reason"] else ""), highlight=False)
     console.print(_conflicts_table(result))
     verdict = "[green]valid[/]" if result.valid else "[red]invalid[/]"
-    console.print(f"{verdict}: {result.reason}")
+    console.print(f"{verdict}: {escape(result.reason)}", highlight=False)
 
 
 def _attempts_table(results: list[AttemptResult]) -> Table:
@@ -74,7 +89,7 @@ def _attempts_table(results: list[AttemptResult]) -> Table:
         tests = f"{v.tests.counts.passed}✓ {v.tests.counts.failed}✗" if v else "-"
         conflicts = ", ".join(map(str, v.conflicting_features)) if v else "-"
         table.add_row(str(r.attempt), "[green]yes[/]" if r.success else "[red]no[/]", tests, conflicts,
-                      f"{r.agent.cost_usd:.4f}", str(r.agent.steps), str(r.folder), r.reason[:100])
+                      cost_text(r.agent.cost_usd), str(r.agent.steps), str(r.folder), escape(r.reason[:100]))
     return table
 
 
@@ -99,25 +114,45 @@ def generate(
     validate: tuple[Path, Path] | None = typer.Option(
         None, "--validate", metavar="FEATURE_PATCH TESTS_PATCH",
         help="Validate an existing patch pair instead of generating."),
+    mutants: int = typer.Option(DEFAULT_MUTANTS, "--mutants", min=1,
+                                help="Mutants of the feature's added lines its new tests must kill."),
+    min_mutation_score: float = typer.Option(DEFAULT_MIN_SCORE, "--min-mutation-score", min=0.0, max=1.0,
+                                             help="Share of the mutants the new tests must kill."),
+    all_proofs: bool = typer.Option(False, "--all-proofs", help="Run every proof, not only up to the first failure."),
+    price_in: float | None = typer.Option(None, "--price-in", help="USD per million prompt tokens for --model."),
+    price_out: float | None = typer.Option(None, "--price-out", help="USD per million completion tokens."),
+    token_limit: int | None = typer.Option(None, "--token-limit", min=1,
+                                           help="Tokens per attempt (what limits a model without a price)."),
+    debug: bool = typer.Option(False, "--debug", help="Full tracebacks and debug logging."),
 ) -> None:
     """Generate new task features that pass their tests and conflict with existing ones."""
     if backend not in BACKENDS:
         raise typer.BadParameter(f"must be one of {', '.join(BACKENDS)}", param_hint="--backend")
     if (task is None) == (dataset is None):
         raise typer.BadParameter("give exactly one of --task DIR or --dataset DIR", param_hint="--task")
+    if debug:
+        import logging
+
+        logging.basicConfig(level=logging.DEBUG)
+    try:
+        price = _price(model, price_in, price_out, os.environ.get("REPO_PILOT_MODEL_PRICES", ""))
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--price-in/--price-out") from None
+    proof_options = {"mutants": mutants, "min_mutation_score": min_mutation_score, "all_proofs": all_proofs,
+                     "price": price, "token_limit": token_limit}
     if dataset is not None:
         raise typer.Exit(_generate_dataset(dataset, output, attempts, concurrency, GenerateOptions(
-            repo_path=None, model=model, backend=backend, feature=feature, step_limit=step_limit,
-            cost_limit_usd=cost_limit, min_conflicts=min_conflicts, agent_network=agent_network)))
+            repo_path=str(repo_path) if repo_path else None, model=model, backend=backend, feature=feature,
+            step_limit=step_limit, cost_limit_usd=cost_limit, min_conflicts=min_conflicts,
+            agent_network=agent_network, **proof_options)))
     try:
-        loaded = load_task(task)
+        loaded = load_task(_task_dir(task))
         if list_features:
             console.print(_features_table(loaded))
             return
-        if prompt_only:
-            built = build_prompt(loaded, feature)
-            console.print(SYSTEM, markup=False, highlight=False)
-            console.print(built.prompt, markup=False, highlight=False)
+        if prompt_only:  # byte for byte the user message the agent gets (the system message is SYSTEM)
+            sys.stdout.write(build_prompt(loaded, feature).prompt)
+            sys.stdout.flush()
             return
         from shared.common.settings import Settings
 
@@ -126,18 +161,56 @@ def generate(
             repo_path=str(repo_path) if repo_path else None, model=model or settings.openai_model,
             backend=backend, feature=feature, step_limit=step_limit, cost_limit_usd=cost_limit,
             min_conflicts=min_conflicts, base_url=settings.openai_base_url, api_key=settings.openai_api_key,
-            agent_network=agent_network, uv_cache_dir=settings.home / "uv-cache")
+            agent_network=agent_network, uv_cache_dir=settings.home / "uv-cache", **proof_options)
+        if options.price is None and model is None:
+            options.price = _price(options.model, None, None, os.environ.get("REPO_PILOT_MODEL_PRICES", ""))
         if validate and all(validate):
             feature_patch, tests_patch = (Path(p).read_text() for p in validate)
             result = validation_only(loaded, options, feature_patch, tests_patch, folder=output)
             _show_validation(result)
             raise typer.Exit(0 if result.valid else 1)
+        _say_spending(options)
         results = asyncio.run(_run_attempts(loaded, options, output, attempts))
     except StepError as exc:
-        console.print(f"[red]error:[/] {exc.message}" + (f"\n[dim]{exc.hint}[/]" if exc.hint else ""))
+        if debug:
+            console.print_exception()
+        console.print(f"[red]error:[/] {escape(exc.message)}" + (f"\n[dim]{escape(exc.hint)}[/]" if exc.hint else ""))
         raise typer.Exit(2) from None
     console.print(_attempts_table(results))
     raise typer.Exit(0 if any(r.success for r in results) else 1)
+
+
+def _task_dir(task: Path) -> Path:
+    """`--task` as given, else relative to `dataset/` as the original tool takes it."""
+    if not task.exists() and (Path("dataset") / task).is_dir():
+        return Path("dataset") / task
+    return task
+
+
+def _price(model: str | None, price_in: float | None, price_out: float | None,
+           table: str) -> tuple[float, float] | None:
+    """USD per million tokens for `model`: the flags, else REPO_PILOT_MODEL_PRICES
+    (`model=in/out,…`); None leaves it to the price list. ValueError for a malformed setting."""
+    if (price_in is None) != (price_out is None):
+        raise ValueError("give both --price-in and --price-out")
+    if price_in is not None and price_out is not None:
+        return price_in, price_out
+    for entry in filter(None, (e.strip() for e in table.split(","))):
+        name, _, value = entry.partition("=")
+        try:
+            cost_in, cost_out = (float(v) for v in value.split("/"))
+        except ValueError:
+            raise ValueError(f"REPO_PILOT_MODEL_PRICES entry {entry!r} is not model=in/out "
+                             "(USD per million tokens)") from None
+        if model is not None and name.strip() == model:
+            return cost_in, cost_out
+    return None
+
+
+def _say_spending(options: GenerateOptions) -> None:
+    _, _, note = spending(options)
+    if note:
+        console.print(f"[yellow]cost:[/] {escape(note)}", highlight=False)
 
 
 def _generate_dataset(dataset: Path, output: Path, attempts: int, concurrency: int, options: GenerateOptions) -> int:
@@ -145,16 +218,22 @@ def _generate_dataset(dataset: Path, output: Path, attempts: int, concurrency: i
 
     settings = Settings()  # read once, here at the edge
     options.model = options.model or settings.openai_model
+    options.price = options.price or _price(options.model, None, None, os.environ.get("REPO_PILOT_MODEL_PRICES", ""))
     options.base_url, options.api_key = settings.openai_base_url, settings.openai_api_key
     options.uv_cache_dir = settings.home / "uv-cache"
 
     def done(task: str, n: int, result: dict) -> None:
         mark = "[green]valid[/]" if result["valid"] else "[red]invalid[/]"
-        console.print(f"{task} attempt {n}: {mark} — {result['reason'][:160]}", highlight=False)
+        console.print(f"{task} attempt {n}: {mark} — {escape(result['reason'][:160])}", highlight=False)
+
+    def repository(task: str, where: str) -> None:
+        console.print(f"{task}: repository {escape(where)}", highlight=False)
 
     try:
         make_client(options)  # a missing endpoint is reported once, not once per task
-        rows = asyncio.run(run_dataset(dataset, options, output, attempts, concurrency, on_attempt=done))
+        _say_spending(options)
+        rows = asyncio.run(run_dataset(dataset, options, output, attempts, concurrency, on_attempt=done,
+                                       on_repository=repository))
     except StepError as exc:
         console.print(f"[red]error:[/] {exc.message}" + (f"\n[dim]{exc.hint}[/]" if exc.hint else ""))
         return 2
@@ -166,7 +245,7 @@ def _generate_dataset(dataset: Path, output: Path, attempts: int, concurrency: i
         table.add_column(column)
     for r in rows:
         table.add_row(r.task, str(r.attempts), str(r.valid), ", ".join(map(str, r.conflicts)) or "-",
-                      f"{r.cost_usd:.4f}", f"{r.time_s:.1f}", str(r.resumed), r.error[:80])
+                      cost_text(r.cost_usd), f"{r.time_s:.1f}", str(r.resumed), escape(r.error[:80]))
     console.print(table)
     console.print(f"summary: {output / 'summary.md'}, {output / 'summary.json'}")
     return 0 if any(r.valid for r in rows) else 1

@@ -18,7 +18,7 @@ from typing import Any
 import openai
 
 from services.generator import proc
-from services.generator.agent import AgentLimits, AgentResult, run_agent
+from services.generator.agent import AgentLimits, AgentResult, model_price, run_agent
 from services.generator.prompt import SYSTEM, build_prompt
 from services.generator.split import Split, split_diff
 from services.generator.task import Task
@@ -52,6 +52,23 @@ class GenerateOptions:
     mutants: int = DEFAULT_MUTANTS  # mutants of the feature's added lines the new tests must kill
     min_mutation_score: float = DEFAULT_MIN_SCORE
     all_proofs: bool = False  # run every proof even after one fails
+    price: tuple[float, float] | None = None  # USD per million tokens in/out; default: the price list's
+    token_limit: int | None = None  # tokens per attempt; what limits a model without a price
+
+
+DEFAULT_TOKEN_LIMIT = 2_000_000
+
+
+def spending(options: GenerateOptions) -> tuple[tuple[float, float] | None, int | None, str]:
+    """(price, token limit, note) of an attempt (pure): a model without a price (not in the list,
+    none given) is limited by tokens instead of a cost that would read as $0, and the note says so."""
+    price = options.price or model_price(options.model)
+    if price is not None:
+        return price, options.token_limit, ""
+    limit = options.token_limit or DEFAULT_TOKEN_LIMIT
+    return None, limit, (f"model {options.model} has no price in the price list: its cost is unknown (not $0), "
+                         f"so each attempt is limited by {limit:,} tokens instead of --cost-limit; give "
+                         "--price-in/--price-out or REPO_PILOT_MODEL_PRICES to limit it by cost")
 
 
 @dataclass
@@ -93,7 +110,8 @@ class AttemptResult:
             "attempt": self.attempt,
             "valid": self.success,
             "reason": self.reason,
-            "cost_usd": round(self.agent.cost_usd, 6),
+            "cost_usd": None if self.agent.cost_usd is None else round(self.agent.cost_usd, 6),
+            "cost_note": "" if self.agent.cost_usd is not None else "unpriced model: limited by tokens",
             "steps": self.agent.steps,
             "agent_stop": self.agent.stop_reason,
             "agent_error": self.agent.error,
@@ -140,8 +158,10 @@ async def run_attempt(task: Task, options: GenerateOptions, folder: Path, attemp
     source = repo_source(task, options.repo_path)
     await on_step("agent")
     client = client or make_client(options)
+    price, token_limit, _ = spending(options)
     limits = AgentLimits(step_limit=options.step_limit, cost_limit_usd=options.cost_limit_usd,
-                         timeout_s=options.timeout_s, network=options.agent_network)
+                         timeout_s=options.timeout_s, network=options.agent_network, price=price,
+                         token_limit=token_limit)
     sandbox = await asyncio.to_thread(proc.agent_sandbox, options.backend)
     with tempfile.TemporaryDirectory(prefix="repo-pilot-gen-") as tmp:
         workspace = Path(tmp) / "repo"

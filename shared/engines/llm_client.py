@@ -76,12 +76,18 @@ class Spent:
     cost_usd: float = 0.0
 
 
-def price_for(model: str, prices: dict[str, tuple[float, float]]) -> tuple[float, float]:
-    """Exact name first, then the longest known prefix (dated names like `gpt-4.1-2025-04-14`)."""
+def known_price(model: str, prices: dict[str, tuple[float, float]]) -> tuple[float, float] | None:
+    """Exact name first, then the longest known prefix (dated names like `gpt-4.1-2025-04-14`);
+    None when the list has no price for the model: its cost is unknown, not zero."""
     if model in prices:
         return prices[model]
     matches = [name for name in prices if model.startswith(name + "-")]
-    return prices[max(matches, key=len)] if matches else (0.0, 0.0)
+    return prices[max(matches, key=len)] if matches else None
+
+
+def price_for(model: str, prices: dict[str, tuple[float, float]]) -> tuple[float, float]:
+    """`known_price`, with (0, 0) for a model the list does not price."""
+    return known_price(model, prices) or (0.0, 0.0)
 
 
 def prompt_hash(model: str, messages: Messages) -> str:

@@ -47,7 +47,7 @@ class FeatureGenerated(Payload):
     feature_patch: str
     tests_patch: str
     feature_md: str
-    cost_usd: float = 0.0
+    cost_usd: float | None = 0.0  # None: the model has no price, its cost is unknown
     steps: int = 0
     trajectory_path: str | None = None
 

@@ -2,6 +2,8 @@
 the agent edits a real checkout through the sandbox, and the attempt is validated for real."""
 
 import json
+from pathlib import Path
+import os
 import re
 import subprocess
 import sys
@@ -65,6 +67,21 @@ def test_generate_end_to_end_writes_a_valid_attempt(task, server, tmp_path, monk
     first = server.requests[0]
     assert "calc/ops.py lines 1-9: touched by feature(s) 1, 2" in first["messages"][1]["content"]
     assert [t["function"]["name"] for t in first["tools"]] == ["bash", "submit"]
+    # scripted-model is in no price list: its cost is unknown, never $0, and the output says so
+    assert outcome["cost_usd"] is None and "has no price in the price list" in result.output
+    assert "unpriced" in result.output
+    # --prompt-only writes byte for byte what the agent got, unwrapped on a narrow terminal
+    shown = subprocess.run([sys.executable, "-m", "services.generator.cli", "--task", str(task.path),
+                            "--prompt-only"], capture_output=True, env={**os.environ, "COLUMNS": "40"},
+                           cwd=Path(__file__).parents[2], check=True).stdout
+    assert shown == first["messages"][1]["content"].encode()
+
+
+def test_task_relative_to_the_dataset_folder_and_debug_are_accepted(task, monkeypatch):
+    monkeypatch.chdir(task.path.parents[2])  # the folder holding dataset/
+    result = CliRunner().invoke(app, ["generate", "--task", "calc_task/task1", "--prompt-only", "--debug"])
+    assert result.exit_code == 0, result.output
+    assert "Hot spots" in result.output
 
 
 def test_agent_that_never_submits_stops_at_the_step_limit(task, server, tmp_path, monkeypatch):

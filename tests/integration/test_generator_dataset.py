@@ -82,3 +82,40 @@ def test_summary_rows_from_results():
     row = summarize("t", results, resumed=1)
     assert (row.attempts, row.valid, row.conflicts, row.cost_usd, row.time_s) == (2, 1, [2, 3], 0.75, 5.0)
     assert markdown([row]).splitlines()[2] == "| t | 2 | 1 | 2, 3 | 0.7500 | 5.0 |"
+
+
+def test_dataset_with_a_mirror_folder_runs_offline_and_says_which_repository(tmp_path):
+    # setup.sh names a host that cannot resolve: the only way to the base is the mirror folder
+    task = make_task(tmp_path / "build")
+    root = tmp_path / "dataset"
+    (root / "calc_task").mkdir(parents=True)
+    shutil.move(str(task.path), root / "calc_task" / "task1")
+    setup = root / "calc_task" / "task1" / "setup.sh"
+    upstream = task.repo_url
+    setup.write_text(setup.read_text().replace(upstream, "https://example.invalid/acme/calc.git"))
+    mirrors = tmp_path / "mirrors"
+    mirrors.mkdir()
+    subprocess.run(["git", "clone", "--quiet", "--mirror", upstream, str(mirrors / "calc.git")], check=True)
+    out = tmp_path / "out"
+    with ScriptedModelServer() as server:
+        script_feature_per_conversation(server)
+        env = {**os.environ, "OPENAI_BASE_URL": server.base_url, "OPENAI_API_KEY": "test-key", "COLUMNS": "300"}
+        run = _generate(env, "--dataset", str(root), "--repo-path", str(mirrors), "--output", str(out),
+                        "--backend", "local", "--step-limit", "10", "--model", "scripted-model")
+        output, _ = run.communicate(timeout=900)
+    assert run.returncode == 0, output
+    assert f"calc_task/task1: repository {mirrors / 'calc.git'} (mirror in --repo-path" in output
+    (row,) = json.loads((out / "summary.json").read_text())
+    assert row["valid"] == 1 and row["repository"].startswith(str(mirrors / "calc.git"))
+    assert row["cost_usd"] is None  # scripted-model has no price: unknown, not $0
+    assert "| unpriced |" in (out / "summary.md").read_text()
+
+
+def test_a_mirror_folder_without_the_task_repository_is_a_clear_error(tmp_path):
+    from services.generator.dataset import task_repository
+
+    task = make_task(tmp_path / "build")
+    (tmp_path / "mirrors").mkdir()
+    with pytest.raises(StepError, match="neither a git repository nor a folder holding a mirror"):
+        task_repository(task, tmp_path / "mirrors")
+    assert task_repository(task, task.repo_url)[0] == task.repo_url  # one repository for every task
