@@ -34,6 +34,7 @@ log = logging.getLogger("repo_pilot.projector")
 PENDING, RUNNING, COMPLETED, FAILED, SKIPPED = "PENDING", "RUNNING", "COMPLETED", "FAILED", "SKIPPED"
 GEN_STEPS: tuple[str, ...] = ("prompt", "agent", "validate")
 REQUESTS = ("PipelineRequested", "FeatureGenerationRequested")
+ENDS = ("PipelineCompleted", "PipelineFailed", "FeatureValidated")
 _BIGINT = 2**63 - 1
 _GEN_STEP_OF = {"FeaturePromptBuilt": "prompt", "FeatureGenerated": "agent", "FeatureValidated": "validate"}
 
@@ -161,7 +162,12 @@ def fold(run: dict | None, beads: dict[str, dict], event: Envelope | BadRow) -> 
 
 def _unreadable(run: dict | None, row: BadRow) -> dict | None:
     """A request that cannot be read starts a run that has already failed, saying why (no
-    service will ever act on it: the relay does not publish it). Other bad rows change nothing."""
+    service will ever act on it: the relay does not publish it). An end that cannot be read ends
+    the run as failed (the store counts its run as ended: `unfinished_runs`, the sweeper). Other
+    bad rows change nothing."""
+    if row.type in ENDS and run is not None and run["status"] == RUNNING:
+        return dict(run, status=FAILED, finished_at=row.occurred_at, last_position=row.global_position,
+                    error=f"end: the run's {row.type} could not be read: {row.reason}")
     if row.type not in REQUESTS or run is not None or not STREAM_ID.fullmatch(row.stream_id):
         return run
     return {

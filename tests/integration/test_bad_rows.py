@@ -24,12 +24,14 @@ from shared.events.envelope import STREAM_ID
 from shared.messaging.relay import Relay
 from shared.store.projections import Projector, get_run, list_runs
 from tests.conftest import scratch_store
+from tests.integration.test_cli import cli
 from tests.support.bus_harness import TRACEPARENT, eventually
 from tests.support.read_models import snapshot
 
 pytestmark = pytest.mark.integration
 
 REQUEST_TYPES = ("PipelineRequested", "FeatureGenerationRequested")
+ENDS = ("PipelineCompleted", "PipelineFailed")
 
 # Payloads that validate, one per type a run's log holds; the fuzz starts from these and breaks them.
 VALID = {
@@ -214,9 +216,11 @@ class _Log:
             assert stream not in await self.store.unfinished_runs(repo, None)
         if row["type"] in REQUEST_TYPES and row["stream"] == "fresh" and stream in runs:
             assert runs[stream]["status"] == "FAILED" and "could not be read" in runs[stream]["error"]
+        if row["type"] in ENDS and row["stream"] == "before":  # the store counts the run as ended
+            assert runs[stream]["status"] != "RUNNING"
 
 
-def test_no_row_stops_a_reader(database_url, nats_url, unique):
+def test_no_row_stops_a_reader(database_url, nats_url, unique, cli_env):
     import nats
 
     async def setup():
@@ -246,6 +250,15 @@ def test_no_row_stops_a_reader(database_url, nats_url, unique):
                 runner.run(log.example(rows))
 
             check()
+            # The commands themselves, over everything the examples left in the log.
+            last = runner.run(log.store.pool.fetchval(
+                "SELECT stream_id FROM events WHERE type = 'PipelineRequested' ORDER BY global_position DESC"))
+            assert last in cli(cli_env, "runs", "--limit", "1000").stdout
+            assert last in cli(cli_env, "status", last).stdout
+            for args in (["events", "--json"], ["projections", "rebuild"]):  # both read the whole log
+                assert "unreadable event(s)" in cli(cli_env, *args).stderr, args
+            health = cli(cli_env, "health", "--json", check=False)
+            assert health.returncode == 1 and json.loads(health.stdout)["faults"]
         finally:
             runner.run(teardown(cm, nc, stop, task, log))
 
