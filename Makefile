@@ -60,6 +60,7 @@ eval: install  ## make eval CORPUS=DIR [OUT=eval.json]: the offline main job on 
 lint: install
 	$(PY) -m ruff check shared services tests benchmarks
 	$(VENV)/bin/lint-imports
+	$(VENV)/bin/deptry shared services
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

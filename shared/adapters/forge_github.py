@@ -12,10 +12,7 @@ from shared.adapters.git import git
 from shared.ports.errors import StepError
 from shared.ports.forge import MergeRequest
 
-try:  # openai's HTTP client; the 2.x line ships as `httpx2`
-    import httpx2 as httpx
-except ImportError:  # pragma: no cover - depends on the installed openai
-    import httpx  # type: ignore[no-redef]
+import httpx2 as httpx  # openai's HTTP client (its 2.x line ships as `httpx2`)
 
 
 class GitHubForge:

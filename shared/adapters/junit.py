@@ -9,10 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-try:  # defusedxml refuses entity tricks outright; the stdlib parser (expat >= 2.4) bounds them.
-    from defusedxml import ElementTree as ET  # type: ignore[import-not-found]
-except ImportError:  # pragma: no cover - depends on the environment
-    import xml.etree.ElementTree as ET
+from defusedxml import DefusedXmlException
+from defusedxml import ElementTree as ET  # refuses entity tricks (billion laughs, external entities)
 
 # A report is written by code under test; a runaway one must not exhaust the service.
 MAX_REPORT_BYTES = 50 * 1024 * 1024
@@ -85,6 +83,8 @@ def parse_junit(xml_text: str | bytes) -> JUnitTotals:
         root = ET.fromstring(xml_text)
     except ET.ParseError as exc:
         raise JUnitError(f"malformed JUnit XML: {exc}") from exc
+    except DefusedXmlException as exc:
+        raise JUnitError(f"JUnit XML refused ({type(exc).__name__}): {exc}") from exc
     suites = _suites(root)
     # Nested suites (generic format) would be counted twice if each suite were summed.
     cases = list(root.iter("testcase"))

@@ -17,7 +17,6 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-from tests.support import tiny_gguf
 
 
 def available() -> str | None:
@@ -39,6 +38,8 @@ def _free_port() -> int:
 @contextlib.contextmanager
 def llama_server(workdir: Path) -> Iterator[str]:
     """Start the server on a free port; yields its OpenAI base URL (…/v1); stops it after."""
+    from tests.support import tiny_gguf  # numpy and gguf come with the compat extra only
+
     model = tiny_gguf.write(workdir / "tiny.gguf")
     port = _free_port()
     log = (workdir / "llama-server.log").open("w")

@@ -91,3 +91,11 @@ def test_read_junit_missing_or_empty_file(tmp_path):
         read_junit(tmp_path / "empty.xml")
     (tmp_path / "ok.xml").write_text(PYTEST_MIXED)
     assert read_junit(tmp_path / "ok.xml").total == 6
+
+
+def test_an_entity_bomb_written_by_the_tests_is_refused():
+    bomb = ('<?xml version="1.0"?><!DOCTYPE t [<!ENTITY a "aaaaaaaaaa">'
+            '<!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;"><!ENTITY c "&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;">]>'
+            '<testsuite tests="1"><testcase name="&c;"/></testsuite>')
+    with pytest.raises(JUnitError, match="refused"):
+        parse_junit(bomb)
