@@ -4,7 +4,11 @@ tests/integration/test_sandbox_confinement.py."""
 
 from pathlib import Path
 
+import pytest
+
 from shared.adapters.confine import bwrap_argv, view
+
+pytestmark = pytest.mark.unit
 
 
 def _shown(ops):

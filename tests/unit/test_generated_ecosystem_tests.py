@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from shared.adapters.own_tests import _counted
 from shared.engines.rules.facts import RepoFacts
 from shared.engines.rules.tests import generate, js_entry
 from shared.events import Improvement
 from shared.ports.sandbox import SandboxResult
+
+pytestmark = pytest.mark.unit
 
 
 def _facts(tmp_path, language, files, package=None):
