@@ -502,7 +502,8 @@ async def _events(run_id: str | None, follow: bool, keep_following: bool, as_jso
     from shared.app.eventlog import describe_end, ended_ok, is_terminal, read_log
 
     async with _store(_settings()) as store:
-        if run_id and not await store.read_correlated(run_id) and not keep_following:
+        if run_id and not await store.read_correlated(run_id) and not keep_following and not any(
+                bad.stream_id == run_id for bad in store.skipped.values()):  # a run of unreadable rows
             _fail(f"no run {run_id!r}; `repo-pilot runs` lists them", 1)
         source = store.tail(0, poll_interval=0.5) if follow else read_log(store)
         async for event in source:

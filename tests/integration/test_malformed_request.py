@@ -57,6 +57,8 @@ def test_a_request_that_cannot_be_read_is_a_failed_run_and_blocks_nothing(cli_en
     second = cli(cli_env, "status", odd_version).stdout
     assert "FAILED" in second and "schema_version 'abc'" in second
     assert "RUNNING" in cli(cli_env, "status", run_id).stdout
+    events = cli(cli_env, "events", odd_metadata)  # the run is its one unreadable row: said, not "no run"
+    assert events.stdout == "" and "unreadable event(s)" in events.stderr
 
     # A rebuild gives the same failed runs; `health` names both rows as quarantined.
     cli(cli_env, "projections", "rebuild")
