@@ -21,16 +21,6 @@ from shared.ports.engine import REVIEW_DIMENSIONS, ModelReview
 
 MODEL_WEIGHT = 0.5  # the model and the signals count equally when both exist
 FLAG_DISTANCE = 3.0  # a model this far from the signals is reported as a disagreement
-# ruff's flake8-bandit (S) and bugbear (B) rules, bandit's own tests, secrets found in the code
-SECURITY_PREFIXES = ("S", "B", "bandit:", "secret:")
-
-
-def is_security_finding(code: str) -> bool:
-    """True for a finding code (`S105`, `bandit:B303`, `secret:github-token`) that is a security matter
-    (bugbear's `B` bug risks included; flake8-simplify's `SIM` is not)."""
-    return code.startswith(SECURITY_PREFIXES) and not code.startswith("SIM")
-
-
 def explicitly_asked(category: str, categories: list[str]) -> bool:
     """A category asked for on its own (not the default "everything"): the user wants its documents
     and configs, so they may be proposed (and merged) without code changes to carry them."""
@@ -105,7 +95,7 @@ def _downgrades_credited(before: dict[str, int], after: dict[str, int]) -> dict[
 
 
 def _security_count(counts: dict[str, int]) -> int:
-    return sum(n for code, n in counts.items() if is_security_finding(code))
+    return sum(n for code, n in counts.items() if is_security(code))
 
 
 # The evidence score (docs/review.md): a base, plus points for each kind of evidence, capped.
@@ -233,7 +223,7 @@ def signal_assessment(signals: dict[str, Any], tests: dict[str, Any] | None = No
     blockers: list[str] = []
 
     credited = _downgrades_credited(before, after)
-    grew_security = any(credited.get(c, 0) > before.get(c, 0) for c in credited if is_security_finding(c))
+    grew_security = any(credited.get(c, 0) > before.get(c, 0) for c in credited if is_security(c))
     if delta > 0 or grew_security:
         grown = {
             c: after.get(c, 0) - before.get(c, 0) for c in sorted(after) if after.get(c, 0) > before.get(c, 0)

@@ -76,10 +76,10 @@ async def test_a_safe_fix_that_breaks_the_repositorys_own_tests_is_not_merged(se
     repo = make_repo(tmp_path / "widgets", files)
     before = _git(repo, "rev-parse", "main")
     run, beads, events = await run_pipeline(
-        settings, PipelineRequested(repo=str(repo), engine="rules", categories=["security"]))
+        settings, PipelineRequested(repo=str(repo), engine="rules", categories=["compliance"]))
 
     assert run["status"] == "COMPLETED", run["error"]
-    assert any(e.type == "ChangeApplied" for e in events)
+    assert any(e.type == "ChangeApplied" and "widgets/core.py" in e.data.files for e in events)
     [tests] = [e.data for e in events if e.type == "TestsCompleted"]
     assert tests.regressed and tests.own_after.failed == 1 and tests.own_before.failed == 0
     [merge] = [e.data for e in events if e.type == "MergeCompleted"]

@@ -40,6 +40,9 @@ FAMILIES: tuple[Family, ...] = (
     Family("C4", "flake8-comprehensions", "compliance",
            "needless `list()`/`dict()` calls around comprehensions cost time and read worse"),
     Family("PIE", "flake8-pie", "compliance", "unnecessary `pass`, spread and placeholder statements"),
+    Family("B", "flake8-bugbear", "compliance",
+           "likely bugs (mutable default arguments, loop variables captured late, `assert False`): a bug "
+           "risk, not a security matter (shared/policy/findings.py)"),
     Family("UP", "pyupgrade", "features",
            "syntax the supported Python versions make obsolete (old annotations, `super(C, self)`, "
            "`%` formatting…): the modern idiom is shorter and what readers expect"),

@@ -15,7 +15,8 @@ from shared.adapters.analyzers import Finding
 from shared.engines.rules.facts import RepoFacts
 from shared.events import Improvement
 from shared.policy.behaviour import judge_site
-from shared.policy.review import explicitly_asked, is_security_finding
+from shared.policy.findings import is_security
+from shared.policy.review import explicitly_asked
 
 MAX_PER_CATEGORY = 4
 _MAX_LISTED = 20
@@ -130,7 +131,7 @@ def _security_group(code: str, findings: list[Finding]) -> tuple[tuple, Improvem
         if fixable
         else f"{tool} has no safe automatic fix; this needs a decision by a maintainer."
     )
-    kind = "bug risk (flake8-bugbear)" if tool == "ruff" and code.startswith("B") else "security rule"
+    kind = "security rule"
     improvement = Improvement(
         id=f"security-{slug(bare)}" + (f"-{slug(files[0])}" if len(files) == 1 else ""),
         category="security",
@@ -140,8 +141,8 @@ def _security_group(code: str, findings: list[Finding]) -> tuple[tuple, Improvem
         changes=_listing(findings),
         rule=f"{tool}:{bare}",
     )
-    # Order: what we can fix first, then security rules before bug risks, then the most frequent.
-    tier = 1 if fixable else (2 if not code.startswith("B") else 3)
+    # Order: what we can fix first, then the most frequent.
+    tier = 1 if fixable else 2
     return (tier, -len(findings), code), improvement
 
 
@@ -179,7 +180,7 @@ def security_improvements(findings: list[Finding]) -> list[Improvement]:
     for f in findings:
         if f.code.startswith("secret:"):
             groups["secret:"].append(f)
-        elif is_security_finding(f.code):
+        elif is_security(f.code):
             groups[f.code].append(f)
     ranked = sorted(_security_group(code, sorted(fs)) for code, fs in groups.items())
     return [imp for _, imp in ranked[:MAX_PER_CATEGORY]]
