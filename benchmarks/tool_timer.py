@@ -24,6 +24,8 @@ def classify(argv: Sequence[str]) -> str:
     """The tool a command line runs, looking through wrappers (bwrap, unshare, env, python -m)."""
     names = [PurePath(str(a)).name for a in argv]
     joined = " ".join(str(a) for a in argv)
+    if any(n in ("pip", "uv", "pip3") for n in names) or " -m pip " in f" {joined} ":
+        return "pip/uv"  # before pytest: `pip install pytest` is an install
     if "pytest" in joined or "py.test" in joined:
         return "pytest"
     for name in names:
