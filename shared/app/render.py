@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from pathlib import Path
 
@@ -50,22 +51,53 @@ def live_view(run: dict | None, beads: list[dict]) -> Table | Group:
     return table if waiting is None else Group(table, waiting)
 
 
+def progress_lines(seen: dict[str, tuple], run: dict | None, beads: list[dict]) -> list[str]:
+    """Plain lines for what changed since `seen` (updated in place): one per bead whose status
+    changed, one when the run's status changed (before its beads' lines when it starts, after them
+    when it ends). For a log or a pipe, where a live table is not drawn."""
+    lines = []
+    for b in beads:
+        state = (b["status"], b["duration_ms"])
+        if seen.get(b["bead_id"], ("PENDING", None)) == state:
+            continue
+        seen[b["bead_id"]] = state
+        duration = f" {b['duration_ms'] / 1000:.1f}s" if b["duration_ms"] is not None else ""
+        detail = b["error"] or (b["metadata"] or {}).get("summary") or ""
+        lines.append(f"{b['title']}: {b['status']}{duration}" + (f" — {detail}" if detail else ""))
+    if run and seen.get(" run") != run["status"]:  # the start before its beads, the end after them
+        seen[" run"] = run["status"]
+        lines.insert(len(lines) if run["status"] in DONE else 0, f"run {run['run_id']}: {run['status']}")
+    return lines
+
+
 async def follow(store, run_id: str, timeout: float, console: Console, interval: float = 0.5) -> dict | None:
-    """Show the bead chain live until the run ends (or `timeout`); returns the final run row."""
+    """Show the bead chain until the run ends (or `timeout`); returns the final run row.
+
+    On a terminal the table is redrawn live; otherwise (a file, a pipe, a CI log) each change is
+    one plain line, written as it happens."""
     from shared.store.projections import get_run
 
     deadline = time.monotonic() + timeout
     run, beads = None, []
-    with Live(bead_table(None, []), console=console, refresh_per_second=4, transient=False) as live:
+    seen: dict[str, tuple] = {}
+    live = Live(bead_table(None, []), console=console, refresh_per_second=4, transient=False) \
+        if console.is_terminal else contextlib.nullcontext()
+    with live:
         while time.monotonic() < deadline:
             run, beads = await get_run(store, run_id)
-            live.update(live_view(run, beads))
+            if console.is_terminal:
+                live.update(live_view(run, beads))
+            else:
+                for line in progress_lines(seen, run, beads):
+                    console.print(time.strftime("%H:%M:%S ") + line, markup=False, highlight=False,
+                                  soft_wrap=True)
             if run and run["status"] in DONE:
                 break
             await asyncio.sleep(interval)
         else:
             console.print(f"[yellow]still running after {timeout:.0f}s; `repo-pilot status {run_id}` shows it later")
-    console.line()  # the live view leaves its cursor at the end of the table
+    if console.is_terminal:
+        console.line()  # the live view leaves its cursor at the end of the table
     return run
 
 
