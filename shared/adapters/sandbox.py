@@ -373,9 +373,13 @@ def make_sandbox(prefer: str = "auto", image: str = DEFAULT_IMAGE, isolation: st
         return DockerSandbox(image)
     if prefer == "docker":
         raise RuntimeError("sandbox: docker was asked for but no Docker engine answers")
-    log.warning(
-        "sandbox: no Docker engine (or no image %s) answers; using the local subprocess sandbox", image
-    )
+    # No engine at all is the ordinary case on a machine without Docker: not worth a warning on
+    # every run. An engine that lacks the image is one command away from the stronger sandbox.
+    if docker_available():
+        log.warning("sandbox: the Docker engine has no image %s (docker build -t %s deploy/sandbox); "
+                    "using the local subprocess sandbox", image, image.split(":")[0])
+    else:
+        log.info("sandbox: no Docker engine answers; using the local subprocess sandbox")
     return LocalSandbox(isolation=isolation)
 
 
