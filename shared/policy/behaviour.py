@@ -80,11 +80,25 @@ def changes_behaviour(rule: str | None) -> bool:
 
 # -- site checks ------------------------------------------------------------------------------
 
+# A name holds a secret when one of its words says so. A bare `key`, `id` or `code` does not: a sort,
+# dict, cache or primary key is not a secret, an `api_key` or `session_key` is. A word that names
+# something *about* the value (`token_count`, `max_tokens`, `password_length`) makes it not the value.
 SECRET_WORDS = frozenset({
-    "token", "tokens", "password", "passwd", "passphrase", "pwd", "secret", "secrets", "key", "apikey", "salt",
-    "nonce", "otp", "csrf", "session", "sessionid", "credential", "credentials", "auth", "cookie", "pin",
+    "token", "tokens", "password", "passwords", "passwd", "passphrase", "pwd", "secret", "secrets", "salt",
+    "nonce", "otp", "csrf", "xsrf", "credential", "credentials", "apikey", "sessionid",
 })  # fmt: skip
-_SECRET_PARTS = ("token", "password", "passwd", "secret", "nonce", "csrf", "apikey", "salt")
+_QUALIFIED = {  # a word that is a secret only after one of these words (`session_key`, `reset_code`)
+    "key": frozenset({"api", "secret", "session", "private", "signing", "encryption", "crypto", "auth", "access",
+                      "hmac", "aes", "master", "client", "app", "jwt", "cookie", "shared", "symmetric", "cipher"}),
+    "id": frozenset({"session"}),
+    "code": frozenset({"auth", "otp", "verification", "verify", "reset", "pin", "confirmation", "invite"}),
+}  # fmt: skip
+_ONE_WORD = ("token", "password", "passwd", "secret", "nonce")  # authtoken, csrftoken, userpassword
+_ABOUT_THE_VALUE = frozenset({
+    "count", "counts", "num", "n", "len", "length", "size", "max", "min", "limit", "type", "kind", "index", "idx",
+    "field", "fields", "name", "names", "label", "prompt", "hint", "policy", "pattern", "regex", "url", "path",
+    "file", "header", "env", "var", "ttl", "timeout", "expiry", "expires",
+})  # fmt: skip
 
 
 def name_words(name: str) -> list[str]:
@@ -93,8 +107,19 @@ def name_words(name: str) -> list[str]:
 
 
 def is_secret_name(name: str) -> bool:
-    """A name that says it holds a secret: `session_token`, `make_password`, `csrfNonce`, `salt`."""
-    return any(w in SECRET_WORDS or any(p in w for p in _SECRET_PARTS) for w in name_words(name))
+    """A name that says it holds a secret: `session_token`, `make_password`, `csrfNonce`, `salt`,
+    `api_key`, `session_id`; not `sort_key`, `cache_key`, `keyfunc`, `primary_key` or `max_tokens`."""
+    words = name_words(name)
+    if any(w in _ABOUT_THE_VALUE for w in words):
+        return False
+    for before, word in zip([None, *words], words, strict=False):
+        if word in SECRET_WORDS or word.endswith(_ONE_WORD):
+            return True
+        if before in _QUALIFIED.get(word.removesuffix("s"), ()):
+            return True
+        if any(word == q + noun for noun, qs in _QUALIFIED.items() for q in qs):  # `apikey`, `secretkey`
+            return True
+    return False
 
 
 @dataclass(frozen=True)
@@ -122,10 +147,6 @@ def judge_site(key: str, source: str, path: str, line: int, *, ruff_unsafe: bool
     parents = _parents(tree)
     nodes = [n for n in ast.walk(tree) if getattr(n, "lineno", None) == line]
     func = _enclosing_function(nodes[0], parents) if nodes else None
-    if fix.context == "not-generator":
-        if func is not None and _is_generator(func):
-            return Verdict(False, f"{where} is in the generator `{func.name}`: {fix.changes}")
-        return Verdict(True, "not in a generator")
     if fix.context == "secret":
         calls = [n for n in nodes if isinstance(n, ast.Call)]
         if not calls:
@@ -162,10 +183,6 @@ def _own_nodes(func: ast.AST):
         yield node
         if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)):
             stack.extend(ast.iter_child_nodes(node))
-
-
-def _is_generator(func: ast.AST) -> bool:
-    return any(isinstance(n, (ast.Yield, ast.YieldFrom)) for n in _own_nodes(func))
 
 
 def _target_names(target: ast.AST) -> list[str]:

@@ -70,9 +70,36 @@ def test_unsafe_and_context_dependent_lint_fixes():
     assert fix_of("F401").preserves and not fix_of("pixee:python/secure-random").preserves
 
 
-def test_names_that_hold_secrets_and_rules_that_change_behaviour():
-    assert all(map(is_secret_name, ["session_token", "makePassword", "csrf_nonce", "salt", "API_KEY"]))
-    assert not any(map(is_secret_name, ["retry_delay", "jitter", "sample", "shuffle_items", "monkey"]))
+SECRET_NAMES = ["session_token", "makePassword", "csrf_nonce", "salt", "API_KEY", "api_key", "secret_key",
+                "session_key", "private_key", "signingKey", "apikey", "token", "auth_token", "csrftoken", "password",
+                "nonce", "session_id", "otp", "reset_code", "api_keys"]  # fmt: skip
+NOT_SECRET_NAMES = ["retry_delay", "jitter", "sample", "shuffle_items", "monkey", "key", "sort_key", "cache_key",
+                    "key_func", "keyfunc", "primary_key", "dict_key", "keys", "session", "zip_code", "user_id",
+                    "max_tokens", "token_count", "tokenize", "tokenizer", "password_length"]  # fmt: skip
+
+
+@pytest.mark.parametrize("name", SECRET_NAMES)
+def test_names_that_hold_secrets(name):
+    assert is_secret_name(name)
+
+
+@pytest.mark.parametrize("name", NOT_SECRET_NAMES)
+def test_names_that_do_not_hold_secrets(name):
+    assert not is_secret_name(name)
+
+
+def test_a_sort_or_cache_key_is_not_a_secret_but_an_api_key_is():
+    source = (
+        "import random\n\n\ndef pick(items):\n    return sorted(items, key=lambda _: random.random())\n\n\n"
+        "def cache(store, value):\n    cache_key = random.getrandbits(32)\n    store[cache_key] = value\n\n\n"
+        "def new_client():\n    api_key = random.getrandbits(128)\n    return api_key\n"
+    )
+    assert not judge_site("S311", source, "app/k.py", 5).ok
+    assert not judge_site("S311", source, "app/k.py", 9).ok
+    assert judge_site("S311", source, "app/k.py", 14).ok
+
+
+def test_rules_that_change_behaviour():
     assert changes_behaviour("fix:secure-random") and changes_behaviour("lint-unsafe:E711")
     assert not changes_behaviour("lint:F401") and not changes_behaviour("check:license")
 

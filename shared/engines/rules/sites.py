@@ -1,7 +1,7 @@
 """Where a fix applies, site by site (shared/policy/behaviour.py decides; this reads the files).
 
 ruff and the codemods fix a whole file at once. A site whose fix would change behaviour without a
-context that justifies it (a `try/except/pass` in a generator, a yoda comparison in a test, `== None`
+context that justifies it (a `random` value that feeds no secret, a yoda comparison in a test, `== None`
 on a value of unknown type) is held back: marked `# noqa` for the length of the fix, then unmarked,
 so the file's other sites are still fixed and the held one is left exactly as it was.
 """
