@@ -341,7 +341,11 @@ async def run_check(r: _Runner, tool: str, files: list[str]) -> CheckRun:
         mine = ruff_checked_files(r.repo, mine)  # the project's `include`: what its CI lints
         return await _ruff(r, mine) if mine else CheckRun(tool)
     if tool in ("ruff-format", "black", "isort"):
-        if tool != "ruff-format" and not _installed(tool):
+        if tool == "ruff-format":  # named files are formatted even outside the project's `include`
+            mine = ruff_checked_files(r.repo, mine)
+            if not mine:
+                return CheckRun(tool)
+        elif not _installed(tool):
             return CheckRun(tool, not_run=f"{tool} is not installed")
         return await _formatted(r, tool, mine)
     if tool == "pre-commit":
@@ -351,6 +355,21 @@ async def run_check(r: _Runner, tool: str, files: list[str]) -> CheckRun:
 
 async def run_checks(r: _Runner, tools: list[str], files: list[str]) -> dict[str, CheckRun]:
     return {tool: await run_check(r, tool, files) for tool in tools}
+
+
+async def count_findings(repo: Path, files: list[str], sandbox: Sandbox | None = None) -> dict[str, int | str]:
+    """The project's own checks on `files` of `repo` as the tree is now: tool -> number of findings,
+    or "not run: why" (for reports such as `make eval`; the gate is `gate_change`)."""
+    repo = Path(repo)
+    try:
+        tools, skipped = detect(repo)
+    except ValueError as exc:  # an unreadable .pre-commit-config.yaml
+        return {"pre-commit": f"not run: {exc}"}
+    present = [f for f in files if (repo / f).is_file()]
+    runs = await run_checks(_Runner(repo, sandbox or LocalSandbox()), tools, present)
+    return {t: (len(r.findings) if not r.not_run else f"not run: {r.not_run}") for t, r in runs.items()} | {
+        t: f"not run: {why}" for t, why in skipped.items()
+    }
 
 
 # -- the gate --------------------------------------------------------------------------------------

@@ -87,8 +87,7 @@ def summary_line(row: dict[str, Any]) -> str:
 async def project_checks_delta(repo: Path, base: str, head: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """The project's own checks (shared/adapters/project_checks.py) on the files changed between `base`
     and `head`, at each: tool -> number of findings, or why it did not run."""
-    from shared.adapters import project_checks as pc
-    from shared.adapters.sandbox import LocalSandbox
+    from shared.adapters.project_checks import count_findings
 
     changed = [f for f in run_git(repo, "diff", "--name-only", "--diff-filter=AM", base, head).stdout.splitlines()
                if f]  # fmt: skip
@@ -100,11 +99,7 @@ async def project_checks_delta(repo: Path, base: str, head: str) -> tuple[dict[s
             copy = Path(tmp) / sha
             git(Path(tmp), "clone", "--quiet", "--no-hardlinks", str(repo), str(copy))
             git(copy, "checkout", "--quiet", sha)
-            tools, skipped = pc.detect(copy)
-            present = [f for f in changed if (copy / f).is_file()]
-            runs = await pc.run_checks(pc._Runner(copy, LocalSandbox()), tools, present)
-            out.append({t: (len(r.findings) if not r.not_run else f"not run: {r.not_run}") for t, r in runs.items()}
-                       | {t: f"not run: {why}" for t, why in skipped.items()})  # fmt: skip
+            out.append(await count_findings(copy, changed))
     return out[0], out[1]
 
 

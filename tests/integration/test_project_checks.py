@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from shared.adapters.analyzers import DEFAULT_SELECT, run_ruff, tool_command
-from shared.adapters.project_checks import detect, gate_change
+from shared.adapters.project_checks import count_findings, detect, gate_change
 from shared.adapters.sandbox import LocalSandbox
 from shared.engines.rules import facts as facts_mod
 from shared.engines.rules.engine import collect_findings, collect_lint_findings
@@ -170,6 +170,16 @@ async def test_a_local_pre_commit_hook_the_change_breaks_rejects_it(project):
     with pytest.raises(ChangeRejectedError, match="pre-commit hook `no forbidden word` fails"):
         await gate_change(project, base, LocalSandbox())
     assert (project / "tidy" / "words.py").read_text() == "WORD = 'FORBIDDEN'\n"  # the hook changed nothing
+
+
+async def test_findings_are_counted_per_tool_under_the_projects_configuration(project):
+    (project / "tidy" / "extra.py").write_text("import os\nX = {  'a':1}\n")  # F401 and I001, unformatted
+    files = ["tidy/core.py", "tidy/compat.py", "tidy/extra.py", "scripts/outside.py", "gone.py"]
+    counts = await count_findings(project, files, LocalSandbox())
+    # core.py's B008/B905 and compat.py's F401 are ignored by the project; outside.py is not in its
+    # `include`; gone.py is absent
+    assert counts == {"ruff": 2, "ruff-format": 1, "pre-commit": 0,
+                      "pre-commit:trailing-whitespace": "not run: needs network"}  # fmt: skip
 
 
 def test_pre_commit_is_installed_beside_repo_pilot():
