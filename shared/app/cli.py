@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.table import Table
 
 from shared.adapters.run_log import write_run_log
 from shared.app import render
@@ -156,6 +157,11 @@ async def _run(settings: Settings, request: PipelineRequested | None, in_process
         log_path = await write_run_log(system.store, settings.runs_dir, run_id) if ended else None
         hint = failure_hint(await system.store.read_stream(run_id))
     render.print_verdict(console, run, await _beads(settings, run_id), hint=hint, log_path=log_path)
+    if system.servers.embedded_nats or system.servers.embedded_postgres:
+        from shared.app.embedded import left_running
+
+        if note := left_running(settings.home):
+            err.print(note, highlight=False)
     return 0 if run and run["status"] == "COMPLETED" else 1
 
 
@@ -188,18 +194,27 @@ async def _beads(settings: Settings, run_id: str) -> list[dict]:
 
 
 @app.command()
-def demo(timeout: Annotated[float, typer.Option()] = 600) -> None:
+def demo(timeout: Annotated[float, typer.Option()] = 600,
+         keep: Annotated[bool, typer.Option("--keep", help="Keep the demo repository (with the merged "
+                                            "branch) instead of removing it at the end.")] = False) -> None:
     """Run the whole pipeline on a bundled example repository, on embedded servers."""
+    import shutil
     import tempfile
 
     from shared.examples import make_demo_repo
 
     settings = _settings()
-    repo = make_demo_repo(Path(tempfile.mkdtemp(prefix="repo-pilot-demo-")) / "inventory")
-    err.print(f"demo repository: {repo}")
-    request = build_request(str(repo), ",".join(CATEGORIES), None, None, settings)
-    _logging(logging.WARNING)
-    raise typer.Exit(_arun(_run(settings, request, True, timeout)))
+    folder = Path(tempfile.mkdtemp(prefix="repo-pilot-demo-"))
+    try:
+        repo = make_demo_repo(folder / "inventory")
+        err.print(f"demo repository: {repo}" + ("" if keep else " (removed at the end; --keep keeps it)"))
+        request = build_request(str(repo), ",".join(CATEGORIES), None, None, settings)
+        _logging(logging.WARNING)
+        code = _arun(_run(settings, request, True, timeout))
+    finally:
+        if not keep:
+            shutil.rmtree(folder, ignore_errors=True)
+    raise typer.Exit(code)
 
 
 @app.command()
@@ -334,13 +349,19 @@ def gateway(
     host: Annotated[str, typer.Option(help="Address to bind; without REPO_PILOT_API_TOKEN only a "
                                            "loopback address is allowed.")] = "127.0.0.1",
     port: Annotated[int, typer.Option()] = 8080,
+    cluster: Annotated[bool, typer.Option("--cluster", help="A cluster (repo-pilot up, or the services) runs "
+                       "what is requested here; without it the gateway runs the services itself.")] = False,
+    local_repos: Annotated[bool, typer.Option("--local-repos", help="Accept local repository paths "
+                           "(also REPO_PILOT_GATEWAY_LOCAL_REPOS).")] = False,
 ) -> None:
-    """The HTTP gateway: create, list, follow and replay runs (OpenAPI at /docs)."""
+    """The HTTP gateway and web page: create, list, follow and replay runs (OpenAPI at /docs)."""
     import uvicorn
 
     from shared.app.gateway import check_bind, create_app
 
     settings = _settings()
+    settings = settings.model_copy(update={"gateway_cluster": settings.gateway_cluster or cluster,
+                                           "gateway_local_repos": settings.gateway_local_repos or local_repos})
     try:
         check_bind(host, settings.api_token)
     except ValueError as exc:
@@ -604,6 +625,27 @@ def projections_rebuild() -> None:
             return count
 
     console.print(f"rebuilt read models from {_arun(main())} events")
+
+
+@servers_app.callback(invoke_without_command=True)
+def servers(ctx: typer.Context) -> None:
+    """List the embedded servers running under REPO_PILOT_HOME (pid, address, data)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from shared.app.embedded import running_servers
+
+    home = _settings().home
+    found = running_servers(home)
+    if not found:
+        console.print(f"no embedded servers run under {home}")
+        return
+    table = Table(title=f"embedded servers under {home}", title_justify="left")
+    for col in ("server", "pid", "address", "data"):
+        table.add_column(col)
+    for server in found:
+        table.add_row(server.name, str(server.pid), server.address, str(server.data))
+    console.print(table)
+    console.print("`repo-pilot servers stop` stops them")
 
 
 @servers_app.command("stop")

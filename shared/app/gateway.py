@@ -1,28 +1,35 @@
-"""The HTTP gateway (DESIGN section 5): create, list, inspect, follow and replay runs.
+"""The HTTP gateway (DESIGN section 5): create, list, inspect, follow and replay runs; a web page.
 
-Routes (OpenAPI at `/openapi.json`, browsable at `/docs`):
+Routes (OpenAPI at `/openapi.json`, browsable at `/docs` with Swagger UI served from the installed
+`fastapi-offline` package, no CDN):
 
-- `POST /runs` → 201 `{run_id}`; 400 with the reason when the request is invalid (nothing appended);
-  409 while another run on the same repository and ref has not ended
-- `GET /runs` — recent runs; `GET /runs/{run_id}` — a run and its bead chain
+- `GET /` — the web page (runs, one run's beads live); its data calls carry the token
+- `POST /runs` → 201 `{run_id, runner}`; 400 with the reason when the request is invalid (nothing
+  appended); 409 while another run on the same repository and ref has not ended
+- `GET /runs?status=&limit=&offset=` — runs, newest first; `GET /runs/{run_id}` — a run and its beads
+- `GET /beads?run=&status=&category=&limit=&offset=` — beads across runs
 - `GET /runs/{run_id}/events` — its events as a JSON list
 - `GET /runs/{run_id}/events/stream` — Server-Sent Events: every event of the run so far, then
   new ones as they are appended; the stream ends after `PipelineCompleted` / `PipelineFailed`
   (`FeatureValidated` for a generation job). Each SSE `id` is the event's global position, so a
   client that reconnects with `Last-Event-ID` resumes where it stopped.
-- `POST /runs/{run_id}/replay` → 201 `{run_id}` of a new run pinned to the original base commit
+- `POST /runs/{run_id}/replay` → 201 `{run_id}`: the run again, or forked from a step
 - `GET /healthz` — no auth; 503 when the database does not answer
 
-Auth rule: every route except `/healthz` and the docs needs `Authorization: Bearer <token>`
-when `REPO_PILOT_API_TOKEN` is set (compared in constant time). With no token configured the
-gateway is for this machine only: `repo-pilot gateway` refuses to bind anything but a loopback
-address (`check_bind`), and the app itself answers 401 to any client whose address is not
-loopback — so serving it some other way (e.g. `uvicorn --host 0.0.0.0`) does not open it up.
-(A reverse proxy on the same host makes every client look local: set a token behind one.)
+Auth rule: every route except `/healthz`, the docs and the page's static files needs
+`Authorization: Bearer <token>` when `REPO_PILOT_API_TOKEN` is set (compared in constant time),
+checked by a middleware before the request is parsed (so a bad body without a token is a 401,
+never a 422 that tells what the API expects). With no token configured the gateway is for this
+machine only: `repo-pilot gateway` refuses to bind anything but a loopback address
+(`check_bind`), and the app itself answers 401 to any client whose address is not loopback.
 
-The gateway only appends requests and reads; it runs no services. The relay, projector and
-services (`repo-pilot up`, or `relay` + `service NAME`) do the work. Reads of the read models
-project any pending events first, so a run shows up even when no projector is running.
+What may be requested: `https` and `ssh` URLs of public hosts; local paths only with
+`REPO_PILOT_GATEWAY_LOCAL_REPOS`, loopback/private hosts only with
+`REPO_PILOT_GATEWAY_PRIVATE_HOSTS`; refs must be valid git ref names; malformed run ids are 404.
+
+Who does the work: unless `REPO_PILOT_GATEWAY_CLUSTER` (or `repo-pilot gateway --cluster`) says a
+cluster serves this database, the gateway runs the relay, projector and pipeline services itself,
+so a run requested over HTTP makes progress; `runner` in the response says which.
 """
 
 from __future__ import annotations
@@ -34,20 +41,29 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime
+from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query, Request, status
+from fastapi.responses import FileResponse, JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.sse import EventSourceResponse, ServerSentEvent
+from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
+from shared.app.eventlog import TERMINAL_TYPES, is_terminal
 from shared.common.settings import Settings
 from shared.events import CATEGORIES, Envelope
+from shared.events.envelope import STREAM_ID
 
 log = logging.getLogger("repo_pilot.gateway")
 
-TERMINAL_TYPES = frozenset({"PipelineCompleted", "PipelineFailed", "FeatureValidated"})
+__all__ = ["TERMINAL_TYPES", "check_bind", "create_app", "is_loopback", "is_terminal", "token_matches"]
 _LOOPBACK_NAMES = {"localhost"}
+STATIC = Path(__file__).parent / "static"
+# Served without a token: they hold no data (the page asks for the token, then calls the API with it).
+PUBLIC_PATHS = ("/healthz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/")
+PUBLIC_PREFIXES = ("/static/", "/static-offline-docs/")
 
 
 # -- pure decisions -------------------------------------------------------------------------
@@ -79,9 +95,23 @@ def token_matches(expected: str, given: str | None) -> bool:
     return given is not None and hmac.compare_digest(expected.encode(), given.encode())
 
 
-def is_terminal(event: Envelope, run_id: str) -> bool:
-    """Whether `event` ends the run `run_id` (so a live stream of it can close)."""
-    return event.stream_id == run_id and event.type in TERMINAL_TYPES
+def is_public(path: str) -> bool:
+    return path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES)
+
+
+def refusal(settings: Settings, client_host: str | None, authorization: str | None) -> str | None:
+    """Why this request may not pass (None when it may): bearer token when one is configured,
+    otherwise loopback clients only."""
+    token = settings.api_token
+    scheme, _, given = (authorization or "").partition(" ")
+    given = given.strip() if scheme.lower() == "bearer" and given.strip() else None
+    if token:
+        if token_matches(token, given):
+            return None
+        return "missing bearer token" if given is None else "wrong bearer token"
+    if is_loopback(client_host):
+        return None
+    return "no REPO_PILOT_API_TOKEN is configured, so only local clients are served"
 
 
 # -- response models ------------------------------------------------------------------------
@@ -103,6 +133,7 @@ class RunRequest(BaseModel):
 
 class RunCreated(BaseModel):
     run_id: str
+    runner: str = Field(description="Who will run it: this gateway's own services, or the cluster.")
 
 
 class Run(BaseModel):
@@ -134,6 +165,7 @@ class Run(BaseModel):
 class Bead(BaseModel):
     """One tracked unit of work: a pipeline step or one improvement."""
 
+    run_id: str
     bead_id: str
     seq: int
     kind: str
@@ -186,32 +218,66 @@ async def _open_store(settings: Settings):
     return await open_store(settings, dsn)
 
 
-def create_app(settings: Settings, store=None) -> FastAPI:
+def create_app(settings: Settings, store=None, *, run_services: bool | None = None) -> FastAPI:
     """The gateway app. With `store` given (already connected) the caller owns it; otherwise the
-    app opens one on startup (DATABASE_URL, or the embedded PostgreSQL) and closes it on shutdown."""
+    app opens one on startup (DATABASE_URL, or the embedded PostgreSQL) and closes it on shutdown.
+
+    `run_services` (default: no cluster configured and no store handed in) starts the relay,
+    projector and pipeline services in this process, so requested runs make progress."""
+    from fastapi_offline import FastAPIOffline
+
+    if run_services is None:
+        run_services = store is None and not settings.gateway_cluster
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if app.state.store is not None:
+        if app.state.store is not None and not run_services:
             yield
             return
+        system = None
         try:
-            app.state.store = await _open_store(settings)
+            if run_services:
+                from shared.app.runtime import PIPELINE_SERVICES, System
+
+                system = await System(settings, services=list(PIPELINE_SERVICES)).start()
+                app.state.store = app.state.store or system.store
+            else:
+                app.state.store = await _open_store(settings)
         except Exception as exc:
             log.error("gateway cannot start: %s", exc)
             raise
+        log.info("gateway: runs requested here are run by %s", app.state.runner)
         try:
             yield
         finally:
-            await app.state.store.close()
+            if system is not None:
+                await system.stop()
+            elif app.state.store is not None:
+                await app.state.store.close()
             app.state.store = None
 
-    app = FastAPI(title="Repo Pilot", version="1",
-                  description="Create, list, follow and replay Repo Pilot runs.", lifespan=lifespan)
+    app = FastAPIOffline(title="Repo Pilot", version="1", redoc_url=None,
+                         description="Create, list, follow and replay Repo Pilot runs.", lifespan=lifespan)
     app.state.store = store
     app.state.settings = settings
+    app.state.runner = ("this gateway (its own relay, projector and services)" if run_services
+                        else "the cluster serving this database (repo-pilot up, or the services)")
+
+    @app.middleware("http")
+    async def authenticate(request: Request, call_next):
+        # Before routing and parsing: an unauthenticated client learns nothing about bodies or ids.
+        if not is_public(request.url.path):
+            why = refusal(settings, request.client.host if request.client else None,
+                          request.headers.get("authorization"))
+            if why is not None:
+                return JSONResponse({"detail": why}, status.HTTP_401_UNAUTHORIZED,
+                                    headers={"WWW-Authenticate": "Bearer"})
+        return await call_next(request)
+
     app.include_router(_health)
+    app.include_router(_page)
     app.include_router(_api, dependencies=[Depends(require_auth)])
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
 
 
@@ -221,18 +287,12 @@ _bearer = HTTPBearer(auto_error=False, description="REPO_PILOT_API_TOKEN")
 async def require_auth(
     request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 ) -> None:
-    """Bearer token when one is configured; otherwise loopback clients only."""
-    token = request.app.state.settings.api_token
-    given = credentials.credentials if credentials is not None else None
-    if token:
-        if token_matches(token, given):
-            return
-        reason = "missing bearer token" if given is None else "wrong bearer token"
-    elif is_loopback(request.client.host if request.client else None):
-        return
-    else:
-        reason = "no REPO_PILOT_API_TOKEN is configured, so only local clients are served"
-    raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail=reason, headers={"WWW-Authenticate": "Bearer"})
+    """Bearer token when one is configured; otherwise loopback clients only (the middleware checks
+    first; this declares the scheme in the OpenAPI document and guards a router mounted elsewhere)."""
+    given = f"Bearer {credentials.credentials}" if credentials is not None else None
+    why = refusal(request.app.state.settings, request.client.host if request.client else None, given)
+    if why is not None:
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail=why, headers={"WWW-Authenticate": "Bearer"})
 
 
 def get_store(request: Request):
@@ -242,8 +302,17 @@ def get_store(request: Request):
     return store
 
 
+def valid_run_id(run_id: str) -> str:
+    """The path's run id; 404 when it cannot be one (so no query ever sees a malformed id)."""
+    if not STREAM_ID.fullmatch(run_id):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no run {run_id[:80]!r} (run ids are run-<uuid>)")
+    return run_id
+
+
 StoreDep = Annotated[Any, Depends(get_store)]
+RunId = Annotated[str, Depends(valid_run_id)]
 _health = APIRouter(tags=["health"])
+_page = APIRouter(include_in_schema=False)
 _api = APIRouter(tags=["runs"], responses={401: {"description": "Missing or wrong bearer token"}})
 
 
@@ -263,18 +332,24 @@ async def healthz(store: StoreDep) -> Health:
            responses={400: {"description": "Invalid request (nothing was appended)"},
                       409: {"description": "A run on the same repository and ref has not ended"}})
 async def create_run(body: RunRequest, request: Request, store: StoreDep) -> RunCreated:
-    """Request a pipeline run; the services pick it up from the log."""
-    from shared.app.requests import validate_request
+    """Request a pipeline run; `runner` says who will run it."""
+    from shared.app.requests import check_remote, validate_request
 
     settings: Settings = request.app.state.settings
+
+    def validate():
+        check_remote(body.repo, allow_local=settings.gateway_local_repos,
+                     allow_private=settings.gateway_private_hosts)
+        return validate_request(body.repo, body.categories, body.threshold, body.engine, settings, body.ref,
+                                body.forge)
+
     try:
-        # The path check touches the disk (git); keep it off the event loop.
-        req = await asyncio.to_thread(validate_request, body.repo, body.categories, body.threshold,
-                                      body.engine, settings, body.ref, body.forge)
+        # The checks touch the disk (git) and DNS; keep them off the event loop.
+        req = await asyncio.to_thread(validate)
     except ValueError as exc:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, detail=str(exc)) from None
     req = req.model_copy(update={"requested_by": "gateway"})
-    return RunCreated(run_id=await _append(store, req))
+    return RunCreated(run_id=await _append(store, req), runner=request.app.state.runner)
 
 
 async def _append(store, req, metadata: dict | None = None) -> str:
@@ -287,18 +362,46 @@ async def _append(store, req, metadata: dict | None = None) -> str:
         raise HTTPException(status.HTTP_409_CONFLICT, detail=str(exc)) from None
 
 
+RUN_STATUSES = ("RUNNING", "COMPLETED", "FAILED")
+BEAD_STATUSES = ("PENDING", "RUNNING", "COMPLETED", "FAILED", "SKIPPED")
+
+
 @_api.get("/runs", response_model=list[Run])
-async def list_runs(store: StoreDep, limit: Annotated[int, Query(ge=1, le=500)] = 50) -> list[Run]:
-    """Recent runs, newest first."""
+async def list_runs(
+    store: StoreDep,
+    run_status: Annotated[str | None, Query(alias="status", pattern="^(" + "|".join(RUN_STATUSES) + ")$",
+                                            description="Only runs in this state.")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+) -> list[Run]:
+    """Runs, newest first (`limit` at a time from `offset`)."""
+    from shared.app.queries import find_runs
     from shared.store.projections import Projector
-    from shared.store.projections import list_runs as read_runs
 
     await Projector(store).run_once()
-    return [Run.model_validate(r) for r in await read_runs(store, limit)]
+    return [Run.model_validate(r) for r in await find_runs(store, run_status, limit, offset)]
+
+
+@_api.get("/beads", response_model=list[Bead])
+async def list_beads(
+    store: StoreDep,
+    run: Annotated[str | None, Query(max_length=80, description="Only this run's beads.")] = None,
+    bead_status: Annotated[str | None, Query(alias="status", pattern="^(" + "|".join(BEAD_STATUSES) + ")$")] = None,
+    category: Annotated[str | None, Query(pattern="^(" + "|".join(CATEGORIES) + ")$",
+                                          description="Only improvements of this category.")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+) -> list[Bead]:
+    """Beads across runs (newest run first, each in chain order), filtered and paginated."""
+    from shared.app.queries import find_beads
+    from shared.store.projections import Projector
+
+    await Projector(store).run_once()
+    return [Bead.model_validate(b) for b in await find_beads(store, run, bead_status, category, limit, offset)]
 
 
 @_api.get("/runs/{run_id}", response_model=RunDetail, responses={404: {"description": "No such run"}})
-async def get_run(run_id: str, store: StoreDep) -> RunDetail:
+async def get_run(run_id: RunId, store: StoreDep) -> RunDetail:
     """A run and its bead chain."""
     from shared.store.projections import Projector
     from shared.store.projections import get_run as read_run
@@ -310,7 +413,7 @@ async def get_run(run_id: str, store: StoreDep) -> RunDetail:
     return RunDetail(run=Run.model_validate(run), beads=[Bead.model_validate(b) for b in beads])
 
 
-async def _run_events(run_id: str, store: StoreDep) -> list[Envelope]:
+async def _run_events(run_id: RunId, store: StoreDep) -> list[Envelope]:
     events = await store.read_correlated(run_id)
     if not events:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no run {run_id!r}")
@@ -324,7 +427,7 @@ async def run_events(events: Annotated[list[Envelope], Depends(_run_events)]) ->
     return [_event_out(e) for e in events]
 
 
-async def _stream_start(run_id: str, store: StoreDep) -> tuple[int, list[Envelope]]:
+async def _stream_start(run_id: RunId, store: StoreDep) -> tuple[int, list[Envelope]]:
     """Where the live part starts, and the run's history (404 before the stream starts).
 
     The position is taken before the history is read: appends are serialised, so nothing
@@ -337,9 +440,9 @@ async def _stream_start(run_id: str, store: StoreDep) -> tuple[int, list[Envelop
 @_api.get("/runs/{run_id}/events/stream", response_class=EventSourceResponse,
           responses={404: {"description": "No such run"}})
 async def stream_events(
-    run_id: str, store: StoreDep,
+    run_id: RunId, store: StoreDep,
     start: Annotated[tuple[int, list[Envelope]], Depends(_stream_start)],
-    last_event_id: Annotated[int | None, Header(description="Resume after this global position.")] = None,
+    last_event_id: Annotated[int | None, Header(ge=0, le=2**62, description="Resume after this global position.")] = None,
 ) -> AsyncIterator[ServerSentEvent]:
     """The run's events as Server-Sent Events (`event:` type, `id:` global position, `data:` the
     event as JSON): everything so far, then live until the run completes or fails."""
@@ -377,7 +480,8 @@ class ReplayRequest(BaseModel):
            responses={404: {"description": "No such run"},
                       400: {"description": "The run never reached that step, or no such step"},
                       409: {"description": "A run on the same repository and ref has not ended"}})
-async def replay_run(run_id: str, store: StoreDep, body: ReplayRequest | None = None) -> RunCreated:
+async def replay_run(run_id: RunId, request: Request, store: StoreDep,
+                     body: ReplayRequest | None = None) -> RunCreated:
     """Replay a recorded run as a new run, from the start or forked from a step; changes the target
     already has are never merged again."""
     from shared.app.replay import ReplayRefused, replay
@@ -392,4 +496,10 @@ async def replay_run(run_id: str, store: StoreDep, body: ReplayRequest | None = 
         raise HTTPException(status.HTTP_400_BAD_REQUEST, detail=str(exc)) from None
     except RunInProgress as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, detail=str(exc)) from None
-    return RunCreated(run_id=new_run)
+    return RunCreated(run_id=new_run, runner=request.app.state.runner)
+
+
+@_page.get("/")
+async def page() -> FileResponse:
+    """The web page (no data in it: it asks for the token and calls the API)."""
+    return FileResponse(STATIC / "index.html", media_type="text/html")

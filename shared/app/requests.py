@@ -35,6 +35,71 @@ def looks_remote(repo: str) -> bool:
     return "://" in repo or repo.startswith("git@")
 
 
+ALLOWED_SCHEMES = ("https", "ssh")
+
+
+def check_ref(ref: str | None) -> None:
+    """ValueError unless `ref` is a valid git ref name (branch, tag, or sha) that no git command
+    could take for an option."""
+    import re
+
+    if ref is None:
+        return
+    bad = (not ref or ref.startswith(("-", "/")) or ref.endswith((".", "/", ".lock")) or ".." in ref
+           or "@{" in ref or "//" in ref or ref == "@" or re.search(r"[\x00-\x20\x7f~^:?*\[\\]", ref)
+           or any(part.startswith(".") for part in ref.split("/")))
+    if bad:
+        raise ValueError(f"ref {ref[:80]!r} is not a valid git ref name (a branch, tag or commit sha)")
+
+
+def check_remote(repo: str, *, allow_local: bool, allow_private: bool, resolve=None) -> None:
+    """ValueError unless `repo` is what a gateway may fetch: an https or ssh URL (or scp-like
+    `user@host:path`) of a public host; a local path only with `allow_local`, a loopback or
+    private host only with `allow_private`. `resolve(host)` gives the host's addresses
+    (default: DNS), so a name pointing at 127.0.0.1 is refused like the address itself."""
+    import ipaddress
+    import re
+    from urllib.parse import urlsplit
+
+    scp = re.fullmatch(r"[A-Za-z0-9._-]+@([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\]):(?!/?/)[^\s]+", repo)
+    if not looks_remote(repo) and not scp:
+        if allow_local:
+            return
+        raise ValueError("local repository paths are not accepted by this gateway; give an https or ssh URL "
+                         "(or start it with REPO_PILOT_GATEWAY_LOCAL_REPOS=1)")
+    if scp:
+        host = scp.group(1)
+    else:
+        parts = urlsplit(repo)
+        if parts.scheme.lower() not in ALLOWED_SCHEMES:
+            raise ValueError(f"URL scheme {parts.scheme!r} is not accepted; give an https or ssh URL")
+        try:
+            host = parts.hostname
+        except ValueError:
+            host = None
+        if not host:
+            raise ValueError("the URL names no host; give an https or ssh URL")
+    if allow_private:
+        return
+    host = host.strip("[]")
+    try:
+        addresses = [ipaddress.ip_address(host)]
+    except ValueError:
+        try:
+            addresses = [ipaddress.ip_address(a) for a in (resolve or _resolve)(host)]
+        except OSError as exc:
+            raise ValueError(f"cannot resolve host {host!r}: {exc.strerror or exc}") from None
+    if not addresses or any(not a.is_global for a in addresses):
+        raise ValueError(f"host {host!r} is a local or private address; this gateway fetches only from public "
+                         "hosts (REPO_PILOT_GATEWAY_PRIVATE_HOSTS=1 allows them)")
+
+
+def _resolve(host: str) -> list[str]:
+    import socket
+
+    return sorted({info[4][0] for info in socket.getaddrinfo(host, None)})
+
+
 def refuse_url_credentials(repo: str) -> str:
     """`repo` unchanged, or ValueError when it is a URL carrying a password or token.
 
@@ -74,6 +139,7 @@ def validate_request(
     from shared.adapters.git import is_git_repo
 
     check_lengths(repo or "", categories, ref)
+    check_ref(ref)
     if not repo or not repo.strip():
         raise ValueError("repo is empty: give the path of a git repository or a git URL.")
     repo = refuse_url_credentials(repo)

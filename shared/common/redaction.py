@@ -78,6 +78,20 @@ _ASSIGNED = re.compile(
     r"\s*[=:]\s*)(['\"]?)([^\s'\"\x00]{4,})")
 
 
+def _unroutable_ip(kind: str, value: str) -> bool:
+    """An "IP" finding that is no public address (0.0.0.0, a private one): a listen address such
+    as uvicorn's `running on http://0.0.0.0:8080` is not a secret."""
+    import ipaddress
+
+    if not kind.startswith("Public IP"):
+        return False
+    host = value.rsplit(":", 1)[0] if value.count(":") == 1 else value
+    try:
+        return not ipaddress.ip_address(host.strip("[]")).is_global
+    except ValueError:
+        return False
+
+
 def _scan(text: str) -> str:
     scanner = _scanner()
     if scanner is None:
@@ -88,7 +102,8 @@ def _scan(text: str) -> str:
     with _SCAN_LOCK, transient_settings(config):
         for line in text.splitlines(keepends=True):
             if len(line) <= _LONG_LINE and line.strip():
-                found = {s.secret_value for s in scan_line(line) if s.secret_value}
+                found = {s.secret_value for s in scan_line(line)
+                         if s.secret_value and not _unroutable_ip(s.type, s.secret_value)}
                 for secret in sorted(found, key=len, reverse=True):
                     if len(secret) >= 4:
                         line = line.replace(secret, MASK)

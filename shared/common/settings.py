@@ -61,6 +61,11 @@ class Settings(BaseSettings):
     auto_merge_threshold: float = Field(default=7.0, alias="AUTO_MERGE_THRESHOLD")
     target_repo_path: str | None = Field(default=None, alias="TARGET_REPO_PATH")
     api_token: str | None = Field(default=None, alias="REPO_PILOT_API_TOKEN")
+    # The gateway: local repository paths, URLs of local/private hosts, and whether a cluster
+    # (`repo-pilot up`, or the services) runs what it appends instead of the gateway itself.
+    gateway_local_repos: bool = Field(default=False, alias="REPO_PILOT_GATEWAY_LOCAL_REPOS")
+    gateway_private_hosts: bool = Field(default=False, alias="REPO_PILOT_GATEWAY_PRIVATE_HOSTS")
+    gateway_cluster: bool = Field(default=False, alias="REPO_PILOT_GATEWAY_CLUSTER")
     otel_endpoint: str | None = Field(default=None, alias="OTEL_EXPORTER_OTLP_ENDPOINT")
     # Not called `home`: with populate_by_name the field name is matched against the environment
     # too, and a field `home` would read $HOME and put servers, mirrors and logs straight into ~.

@@ -29,7 +29,7 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 @pytest.fixture
 def gw_settings(settings):
-    return settings.model_copy(update={"api_token": TOKEN})
+    return settings.model_copy(update={"api_token": TOKEN, "gateway_local_repos": True})
 
 
 @pytest.fixture
@@ -65,7 +65,7 @@ async def test_every_route_but_health_needs_the_token(client):
 
 
 async def test_without_a_token_only_local_clients_are_served(settings, store):
-    app = create_app(settings, store)  # no REPO_PILOT_API_TOKEN
+    app = create_app(settings.model_copy(update={"gateway_local_repos": True}), store)  # no REPO_PILOT_API_TOKEN
     local = httpx.ASGITransport(app=app, client=("127.0.0.1", 5000))
     remote = httpx.ASGITransport(app=app, client=("10.1.2.3", 5000))
     async with httpx.AsyncClient(transport=local, base_url="http://gw") as c:
@@ -253,7 +253,8 @@ def test_the_gateway_command_refuses_an_open_public_bind(cli_env):
 
 async def test_the_gateway_command_serves_with_its_own_store(cli_env, database_url, db_schema, tmp_path):
     port = _free_port()
-    env = {**cli_env, "REPO_PILOT_API_TOKEN": TOKEN}
+    env = {**cli_env, "REPO_PILOT_API_TOKEN": TOKEN, "REPO_PILOT_GATEWAY_CLUSTER": "1",
+           "REPO_PILOT_GATEWAY_LOCAL_REPOS": "1"}
     log = tmp_path / "gateway.log"
     with log.open("w") as sink:
         proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "shared.app.cli", "gateway", "--port", str(port),
@@ -297,3 +298,92 @@ async def test_a_fork_over_http_copies_the_run_up_to_its_step(client, store, rep
     assert resp.status_code == 201
     [request] = await store.read_stream(resp.json()["run_id"])
     assert request.metadata["replayed_from"] == run_id and request.metadata["reuse_llm"] is True
+
+
+# -- limits and queries -----------------------------------------------------------------------
+
+
+async def test_no_token_is_a_401_before_any_validation(client):
+    for method, path, body in [("POST", "/runs", b"{not json"), ("POST", "/runs", b'{"repo": 5}'),
+                               ("GET", "/runs/%00bad", None), ("GET", "/runs?limit=-3", None),
+                               ("GET", "/beads?status=NOPE", None), ("POST", "/runs/run-x/replay", b"[")]:
+        resp = await client.request(method, path, content=body, headers={"Content-Type": "application/json"})
+        assert resp.status_code == 401, (method, path, resp.text)
+        assert resp.json()["detail"] == "missing bearer token"
+
+
+async def test_malformed_run_ids_are_404(client):
+    for path in ("/runs/not-a-run", "/runs/run-..", "/runs/" + "run-" + "a" * 200 + "/events",
+                 "/runs/gen-%20x/events/stream"):
+        resp = await client.get(path, headers=AUTH)
+        assert resp.status_code == 404 and "run ids are run-<uuid>" in resp.json()["detail"], path
+    assert (await client.post("/runs/bad%00id/replay", headers=AUTH)).status_code == 404
+
+
+@pytest.mark.parametrize("body, message", [
+    ({"ref": "-uhack"}, "not a valid git ref name"),
+    ({"ref": "main..other"}, "not a valid git ref name"),
+    ({"repo": "file:///etc"}, "URL scheme 'file' is not accepted"),
+    ({"repo": "http://example.com/x.git"}, "URL scheme 'http' is not accepted"),
+    ({"repo": "ext::sh -c touch% /tmp/x"}, "local repository paths are not accepted"),
+    ({"repo": "https://127.0.0.1/x.git"}, "local or private address"),
+    ({"repo": "ssh://git@10.1.2.3/x.git"}, "local or private address"),
+    ({"repo": "git@[::1]:x.git"}, "local or private address"),
+    ({"repo": "https://localhost/x.git"}, "local or private address"),
+])
+async def test_what_a_gateway_may_fetch_is_limited(gw_settings, store, repo, body, message):
+    strict = gw_settings.model_copy(update={"gateway_local_repos": False})
+    app = create_app(strict, store)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as c:
+        # A public address literal: no DNS needed on an offline test machine.
+        resp = await c.post("/runs", json={"repo": "https://140.82.112.3/x.git", **body}, headers=AUTH)
+        assert resp.status_code == 400 and message in resp.json()["detail"], resp.text
+        local = await c.post("/runs", json={"repo": str(repo)}, headers=AUTH)
+        assert local.status_code == 400 and "REPO_PILOT_GATEWAY_LOCAL_REPOS" in local.json()["detail"]
+    assert await store.last_position() == 0
+
+
+async def test_runs_and_beads_are_filtered_and_paginated(client, store, repo, tmp_path):
+    from shared.events import Improvement, ImprovementsSuggested, PipelineFailed
+
+    first = await _create(client, repo, categories=["security", "compliance"])
+    suggested = ImprovementsSuggested(improvements=[
+        Improvement(id="s1", category="security", title="pin", rationale="r"),
+        Improvement(id="c1", category="compliance", title="license", rationale="r")])
+    await store.append(first, [make_event(StepStarted(step="analyze"), first), make_event(suggested, first),
+                               make_event(PipelineFailed(step="suggest", error="boom"), first)])
+    other = make_git_repo(tmp_path / "other", {"b.py": "b = 2\n"})
+    second = await _create(client, other)
+
+    created = await client.post("/runs", json={"repo": str(make_git_repo(tmp_path / "third", {"c.py": ""}))},
+                                headers=AUTH)
+    assert created.json()["runner"].startswith("the cluster")  # this app was handed a store: it runs nothing
+    runs = (await client.get("/runs?status=FAILED", headers=AUTH)).json()
+    assert [r["run_id"] for r in runs] == [first]
+    assert len((await client.get("/runs?status=RUNNING", headers=AUTH)).json()) == 2
+    page1 = (await client.get("/runs?limit=2", headers=AUTH)).json()
+    page2 = (await client.get("/runs?limit=2&offset=2", headers=AUTH)).json()
+    assert len(page1) == 2 and len(page2) == 1 and {r["run_id"] for r in page1 + page2} >= {first, second}
+    assert (await client.get("/runs?status=bogus", headers=AUTH)).status_code == 422
+
+    security = (await client.get(f"/beads?run={first}&category=security", headers=AUTH)).json()
+    assert [(b["run_id"], b["bead_id"]) for b in security] == [(first, "improvement:s1")]
+    failed = (await client.get("/beads?status=FAILED", headers=AUTH)).json()
+    assert [(b["run_id"], b["bead_id"]) for b in failed] == [(first, "analyze")]
+    all_second = (await client.get(f"/beads?run={second}", headers=AUTH)).json()
+    assert [b["bead_id"] for b in all_second][:2] == ["analyze", "suggest"]
+    assert len((await client.get(f"/beads?run={second}&limit=3&offset=1", headers=AUTH)).json()) == 3
+    assert (await client.get("/beads?category=nonsense", headers=AUTH)).status_code == 422
+
+
+async def test_the_docs_and_the_page_are_served_from_this_gateway(client):
+    docs = await client.get("/docs")
+    assert docs.status_code == 200 and "cdn" not in docs.text.lower()
+    scripts = [part.split('"')[1] for part in docs.text.split("src=")[1:]]
+    assert scripts and all(s.startswith("/") for s in scripts)
+    for asset in scripts:
+        assert (await client.get(asset)).status_code == 200, asset
+    assert (await client.get("/redoc")).status_code in (401, 404)
+    page = await client.get("/")
+    assert page.status_code == 200 and "Repo Pilot" in page.text and "/static/app.js" in page.text
+    assert (await client.get("/static/app.js")).status_code == 200
