@@ -27,7 +27,10 @@ def server_home():
     if os.environ.get("NATS_URL") and os.environ.get("DATABASE_URL"):
         yield None
         return
+    from tests.support.reaper import start_reaper
+
     home = Path(tempfile.mkdtemp(prefix="repo-pilot-test-servers-"))
+    start_reaper(home)  # an interrupted or killed session (Ctrl-C in `make test`) leaves no servers
     yield home
     stop_servers(home)
     shutil.rmtree(home, ignore_errors=True)

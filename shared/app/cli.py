@@ -161,7 +161,7 @@ async def _run(settings: Settings, request: PipelineRequested | None, in_process
         from shared.app.embedded import left_running
 
         if note := left_running(settings.home):
-            err.print(note, highlight=False)
+            err.print(note, highlight=False, soft_wrap=True)
     return 0 if run and run["status"] == "COMPLETED" else 1
 
 

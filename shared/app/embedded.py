@@ -157,6 +157,46 @@ def ensure_postgres(home: Path) -> str:
     return server.get_uri()
 
 
+@dataclass(frozen=True)
+class RunningServer:
+    """An embedded server found running under a data directory."""
+
+    name: str
+    pid: int
+    address: str
+    data: Path
+
+
+def running_servers(home: Path) -> list[RunningServer]:
+    """The embedded servers running under `home` (from their state files; never starts one)."""
+    found = []
+    state_file = home / "nats" / "server.json"
+    if state_file.exists():
+        state = json.loads(state_file.read_text())
+        if _pid_alive(state["pid"]) and _port_open("127.0.0.1", state["port"]):
+            found.append(RunningServer("NATS", state["pid"], f"127.0.0.1:{state['port']}", home / "nats"))
+    postmaster = home / "postgres" / "postmaster.pid"
+    if postmaster.exists():
+        # postmaster.pid: pid, data dir, start time, port, socket dir, listen address, … (PostgreSQL docs)
+        lines = postmaster.read_text().splitlines() + [""] * 6
+        if lines[0].strip().isdigit() and _pid_alive(int(lines[0])):
+            where = f"{lines[5].strip() or 'socket'}:{lines[3].strip()}" if not lines[4].strip() \
+                else f"socket {lines[4].strip()}/.s.PGSQL.{lines[3].strip()}"
+            found.append(RunningServer("PostgreSQL", int(lines[0]), where, home / "postgres"))
+    return found
+
+
+def left_running(home: Path) -> str | None:
+    """What a command that used the embedded servers says when it ends: they keep running (later
+    commands reuse them) and how to stop them. None when none runs."""
+    servers = running_servers(home)
+    if not servers:
+        return None
+    names = " and ".join(f"{s.name} (pid {s.pid})" for s in servers)
+    return (f"the embedded {names} under {home} keep running for later commands (`repo-pilot status`, "
+            f"`events`…); `repo-pilot servers stop` stops them")
+
+
 def stop_servers(home: Path) -> list[str]:
     """Stop the embedded servers under `home`; returns what was stopped."""
     stopped = []
@@ -177,9 +217,9 @@ def stop_servers(home: Path) -> list[str]:
 
         try:
             pg_ctl(["-w", "stop", "-m", "fast"], pgdata=data, user=_pg_owner(data))
+            stopped.append("postgres")
         except Exception as exc:  # the server may already be gone; say so rather than hide it
             log.warning("stopping embedded postgres: %s", exc)
-        stopped.append("postgres")
     return stopped
 
 

@@ -10,7 +10,10 @@ per repository a summary line to compare between versions (changes merged, how m
 may change behaviour, files added, the project's own checks on the changed files before → after,
 own tests, score) and per change its rule, files added and justification.
 
-    python -m shared.app.evaluate DIR [--out eval.json] [--timeout 1800]
+    python -m shared.app.evaluate DIR [--out eval.json] [--timeout 1800] [--keep CLONES]
+
+With `--keep`, the clones stay in CLONES (one per repository) so a person can read what was merged
+(`git -C CLONES/NAME log -p`) the way the project's maintainer would.
 """
 
 from __future__ import annotations
@@ -148,7 +151,7 @@ def leaked_files(repo: Path) -> list[str]:
     return sorted(hits)
 
 
-async def evaluate(corpus: Path, timeout: float) -> list[dict[str, Any]]:
+async def evaluate(corpus: Path, timeout: float, keep: Path | None = None) -> list[dict[str, Any]]:
     from shared.app.requests import append_request, validate_request
     from shared.app.runtime import PIPELINE_SERVICES, System
     from shared.common.settings import Settings
@@ -156,7 +159,8 @@ async def evaluate(corpus: Path, timeout: float) -> list[dict[str, Any]]:
 
     settings = Settings()
     rows = []
-    with tempfile.TemporaryDirectory(prefix="repo-pilot-eval-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="repo-pilot-eval-") as scratch:
+        tmp = str(keep) if keep else scratch
         async with System(settings, services=list(PIPELINE_SERVICES)) as system:
             for entry in corpus_entries(corpus):
                 name = entry.name.removesuffix(".bundle")
@@ -225,19 +229,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("corpus", type=Path)
     parser.add_argument("--out", type=Path, default=Path("eval.json"))
     parser.add_argument("--timeout", type=float, default=1800)
+    parser.add_argument("--keep", type=Path, help="keep the clones in this new directory (to read the merges)")
     args = parser.parse_args(argv)
+    if args.keep and args.keep.exists() and any(args.keep.iterdir()):
+        print(f"error: --keep {args.keep} is not empty; name a new directory", file=sys.stderr)
+        return 2
     if not args.corpus.is_dir() or not corpus_entries(args.corpus):
         print(f"error: {args.corpus} holds no git repositories or bundles", file=sys.stderr)
         return 2
     import logging
 
     logging.basicConfig(level=logging.WARNING)
-    rows = asyncio.run(evaluate(args.corpus, args.timeout))
+    if args.keep:
+        args.keep.mkdir(parents=True, exist_ok=True)
+    rows = asyncio.run(evaluate(args.corpus, args.timeout, args.keep))
     args.out.write_text(json.dumps(rows, indent=2) + "\n")
     print(render_table(rows))
     print()
     print(render_changes(rows))
     print(f"\n(written to {args.out})")
+    from shared.app.embedded import left_running
+    from shared.common.settings import Settings
+
+    if note := left_running(Settings().home):
+        print(note, file=sys.stderr)
     return 0 if all(r["status"] == "completed" and not r["internal_name_files"] for r in rows) else 1
 
 
