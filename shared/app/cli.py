@@ -222,6 +222,8 @@ def scaffold(
     repo: Annotated[str, typer.Argument(help="Path of a git repository.")],
     dry_run: Annotated[bool, typer.Option("--dry-run", help="List what would be added; change nothing.")] = False,
     engine: EngineOpt = None,
+    local: Annotated[bool | None, typer.Option("--local/--no-local", help="Run the services in this process "
+                     "(default: yes unless NATS_URL and DATABASE_URL point at a running cluster).")] = None,
     timeout: Annotated[float, typer.Option()] = 1800,
 ) -> None:
     """Add missing best-practice files (LICENSE, SECURITY.md, CI, pre-commit…) on a branch, as one run."""
@@ -229,28 +231,56 @@ def scaffold(
     request = build_request(repo, "compliance,integration", None, engine, settings)
     request = request.model_copy(update={"mode": "scaffold"})
     if dry_run:
-        for imp in _arun(_scaffold_plan(settings, request)):
-            console.print(f"[green]+[/] {', '.join(imp.files)}  [dim]{imp.title} ({imp.rule or imp.category})[/]")
+        for imp, wrote, reason in _arun(_scaffold_plan(settings, request)):
+            if wrote:
+                console.print(f"[green]+[/] {', '.join(wrote)}  [dim]{imp.title} ({imp.rule or imp.category})[/]",
+                              highlight=False, soft_wrap=True)
+            else:
+                console.print(f"[yellow]-[/] {', '.join(imp.files)}  [dim]{imp.title}: not written: {reason}[/]",
+                              highlight=False, soft_wrap=True)
         return
     _logging(logging.WARNING)
-    raise typer.Exit(_arun(_run(settings, request, not (settings.nats_url and settings.database_url), timeout)))
+    in_process = local if local is not None else not (settings.nats_url and settings.database_url)
+    raise typer.Exit(_arun(_run(settings, request, in_process, timeout)))
 
 
-async def _scaffold_plan(settings: Settings, request: PipelineRequested) -> list:
-    """What scaffold would add, computed by the engine in use on a scratch copy."""
+async def _scaffold_plan(settings: Settings, request: PipelineRequested) -> list[tuple]:
+    """What scaffold would write: each improvement implemented and gated as the executor does (its
+    own scratch copy at the base, the project's checks), nothing committed. (improvement, files
+    written, "") or (improvement, [], why it would not be written)."""
     import tempfile
 
+    from shared.adapters.git import git
+    from shared.adapters.project_checks import gate_change
+    from shared.adapters.sandbox import make_sandbox
     from shared.adapters.workspace import Workspace
     from shared.app.bootstrap import real_engine_factory
     from shared.policy.run import RunContext, scaffold_only
+    from shared.ports.errors import ChangeRejectedError
 
+    sandbox = make_sandbox("auto", isolation=settings.isolation)
     with tempfile.TemporaryDirectory(prefix="repo-pilot-scaffold-") as tmp:
         workspace = Workspace(Path(tmp))
         repo = await workspace.materialize(request.repo, request.ref)
         path = await workspace.worktree("plan", request.repo, repo.base_sha)
-        engine = real_engine_factory(settings)(RunContext("plan", request=request), [])
+        engine = real_engine_factory(settings, sandbox)(RunContext("plan", request=request), [])
         analysis = await engine.analyze(path)
-        return scaffold_only(await engine.suggest(path, analysis, list(request.categories)), path)
+        plan = []
+        for n, imp in enumerate(scaffold_only(await engine.suggest(path, analysis, list(request.categories)), path)):
+            scratch = await workspace.worktree(f"plan{n}", request.repo, repo.base_sha)
+            try:
+                done = await engine.implement(scratch, imp)
+                await gate_change(scratch, repo.base_sha, sandbox)
+                git(scratch, "add", "--all")  # as the executor stages it: written on purpose even if ignored
+                if wrote := [f for f in done.files if (scratch / f).is_file()]:
+                    git(scratch, "add", "--force", "--", *wrote)
+                files = git(scratch, "diff", "--cached", "--name-only", repo.base_sha).splitlines()
+                plan.append((imp, files, "" if files else "the engine made no change for it"))
+            except ChangeRejectedError as exc:
+                plan.append((imp, [], exc.reason))
+            finally:
+                await workspace.remove(f"plan{n}")
+        return plan
 
 
 @app.command()

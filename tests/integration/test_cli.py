@@ -93,6 +93,30 @@ def test_scaffold_dry_run_lists_missing_files_and_changes_nothing(cli_env, tmp_p
     assert cli(cli_env, "events", "--json").stdout.strip() == ""
 
 
+@pytest.mark.e2e
+def test_scaffold_dry_run_lists_exactly_what_scaffold_writes(cli_env, tmp_path):
+    """A project that declares no license: the real scaffold skips LICENSE (choosing one is the
+    owner's call), so the dry run lists it as not written, with the reason; every file it lists
+    as written is what the real scaffold's improvement commits hold, no more, no less."""
+    from tests.support.rules_repos import PYPROJECT, WIDGETS, make_repo
+
+    unlicensed = PYPROJECT.replace('license = { text = "MIT" }\n', "")
+    assert unlicensed != PYPROJECT
+    repo = make_repo(tmp_path / "widgets", {**WIDGETS, "pyproject.toml": unlicensed})
+    out = cli(cli_env, "scaffold", str(repo), "--dry-run").stdout
+    planned = {f for line in out.splitlines() if line.startswith("+ ")
+               for f in line[2:].split("  ")[0].split(", ")}
+    (license_line,) = [line for line in out.splitlines() if line.startswith("- LICENSE")]
+    assert "not written: no license is declared" in license_line
+    assert "LICENSE" not in planned and ".github/workflows/ci.yml" in planned
+
+    proc = cli(cli_env, "scaffold", str(repo), "--local", check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    written = subprocess.run(["git", "-C", str(repo), "log", "--all", "--grep", "Repo-Pilot-Improvement:",
+                              "--name-only", "--format="], capture_output=True, text=True, check=True).stdout
+    assert {f for f in written.splitlines() if f} == planned
+
+
 def assert_complete_run_log(stdout: str, last: str, *also: str) -> list[dict]:
     """The run log the CLI printed exists and ends with the run's last event."""
     path = next(line.split("run log:", 1)[1].strip() for line in stdout.splitlines() if "run log:" in line)
