@@ -385,7 +385,8 @@ async def list_runs(
 @_api.get("/beads", response_model=list[Bead])
 async def list_beads(
     store: StoreDep,
-    run: Annotated[str | None, Query(max_length=80, description="Only this run's beads.")] = None,
+    run: Annotated[str | None, Query(max_length=80, pattern=f"^{STREAM_ID.pattern}$",
+                                     description="Only this run's beads (run-<uuid>).")] = None,
     bead_status: Annotated[str | None, Query(alias="status", pattern="^(" + "|".join(BEAD_STATUSES) + ")$")] = None,
     category: Annotated[str | None, Query(pattern="^(" + "|".join(CATEGORIES) + ")$",
                                           description="Only improvements of this category.")] = None,
