@@ -507,7 +507,46 @@ def runs(limit: Annotated[int, typer.Option()] = 20) -> None:
 
 
 @app.command()
-def status(run_id: Annotated[str, typer.Argument()]) -> None:
+def beads(
+    run: Annotated[str | None, typer.Option("--run", help="Only this run's beads.")] = None,
+    bead_status: Annotated[str | None, typer.Option("--status", help="PENDING, RUNNING, COMPLETED, FAILED or SKIPPED.")] = None,
+    category: Annotated[str | None, typer.Option("--category", help="Only improvements of this category.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000)] = 100,
+    offset: Annotated[int, typer.Option(min=0)] = 0,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Beads across runs, filtered like the gateway's GET /beads (newest run first)."""
+    import json
+
+    from shared.app.gateway import BEAD_STATUSES
+    from shared.app.queries import find_beads
+    from shared.store.projections import Projector
+
+    if bead_status is not None and bead_status.upper() not in BEAD_STATUSES:
+        _fail(f"unknown status {bead_status!r}; choose from {', '.join(BEAD_STATUSES)}")
+    if category is not None and category not in CATEGORIES:
+        _fail(f"unknown category {category!r}; choose from {', '.join(CATEGORIES)}")
+
+    async def main():
+        async with _store(_settings()) as store:
+            await Projector(store).run_once()
+            return await find_beads(store, run, bead_status and bead_status.upper(), category, limit, offset)
+
+    rows = _arun(main())
+    if as_json:
+        sys.stdout.write(json.dumps(rows, default=str) + "\n")
+        return
+    for b in rows:
+        console.print(f"{b['run_id']}  {b['title']}  [{render.STATUS_STYLE.get(b['status'], '')}]{b['status']}[/]"
+                      + (f"  {b['error']}" if b["error"] else ""), highlight=False)
+    if not rows:
+        err.print("no beads match")
+
+
+@app.command()
+def status(run_id: Annotated[str, typer.Argument()],
+           full: Annotated[bool, typer.Option("--full", help="Each bead's detail in full (default: "
+                                              "shortened at a word).")] = False) -> None:
     """A run and its bead chain."""
     from shared.store.projections import Projector, get_run
 
@@ -520,7 +559,7 @@ def status(run_id: Annotated[str, typer.Argument()]) -> None:
     run_row, beads = _arun(main())
     if run_row is None:
         _fail(f"no run {run_id!r}; `repo-pilot runs` lists them", 1)
-    render.print_run(console, run_row, beads, log_path=_settings().runs_dir / f"{run_id}.json")
+    render.print_run(console, run_row, beads, log_path=_settings().runs_dir / f"{run_id}.json", full=full)
 
 
 @app.command(context_settings={"allow_extra_args": False})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import textwrap
 import time
 from pathlib import Path
 
@@ -19,16 +20,30 @@ STATUS_STYLE = {"PENDING": "dim", "RUNNING": "bold yellow", "COMPLETED": "green"
 DONE = ("COMPLETED", "FAILED")
 
 
-def bead_table(run: dict | None, beads: list[dict]) -> Table:
+DETAIL_LIMIT = 240  # characters of a bead's detail in the table; `status RUN --full` shows all
+
+
+def shorten(text: str, limit: int = DETAIL_LIMIT) -> str:
+    """`text` on one line, cut at a word boundary with an ellipsis when longer than `limit`."""
+    one_line = " ".join(text.split())
+    if len(one_line) <= limit:
+        return one_line
+    cut = textwrap.shorten(one_line, limit, placeholder=" …")
+    return cut if cut != "…" and cut.strip() != "…" else one_line[:limit - 1] + "…"  # one word longer than limit
+
+
+def bead_table(run: dict | None, beads: list[dict], full: bool = False) -> Table:
+    """The bead chain; details wrap to the console's width, shortened at a word unless `full`."""
     title = f"{run['run_id']} — {run['status']}" if run else "waiting for the run to appear…"
     table = Table(title=title, title_justify="left", expand=False)
-    for col in ("bead", "status", "duration", "detail"):
-        table.add_column(col)
+    for col in ("bead", "status", "duration"):
+        table.add_column(col, no_wrap=col != "bead")
+    table.add_column("detail", overflow="fold")
     for b in beads:
         duration = f"{b['duration_ms'] / 1000:.1f}s" if b["duration_ms"] is not None else ""
-        detail = b["error"] or (b["metadata"] or {}).get("summary") or ""
+        detail = str(b["error"] or (b["metadata"] or {}).get("summary") or "")
         table.add_row(b["title"], Text(b["status"], style=STATUS_STYLE.get(b["status"], "")), duration,
-                      Text(str(detail)[:100]))
+                      Text(detail if full else shorten(detail)))
     return table
 
 
@@ -177,8 +192,8 @@ def print_runs(console: Console, runs: list[dict]) -> None:
     console.print(table)
 
 
-def print_run(console: Console, run: dict, beads: list[dict], log_path=None) -> None:
-    console.print(bead_table(run, beads))
+def print_run(console: Console, run: dict, beads: list[dict], log_path=None, full: bool = False) -> None:
+    console.print(bead_table(run, beads, full))
     print_verdict(console, run, beads, log_path=log_path)
 
 

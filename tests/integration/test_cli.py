@@ -188,3 +188,33 @@ def test_make_run_takes_a_path_with_a_space(tmp_path):
     assert proc.returncode == 0, proc.stderr
     (line,) = [line for line in proc.stdout.splitlines() if "repo-pilot run" in line]
     assert shlex.split(line)[2] == f"{tmp_path}/my repo"
+
+
+def test_status_shortens_a_long_detail_at_a_word_and_full_shows_it(cli_env, tmp_path, database_url, db_schema):
+    """A bead's reason of 300 characters on a 120-column terminal: `status RUN` keeps whole words
+    and ends with an ellipsis; `status RUN --full` shows the whole reason."""
+    import asyncio
+
+    from shared.events import StepFailed, make_event
+    from shared.store import PostgresEventStore
+
+    repo = make_git_repo(tmp_path / "target", {"app.py": "print('hi')\n"})
+    run_id = cli(cli_env, "request", str(repo)).stdout.strip()
+    reason = " ".join(f"finding-{n:02d}" for n in range(30)) + " LAST-WORD"
+
+    async def fail_analyze():
+        store = await PostgresEventStore.connect(database_url, schema=db_schema)
+        try:
+            await store.append(run_id, [make_event(StepFailed(step="analyze", error=reason), run_id)], 1)
+        finally:
+            await store.close()
+
+    asyncio.run(fail_analyze())
+    env = {**cli_env, "COLUMNS": "120"}
+    short = cli(env, "status", run_id).stdout
+    assert "finding-00" in short and "…" in short and "LAST-WORD" not in short
+    assert all(len(line) <= 120 for line in short.splitlines())
+    cells = " ".join(line.split("│")[4].strip() for line in short.splitlines() if line.count("│") == 5)
+    assert all(word.startswith("finding-") and len(word) == 10 for word in cells.split()[:-1])  # none cut
+    full = cli(env, "status", run_id, "--full").stdout
+    assert "LAST-WORD" in full and "finding-29" in full
