@@ -209,3 +209,14 @@ class scratch_store_from:
 async def _with_store(env, work):
     async with scratch_store_from(env) as s:
         return await work(s)
+
+
+def test_beads_are_listed_with_the_gateways_filters(cli_env):
+    run = asyncio.run(_with_store(cli_env, _append_run))
+    rows = json.loads(cli(cli_env, "beads", "--run", run, "--category", "security", "--json").stdout)
+    assert [(r["run_id"], r["bead_id"]) for r in rows] == [(run, "improvement:s1")]
+    completed = json.loads(cli(cli_env, "beads", "--status", "completed", "--json").stdout)
+    assert {r["bead_id"] for r in completed} == {"analyze"}
+    assert len(json.loads(cli(cli_env, "beads", "--limit", "2", "--offset", "1", "--json").stdout)) == 2
+    bad = cli(cli_env, "beads", "--status", "DONE", check=False)
+    assert bad.returncode == 2 and "unknown status 'DONE'" in bad.stderr
