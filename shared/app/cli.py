@@ -20,6 +20,23 @@ from shared.common.redaction import redact
 from shared.common.settings import Settings
 from shared.events import CATEGORIES, PipelineRequested
 
+def _flags_without_a_type() -> None:
+    """typer's rich help (since 0.2x, fastapi/typer#1410) prints a type column for every option, so
+    each flag, `--help` too, reads `<bool>` as if it took a value. A flag takes none: no type."""
+    from typer.core import TyperOption
+
+    shown = getattr(TyperOption, "display_type_rich", None)
+    if shown is None or getattr(shown, "flags_hidden", False):
+        return
+
+    def display_type_rich(self, ctx):
+        return None if self.is_flag else shown(self, ctx)
+
+    display_type_rich.flags_hidden = True
+    TyperOption.display_type_rich = display_type_rich
+
+
+_flags_without_a_type()
 app = typer.Typer(help="Repo Pilot: analyze, improve, review, test and merge a git repository.",
                   no_args_is_help=True, pretty_exceptions_show_locals=False)
 projections_app = typer.Typer(help="Read models folded from the event log.")
