@@ -71,7 +71,8 @@ class Settings(BaseSettings):
     # too, and a field `home` would read $HOME and put servers, mirrors and logs straight into ~.
     repo_pilot_home: Path = Field(default_factory=default_home, alias="REPO_PILOT_HOME")
     github_token: str | None = Field(default=None, alias="GITHUB_TOKEN")
-    # The isolated env of tools Repo Pilot runs but never imports (codemodder, semgrep); unset: home/tools.
+    # The isolated env of tools Repo Pilot runs but never imports (codemodder, semgrep); unset: the
+    # user cache dir (one install per machine, not per data directory).
     tools_home_dir: Path | None = Field(default=None, alias="REPO_PILOT_TOOLS_HOME")
 
     # Bus naming; tests give each test its own stream and subject prefix.
@@ -119,7 +120,9 @@ class Settings(BaseSettings):
 
     @property
     def tools_home(self) -> Path:
-        return self.tools_home_dir or self.home / "tools"
+        """Where the codemod tools env lives: once per user and machine (the user cache dir), shared
+        by every data directory, since installing it takes minutes; REPO_PILOT_TOOLS_HOME overrides."""
+        return self.tools_home_dir or Path(platformdirs.user_cache_dir("repo-pilot")) / "tools"
 
     @property
     def runs_dir(self) -> Path:
