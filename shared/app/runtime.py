@@ -16,10 +16,12 @@ from dataclasses import dataclass, field
 
 from shared.app.embedded import Servers, resolve_servers
 from shared.common.settings import Settings
+from shared.common.tasks import cancel_until_done, finish_within
 
 log = logging.getLogger("repo_pilot.runtime")
 
 RESTART_BACKOFF = (1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
+TASK_GRACE = 5.0  # seconds a task or a connection close gets on stop before it is cut
 
 
 async def supervise(name: str, work, stop: asyncio.Event, state: dict[str, str],
@@ -103,10 +105,20 @@ class System:
     _tasks: list[asyncio.Task] = field(default_factory=list)
     _runtimes: list = field(default_factory=list)
     _nc: object | None = None
+    _store_closed: bool = False
     task_state: dict[str, str] = field(default_factory=dict)  # task -> "" (running) or why not
     sweeper: bool = True
 
     async def start(self) -> System:
+        """Start everything; when any part fails to start (or the start is cancelled: SIGTERM),
+        what already runs is stopped before the error propagates."""
+        try:
+            return await self._start()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start(self) -> System:
         s = self.settings
         self.servers = await resolve_servers(s.nats_url, s.database_url, s.home)
         self.store = await open_store(s, self.servers.database_url)
@@ -162,20 +174,29 @@ class System:
         return state
 
     async def stop(self) -> None:
+        """Stop everything in bounded time (seconds, not minutes): services stop consuming and
+        release or finish the message in hand (`ServiceRuntime.stop`), the relay, projector and
+        sweeper get `TASK_GRACE` seconds to return and are then cancelled until they end, and no
+        close of a connection may hang the process. Safe to call twice."""
         for runtime in self._runtimes:
             runtime.stopping = True  # from now on a failing step is an interruption, not an error
         self._stop.set()
-        for runtime in self._runtimes:
+        runtimes, self._runtimes = self._runtimes, []
+        results = await asyncio.gather(*(runtime.stop() for runtime in runtimes), return_exceptions=True)
+        for runtime, result in zip(runtimes, results, strict=True):
+            if isinstance(result, Exception):
+                log.warning("service %s: stopping failed: %s", runtime.name, result)
+        tasks, self._tasks = self._tasks, []
+        if tasks:
+            _, running = await asyncio.wait(tasks, timeout=TASK_GRACE)
+            await cancel_until_done(*running, give_up_after=TASK_GRACE)
+        nc, self._nc = self._nc, None
+        if nc is not None:
             with contextlib.suppress(Exception):
-                await runtime.stop()
-        for task in self._tasks:
-            with contextlib.suppress(Exception, asyncio.CancelledError):
-                await asyncio.wait_for(task, 5)
-        if self._nc is not None:
-            with contextlib.suppress(Exception):
-                await self._nc.close()
-        if self.store is not None:
-            await self.store.close()
+                await finish_within(nc.close(), TASK_GRACE, "closing the NATS connection")
+        if self.store is not None and not self._store_closed:
+            self._store_closed = True
+            await finish_within(self.store.close(), TASK_GRACE, "closing the event store")
 
     async def __aenter__(self) -> System:
         return await self.start()

@@ -41,6 +41,7 @@ from nats.js.api import DeliverPolicy
 
 from shared.common import telemetry
 from shared.common.redaction import redact
+from shared.common.tasks import cancel_until_done, finish_within
 from shared.events import Envelope, MalformedEvent, UnknownEventType, make_event
 from shared.events.run import PipelineFailed, StepCompleted, StepFailed, StepStarted
 from shared.messaging.bus import connect_nats, connection_callbacks, ensure_stream, subjects_for
@@ -48,6 +49,10 @@ from shared.ports.errors import StepError
 from shared.store import AlreadyProcessed, EventTooLarge
 
 log = logging.getLogger("repo_pilot.consumer")
+
+# Seconds a running handler gets to finish once the runtime stops (SIGTERM, Ctrl-C, the end of
+# `run`) before it is cancelled and its message released: well inside `docker stop`'s 10 s.
+STOP_GRACE = 5.0
 
 Handler = Callable[[Envelope, Any], Awaitable[list[Envelope]]]  # (event, deps) -> events to append
 Outcome = Literal["ack", "nack", "term"]
@@ -180,6 +185,7 @@ class ServiceRuntime:
         self.watch_interval = 5.0
         self.watch_error: str = ""  # last reason the consumer watch failed ("" while healthy)
         self._watch: asyncio.Task | None = None
+        self.stop_grace = STOP_GRACE
 
     # -- the core, independent of NATS --
 
@@ -328,6 +334,7 @@ class ServiceRuntime:
             # every task callback at INFO whatever the CLI asked for.
             logger=logging.getLogger(f"repo_pilot.faststream.{self.name}"),
             log_level=logging.DEBUG,
+            graceful_timeout=self.stop_grace,  # how long `stop` lets a running handler finish
             **connection_callbacks(self.name, lambda: broker._connection),
         )
         subscriber = broker.subscriber(
@@ -351,15 +358,18 @@ class ServiceRuntime:
         log.info("%s: consuming %s from %s", self.name, sorted(self.routes), self.stream_name)
 
     async def stop(self) -> None:
-        """Stop consuming; a handler still running is abandoned unacked and will be redelivered."""
+        """Stop consuming, in bounded time: no new delivery is fetched, a handler still running
+        gets `stop_grace` seconds to finish, then it is cancelled and its message released (nak)
+        for redelivery."""
         self.stopping = True
         if self._watch is not None:
-            self._watch.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._watch
+            await cancel_until_done(self._watch, give_up_after=self.stop_grace)
         if self.broker is not None:
             broker, self.broker = self.broker, None
-            await broker.stop()
+            # FastStream waits `graceful_timeout` for running handlers, then cancels them; the
+            # extra seconds bound the connection's close.
+            with contextlib.suppress(Exception):
+                await finish_within(broker.stop(), self.stop_grace + 5, f"{self.name}: stopping the broker")
 
     async def ensure_consumer(self) -> bool:
         """Create the stream and durable consumer if either is gone; True when it had to."""
@@ -377,8 +387,11 @@ class ServiceRuntime:
             await admin.close()
 
     async def _watch_consumer(self) -> None:
-        """Recreate the durable consumer when it disappears (deleting a stream deletes them)."""
-        while True:
+        """Recreate the durable consumer when it disappears (deleting a stream deletes them).
+
+        Ends once the runtime is stopping, even when the cancel `stop` sends is swallowed (it
+        often lands inside the NATS client's `close()`, which catches it)."""
+        while not self.stopping:
             await asyncio.sleep(self.watch_interval)
             try:
                 if await self.ensure_consumer():
@@ -429,7 +442,15 @@ class ServiceRuntime:
             await msg.reject()
             return
         event = stored
-        outcome = await self._process_holding(msg, event, attempt)
+        try:
+            outcome = await self._process_holding(msg, event, attempt)
+        except asyncio.CancelledError:
+            # Stopped mid-step (past the grace): hand the message back now, not after `ack_wait`.
+            log.info("%s: %s %s cancelled while stopping; released for redelivery",
+                     self.name, event.type, event.event_id)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(msg.nack(), 2)
+            raise
         if outcome == "ack":
             await msg.ack()
         elif outcome == "nack":
