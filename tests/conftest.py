@@ -94,9 +94,31 @@ async def store(database_url, db_schema):
 
 
 @pytest.fixture
-def bus_names(unique) -> dict[str, str]:
-    """Stream name and subject prefix unique to this test (PILOT / pilot in production)."""
-    return {"stream_name": f"PILOT_{unique.upper()}", "subject_prefix": f"pilot{unique}"}
+def bus_names(unique, request) -> dict[str, str]:
+    """Stream name and subject prefix unique to this test (PILOT / pilot in production). The
+    stream is deleted afterwards: each one reserves its `max_bytes` on the server, and a shared
+    server refuses new streams ("insufficient storage resources") once leftovers add up."""
+    names = {"stream_name": f"PILOT_{unique.upper()}", "subject_prefix": f"pilot{unique}"}
+    yield names
+    url = os.environ.get("NATS_URL") or (request.getfixturevalue("nats_url") if "nats_url" in request.fixturenames
+                                         else None)
+    if url:
+        asyncio.run(_delete_stream(url, names["stream_name"]))
+
+
+async def _delete_stream(url: str, name: str) -> None:
+    import nats
+    from nats.js.errors import NotFoundError
+
+    try:
+        nc = await nats.connect(url, connect_timeout=2, max_reconnect_attempts=0)
+    except Exception:
+        return  # no server: nothing was created
+    try:
+        with contextlib.suppress(NotFoundError):
+            await nc.jetstream().delete_stream(name)
+    finally:
+        await nc.close()
 
 
 @pytest.fixture
