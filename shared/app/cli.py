@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -109,17 +110,48 @@ def _fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
-def _arun(coro):
+class _Terminated(Exception):
+    """SIGTERM arrived; everything the command had started has been stopped."""
+
+
+async def _until_sigterm(coro):
+    """Run `coro`; SIGTERM (what `docker stop` and systemd send) cancels it like Ctrl-C does, so
+    every `async with System(...)` around the work stops it cleanly, and the process then exits
+    normally (telemetry flushed at exit) instead of being killed by the signal's default action."""
+    loop, task, got = asyncio.get_running_loop(), asyncio.current_task(), []
+
+    def on_sigterm() -> None:
+        got.append(True)
+        task.cancel()
+
+    loop.add_signal_handler(signal.SIGTERM, on_sigterm)
+    try:
+        return await coro
+    except asyncio.CancelledError:
+        if got:
+            raise _Terminated from None
+        raise
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
+
+
+def _arun(coro, *, sigterm_exit: int = 143):
+    """Run a command's coroutine. Ctrl-C exits 130 and SIGTERM `sigterm_exit` (0 for the
+    long-running `up`, `service` and `relay`, for which SIGTERM is the normal stop), each after
+    what was started has been stopped."""
     from shared.app.embedded import ServerUnreachable
     from shared.store.errors import MigrationChanged
 
     try:
-        return asyncio.run(coro)
+        return asyncio.run(_until_sigterm(coro))
     except (ServerUnreachable, MigrationChanged, RunInProgress) as exc:
         _fail(str(exc))
     except KeyboardInterrupt:
         err.print("interrupted")
         raise typer.Exit(130) from None
+    except _Terminated:
+        err.print("stopped (SIGTERM)")
+        raise typer.Exit(sigterm_exit) from None
 
 
 def build_request(repo: str, categories: str, threshold: float | None, engine: str | None,
@@ -304,7 +336,7 @@ async def _scaffold_plan(settings: Settings, request: PipelineRequested) -> list
 def up(
     services: Annotated[str | None, typer.Option(help="Comma-separated services (default: all).")] = None,
 ) -> None:
-    """Servers, relay, projector and every service, in one process, until Ctrl-C."""
+    """Servers, relay, projector and every service, in one process, until Ctrl-C or SIGTERM (exit 0)."""
     from shared.app.runtime import System, available_services
 
     settings = _settings()
@@ -314,10 +346,10 @@ def up(
 
     async def main() -> None:
         async with System(settings, services=names) as system:
-            err.print(f"[green]up[/]: NATS {redact(system.servers.nats_url)}, services {', '.join(names)}; Ctrl-C stops")
+            err.print(f"[green]up[/]: NATS {redact(system.servers.nats_url)}, services {', '.join(names)}; Ctrl-C or SIGTERM stops")
             await system.wait()
 
-    _arun(main())
+    _arun(main(), sigterm_exit=0)
 
 
 @app.command()
@@ -338,7 +370,7 @@ def service(name: Annotated[str, typer.Argument(help="analyzer, suggester, execu
         async with System(settings, services=[name], relay=False, projector=False) as system:
             await system.wait()
 
-    _arun(main())
+    _arun(main(), sigterm_exit=0)
 
 
 @app.command()
@@ -359,7 +391,7 @@ def relay(
         async with System(settings) as system:
             await system.wait()
 
-    _arun(main())
+    _arun(main(), sigterm_exit=0)
 
 
 async def _republish(from_position: int) -> int:
