@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from shared.adapters.project_checks import CheckRun, added, changed_ranges, limit_to_changed
-from shared.engines.rules.change_tests import ChangeTests, bare_callable, render
+from shared.engines.rules.change_tests import ChangeTests, bare_callable, plain_arguments, render
 
 pytestmark = pytest.mark.unit
 
@@ -39,14 +39,23 @@ def test_functions_callable_without_arguments():
     assert [n for n in "abcde" if bare_callable(source, n)] == ["a", "b"]
 
 
+def test_functions_callable_with_plain_arguments():
+    source = ("def a(text: str, n: int, flag: bool = True): pass\ndef b(x: float, /, y=1): pass\n"
+              "def c(items: list): pass\ndef d(x): pass\ndef e(*, y: str): pass\n")  # fmt: skip
+    assert [plain_arguments(source, n) for n in "abcde"] == ["'x', 1", "1.0", None, None, None]
+
+
 def test_without_hypothesis_nothing_imports_it_and_no_vacuous_spy_test_is_written():
     plan = ChangeTests(spies=[("pixee:python/secure-random", "pkg.a", "token"),
                               ("pixee:python/secure-random", "pkg.a", "shuffle_with")],
-                       bare={"pkg.a.token"})  # fmt: skip
+                       bare={"pkg.a.token": ""})  # fmt: skip
     text = render("security", plan, hypothesis=False)
     assert "hypothesis" not in text and "@given" not in text
     assert "def test_pkg_a_token_uses_no_predictable_random():" in text
     assert "shuffle_with" not in text  # it needs arguments only Hypothesis could draw
+    plan.bare["pkg.a.shuffle_with"] = "'x', 1"
+    text = render("security", plan, hypothesis=False)
+    assert "_call(importlib.import_module('pkg.a').shuffle_with, 'x', 1)" in text
     compile(text, "test_security_change.py", "exec")
     assert render("security", ChangeTests(spies=[("pixee:python/secure-random", "pkg.a", "f")]),
                   hypothesis=False) is None  # fmt: skip

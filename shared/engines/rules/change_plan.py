@@ -13,7 +13,7 @@ from shared.adapters.git import run_git
 from shared.engines.rules.change_tests import (
     _SPIES,
     ChangeTests,
-    bare_callable,
+    plain_arguments,
     bound_name,
     does_io,
     functions_at,
@@ -90,7 +90,8 @@ def plan_change_tests(repo: Path, facts: RepoFacts, improvements: list[Improveme
             funcs = functions_at(source, lines)
             if kind == "codemod" and arg in _SPIES:
                 plan.spies.extend((arg, module, f) for f in funcs if (arg, module, f) not in plan.spies)
-                plan.bare |= {f"{module}.{f}" for f in funcs if bare_callable(source, f)}
+                plan.bare |= {f"{module}.{f}": args for f in funcs
+                              if (args := plain_arguments(source, f)) is not None}  # fmt: skip
             pure = [f for f in funcs if not does_io(source, f)]
             if pure:
                 plan.fuzz[module] = sorted(set(plan.fuzz.get(module, [])) | set(pure))
