@@ -79,3 +79,22 @@ def test_a_javascript_specification_says_what_it_does_not_know(tmp_path):
     spec = analyze_facts(facts).specification
     assert "`js` → `cli.js` (package.json bin)" in spec and "test/index.test.js" in spec
     assert "no test files found" not in spec and "none declared" not in spec.split("## Dependencies")[0]
+
+
+def test_contributing_and_security_say_only_what_the_repository_says(tmp_path):
+    facts = _repo(tmp_path / "s", {
+        "setup.py": "", "s/__init__.py": "", "HISTORY.rst": "History\n", "requirements-dev.txt": "pytest\npytz\n",
+        "pyproject.toml": '[project]\nname = "s"\nversion = "1.2.2"\n',
+    })  # fmt: skip
+    docs = Improvement(id="x", category="compliance", title="t", rationale="r", rule="check:community-docs",
+                       files=["SECURITY.md", "CONTRIBUTING.md"], changes="")  # fmt: skip
+    implement(facts.root, docs)
+    contributing = (facts.root / "CONTRIBUTING.md").read_text()
+    # the tests' own requirements are installed, and the changelog bullet is a line of its own
+    assert "python -m pip install -e . -r requirements-dev.txt\n" in contributing
+    assert "why they are needed.\n- Add an entry to HISTORY.rst" in contributing
+    security = (facts.root / "SECURITY.md").read_text()
+    assert "within a week" not in security and "latest release" not in security  # no promise it never made
+    extra = _repo(tmp_path / "t", {"pyproject.toml": '[project]\nname = "t"\n[project.optional-dependencies]\n'
+                                                     'tests = ["pytest"]\n', "t/__init__.py": ""})  # fmt: skip
+    assert facts_mod.install_command(extra) == 'python -m pip install -e ".[tests]"'

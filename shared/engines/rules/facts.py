@@ -17,6 +17,7 @@ from typing import Any
 from shared.adapters.git import run_git
 from shared.engines.rules.project import detect as detect_project
 from shared.common.budget import skip_reason
+from shared.common.fs import is_inside
 from shared.common.pyparse import parse_python
 from shared.policy.paths import is_test_path
 
@@ -99,8 +100,11 @@ def git(repo: Path, *args: str, check: bool = True) -> str:
     return proc.stdout
 
 
-def list_files(repo: Path) -> list[str]:
-    """The repository's files (tracked and untracked-but-not-ignored when it is a git repository), sorted."""
+def list_files(repo: Path, refused: dict[str, str] | None = None) -> list[str]:
+    """The repository's files (tracked and untracked-but-not-ignored when it is a git repository), sorted.
+
+    A symlink that leads out of the repository (or into its `.git`) is never listed, so nothing
+    reads what it points at; its path and why go into `refused` when one is given."""
     if (repo / ".git").exists():
         out = git(repo, "ls-files", "--cached", "--others", "--exclude-standard", "-z")
         names = {n for n in out.split("\0") if n and (repo / n).is_file()}
@@ -110,7 +114,13 @@ def list_files(repo: Path) -> list[str]:
             for p in repo.rglob("*")
             if p.is_file() and not _SKIP_DIRS.intersection(p.relative_to(repo).parts)
         }
-    return sorted(n for n in names if not _SKIP_DIRS.intersection(n.split("/")[:-1]))
+    kept = []
+    for name in sorted(n for n in names if not _SKIP_DIRS.intersection(n.split("/")[:-1])):
+        if is_inside(repo, name):
+            kept.append(name)
+        elif refused is not None:
+            refused[name] = "a symlink that leads out of the repository: not read"
+    return kept
 
 
 def module_name(path: str) -> tuple[str, bool]:
@@ -268,9 +278,9 @@ def collect(repo: Path) -> RepoFacts:
         from shared.ports.errors import StepError
 
         raise StepError(f"repository path {repo} is not a directory")
-    files = list_files(repo)
-    modules = []
     skipped: dict[str, str] = {}
+    files = list_files(repo, skipped)
+    modules = []
     for rel in files:
         if rel.endswith(".py"):
             reason = skip_reason(repo / rel)
@@ -337,12 +347,24 @@ def _first_package(facts: RepoFacts) -> str:
     return top[0] if top else facts.name.replace("-", "_")
 
 
+_DEV_REQUIREMENTS = ("requirements-dev.txt", "requirements_dev.txt", "dev-requirements.txt", "requirements-test.txt",
+                     "requirements_test.txt", "test-requirements.txt", "requirements/test.txt",
+                     "requirements/tests.txt", "requirements/dev.txt")  # fmt: skip
+
+
 def install_command(facts: RepoFacts) -> str:
+    """How a contributor installs the project and what its tests need, from what the repository
+    declares (a test extra, a development requirements file)."""
+    extras = facts.project.get("optional-dependencies") or {}
+    extra = next((e for e in ("test", "tests", "testing", "dev") if e in extras), None)
+    dev = next((f for f in _DEV_REQUIREMENTS if f in facts.files), None)
     if "pyproject.toml" in facts.files or "setup.py" in facts.files:
-        return "python -m pip install -e ."
-    if "requirements.txt" in facts.files:
-        return "python -m pip install -r requirements.txt"
-    return "python -m pip install --upgrade pip"
+        cmd = f'python -m pip install -e ".[{extra}]"' if extra else "python -m pip install -e ."
+    elif "requirements.txt" in facts.files:
+        cmd = "python -m pip install -r requirements.txt"
+    else:
+        return f"python -m pip install -r {dev}" if dev else "python -m pip install --upgrade pip"
+    return f"{cmd} -r {dev}" if dev else cmd
 
 
 def language_counts(files: list[str]) -> dict[str, int]:

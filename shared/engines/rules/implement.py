@@ -87,6 +87,8 @@ def template_values(facts: RepoFacts) -> dict[str, str]:
         "packages": ", ".join(packages),
         "ruff_version": _ruff_version(),
     }.items()}
+    if values["changelog_line"]:  # its own bullet line (one_line took the line break)
+        values["changelog_line"] = "\n" + values["changelog_line"]
     return {**values, **ecosystem_values(facts, values)}
 
 
@@ -94,9 +96,9 @@ def _changelog_line(facts: RepoFacts) -> str:
     """How a contributor records a user-visible change, as this project does it (or nothing)."""
     tool = release_notes_tool(facts)
     if tool:
-        return f"\n- For anything a user would notice, add a release note the way the project does ({tool})."
+        return f"- For anything a user would notice, add a release note the way the project does ({tool})."
     doc = existing_doc(facts.files, COMMUNITY_DOCS["CHANGELOG.md"])
-    return f"\n- Add an entry to {doc} for anything a user would notice." if doc else ""
+    return f"- Add an entry to {doc} for anything a user would notice." if doc else ""
 
 
 def ecosystem_values(facts: RepoFacts, values: dict[str, str]) -> dict[str, str]:
