@@ -43,7 +43,10 @@ def _merged_tree_text(repo) -> dict[str, str]:
 
 
 async def _run(settings, repo):
-    run, beads, events = await run_pipeline(settings, PipelineRequested(repo=str(repo), engine="rules"), timeout=400)
+    # CI and Dependabot configs are added only when their category is asked for on its own (a default
+    # run that adds only configs nobody asked for stays below the merge gate): ask for it.
+    request = PipelineRequested(repo=str(repo), engine="rules", categories=["integration", "compliance"])
+    run, beads, events = await run_pipeline(settings, request, timeout=400)
     assert run["status"] == "COMPLETED", run["error"]
     tests = next(e.data for e in events if e.type == "TestsCompleted")
     return run, events, tests
