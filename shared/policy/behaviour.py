@@ -40,6 +40,8 @@ FIXES: dict[str, Fix] = {
     # hot path was rewritten), and in a generator changes how exception groups propagate (3.12+).
     "SIM105": Fix(False, "`contextlib.suppress` is several times slower than `try/except` (in a generator it "
                          "also changes how exception groups propagate)", None),  # fmt: skip
+    "F401": Fix(False, "removing a module-level import removes the module attribute, which code elsewhere may "
+                       "import from it (`from pkg.compat import Sequence`)", "not-reexport"),  # fmt: skip
     "SIM300": Fix(True, "in a test the comparison's direction is often the point of the test (`__eq__` vs "
                         "`__req__`)", "not-test"),  # fmt: skip
     # our own site fix, and the codemods
@@ -147,6 +149,8 @@ def judge_site(key: str, source: str, path: str, line: int, *, ruff_unsafe: bool
     parents = _parents(tree)
     nodes = [n for n in ast.walk(tree) if getattr(n, "lineno", None) == line]
     func = _enclosing_function(nodes[0], parents) if nodes else None
+    if fix.context == "not-reexport":
+        return _not_reexport(tree, line, func, path, where, fix)
     if fix.context == "secret":
         calls = [n for n in nodes if isinstance(n, ast.Call)]
         if not calls:
@@ -161,6 +165,35 @@ def judge_site(key: str, source: str, path: str, line: int, *, ruff_unsafe: bool
                                  "`shell=True` only its first element reached the program)")  # fmt: skip
         return Verdict(False, f"{where}: the command is not an argument list; {fix.changes}")
     return Verdict(False, f"{where}: unknown context {fix.context!r}")
+
+
+def _is_import_block(stmt: ast.stmt) -> bool:
+    """An import, or a try/if made only of imports (and `pass`/fallback assignments)."""
+    if isinstance(stmt, (ast.Import, ast.ImportFrom)):
+        return True
+    if isinstance(stmt, (ast.Try, ast.If)):
+        inner = [*stmt.body, *stmt.orelse, *(h for x in getattr(stmt, "handlers", []) for h in x.body)]
+        return all(isinstance(n, (ast.Import, ast.ImportFrom, ast.Pass, ast.Assign)) for n in inner)
+    return False
+
+
+def _not_reexport(tree: ast.Module, line: int, func, path: str, where: str, fix: Fix) -> Verdict:
+    """An unused import may go inside a function, in a test, or at the top of a module's import
+    block; not in `__init__.py` or a compat module, nor one placed after the module's code (both
+    are how a module re-exports a name)."""
+    if func is not None or is_test_path(path):
+        return Verdict(True, f"{where}: the import is local to a function or a test")
+    name = path.rsplit("/", 1)[-1]
+    if name == "__init__.py" or "compat" in name:
+        return Verdict(False, f"{where}: `{name}` is a module kept for the names it offers; {fix.changes}")
+    for stmt in tree.body:
+        if stmt.lineno <= line <= (stmt.end_lineno or stmt.lineno):
+            return Verdict(True, f"{where}: an import of the module's leading import block")
+        docstring = isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant)
+        if not (docstring or _is_import_block(stmt)):
+            return Verdict(False, f"{where}: the import is placed after the module's code, as a re-export "
+                                  f"is; {fix.changes}")  # fmt: skip
+    return Verdict(True, f"{where}: an import of the module's leading import block")
 
 
 def _parents(tree: ast.AST) -> dict[ast.AST, ast.AST]:

@@ -66,8 +66,8 @@ def test_unsafe_and_context_dependent_lint_fixes():
     assert judge_site("SIM300", "ok = 1 == x\n", "app/eq.py", 1).ok
     unknown = judge_site("UP999", "x = 1\n", "app/a.py", 1, ruff_unsafe=True)
     assert not unknown.ok and "unsafe" in unknown.reason  # unsafe and not known safe: never applied
-    assert judge_site("F401", "import os\n", "app/a.py", 1).ok  # a safe fix keeps behaviour
-    assert fix_of("F401").preserves and not fix_of("pixee:python/secure-random").preserves
+    assert judge_site("UP032", "x = 1\n", "app/a.py", 1).ok  # a safe fix keeps behaviour
+    assert fix_of("UP032").preserves and not fix_of("pixee:python/secure-random").preserves
 
 
 SECRET_NAMES = ["session_token", "makePassword", "csrf_nonce", "salt", "API_KEY", "api_key", "secret_key",
@@ -127,3 +127,13 @@ def test_no_site_in_a_secret_context_is_a_proposal_with_its_reason(tmp_path):
     with pytest.raises(ChangeRejectedError, match="proposed, not applied.*retry_delay"):
         implement(tmp_path, _improvement("- `app/session.py:13` S311: random"))
     assert (tmp_path / "app" / "session.py").read_text() == SOURCE
+
+
+def test_an_unused_import_that_a_module_may_re_export_is_kept():
+    compat = '"""Deprecated."""\nimport warnings\nwarnings.warn("old")\n\nimport sys\nfrom collections.abc import Sequence\n'
+    assert not judge_site("F401", compat, "pkg/other.py", 6).ok  # after the module's code: a re-export
+    assert not judge_site("F401", "import os\n", "pkg/compat.py", 1).ok
+    assert not judge_site("F401", "from .a import b\n", "pkg/__init__.py", 1).ok
+    assert judge_site("F401", '"""Doc."""\n\nimport os\nimport sys\n\nX = sys.argv\n', "pkg/a.py", 3).ok
+    assert judge_site("F401", "def f():\n    import json\n", "pkg/a.py", 2).ok
+    assert judge_site("F401", "x = 1\nimport os\n", "tests/test_a.py", 2).ok
