@@ -98,3 +98,9 @@ def test_contributing_and_security_say_only_what_the_repository_says(tmp_path):
     extra = _repo(tmp_path / "t", {"pyproject.toml": '[project]\nname = "t"\n[project.optional-dependencies]\n'
                                                      'tests = ["pytest"]\n', "t/__init__.py": ""})  # fmt: skip
     assert facts_mod.install_command(extra) == 'python -m pip install -e ".[tests]"'
+
+
+def test_release_notes_kept_as_docs_versions_are_a_changelog(tmp_path):
+    facts = _repo(tmp_path / "v", {"pyproject.toml": '[project]\nname = "v"\nversion = "10.5.0"\n',
+                                   "v/__init__.py": "", "docs/versions.rst": "Version History\n"})  # fmt: skip
+    assert not any("CHANGELOG.md" in i.files for i in compliance_improvements(facts, []))

@@ -28,7 +28,8 @@ LICENSE_FILES = ("LICENSE", "LICENCE", "COPYING")
 COMMUNITY_DOCS = {
     "SECURITY.md": ("SECURITY",),
     "CONTRIBUTING.md": ("CONTRIBUTING",),
-    "CHANGELOG.md": ("CHANGELOG", "CHANGES", "HISTORY", "NEWS", "RELEASE_NOTES", "RELEASES", "WHATSNEW"),
+    "CHANGELOG.md": ("CHANGELOG", "CHANGES", "HISTORY", "NEWS", "RELEASE_NOTES", "RELEASE-NOTES", "RELEASES",
+                     "WHATSNEW", "VERSIONS"),  # more-itertools keeps docs/versions.rst
 }
 _DOC_SUFFIXES = ("", ".md", ".rst", ".txt", ".markdown", ".adoc", ".org")
 # Release-notes tools keep their own fragments; a hand-written CHANGELOG.md would contradict them.
