@@ -80,8 +80,16 @@ def summary_line(row: dict[str, Any]) -> str:
     code = sum(c["code"] for c in changes)
     behaviour = sum(c["behaviour_changing"] for c in changes)
     added = sorted({f for c in changes for f in c["added"]})
-    checks = ", ".join(f"{t} {b}→{row['checks_after'].get(t, '-')}" for t, b in sorted((row.get("checks_before")
-                       or {}).items())) or "none run"  # fmt: skip
+    before, after = row.get("checks_before") or {}, row.get("checks_after") or {}
+    ran = [f"{t} {b}→{after.get(t, '-')}" for t, b in sorted(before.items()) if isinstance(b, int)]
+    idle: dict[str, list[str]] = {}  # why -> tools (thirty network hooks make one entry, not thirty)
+    for t, b in sorted(before.items()):
+        if not isinstance(b, int):
+            idle.setdefault(str(b).removeprefix("not run: "), []).append(t)
+    checks = ", ".join(ran) or "none run"
+    if idle:
+        checks += "; not run: " + ", ".join(f"{len(ts) if len(ts) > 2 else ', '.join(ts)} ({why})"
+                                            for why, ts in idle.items())  # fmt: skip
     return (f"{row['repo']}: {merged}; {code} touch code, {behaviour} behaviour-changing (justified in their "
             f"summary); files added: {', '.join(added) or 'none'}; project checks on the changed files: {checks}; "
             f"own tests {_suite(row['own_before'])} → {_suite(row['own_after'])}; score {row['score']}")
