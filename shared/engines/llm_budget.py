@@ -6,6 +6,12 @@ so concurrent calls in one event loop cannot all pass the check before any is co
 answer the reservation is replaced by what the call really used. Usage a server does not report,
 or reports as negative, is counted as the request's measured size, so a server cannot switch the
 budget off. One ledger per run is shared by every engine of that run in the process.
+
+A server may report more than a call reserved (a hostile or misconfigured endpoint can at will).
+Each reply is reconciled as it arrives, before any other call is admitted; when what is spent plus
+what calls in flight hold no longer fits the budget, the ledger is `overrun`: the calls in flight
+are abandoned (charged what they reserved: the server may bill them) and no call is admitted
+again. The run then overspends by at most the one reply's excess over its reservation.
 """
 
 from __future__ import annotations
@@ -61,6 +67,8 @@ class Ledger:
     reserved_tokens: int = 0
     reserved_cost_usd: float = 0.0
     _settled: asyncio.Event | None = field(default=None, repr=False)
+    # Set once spent + held no longer fits: calls in flight are abandoned, none is admitted again.
+    overrun: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
 
     async def reserve_or_wait(
         self, purpose: str, prompt_tokens: int, answer_cap: int, prices: tuple[float, float]
@@ -71,7 +79,7 @@ class Ledger:
             try:
                 return self.reserve(purpose, prompt_tokens, answer_cap, prices)
             except StepError:
-                if not self.reserved_tokens and not self.reserved_cost_usd:
+                if self.overrun.is_set() or (not self.reserved_tokens and not self.reserved_cost_usd):
                     raise
             if self._settled is None:
                 self._settled = asyncio.Event()
@@ -81,12 +89,15 @@ class Ledger:
         """What the store says the run spent so far (other steps, other processes)."""
         self.tokens = max(self.tokens, tokens)
         self.cost_usd = max(self.cost_usd, cost_usd)
+        self._check_overrun()
 
     def reserve(
         self, purpose: str, prompt_tokens: int, answer_cap: int, prices: tuple[float, float]
     ) -> Reservation:
         """Room for a call of `prompt_tokens` and an answer of up to `answer_cap` tokens, shrunk
         to what is left; StepError when not even MIN_ANSWER_TOKENS fit."""
+        if self.overrun.is_set():
+            raise StepError(self.spent_message(purpose, prompt_tokens), hint=HINT)
         price_in, price_out = prices
         answer = answer_cap
         b = self.budget
@@ -113,9 +124,17 @@ class Ledger:
         self.cost_usd += max(0.0, cost_usd)
         if abs(self.reserved_cost_usd) < 1e-12:
             self.reserved_cost_usd = 0.0  # float residue must not keep waiters waiting
+        self._check_overrun()
         if self._settled is not None:
             self._settled.set()
             self._settled = None
+
+    def _check_overrun(self) -> None:
+        b = self.budget
+        over_tokens = b.max_tokens is not None and self.tokens + self.reserved_tokens > b.max_tokens
+        over_cost = b.max_cost_usd is not None and self.cost_usd + self.reserved_cost_usd > b.max_cost_usd + 1e-12
+        if (over_tokens or over_cost) and not self.overrun.is_set():
+            self.overrun.set()
 
     def fits(self, tokens: int, cost_usd: float) -> bool:
         b = self.budget

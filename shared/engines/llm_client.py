@@ -15,6 +15,7 @@ request and settled after it (`llm_budget`).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import re
@@ -36,7 +37,9 @@ from tenacity import (
 from shared.common.redaction import redact
 from shared.common import telemetry
 from shared.engines.llm_answers import parse_json_answer, shown
-from shared.engines.llm_budget import Ledger, counted, estimate_tokens
+from shared.common.tasks import cancel_until_done
+from shared.engines.llm_budget import HINT as BUDGET_HINT
+from shared.engines.llm_budget import Ledger, Reservation, counted, estimate_tokens
 from shared.engines.llm_endpoint import Endpoint, endpoint, mode_options
 from shared.events.limits import clip
 from shared.events.run import LlmCallRecorded
@@ -142,6 +145,10 @@ def _retry_after(exc: BaseException | None) -> float | None:
         return float(value) if value is not None else None
     except ValueError:
         return None
+
+
+class _Abandoned(Exception):
+    """A call stopped in flight because the run's budget was overrun by another call's reply."""
 
 
 @dataclass
@@ -291,7 +298,16 @@ class ModelCaller:
                 if cap_param:
                     options[cap_param] = reservation.answer_tokens
                 try:
-                    completion = await self._call(purpose, messages, options, reservation.prompt_tokens)
+                    completion = await self._call_unless_overrun(purpose, messages, options, reservation)
+                except _Abandoned:
+                    # The server may bill what it already did: charged what the call held.
+                    self.ledger.settle(reservation, reservation.tokens, reservation.cost_usd)
+                    abandoned = _Completion(None, reservation.prompt_tokens, reservation.answer_tokens,
+                                            reservation.cost_usd)
+                    self._record(purpose, digest, abandoned, counter[0], error="abandoned in flight: another "
+                                 "call's reply spent the run's budget; charged what this call reserved")
+                    raise StepError(self.ledger.spent_message(purpose, reservation.prompt_tokens),
+                                    hint=BUDGET_HINT) from None
                 except BaseException as exc:
                     self.ledger.settle(reservation, 0, 0.0)  # cancelled too: never leave it held
                     if not isinstance(exc, Exception):
@@ -320,6 +336,22 @@ class ModelCaller:
                 self.spent.tokens += completion.prompt_tokens + completion.completion_tokens
                 self.spent.cost_usd += completion.cost_usd
                 return completion
+
+    async def _call_unless_overrun(self, purpose: str, messages: Messages, options: dict,
+                                   reservation: Reservation) -> _Completion:
+        """`_call`, abandoned (`_Abandoned`) as soon as the run's budget is overrun by another
+        call's reply: what it would answer no longer has budget behind it."""
+        call = asyncio.ensure_future(self._call(purpose, messages, options, reservation.prompt_tokens))
+        overrun = asyncio.ensure_future(self.ledger.overrun.wait())
+        try:
+            await asyncio.wait({call, overrun}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            overrun.cancel()
+            if not call.done():
+                await cancel_until_done(call)
+        if call.cancelled():
+            raise _Abandoned
+        return call.result()
 
     async def _call(self, purpose: str, messages: Messages, options: dict, prompt_estimate: int) -> _Completion:
         with telemetry.llm_span(self.model, purpose) as span:

@@ -120,3 +120,48 @@ async def test_a_cancelled_call_gives_its_reservation_back():
         with pytest.raises(asyncio.CancelledError):
             await task
     assert ledger.reserved_tokens == 0 and ledger.tokens == 0
+
+
+async def test_a_reply_over_its_reservation_stops_the_runs_calls_and_bounds_the_overshoot():
+    """A hostile endpoint reports three times the answer cap it was sent, with two calls in flight
+    that together hold the whole budget: the first reply over it abandons the other call and
+    admits no more, so the run overspends by at most that one reply's excess over its cap."""
+    import threading
+
+    second_arrived, release = threading.Event(), threading.Event()
+    order: list[int] = []
+    lock = threading.Lock()
+
+    def overreporting(request: dict) -> dict:
+        with lock:
+            order.append(len(order))
+            mine = order[-1]
+        if mine == 0:
+            second_arrived.wait(15)  # both calls are in flight before either answers
+        else:
+            second_arrived.set()
+            release.wait(3)  # then answers (inside the client timeout) unless abandoned first
+        cap = request.get("max_completion_tokens") or request.get("max_tokens")
+        return {"content": DOCS, "usage": {"prompt_tokens": len(json.dumps(request["messages"])) // 4,
+                                           "completion_tokens": 3 * cap}}
+
+    with ScriptedModelServer(default=overreporting) as server:
+        ledger = Ledger(Budget(max_tokens=5_000))
+        c = caller(server, ledger, concurrency=2)
+        try:
+            results = await asyncio.gather(*(ask(c, n) for n in range(6)), return_exceptions=True)
+        finally:
+            release.set()
+    records = c.drain()
+    answered = [r for r in results if not isinstance(r, BaseException)]
+    refused = [r for r in results if isinstance(r, StepError)]
+    assert len(answered) == 1 and len(refused) == 5, results
+    assert len(server.requests) == 2  # nothing was sent after the reply over the budget
+    caps = [r.get("max_completion_tokens") or r["max_tokens"] for r in server.requests]
+    reported = [r.prompt_tokens + r.completion_tokens for r in records if r.error is None]
+    worst_excess = max(3 * cap + len(json.dumps(req["messages"])) // 4 - cap
+                       for cap, req in zip(caps, server.requests, strict=True))
+    assert ledger.tokens == sum(r.prompt_tokens + r.completion_tokens for r in records)
+    assert ledger.tokens <= 5_000 + worst_excess, (ledger.tokens, reported, caps)
+    assert ledger.reserved_tokens == 0
+    assert "model budget spent" in str(refused[0])
