@@ -132,9 +132,9 @@ ALLOWED_CONFIG = re.compile(
     r"|remote\..+\.(url|fetch|mirror)"
     r"|branch\..+\.(remote|merge)"
 )
-# Files in a git dir that git reads as configuration or attributes and that our clones never have.
-_FOREIGN_GIT_FILES = ("config.worktree", "info/attributes", "commondir", "objects/info/alternates",
-                      "objects/info/http-alternates")
+# Files in a git dir that git reads as configuration and that our clones never have. (Attributes,
+# `info/attributes` included, only name drivers; a driver runs nothing unless configuration defines it.)
+_FOREIGN_GIT_FILES = ("config.worktree", "commondir", "objects/info/alternates", "objects/info/http-alternates")
 
 
 class GitTampered(GitError):
