@@ -9,7 +9,6 @@ Postgres; the wiring between the config files (ports, hosts, uids, metric names)
 
 from __future__ import annotations
 
-import gzip
 import importlib.util
 import json
 import os
@@ -17,8 +16,6 @@ import re
 import shutil
 import subprocess
 import sys
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlparse
 
@@ -28,6 +25,7 @@ import yaml
 
 from services import SERVICES
 from shared.common.settings import Settings
+from tests.support.otlp import otlp_receiver
 
 pytestmark = pytest.mark.integration
 
@@ -354,7 +352,6 @@ def exported_metric_names() -> set[str]:
     """Prometheus names of every metric a Repo Pilot process exports, read from a real OTLP export
     (a local receiver decoding the protobuf), as the collector's prometheus exporter (namespace
     repo_pilot) serves them."""
-    from tests.support.otlp import otlp_receiver
 
     namespace = load_yaml(DEPLOY / "otel-collector.yaml")["exporters"]["prometheus"]["namespace"]
     with otlp_receiver() as receiver:
@@ -518,25 +515,6 @@ async def test_grafanas_login_reads_the_read_models_and_cannot_write(database_ur
 # -- a service's export to the collector over OTLP/HTTP ----------------------------------------
 
 
-class _Collector(BaseHTTPRequestHandler):
-    """Stands in for the collector's OTLP/HTTP receiver: keeps each POST's path and body."""
-
-    received: list[tuple[str, bytes]]
-
-    def do_POST(self):
-        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        if self.headers.get("Content-Encoding") == "gzip":
-            body = gzip.decompress(body)
-        self.server.received.append((self.path, body))
-        self.send_response(200)
-        self.send_header("Content-Type", "application/x-protobuf")
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def log_message(self, *args):
-        pass
-
-
 EXPORTING_SERVICE = """
 import sys
 from opentelemetry import trace
@@ -555,45 +533,20 @@ telemetry.shutdown_telemetry()
 
 
 def test_a_service_exports_its_spans_and_metrics_over_otlp_http():
-    from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
-    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Collector)
-    server.received = []
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
     trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
-    try:
+    with otlp_receiver() as receiver:
         env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
-        result = run([sys.executable, "-c", EXPORTING_SERVICE, f"http://127.0.0.1:{server.server_port}",
+        result = run([sys.executable, "-c", EXPORTING_SERVICE, receiver.endpoint,
                       f"00-{trace_id}-00f067aa0ba902b7-01"], env=env, cwd=ROOT)
         assert result.returncode == 0, result.stderr
-    finally:
-        server.shutdown()
-        server.server_close()
+        assert receiver.bodies("/v1/traces") and receiver.bodies("/v1/metrics")
+        spans, metric_names = receiver.spans(), receiver.metric_names()
 
-    by_path: dict[str, list[bytes]] = {}
-    for path, body in server.received:
-        by_path.setdefault(path, []).append(body)
-    assert set(by_path) == {"/v1/traces", "/v1/metrics"}
-
-    spans, services = [], set()
-    for body in by_path["/v1/traces"]:
-        request = ExportTraceServiceRequest.FromString(body)
-        for rs in request.resource_spans:
-            services |= {a.value.string_value for a in rs.resource.attributes if a.key == "service.name"}
-            spans += [span for ss in rs.scope_spans for span in ss.spans]
-    assert services == {"analyzer"}
-    (span,) = spans
+    assert {service for service, _ in spans} == {"analyzer"}
+    ((_, span),) = spans
     assert span.name == "analyzer handle PipelineRequested"
     assert span.trace_id.hex() == trace_id  # the run's trace continues in the service
-
-    metric_names = set()
-    for body in by_path["/v1/metrics"]:
-        request = ExportMetricsServiceRequest.FromString(body)
-        metric_names |= {m.name for rm in request.resource_metrics for sm in rm.scope_metrics for m in sm.metrics}
     assert {"runs_total", "step_duration_seconds"} <= metric_names
-
 
 
 def test_the_bus_needs_the_password_every_pilot_container_has(compose):
