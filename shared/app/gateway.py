@@ -15,6 +15,7 @@ Routes (OpenAPI at `/openapi.json`, browsable at `/docs` with Swagger UI served 
   client that reconnects with `Last-Event-ID` resumes where it stopped.
 - `POST /runs/{run_id}/replay` → 201 `{run_id}`: the run again, or forked from a step
 - `GET /healthz` — no auth; 503 when the database does not answer
+- `GET /readyz` — no auth; what `repo-pilot health` reports, 503 when something needs attention
 
 Auth rule: every route except `/healthz`, the docs and the page's static files needs
 `Authorization: Bearer <token>` when `REPO_PILOT_API_TOKEN` is set (compared in constant time),
@@ -62,7 +63,7 @@ __all__ = ["TERMINAL_TYPES", "check_bind", "create_app", "is_loopback", "is_term
 _LOOPBACK_NAMES = {"localhost"}
 STATIC = Path(__file__).parent / "static"
 # Served without a token: they hold no data (the page asks for the token, then calls the API with it).
-PUBLIC_PATHS = ("/healthz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/")
+PUBLIC_PATHS = ("/healthz", "/readyz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/")
 PUBLIC_PREFIXES = ("/static/", "/static-offline-docs/")
 
 
@@ -326,6 +327,30 @@ async def healthz(store: StoreDep) -> Health:
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail=f"database: {exc}") from None
     return Health(status="ok")
+
+
+class Readiness(BaseModel):
+    ok: bool
+    checks: list[dict[str, Any]]
+
+
+@_health.get("/readyz", response_model=Readiness, responses={503: {"description": "Something needs attention"}})
+async def readyz(request: Request, store: StoreDep) -> Any:
+    """What `repo-pilot health` reports (relay and consumer lag, quarantined events, idle runs),
+    no auth; 503 when something needs attention. Lag is compared with the previous call's sample,
+    so lag that did not move between two probes fails."""
+    from fastapi.responses import JSONResponse
+
+    from shared.app.health import collect
+    from shared.app.runtime import available_services
+
+    settings: Settings = request.app.state.settings
+    report = await collect(store, nats_url=settings.nats_url, stream_name=settings.stream_name,
+                           services=available_services(), stall_after=settings.stall_after_seconds,
+                           previous=getattr(request.app.state, "lag_sample", None))
+    request.app.state.lag_sample = report.lag
+    body = Readiness(ok=report.ok, checks=[{"name": n, "ok": ok, "detail": d} for n, ok, d in report.checks])
+    return JSONResponse(body.model_dump(), status_code=200 if report.ok else 503)
 
 
 @_api.post("/runs", status_code=status.HTTP_201_CREATED, response_model=RunCreated,

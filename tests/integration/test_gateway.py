@@ -387,3 +387,18 @@ async def test_the_docs_and_the_page_are_served_from_this_gateway(client):
     page = await client.get("/")
     assert page.status_code == 200 and "Repo Pilot" in page.text and "/static/app.js" in page.text
     assert (await client.get("/static/app.js")).status_code == 200
+
+
+async def test_readyz_reports_what_health_reports_and_fails_on_a_log_nobody_serves(client, store, tmp_path):
+    """`/readyz` (no token) is `repo-pilot health` over HTTP: a request appended while no relay,
+    projector or service runs leaves the log unserved, and the probe says so with a 503."""
+    from shared.events import PipelineRequested, make_event
+
+    first = await client.get("/readyz")
+    assert first.status_code in (200, 503) and {c["name"] for c in first.json()["checks"]} >= {"log", "relay"}
+    run = "run-" + "0" * 8 + "-0000-7000-8000-" + "0" * 12
+    await store.append(run, [make_event(PipelineRequested(repo=str(tmp_path)), run)])
+    second = await client.get("/readyz")
+    assert second.status_code == 503
+    failing = {c["name"]: c["detail"] for c in second.json()["checks"] if not c["ok"]}
+    assert "projector" in failing and "of 1" in failing["projector"], second.json()

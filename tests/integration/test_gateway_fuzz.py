@@ -56,7 +56,9 @@ def _check(case, seen: list[int]) -> None:
 def test_no_request_gets_a_5xx_and_every_refusal_says_why(live_url):
     # schemathesis's own pytest plugin does not load under this pytest; its strategies do.
     schema = schemathesis.openapi.from_url(f"{live_url}/openapi.json")
-    operations = [result.ok() for result in schema.get_all_operations()]
+    # /readyz answers 503 by design while the log is not served (it is the probe's verdict, tested
+    # in test_gateway.py); every other route must never give a 5xx.
+    operations = [op for op in (result.ok() for result in schema.get_all_operations()) if op.path != "/readyz"]
     assert {(op.method.upper(), op.path) for op in operations} >= {("POST", "/runs"), ("GET", "/beads")}
     fuzz = hsettings(max_examples=30, deadline=None, database=None, suppress_health_check=list(HealthCheck))
     seen: list[int] = []
