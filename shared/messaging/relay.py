@@ -36,6 +36,7 @@ import nats.errors
 import nats.js.errors
 from nats.aio.client import Client
 
+from shared.common.tasks import cancel_until_done
 from shared.common import telemetry
 from shared.events import Envelope
 from shared.messaging.bus import ensure_stream
@@ -82,17 +83,6 @@ def resume_position(checkpoint: int, stream_messages: int, stream_last_position:
 
 class LeadershipLost(Exception):
     """The lock connection died: another relay may lead now."""
-
-
-async def _cancel_until_done(*tasks: asyncio.Task) -> None:
-    """Cancel `tasks` and wait for them, cancelling again while any still runs: on Python 3.11 a
-    cancel that lands as an inner `wait_for` completes is swallowed (fixed in 3.12), and the
-    publisher would then tail the log forever while its leader waits."""
-    pending = {t for t in tasks if not t.done()}
-    while pending:
-        for task in pending:
-            task.cancel()
-        _, pending = await asyncio.wait(pending, timeout=1)
 
 
 class Relay:
@@ -220,7 +210,8 @@ class Relay:
             # The keeper is not cancelled (a query cut mid-flight leaves the connection busy): it
             # is told to finish and writes the last acknowledged position on its way out.
             finished.set()
-            await _cancel_until_done(publisher, *waiters)
+            # on 3.11 a cancel landing as an inner wait_for completes is swallowed: cancel again
+            await cancel_until_done(publisher, *waiters)
             await asyncio.gather(keeper, return_exceptions=True)
         if lost.is_set():
             raise LeadershipLost("lock connection closed")
