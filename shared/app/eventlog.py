@@ -17,10 +17,10 @@ import uuid
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 
-from shared.events import Envelope
+from shared.events import STREAM_ENDS, Envelope
 from shared.events.registry import MalformedEvent, UnknownEventType
 
-TERMINAL_TYPES = frozenset({"PipelineCompleted", "PipelineFailed", "FeatureValidated"})
+TERMINAL_TYPES = frozenset(STREAM_ENDS)
 
 
 def is_terminal(event: Envelope, run_id: str) -> bool:

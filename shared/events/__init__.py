@@ -18,6 +18,10 @@ from shared.events.registry import (
 from shared.events.run import *  # noqa: F403
 from shared.events.run import CATEGORIES, STEPS, Improvement, PatchEntry, TestGroupResult
 
+# Which events end a stream: the one home of this rule (projector, sweeper, consumer, followers).
+RUN_ENDS: tuple[str, ...] = ("PipelineCompleted", "PipelineFailed")
+STREAM_ENDS: tuple[str, ...] = (*RUN_ENDS, "FeatureValidated")
+
 __all__ = [
     "CATEGORIES",
     "STEPS",
@@ -26,6 +30,8 @@ __all__ = [
     "MalformedEvent",
     "PatchEntry",
     "Payload",
+    "RUN_ENDS",
+    "STREAM_ENDS",
     "TestGroupResult",
     "UnknownEventType",
     "make_event",

@@ -18,13 +18,13 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from shared.events import make_event
+from shared.events import STREAM_ENDS, make_event
 from shared.events.run import PipelineFailed, StepFailed
 from shared.store import ConcurrencyError
 
 log = logging.getLogger("repo_pilot.sweeper")
 
-TERMINAL = ("PipelineCompleted", "PipelineFailed", "FeatureValidated")
+TERMINAL = STREAM_ENDS
 
 
 @dataclass(frozen=True)

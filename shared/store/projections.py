@@ -24,7 +24,7 @@ from datetime import datetime
 from typing import Any
 
 from shared.common import telemetry
-from shared.events import STEPS, Envelope
+from shared.events import STEPS, STREAM_ENDS, Envelope
 from shared.events.envelope import STREAM_ID
 from shared.store.postgres import wait_for_any
 from shared.store.rows import BadRow
@@ -34,7 +34,7 @@ log = logging.getLogger("repo_pilot.projector")
 PENDING, RUNNING, COMPLETED, FAILED, SKIPPED = "PENDING", "RUNNING", "COMPLETED", "FAILED", "SKIPPED"
 GEN_STEPS: tuple[str, ...] = ("prompt", "agent", "validate")
 REQUESTS = ("PipelineRequested", "FeatureGenerationRequested")
-ENDS = ("PipelineCompleted", "PipelineFailed", "FeatureValidated")
+ENDS = STREAM_ENDS
 _BIGINT = 2**63 - 1
 _GEN_STEP_OF = {"FeaturePromptBuilt": "prompt", "FeatureGenerated": "agent", "FeatureValidated": "validate"}
 
