@@ -92,7 +92,8 @@ async def test_one_run_at_a_time_per_repository_and_ref(settings, store, tmp_pat
     other_ref = await append_request(store, request.model_copy(update={"ref": "dev"}), service="test")
     assert other_ref != winners[0]  # another ref is another target
 
-    app = create_app(settings, store)
+    # local paths over HTTP only where the gateway is told to take them (REPO_PILOT_GATEWAY_LOCAL_REPOS)
+    app = create_app(settings.model_copy(update={"gateway_local_repos": True}), store)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as client:
         busy = await client.post("/runs", json={"repo": repo})
         assert busy.status_code == 409 and winners[0] in busy.json()["detail"]
