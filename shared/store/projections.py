@@ -156,7 +156,8 @@ def fold(run: dict | None, beads: dict[str, dict], event: Envelope | BadRow) -> 
         if t == "FeatureValidated":
             run.update(status=COMPLETED, finished_at=at, passed=d.valid, error=None if d.valid else d.reason)
         elif t == "FeatureGenerated":
-            run["cost_usd"] = round(run["cost_usd"] + d.cost_usd, 6)
+            # None: the model has no price (the job was limited by tokens and says so)
+            run["cost_usd"] = round(run["cost_usd"] + (d.cost_usd or 0.0), 6)
     return run
 
 
