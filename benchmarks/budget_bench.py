@@ -23,19 +23,24 @@ SCRIPT = (
 )
 
 
+def write_big_files(root: Path) -> None:
+    """A 7 MB generated source file and a 60 MB binary (the sizes a user's repository had)."""
+    with open(root / "generated.py", "w") as fh:
+        n = 0
+        while fh.tell() < 7 * 1024 * 1024:
+            fh.write(f"VALUE_{n} = {n} * 2\n")
+            n += 1
+    with open(root / "assets.bin", "wb") as fh:
+        chunk = os.urandom(1024 * 1024)
+        for _ in range(60):
+            fh.write(chunk)
+
+
 def _repo(root: Path, big: bool) -> Path:
     root.mkdir(parents=True)
     (root / "app.py").write_text("import os\n\n\ndef main():\n    return os.getcwd()\n")
     if big:
-        with open(root / "generated.py", "w") as fh:
-            n = 0
-            while fh.tell() < 7 * 1024 * 1024:
-                fh.write(f"VALUE_{n} = {n} * 2\n")
-                n += 1
-        with open(root / "assets.bin", "wb") as fh:
-            chunk = os.urandom(1024 * 1024)
-            for _ in range(60):
-                fh.write(chunk)
+        write_big_files(root)
     subprocess.run(["git", "init", "-q", str(root)], check=True)
     return root
 

@@ -17,6 +17,8 @@ import sysconfig
 import time
 from pathlib import Path
 
+from benchmarks.budget_bench import write_big_files
+
 OURS = (
     "import sys; from pathlib import Path\n"
     "from shared.engines.rules import facts\n"
@@ -40,15 +42,7 @@ def build_repo(root: Path) -> tuple[int, int]:
     stdlib = Path(sysconfig.get_paths()["stdlib"])
     shutil.copytree(stdlib, root / "stdlib", symlinks=True,
                     ignore=shutil.ignore_patterns("site-packages", "dist-packages", "__pycache__", "*.pyc"))
-    with open(root / "generated.py", "w") as fh:
-        n = 0
-        while fh.tell() < 7 * 1024 * 1024:
-            fh.write(f"VALUE_{n} = {n} * 2\n")
-            n += 1
-    with open(root / "assets.bin", "wb") as fh:
-        chunk = os.urandom(1024 * 1024)
-        for _ in range(60):
-            fh.write(chunk)
+    write_big_files(root)
     env = {**os.environ, **GIT_ENV}
     for cmd in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-q", "-m", "large"]):
         subprocess.run(["git", "-C", str(root), *cmd], check=True, env=env, capture_output=True)
