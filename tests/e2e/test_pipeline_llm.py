@@ -23,7 +23,7 @@ from tests.support.llm_script import (
     purpose,
     script_happy_path,
 )
-from tests.support.model_server import Fault, ScriptedModelServer, messages_text
+from tests.support.model_server import Fault, messages_text
 from tests.support.pipeline import run_pipeline
 
 pytestmark = pytest.mark.e2e
@@ -37,20 +37,6 @@ def _git(repo, *args) -> str:
     return subprocess.run(
         ["git", "-C", str(repo), *args], capture_output=True, text=True, check=True
     ).stdout.strip()
-
-
-@pytest.fixture
-def server():
-    with ScriptedModelServer() as s:
-        yield s
-
-
-@pytest.fixture
-def llm_settings(settings, server):
-    # A priced model name, so cost accounting is exercised too.
-    return settings.model_copy(
-        update={"openai_base_url": server.base_url, "openai_api_key": "test", "openai_model": "gpt-4.1-mini"}
-    )
 
 
 @pytest.fixture

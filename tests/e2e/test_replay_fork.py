@@ -13,7 +13,6 @@ from shared.app.replay import ReplayRefused, plan_fork, replay
 from shared.app.runtime import PIPELINE_SERVICES, System
 from shared.engines.llm_client import RetryPolicy
 from tests.support.llm_script import CATEGORIES, make_calc_repo, script_happy_path
-from tests.support.model_server import ScriptedModelServer
 from tests.support.pipeline import wait_for_run
 
 pytestmark = pytest.mark.e2e
@@ -23,18 +22,6 @@ FAST = RetryPolicy(attempts=3, initial_seconds=0.01, max_seconds=0.02)
 
 def _git(repo, *args) -> str:
     return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, check=True).stdout.strip()
-
-
-@pytest.fixture
-def server():
-    with ScriptedModelServer() as s:
-        yield s
-
-
-@pytest.fixture
-def llm_settings(settings, server):
-    return settings.model_copy(update={"openai_base_url": server.base_url, "openai_api_key": "test",
-                                       "openai_model": "gpt-4.1-mini"})
 
 
 async def _replayed(system, run_id, step, **kw):
