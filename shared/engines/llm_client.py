@@ -309,11 +309,19 @@ class ModelCaller:
                     raise StepError(self.ledger.spent_message(purpose, reservation.prompt_tokens),
                                     hint=BUDGET_HINT) from None
                 except BaseException as exc:
-                    self.ledger.settle(reservation, 0, 0.0)  # cancelled too: never leave it held
+                    # A request that timed out reached the server, which may bill what it did: charged
+                    # what the call held. Anything else (refused, cancelled, never sent) cost nothing.
+                    charged = (_Completion(None, reservation.prompt_tokens, reservation.answer_tokens,
+                                           reservation.cost_usd)
+                               if isinstance(exc, openai.APITimeoutError) else _Completion(None, 0, 0, 0.0))
+                    self.ledger.settle(reservation, charged.prompt_tokens + charged.completion_tokens,
+                                       charged.cost_usd)  # cancelled too: never leave it held
+                    self.spent.tokens += charged.prompt_tokens + charged.completion_tokens
+                    self.spent.cost_usd += charged.cost_usd
                     if not isinstance(exc, Exception):
                         raise
                     refused = refuses_option(exc)
-                    self._record(purpose, digest, _Completion(None, 0, 0, 0.0), counter[0],
+                    self._record(purpose, digest, charged, counter[0],
                                  error=_describe(exc) + (f" (asked with {mode})" if refused and mode != "plain" else ""))
                     if isinstance(exc, openai.RateLimitError):
                         ep.throttle()

@@ -334,6 +334,18 @@ async def test_transient_faults_are_retried_until_an_answer(repo, server, make_e
     assert calls[2].error == "timed out"
 
 
+async def test_a_timed_out_call_is_charged_what_it_held(repo, server, make_engine):
+    """The server received the request and may bill it: a timeout is not free, so a run whose
+    calls keep timing out still stops at its budget."""
+    server.add("PURPOSE: analyze", Fault.timeout(), times=1)
+    server.add("PURPOSE: analyze", DOCS)
+    engine = make_engine(retry=RetryPolicy(attempts=2, initial_seconds=0.01, max_seconds=0.02), timeout=0.5)
+    await engine.analyze(repo)
+    timed_out, answered = engine.drain_calls()
+    assert timed_out.error == "timed out" and answered.error is None
+    assert timed_out.prompt_tokens > 0 and timed_out.completion_tokens > 0
+
+
 async def test_a_refused_request_fails_at_once(repo, server, make_engine):
     server.add("PURPOSE: analyze", Fault.status(401))
     engine = make_engine()
