@@ -1,4 +1,4 @@
-"""Generated tests for repositories that are not Python (shared/engines/rules/tests.py): written in
+"""Generated tests for repositories that are not Python (shared/engines/rules/smoke.py): written in
 the repository's own language, where its own runner will not pick them up by accident."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import pytest
 
 from shared.adapters.own_tests import _counted
 from shared.engines.rules.facts import RepoFacts
-from shared.engines.rules.tests import generate, js_entry
+from shared.engines.rules.smoke import generate, js_entry
 from shared.events import Improvement
 from shared.ports.sandbox import SandboxResult
 

@@ -34,7 +34,7 @@ from shared.engines.rules.validate import OwnTests, compare, restore, untracked_
 from shared.engines.rules.analyze import analyze_facts
 from shared.engines.rules.implement import implement as implement_improvement
 from shared.engines.rules.suggest import suggest_all
-from shared.engines.rules.tests import generate
+from shared.engines.rules.smoke import generate
 from shared.events import Improvement
 from shared.events.run import CATEGORIES, LlmCallRecorded
 from shared.ports.engine import Analysis, GeneratedTests, Implementation, ModelReview
@@ -205,7 +205,7 @@ class RulesEngine:
     async def write_tests(
         self, repo: Path, improvements: list[Improvement], categories: list[str]
     ) -> GeneratedTests:
-        """Smoke and template checks (tests.py), plus per category the tests of the change:
+        """Smoke checks (smoke.py), plus per category the tests of the change:
         regression tests of what the fixes changed and ghostwriter property tests of the touched
         functions that do no I/O (change_tests.py)."""
         repo = Path(repo)
