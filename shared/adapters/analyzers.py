@@ -128,7 +128,12 @@ def _ruff_scope(repo: Path, select, target: str, respect_config: bool) -> list[s
     if config is None:
         return ["--isolated", "--target-version", target, "--select", ",".join(select)]
     lint = config.get("lint") or {}
-    ignore = [code for table in (config, lint) for key in ("ignore", "extend-ignore") for code in table.get(key) or []]
+    ignore = [
+        code
+        for table in (config, lint)
+        for key in ("ignore", "extend-ignore")
+        for code in table.get(key) or []
+    ]
     opts = ["--force-exclude", "--select", ",".join(select)]
     if ignore:  # a command-line --select replaces the config's selection, ignores included
         opts += ["--extend-ignore", ",".join(ignore)]
@@ -152,7 +157,11 @@ def ruff_checked_files(repo: Path, files: list[str]) -> list[str]:
 
 
 def run_ruff(
-    repo: Path, files: list[str], select: tuple[str, ...] | list[str], target: str, respect_config: bool = False
+    repo: Path,
+    files: list[str],
+    select: tuple[str, ...] | list[str],
+    target: str,
+    respect_config: bool = False,
 ) -> list[Finding]:
     """Ruff's findings for `files` (relative to `repo`) with only `select` enabled. With
     `respect_config`, only the files the repository's own configuration includes are checked."""
@@ -171,7 +180,12 @@ def run_ruff(
 
 
 def ruff_fix(
-    repo: Path, files: list[str], select: list[str], target: str, *, unsafe: bool = False,
+    repo: Path,
+    files: list[str],
+    select: list[str],
+    target: str,
+    *,
+    unsafe: bool = False,
     respect_config: bool = False,
 ) -> None:
     """Apply ruff's safe fixes for `select` to `files`; its unsafe ones too only when `unsafe`

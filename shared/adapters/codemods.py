@@ -39,7 +39,10 @@ def describe(env_dir: Path) -> dict[str, CodemodInfo]:
             raise RuntimeError(f"codemodder --describe failed: {proc.stderr.strip()[-500:]}")
         cache.write_text(proc.stdout)
     results = json.loads(cache.read_text()).get("results", [])
-    return {r["codemod"]: CodemodInfo(r["codemod"], r.get("summary", ""), r.get("description", "")) for r in results}
+    return {
+        r["codemod"]: CodemodInfo(r["codemod"], r.get("summary", ""), r.get("description", ""))
+        for r in results
+    }
 
 
 def parse_codetf(data: dict) -> list[CodemodResult]:

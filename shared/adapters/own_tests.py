@@ -43,15 +43,26 @@ def js_summary(output: str) -> tuple[int, int, int, int] | None:
     for key, n in _NODE.findall(output):
         values[key] = values.get(key, 0) + int(n)  # several files: several summaries under npm
     if "tests" in values:
-        return (values["tests"], values.get("pass", 0), values.get("fail", 0) + values.get("cancelled", 0),
-                values.get("skipped", 0) + values.get("todo", 0))
+        return (
+            values["tests"],
+            values.get("pass", 0),
+            values.get("fail", 0) + values.get("cancelled", 0),
+            values.get("skipped", 0) + values.get("todo", 0),
+        )
     for pattern in (_JEST, _VITEST):
         if (line := pattern.search(output)) is not None:
             parts = {kind: int(n) for n, kind in _JEST_PART.findall(line.group(1))}
-            return (int(line.group(2)), parts.get("passed", 0), parts.get("failed", 0),
-                    parts.get("skipped", 0) + parts.get("todo", 0) + parts.get("pending", 0))
+            return (
+                int(line.group(2)),
+                parts.get("passed", 0),
+                parts.get("failed", 0),
+                parts.get("skipped", 0) + parts.get("todo", 0) + parts.get("pending", 0),
+            )
     counts: dict[str, int] = {}
-    for regex, names in ((_MOCHA, ("passing", "failing", "pending")), (_AVA, ("passed", "failed", "skipped"))):
+    for regex, names in (
+        (_MOCHA, ("passing", "failing", "pending")),
+        (_AVA, ("passed", "failed", "skipped")),
+    ):
         for n, kind in regex.findall(output):
             counts[kind] = counts.get(kind, 0) + int(n)
         if counts:
@@ -62,6 +73,8 @@ def js_summary(output: str) -> tuple[int, int, int, int] | None:
         total, passed, skipped = (int(g) for g in uvu.groups())
         return total, passed, total - passed - skipped, skipped
     return None
+
+
 _CARGO = re.compile(r"test result: \w+\. (\d+) passed; (\d+) failed; (\d+) ignored")
 _GO = re.compile(r"^\s*--- (PASS|FAIL|SKIP): ", re.MULTILINE)
 
@@ -70,9 +83,13 @@ def toolchain_env() -> dict[str, str]:
     """What the runners need from the parent environment: the sandbox gives every run a fresh
     HOME, where rustup and cargo would find no toolchain."""
     home = Path(os.environ.get("HOME", "~")).expanduser()
-    env = {"CARGO_HOME": os.environ.get("CARGO_HOME", str(home / ".cargo")),
-           "RUSTUP_HOME": os.environ.get("RUSTUP_HOME", str(home / ".rustup")),
-           "CARGO_TERM_COLOR": "never", "NO_COLOR": "1", "CI": "1"}
+    env = {
+        "CARGO_HOME": os.environ.get("CARGO_HOME", str(home / ".cargo")),
+        "RUSTUP_HOME": os.environ.get("RUSTUP_HOME", str(home / ".rustup")),
+        "CARGO_TERM_COLOR": "never",
+        "NO_COLOR": "1",
+        "CI": "1",
+    }
     for name in ("GOPATH", "GOMODCACHE", "GOFLAGS", "npm_config_cache"):
         if name in os.environ:
             env[name] = os.environ[name]
@@ -103,19 +120,40 @@ def counts_from_output(runner: str, exit_code: int, output: str, group: str = "o
             total = len(marks)
     if found:
         errors = 1 if exit_code != 0 and not failed else 0  # it failed outside any test (a build error)
-        note = f"{runner}: exit {exit_code} with no failing test: failed outside the tests\n" if errors else ""
-        return TestGroupResult(group=group, total=total + errors, passed=passed, failed=failed, errors=errors,
-                               skipped=skipped, output=tail(note + output))
+        note = (
+            f"{runner}: exit {exit_code} with no failing test: failed outside the tests\n" if errors else ""
+        )
+        return TestGroupResult(
+            group=group,
+            total=total + errors,
+            passed=passed,
+            failed=failed,
+            errors=errors,
+            skipped=skipped,
+            output=tail(note + output),
+        )
     if runner == "cargo" and exit_code != 0:
-        return TestGroupResult(group=group, total=1, errors=1,
-                               output=tail(f"could not run: cargo test did not build (exit {exit_code})\n{output}"))
+        return TestGroupResult(
+            group=group,
+            total=1,
+            errors=1,
+            output=tail(f"could not run: cargo test did not build (exit {exit_code})\n{output}"),
+        )
     # No summary to read: the suite is one test, judged by its exit code.
-    return TestGroupResult(group=group, total=1, passed=int(exit_code == 0), failed=int(exit_code != 0),
-                           output=tail(f"{runner}: no per-test summary in the output; counted by exit code "
-                                       f"{exit_code}\n{output}"))
+    return TestGroupResult(
+        group=group,
+        total=1,
+        passed=int(exit_code == 0),
+        failed=int(exit_code != 0),
+        output=tail(
+            f"{runner}: no per-test summary in the output; counted by exit code {exit_code}\n{output}"
+        ),
+    )
 
 
-async def run_own_pytest(sandbox: Sandbox, path: Path, py: TargetPython, timeout: float = TIMEOUT) -> TestGroupResult:
+async def run_own_pytest(
+    sandbox: Sandbox, path: Path, py: TargetPython, timeout: float = TIMEOUT
+) -> TestGroupResult:
     """A Python repository's own suite at `path`, in its env `py`, with the project itself
     installed from that checkout for this run only (its metadata is what
     `importlib.metadata.version(...)` tests read; a `src/` layout is importable only so). The
@@ -124,12 +162,20 @@ async def run_own_pytest(sandbox: Sandbox, path: Path, py: TargetPython, timeout
     with tempfile.TemporaryDirectory(prefix="repo-pilot-project-") as scratch:
         site = Path(scratch) / "site"
         not_installed = await install_project(py.executable, path, sandbox, site)
-        result = await run_pytest(sandbox, path, timeout=timeout, group="own", python=py.executable,
-                                  plugins=py.plugins, pythonpath=None if not_installed else str(site))
+        result = await run_pytest(
+            sandbox,
+            path,
+            timeout=timeout,
+            group="own",
+            python=py.executable,
+            plugins=py.plugins,
+            pythonpath=None if not_installed else str(site),
+        )
     plugins = f"; plugins: {', '.join(py.plugins)}" if py.plugins else "; no pytest plugins autoloaded"
     project = not_installed or "project installed from this checkout"
-    return result.model_copy(update={"output": f"python: {py.executable} ({py.note}{plugins}; {project})\n"
-                                               f"{result.output}"})
+    return result.model_copy(
+        update={"output": f"python: {py.executable} ({py.note}{plugins}; {project})\n{result.output}"}
+    )
 
 
 def not_run(runner: str, why: str, group: str = "own") -> TestGroupResult:
@@ -137,8 +183,9 @@ def not_run(runner: str, why: str, group: str = "own") -> TestGroupResult:
     return TestGroupResult(group=group, total=1, errors=1, output=f"could not run: {why}")
 
 
-async def run_ecosystem_suite(sandbox: Sandbox, repo: Path, language: str, timeout: float = TIMEOUT,
-                              group: str = "own") -> TestGroupResult:
+async def run_ecosystem_suite(
+    sandbox: Sandbox, repo: Path, language: str, timeout: float = TIMEOUT, group: str = "own"
+) -> TestGroupResult:
     """Run the own tests of a JavaScript/TypeScript, Rust or Go repository (see the module docstring)."""
     repo = Path(repo)
     env = toolchain_env()
@@ -146,7 +193,9 @@ async def run_ecosystem_suite(sandbox: Sandbox, repo: Path, language: str, timeo
         if shutil.which("node") is None:
             return not_run("node", "node is not installed, so the JavaScript tests were not run", group)
         package = _package_json(repo)
-        script = (package.get("scripts") or {}).get("test") if isinstance(package.get("scripts"), dict) else None
+        script = (
+            (package.get("scripts") or {}).get("test") if isinstance(package.get("scripts"), dict) else None
+        )
         uses_script = isinstance(script, str) and script.strip() and "no test specified" not in script
         if uses_script and shutil.which("npm") is None:
             return not_run("npm", "npm is not installed, so `npm test` was not run", group)
@@ -158,7 +207,9 @@ async def run_ecosystem_suite(sandbox: Sandbox, repo: Path, language: str, timeo
         if shutil.which("cargo") is None:
             return not_run("cargo", "cargo is not installed, so `cargo test` was not run", group)
         notes = await _fetch(sandbox, repo, ["cargo", "fetch"], env, timeout)
-        done = await sandbox.run(["cargo", "test", "--offline", "--color", "never"], cwd=repo, timeout=timeout, env=env)
+        done = await sandbox.run(
+            ["cargo", "test", "--offline", "--color", "never"], cwd=repo, timeout=timeout, env=env
+        )
         runner = "cargo"
     elif language == "go":
         if shutil.which("go") is None:
@@ -169,8 +220,12 @@ async def run_ecosystem_suite(sandbox: Sandbox, repo: Path, language: str, timeo
     else:
         return not_run(language, f"no test runner is known for {language}", group)
     if done.timed_out:
-        return not_run(runner, f"`{' '.join(cmd if language == 'javascript' else [runner, 'test'])}` timed out "
-                               f"after {timeout:g}s\n{tail(done.stdout)}", group)
+        return not_run(
+            runner,
+            f"`{' '.join(cmd if language == 'javascript' else [runner, 'test'])}` timed out "
+            f"after {timeout:g}s\n{tail(done.stdout)}",
+            group,
+        )
     return _counted(runner, done, notes, group)
 
 
@@ -192,10 +247,18 @@ def _has_summary(runner: str, output: str) -> bool:
 async def _npm_install(sandbox: Sandbox, repo: Path, package: dict, env: dict, timeout: float) -> str:
     """The package's dependencies, with the network (the registry) and no install scripts; what
     went wrong, as a note for the result, or ""."""
-    if not (package.get("dependencies") or package.get("devDependencies")) or (repo / "node_modules").is_dir():
+    if (
+        not (package.get("dependencies") or package.get("devDependencies"))
+        or (repo / "node_modules").is_dir()
+    ):
         return ""
-    cmd = ["npm", "ci" if (repo / "package-lock.json").is_file() else "install",
-           "--ignore-scripts", "--no-audit", "--no-fund"]
+    cmd = [
+        "npm",
+        "ci" if (repo / "package-lock.json").is_file() else "install",
+        "--ignore-scripts",
+        "--no-audit",
+        "--no-fund",
+    ]
     installed = await sandbox.run(cmd, cwd=repo, timeout=timeout, env=env, network=True)
     if installed.exit_code == 0:
         return ""
@@ -212,8 +275,9 @@ async def _fetch(sandbox: Sandbox, repo: Path, cmd: list[str], env: dict, timeou
     return f"`{' '.join(cmd)}` failed (exit {fetched.exit_code}): {tail(fetched.stderr, 600)}\n"
 
 
-async def run_generated_files(sandbox: Sandbox, repo: Path, files: list[str], group: str,
-                              timeout: float = TIMEOUT) -> TestGroupResult:
+async def run_generated_files(
+    sandbox: Sandbox, repo: Path, files: list[str], group: str, timeout: float = TIMEOUT
+) -> TestGroupResult:
     """Generated test files of another ecosystem with that ecosystem's runner: `node --test FILES`
     for JavaScript, `cargo test --test NAME…` for Rust integration tests (`tests/NAME.rs`). A file
     no runner here takes is one error, with the reason."""
@@ -222,16 +286,27 @@ async def run_generated_files(sandbox: Sandbox, repo: Path, files: list[str], gr
     rs = [Path(f).stem for f in files if f.endswith(".rs") and Path(f).parent == Path("tests")]
     other = sorted(set(files) - set(js) - {f"tests/{n}.rs" for n in rs})
     jobs = ([("node", ["node", "--test", *js])] if js else []) + (
-        [("cargo", ["cargo", "test", "--offline", "--color", "never", *[a for n in rs for a in ("--test", n)]])]
-        if rs else [])
+        [
+            (
+                "cargo",
+                ["cargo", "test", "--offline", "--color", "never", *[a for n in rs for a in ("--test", n)]],
+            )
+        ]
+        if rs
+        else []
+    )
     parts: list[TestGroupResult] = []
     for runner, cmd in jobs:
         if shutil.which(cmd[0]) is None:
-            parts.append(not_run(runner, f"{cmd[0]} is not installed, so the generated tests were not run", group))
+            parts.append(
+                not_run(runner, f"{cmd[0]} is not installed, so the generated tests were not run", group)
+            )
             continue
         done = await sandbox.run(cmd, cwd=repo, timeout=timeout, env=env)
         if done.timed_out:
-            parts.append(not_run(runner, f"`{' '.join(cmd)}` timed out after {timeout:g}s\n{tail(done.stdout)}", group))
+            parts.append(
+                not_run(runner, f"`{' '.join(cmd)}` timed out after {timeout:g}s\n{tail(done.stdout)}", group)
+            )
         else:
             parts.append(_counted(runner, done, "", group))
     if other:
@@ -244,9 +319,15 @@ def combined(group: str, parts: list[TestGroupResult]) -> TestGroupResult:
     ran: an empty result)."""
     if len(parts) == 1:
         return parts[0]
-    return TestGroupResult(group=group, total=sum(p.total for p in parts), passed=sum(p.passed for p in parts),
-                           failed=sum(p.failed for p in parts), errors=sum(p.errors for p in parts),
-                           skipped=sum(p.skipped for p in parts), output=tail("\n".join(p.output for p in parts)))
+    return TestGroupResult(
+        group=group,
+        total=sum(p.total for p in parts),
+        passed=sum(p.passed for p in parts),
+        failed=sum(p.failed for p in parts),
+        errors=sum(p.errors for p in parts),
+        skipped=sum(p.skipped for p in parts),
+        output=tail("\n".join(p.output for p in parts)),
+    )
 
 
 def _package_json(repo: Path) -> dict:

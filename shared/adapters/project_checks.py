@@ -120,14 +120,20 @@ def pre_commit_hooks(repo: Path) -> list[tuple[str, str]]:
             for h in r.get("hooks") or [] if isinstance(h, dict)]  # fmt: skip
 
 
-_COMMAND = re.compile(r"(?:^|[\s`'\"=;&|(])(?:python3? -m )?(black|isort|flake8|mypy|pyright)\b(?![-.\w])", re.MULTILINE)
+_COMMAND = re.compile(
+    r"(?:^|[\s`'\"=;&|(])(?:python3? -m )?(black|isort|flake8|mypy|pyright)\b(?![-.\w])", re.MULTILINE
+)
 
 
 def commands_run(repo: Path) -> set[str]:
     """The checkers the project's CI, tox, nox or Makefile run by name (e.g. `black --check .` in a
     tox env), though no config table names them (pure over the files)."""
-    places = ["tox.ini", "Makefile", "noxfile.py", *sorted(
-        p.relative_to(repo).as_posix() for p in (repo / ".github" / "workflows").glob("*.y*ml"))]
+    places = [
+        "tox.ini",
+        "Makefile",
+        "noxfile.py",
+        *sorted(p.relative_to(repo).as_posix() for p in (repo / ".github" / "workflows").glob("*.y*ml")),
+    ]
     return {m.group(1) for rel in places for m in _COMMAND.finditer(_read(repo, rel))}
 
 
@@ -152,7 +158,12 @@ def detect(repo: Path) -> tuple[list[str], dict[str, str]]:
             found.add("ruff-format")
     if "black" in tool:
         found.add("black")
-    if "isort" in tool or ".isort.cfg" in files or "isort" in sections or "settings" in ini.get(".isort.cfg", ()):
+    if (
+        "isort" in tool
+        or ".isort.cfg" in files
+        or "isort" in sections
+        or "settings" in ini.get(".isort.cfg", ())
+    ):
         found.add("isort")
     if ".flake8" in files or "flake8" in sections:
         found.add("flake8")
@@ -206,8 +217,11 @@ def limit_to_changed(after: str, repaired: str, ranges: list[tuple[int, int]], r
     of them); every other line stays as it was in `after` (pure)."""
     a, r = after.splitlines(keepends=True), repaired.splitlines(keepends=True)
     out: list[str] = []
+
     def near(i1: int, i2: int) -> bool:  # half-open ranges; an empty one counts as the line at it
-        return any(i1 < max(end, start + 1) + reach and start - reach < max(i2, i1 + 1) for start, end in ranges)
+        return any(
+            i1 < max(end, start + 1) + reach and start - reach < max(i2, i1 + 1) for start, end in ranges
+        )
 
     for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(None, a, r, autojunk=False).get_opcodes():
         if tag == "replace" and i2 - i1 == j2 - j1:  # line for line: decide each line on its own
@@ -249,7 +263,15 @@ def _target(repo: Path) -> str:
 
 
 async def _ruff(r: _Runner, files: list[str]) -> CheckRun:
-    cmd = [*tool_command("ruff"), "check", "--no-cache", "--exit-zero", "--force-exclude", "--output-format", "json"]
+    cmd = [
+        *tool_command("ruff"),
+        "check",
+        "--no-cache",
+        "--exit-zero",
+        "--force-exclude",
+        "--output-format",
+        "json",
+    ]
     if ruff_config(r.repo) is None:  # configured through pre-commit only: ruff's defaults
         cmd += ["--isolated", "--target-version", _target(r.repo)]
     done = await r.run([*cmd, "--", *files])
@@ -275,7 +297,11 @@ async def _formatted(r: _Runner, tool: str, files: list[str]) -> CheckRun:
         if done.exit_code not in (0, 1):
             return CheckRun(tool, not_run=f"{tool} failed: {(done.stderr or done.stdout).strip()[:200]}")
         if done.exit_code == 1:
-            bad.append(f"{rel}: would be reformatted by {tool}" if tool != "isort" else f"{rel}: imports not sorted by isort")
+            bad.append(
+                f"{rel}: would be reformatted by {tool}"
+                if tool != "isort"
+                else f"{rel}: imports not sorted by isort"
+            )
     return CheckRun(tool, tuple(bad), tuple(bad))
 
 
@@ -325,7 +351,9 @@ async def _pre_commit(r: _Runner, files: list[str]) -> CheckRun:
         cfg.unlink(missing_ok=True)
     failed = [m.group(1).rstrip(". ") for m in re.finditer(r"^(.+?)\.*\s*Failed$", done.stdout, re.MULTILINE)]
     if done.exit_code != 0 and not failed:
-        return CheckRun("pre-commit", not_run=f"pre-commit failed: {(done.stdout + done.stderr).strip()[-200:]}")
+        return CheckRun(
+            "pre-commit", not_run=f"pre-commit failed: {(done.stdout + done.stderr).strip()[-200:]}"
+        )
     keys = tuple(f"pre-commit hook `{name}` fails" for name in failed)
     detail = done.stdout.strip()[-400:].replace("\n", " | ")
     return CheckRun("pre-commit", keys, tuple(f"{k}: {detail}" for k in keys))
@@ -357,7 +385,9 @@ async def run_checks(r: _Runner, tools: list[str], files: list[str]) -> dict[str
     return {tool: await run_check(r, tool, files) for tool in tools}
 
 
-async def count_findings(repo: Path, files: list[str], sandbox: Sandbox | None = None) -> dict[str, int | str]:
+async def count_findings(
+    repo: Path, files: list[str], sandbox: Sandbox | None = None
+) -> dict[str, int | str]:
     """The project's own checks on `files` of `repo` as the tree is now: tool -> number of findings,
     or "not run: why" (for reports such as `make eval`; the gate is `gate_change`)."""
     repo = Path(repo)
@@ -450,7 +480,9 @@ async def gate_change(repo: Path, since: str, sandbox: Sandbox) -> GateReport:
             continue
         await _repair(r, tools, rel, codes)
         repaired = (repo / rel).read_text(encoding="utf-8", errors="surrogateescape")
-        limited = limit_to_changed(after_text[rel], repaired, changed_ranges(base.get(rel, ""), after_text[rel]))
+        limited = limit_to_changed(
+            after_text[rel], repaired, changed_ranges(base.get(rel, ""), after_text[rel])
+        )
         if limited != after_text[rel] and _parses(limited):
             report.repaired.append(rel)
         else:
@@ -478,7 +510,9 @@ async def gate_change(repo: Path, since: str, sandbox: Sandbox) -> GateReport:
 # -- generated tests in the project's style --------------------------------------------------------
 
 
-async def conform_generated(repo: Path, files: dict[str, str], sandbox: Sandbox) -> tuple[dict[str, str], dict[str, str]]:
+async def conform_generated(
+    repo: Path, files: dict[str, str], sandbox: Sandbox
+) -> tuple[dict[str, str], dict[str, str]]:
     """Generated Python test files as the project would write them: unused imports removed and
     imports sorted (ruff's safe fixes), then the project's formatter (its quote style, line length),
     all under the project's own configuration. Returns (kept files, dropped file -> why): a file
@@ -500,7 +534,15 @@ async def conform_generated(repo: Path, files: dict[str, str], sandbox: Sandbox)
             (repo / rel).parent.mkdir(parents=True, exist_ok=True)
             (repo / rel).write_text(text, encoding="utf-8")
         names = sorted(py)
-        fix = [*tool_command("ruff"), "check", "--no-cache", "--exit-zero", "--fix", "--no-unsafe-fixes", "--quiet"]
+        fix = [
+            *tool_command("ruff"),
+            "check",
+            "--no-cache",
+            "--exit-zero",
+            "--fix",
+            "--no-unsafe-fixes",
+            "--quiet",
+        ]
         # Our own leftovers whatever the project selects: unused imports, then import order.
         await r.run([*fix, "--extend-select", "F401,I001", *([] if ruff_config(repo) else ["--isolated"]),
                      "--", *names])  # fmt: skip

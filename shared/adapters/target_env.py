@@ -132,7 +132,9 @@ def own_name(files: Mapping[str, str]) -> str | None:
         data = tomllib.loads(files.get("pyproject.toml", ""))
     except tomllib.TOMLDecodeError:
         return None
-    return (data.get("project") or {}).get("name") or ((data.get("tool") or {}).get("poetry") or {}).get("name")
+    return (data.get("project") or {}).get("name") or ((data.get("tool") or {}).get("poetry") or {}).get(
+        "name"
+    )
 
 
 def lock_pins(text: str, own: str | None) -> list[str]:
@@ -152,7 +154,9 @@ def lock_pins(text: str, own: str | None) -> list[str]:
         marker = package.get("markers", package.get("marker"))
         if isinstance(marker, dict):  # poetry 2: a marker per group; any group's marker will do
             marker = " or ".join(f"({m})" for m in marker.values()) if marker else None
-        pins.append(f"{name}=={version}" + (f" ; {marker}" if isinstance(marker, str) and marker.strip() else ""))
+        pins.append(
+            f"{name}=={version}" + (f" ; {marker}" if isinstance(marker, str) and marker.strip() else "")
+        )
     return pins
 
 
@@ -160,10 +164,20 @@ def uv_export_command(files: Mapping[str, str]) -> list[str]:
     """The `uv export` arguments for this project's lock: frozen (no resolution, offline), no hashes,
     the default groups (uv's `dev`) plus the test extras the project defines (pure)."""
     try:
-        extras = (tomllib.loads(files.get("pyproject.toml", "")).get("project") or {}).get("optional-dependencies") or {}
+        extras = (tomllib.loads(files.get("pyproject.toml", "")).get("project") or {}).get(
+            "optional-dependencies"
+        ) or {}
     except tomllib.TOMLDecodeError:
         extras = {}
-    cmd = ["export", "--frozen", "--no-hashes", "--no-emit-project", "--format", "requirements-txt", "--quiet"]
+    cmd = [
+        "export",
+        "--frozen",
+        "--no-hashes",
+        "--no-emit-project",
+        "--format",
+        "requirements-txt",
+        "--quiet",
+    ]
     return cmd + [arg for name in TEST_EXTRAS if name in extras for arg in ("--extra", name)]
 
 
@@ -299,7 +313,9 @@ async def python_for(
     """The interpreter to run `repo`'s tests with (`_interpreter_for`), and the pytest plugins the
     target declares that it can import: Repo Pilot's own plugins (pytest-asyncio, xdist…) are never
     loaded into a target's suite, only those its dependency files name."""
-    py = await _interpreter_for(repo, home, sandbox, pip_options=pip_options, pip_env=pip_env, timeout=timeout)
+    py = await _interpreter_for(
+        repo, home, sandbox, pip_options=pip_options, pip_env=pip_env, timeout=timeout
+    )
     declared = read_declared(read_dependency_files(repo), Path(repo).resolve())
     names = declared_names(declared)
     if not names or not getattr(sandbox, "shares_host_fs", True):
@@ -345,8 +361,12 @@ async def _loads(python: str, module: str, sandbox: Sandbox) -> bool:
     import tempfile
 
     with tempfile.TemporaryDirectory(prefix="repo-pilot-plugin-") as empty:
-        done = await sandbox.run([python, "-m", "pytest", "-p", module, "--help"], cwd=Path(empty), timeout=60,
-                                 env={"PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"})
+        done = await sandbox.run(
+            [python, "-m", "pytest", "-p", module, "--help"],
+            cwd=Path(empty),
+            timeout=60,
+            env={"PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"},
+        )
     return done.exit_code == 0
 
 
@@ -368,7 +388,9 @@ async def _interpreter_for(
     built on first use and reused after. `pip_options` / `pip_env` reach pip only (tests pass
     `--no-index`, `--no-build-isolation`)."""
     if not getattr(sandbox, "shares_host_fs", True):
-        return TargetPython(sys.executable, "image's python: the Docker sandbox has no network to install dependencies")
+        return TargetPython(
+            sys.executable, "image's python: the Docker sandbox has no network to install dependencies"
+        )
     files = read_dependency_files(repo)
     declared = read_declared(files, Path(repo).resolve())
     if "uv.lock" in files:
@@ -386,12 +408,16 @@ async def _interpreter_for(
             started = time.monotonic()
             failure = await _build(final, declared, repo, sandbox, pip_options, pip_env or {}, timeout)
     except TimeoutError:
-        return TargetPython(sys.executable, f"env {key[:12]} is still being built elsewhere; Repo Pilot's python ran")
+        return TargetPython(
+            sys.executable, f"env {key[:12]} is still being built elsewhere; Repo Pilot's python ran"
+        )
     if failure is not None:
         return TargetPython(
             sys.executable, f"installing dependencies ({sources}) failed; Repo Pilot's python ran: {failure}"
         )
-    return TargetPython(_python(final), f"env {key[:12]} built from {sources} in {time.monotonic() - started:.1f}s")
+    return TargetPython(
+        _python(final), f"env {key[:12]} built from {sources} in {time.monotonic() - started:.1f}s"
+    )
 
 
 async def install_project(
@@ -417,8 +443,19 @@ async def install_project(
     if not getattr(sandbox, "shares_host_fs", True):
         return "the Docker sandbox has no network to build the project"
     env = {"PIP_CACHE_DIR": str(site.parent / ".repo-pilot-pip-cache"), **(pip_env or {})}
-    cmd = [python, "-m", "pip", "install", "--disable-pip-version-check", "--no-deps", "--quiet",
-           *pip_options, "--target", str(site), str(repo)]
+    cmd = [
+        python,
+        "-m",
+        "pip",
+        "install",
+        "--disable-pip-version-check",
+        "--no-deps",
+        "--quiet",
+        *pip_options,
+        "--target",
+        str(site),
+        str(repo),
+    ]
     # First with the build backend at hand (setuptools, flit… through the env's parent site-packages:
     # no download, seconds), then with pip's build isolation when the backend is not there.
     fast = [*cmd[:-3], "--no-build-isolation", *cmd[-3:]] if "--no-build-isolation" not in cmd else cmd
@@ -442,8 +479,15 @@ def _python(env: Path) -> str:
     return str(env / "bin" / "python")
 
 
-async def _build(final: Path, declared: Declared, repo: Path, sandbox: Sandbox,
-                 pip_options: Sequence[str], pip_env: Mapping[str, str], timeout: float) -> str | None:
+async def _build(
+    final: Path,
+    declared: Declared,
+    repo: Path,
+    sandbox: Sandbox,
+    pip_options: Sequence[str],
+    pip_env: Mapping[str, str],
+    timeout: float,
+) -> str | None:
     """Build the env into a temp directory and rename it to `final`; the failure's tail, or None."""
     for stale in final.parent.glob(f"{final.name}.building-*"):  # left by a crash; we hold the lock
         shutil.rmtree(stale, ignore_errors=True)
@@ -451,18 +495,30 @@ async def _build(final: Path, declared: Declared, repo: Path, sandbox: Sandbox,
     tmp = final.parent / f"{final.name}.building-{uuid.uuid4().hex[:8]}"
     try:
         # pip comes from this interpreter's site-packages through the .pth: no ensurepip copy.
-        made = await sandbox.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(tmp)],
-                                 cwd=final.parent, timeout=120)
+        made = await sandbox.run(
+            [sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(tmp)],
+            cwd=final.parent,
+            timeout=120,
+        )
         if made.exit_code != 0:
             return _tail(made.stdout + made.stderr)
         _link_parent_site_packages(tmp)
         (tmp / REQUIREMENTS_NAME).write_text("\n".join(declared.lines) + "\n")
         env = {"PIP_CACHE_DIR": str(final.parent / ".pip-cache"), **pip_env}
-        cmd = [_python(tmp), "-m", "pip", "install", "--disable-pip-version-check", *pip_options,
-               "-r", str(tmp / REQUIREMENTS_NAME)]
+        cmd = [
+            _python(tmp),
+            "-m",
+            "pip",
+            "install",
+            "--disable-pip-version-check",
+            *pip_options,
+            "-r",
+            str(tmp / REQUIREMENTS_NAME),
+        ]
         # cwd is the repository: pip resolves relative local paths (`./libs/x`) against it.
-        installed = await sandbox.run(cmd, cwd=Path(repo), timeout=timeout, env=env,
-                                      network=True, host_fs=True)  # the index, local paths, the env
+        installed = await sandbox.run(
+            cmd, cwd=Path(repo), timeout=timeout, env=env, network=True, host_fs=True
+        )  # the index, local paths, the env
         if installed.exit_code != 0 or installed.timed_out:
             why = f"timed out after {timeout:g}s; " if installed.timed_out else ""
             return why + _tail(installed.stdout + "\n" + installed.stderr)

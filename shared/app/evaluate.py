@@ -30,6 +30,7 @@ from typing import Any
 from shared.adapters.git import git, run_git
 from shared.policy.behaviour import changes_behaviour
 from shared.policy.paths import is_code_path
+
 INTERNAL_MARKERS = ("run-0", "run_0", "-imp0", "-imp1", "-imp2", "-imp3", "-imp4")
 
 
@@ -90,9 +91,11 @@ def summary_line(row: dict[str, Any]) -> str:
     if idle:
         checks += "; not run: " + ", ".join(f"{len(ts) if len(ts) > 2 else ', '.join(ts)} ({why})"
                                             for why, ts in idle.items())  # fmt: skip
-    return (f"{row['repo']}: {merged}; {code} touch code, {behaviour} behaviour-changing (justified in their "
-            f"summary); files added: {', '.join(added) or 'none'}; project checks on the changed files: {checks}; "
-            f"own tests {_suite(row['own_before'])} → {_suite(row['own_after'])}; score {row['score']}")
+    return (
+        f"{row['repo']}: {merged}; {code} touch code, {behaviour} behaviour-changing (justified in their "
+        f"summary); files added: {', '.join(added) or 'none'}; project checks on the changed files: {checks}; "
+        f"own tests {_suite(row['own_before'])} → {_suite(row['own_after'])}; score {row['score']}"
+    )
 
 
 async def project_checks_delta(repo: Path, base: str, head: str) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -174,8 +177,9 @@ async def evaluate(corpus: Path, timeout: float, keep: Path | None = None) -> li
                 name = entry.name.removesuffix(".bundle")
                 dest = Path(tmp) / name
                 git(Path(tmp), "clone", "--quiet", str(entry), str(dest))
-                request = validate_request(str(dest), "features,security,compliance,integration", None, "rules",
-                                           settings)
+                request = validate_request(
+                    str(dest), "features,security,compliance,integration", None, "rules", settings
+                )
                 started = time.monotonic()
                 run_id = await append_request(system.store, request, service="eval")
                 print(f"{name}: {run_id}", file=sys.stderr, flush=True)
@@ -203,8 +207,10 @@ async def evaluate(corpus: Path, timeout: float, keep: Path | None = None) -> li
 
 def render_table(rows: list[dict[str, Any]]) -> str:
     """The rows as a Markdown table (what the README shows)."""
-    head = ("| repository | findings before → after | applied (source) | own tests before → after "
-            "| generated passed | merged / why not | time |")
+    head = (
+        "| repository | findings before → after | applied (source) | own tests before → after "
+        "| generated passed | merged / why not | time |"
+    )
     out = [head, "|---|---|---|---|---|---|---|"]
     for r in rows:
         findings = "-" if r["findings_before"] is None else f"{r['findings_before']} → {r['findings_after']}"
@@ -237,7 +243,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("corpus", type=Path)
     parser.add_argument("--out", type=Path, default=Path("eval.json"))
     parser.add_argument("--timeout", type=float, default=1800)
-    parser.add_argument("--keep", type=Path, help="keep the clones in this new directory (to read the merges)")
+    parser.add_argument(
+        "--keep", type=Path, help="keep the clones in this new directory (to read the merges)"
+    )
     args = parser.parse_args(argv)
     if args.keep and args.keep.exists() and any(args.keep.iterdir()):
         print(f"error: --keep {args.keep} is not empty; name a new directory", file=sys.stderr)

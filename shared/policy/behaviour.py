@@ -70,7 +70,9 @@ def fix_of(key: str, *, ruff_unsafe: bool = False) -> Fix:
     if key in FIXES:
         return FIXES[key]
     if ruff_unsafe:
-        return Fix(False, "ruff marks this fix unsafe (it may change behaviour) and no check shows it is safe here")
+        return Fix(
+            False, "ruff marks this fix unsafe (it may change behaviour) and no check shows it is safe here"
+        )
     return Fix(True, "")
 
 
@@ -315,4 +317,6 @@ def _plain_compare(nodes: list[ast.AST], func, where: str, fix: Fix, *, bool_onl
         if not names or not all(_annotation_plain(params.get(n), bool_only) for n in names):
             return Verdict(False, f"{where}: {fix.changes}, and the operand is not a parameter annotated "
                                   "with a built-in type")  # fmt: skip
-    return Verdict(True, f"{where}: the operand is annotated with built-in types, which do not override `__eq__`")
+    return Verdict(
+        True, f"{where}: the operand is annotated with built-in types, which do not override `__eq__`"
+    )

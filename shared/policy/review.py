@@ -21,6 +21,8 @@ from shared.ports.engine import REVIEW_DIMENSIONS, ModelReview
 
 MODEL_WEIGHT = 0.5  # the model and the signals count equally when both exist
 FLAG_DISTANCE = 3.0  # a model this far from the signals is reported as a disagreement
+
+
 def explicitly_asked(category: str, categories: list[str]) -> bool:
     """A category asked for on its own (not the default "everything"): the user wants its documents
     and configs, so they may be proposed (and merged) without code changes to carry them."""
@@ -145,7 +147,9 @@ def evidence_score(signals: dict[str, Any], tests: dict[str, Any] | None) -> tup
         reasons.append("+0.0 test results not available to the review")
     elif own_after and int(own_after.get("total", 0)):
         if own_tests_regressed(tests):
-            reasons.append(f"-3.0 own tests regressed ({_failing(own_before)} failing before, {_failing(own_after)} after)")
+            reasons.append(
+                f"-3.0 own tests regressed ({_failing(own_before)} failing before, {_failing(own_after)} after)"
+            )
             score -= 3.0
         elif _failing(own_after) == 0:
             reasons.append(f"+1.5 own tests pass before and after ({int(own_after.get('passed', 0))} passed)")
@@ -167,7 +171,9 @@ def evidence_score(signals: dict[str, Any], tests: dict[str, Any] | None) -> tup
                if code or asked or not paths]  # fmt: skip
     if passing:
         n = sum(int(g.get("passed", 0)) for g in passing)
-        reasons.append(f"+1.0 generated tests of the change pass ({n} in {', '.join(g['group'] for g in passing)})")
+        reasons.append(
+            f"+1.0 generated tests of the change pass ({n} in {', '.join(g['group'] for g in passing)})"
+        )
         score += 1.0
     for g in generated:
         if did_not_run(g):

@@ -135,8 +135,13 @@ def _specification(facts: RepoFacts, st: dict) -> str:
     foreign = facts.language not in (None, "python")
     points = entry_points(facts) + (_package_json_points(facts) if facts.language == "javascript" else [])
     out += [f"- {p}" for p in points] or (
-        [f"- not known: this is a {facts.language} project and the analyzer reads only Python sources and "
-         "package metadata"] if foreign else ["- none declared"])
+        [
+            f"- not known: this is a {facts.language} project and the analyzer reads only Python sources and "
+            "package metadata"
+        ]
+        if foreign
+        else ["- none declared"]
+    )
     out += ["", "## Dependencies", ""]
     out += [f"- `{d}`" for d in st["dependencies"]] or ["- none declared"]
     if facts.requires_python:
@@ -162,12 +167,16 @@ def _specification(facts: RepoFacts, st: dict) -> str:
         out += [f"- {rel}: {why}" for rel, why in sorted(facts.skipped.items())[:50]] + [""]
     tests = [f for f in facts.files if is_test_path(f)]  # by path, whatever the language
     out += ["## Tests", ""]
-    out += [f"- {t}" for t in tests[:200]] or ["- no test files found (by the test-file conventions of Python, "
-                                               "JavaScript, Go and Rust)"]
+    out += [f"- {t}" for t in tests[:200]] or [
+        "- no test files found (by the test-file conventions of Python, JavaScript, Go and Rust)"
+    ]
     if len(tests) > 200:
         out.append(f"- … and {len(tests) - 200} more")
     if foreign:
-        out += ["", f"The modules above are the Python ones only; the {facts.language} sources were not read."]
+        out += [
+            "",
+            f"The modules above are the Python ones only; the {facts.language} sources were not read.",
+        ]
     return "\n".join(out).rstrip() + "\n"
 
 
@@ -184,7 +193,9 @@ def _package_json_points(facts: RepoFacts) -> list[str]:
     bins = data.get("bin")
     if isinstance(bins, str):
         bins = {str(data.get("name", "bin")): bins}
-    points = [f"`{k}` → `{v}` (package.json bin)" for k, v in sorted((bins or {}).items()) if isinstance(v, str)]
+    points = [
+        f"`{k}` → `{v}` (package.json bin)" for k, v in sorted((bins or {}).items()) if isinstance(v, str)
+    ]
     for key in ("main", "module"):
         if isinstance(data.get(key), str):
             points.append(f"`{data[key]}` (package.json {key})")

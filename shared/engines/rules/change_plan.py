@@ -67,7 +67,9 @@ def _modules(facts: RepoFacts) -> dict[str, str]:
     return {m.path: m.name for m in facts.modules if importable(m, facts)}
 
 
-def plan_change_tests(repo: Path, facts: RepoFacts, improvements: list[Improvement]) -> dict[str, ChangeTests]:
+def plan_change_tests(
+    repo: Path, facts: RepoFacts, improvements: list[Improvement]
+) -> dict[str, ChangeTests]:
     """Per category, the regression tests and fuzz targets for the applied `improvements`."""
     modules = _modules(facts)
     plans: dict[str, ChangeTests] = {}

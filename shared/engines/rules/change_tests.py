@@ -23,7 +23,9 @@ IO_NAMES = re.compile(
 
 # codemod -> (what the test checks, the spy it installs)
 _SPIES = {
-    "pixee:python/subprocess-shell-false": ("runs_no_shell", """
+    "pixee:python/subprocess-shell-false": (
+        "runs_no_shell",
+        """
     shells = []
 
     def spy(*args, **kwargs):
@@ -33,8 +35,11 @@ _SPIES = {
     with mock.patch("subprocess.Popen", spy):
         _call(data, {func})
     assert True not in shells, "{func} ran a command through the shell"
-"""),
-    "pixee:python/secure-random": ("uses_no_predictable_random", """
+""",
+    ),
+    "pixee:python/secure-random": (
+        "uses_no_predictable_random",
+        """
     used = []
 
     def spy(*args, **kwargs):
@@ -44,8 +49,11 @@ _SPIES = {
     with mock.patch.object(random._inst, "random", spy), mock.patch.object(random._inst, "getrandbits", spy):
         _call(data, {func})
     assert not used, "{func} drew from the predictable `random` generator"
-"""),
-    "pixee:python/add-requests-timeouts": ("sets_a_request_timeout", """
+""",
+    ),
+    "pixee:python/add-requests-timeouts": (
+        "sets_a_request_timeout",
+        """
     timeouts = []
 
     def spy(self, method, url, **kwargs):
@@ -55,7 +63,8 @@ _SPIES = {
     with mock.patch.object(requests.Session, "request", spy):
         _call(data, {func})
     assert None not in timeouts, "{func} sent a request without a timeout"
-"""),
+""",
+    ),
 }
 _SPY_IMPORTS = {
     "pixee:python/subprocess-shell-false": "import subprocess",
@@ -132,11 +141,11 @@ def _call(func, *args):
     with contextlib.suppress(Exception):
         func(*args)
 '''
-_PLAIN_BOOL_HELPER = '''
+_PLAIN_BOOL_HELPER = """
 
 def side_is_bool(node):
     return isinstance(node, ast.Constant) and isinstance(node.value, bool)
-'''
+"""
 
 
 _PLAIN_VALUES = {"str": "'x'", "int": "1", "float": "1.0", "bool": "False", "bytes": "b'x'"}
@@ -153,7 +162,9 @@ def plain_arguments(source: str, name: str) -> str | None:
             required = positional[: len(positional) - len(a.defaults)]
             if any(d is None for d in a.kw_defaults):
                 return None
-            values = [_PLAIN_VALUES.get(ast.unparse(p.annotation)) if p.annotation else None for p in required]
+            values = [
+                _PLAIN_VALUES.get(ast.unparse(p.annotation)) if p.annotation else None for p in required
+            ]
             return None if None in values else ", ".join(v for v in values if v)
     return None
 
@@ -171,7 +182,9 @@ class ChangeTests:
     unused_imports: dict[str, list[str]] = field(default_factory=dict)  # module -> names
     singleton_compares: list[str] = field(default_factory=list)  # modules
     fuzz: dict[str, list[str]] = field(default_factory=dict)  # module -> touched functions without I/O
-    bare: dict[str, str] = field(default_factory=dict)  # `module.function` -> plain arguments it is called with
+    bare: dict[str, str] = field(
+        default_factory=dict
+    )  # `module.function` -> plain arguments it is called with
 
 
 def unused_imports(changes: str) -> dict[str, list[str]]:
@@ -235,8 +248,14 @@ def render(category: str, plan: ChangeTests, hypothesis: bool = True) -> str | N
                          + body.format(func=qualified).rstrip() + "\n")  # fmt: skip
         else:
             # imported where it is called: the module is importable only once ROOT is on sys.path
-            call = body.replace("_call(data, {func})", f"_call(importlib.import_module({module!r}).{func}{args})")
-            parts.append(f"\n\ndef test_{_slug(module)}_{func}_{check}():" + call.format(func=qualified).rstrip() + "\n")
+            call = body.replace(
+                "_call(data, {func})", f"_call(importlib.import_module({module!r}).{func}{args})"
+            )
+            parts.append(
+                f"\n\ndef test_{_slug(module)}_{func}_{check}():"
+                + call.format(func=qualified).rstrip()
+                + "\n"
+            )
     for module, names in sorted(plan.unused_imports.items()):
         parts.append(f'''
 
@@ -266,7 +285,8 @@ def test_no_equality_comparison_to_none_or_bools_in_{_slug(module)}():
     if hypothesis:
         return HEADER.format(category=category) + "".join(f"{i}\n" for i in sorted(imports)) + "".join(parts)
     helpers = (_PLAIN_SPY_HELPERS if plan.spies and imports else "") + (
-        _PLAIN_BOOL_HELPER if plan.singleton_compares else "")
+        _PLAIN_BOOL_HELPER if plan.singleton_compares else ""
+    )
     top = "".join(f"{i}\n" for i in sorted(imports))  # standard library and the spied-on libraries
     return HEADER_PLAIN.format(category=category, imports=top) + helpers + "".join(parts)
 

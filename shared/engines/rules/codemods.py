@@ -100,7 +100,9 @@ def _rank(code: str) -> int:
     return {"high": 3, "medium": 2, "low": 1}.get(severity(code), 0)
 
 
-def apply_codemod(env_dir: Path, repo: Path, improvement: Improvement, requires_python: str | None) -> tuple[list[str], str]:
+def apply_codemod(
+    env_dir: Path, repo: Path, improvement: Improvement, requires_python: str | None
+) -> tuple[list[str], str]:
     """Run the improvement's codemod on its files in the working copy: (changed files, summary).
 
     Raises ChangeRejectedError when the codemod changed nothing, removed no measured finding, added

@@ -51,7 +51,9 @@ def _locked(fn, *args):
 
 def collect_lint_findings(repo: Path, facts: facts_mod.RepoFacts) -> list[Finding]:
     """ruff's lint and modernisation families under the repository's own ruff configuration."""
-    return run_ruff(repo, facts.python_files, LINT_SELECT, target_version(facts.requires_python), respect_config=True)
+    return run_ruff(
+        repo, facts.python_files, LINT_SELECT, target_version(facts.requires_python), respect_config=True
+    )
 
 
 def collect_findings(repo: Path, facts: facts_mod.RepoFacts) -> list[Finding]:
@@ -88,7 +90,11 @@ def codemod_in_context(repo: Path, improvement: Improvement, requires: str | Non
     when no file is left."""
     codemod = (improvement.rule or "").removeprefix("codemod:")
     files = [f for f in improvement.files if f.endswith(".py") and (repo / f).is_file()]
-    found = [f for f in run_ruff(repo, files, DEFAULT_SELECT, target_version(requires)) if codemod_for(f) == codemod]
+    found = [
+        f
+        for f in run_ruff(repo, files, DEFAULT_SELECT, target_version(requires))
+        if codemod_for(f) == codemod
+    ]
     verdicts = judge(repo, found, key=lambda f: codemod)
     refused = {f.path for f, v in verdicts if not v.ok}
     kept = [f for f in improvement.files if f not in refused]
@@ -216,7 +222,9 @@ class RulesEngine:
         plans = await asyncio.to_thread(_locked, plan_change_tests, repo, facts, improvements)
         groups = {g: dict(files) for g, files in generated.groups.items()}
         # Only what the project declares for its tests: no Hypothesis unless it depends on it.
-        hypothesis = "hypothesis" in declared_names(read_declared(read_dependency_files(repo), repo.resolve()))
+        hypothesis = "hypothesis" in declared_names(
+            read_declared(read_dependency_files(repo), repo.resolve())
+        )
         py = None
         for category in sorted(set(categories)):
             files = groups.setdefault(category, {})
@@ -229,19 +237,25 @@ class RulesEngine:
                 written = await ghostwrite(self.own_tests.sandbox, repo, py.executable, plan.fuzz)
                 props = [t for _, t in sorted(written.items()) if not t.startswith("#error")]
                 if props:
-                    files[f"tests/repo_pilot/test_{category}_properties.py"] = PROPERTIES_HEADER + "\n\n".join(props)
+                    files[f"tests/repo_pilot/test_{category}_properties.py"] = (
+                        PROPERTIES_HEADER + "\n\n".join(props)
+                    )
             if not files:
                 groups.pop(category)
         return GeneratedTests(groups=await self._in_project_style(repo, groups))
 
-    async def _in_project_style(self, repo: Path, groups: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
+    async def _in_project_style(
+        self, repo: Path, groups: dict[str, dict[str, str]]
+    ) -> dict[str, dict[str, str]]:
         """Each group's files through the project's own ruff and formatter; a file that still has
         findings under the project's configuration is left out (logged with them)."""
         out = {}
         for group, files in groups.items():
             kept, dropped = await conform_generated(repo, files, self.own_tests.sandbox)
             for rel, why in dropped.items():
-                log.warning("generated test %s left out: the project's ruff configuration reports %s", rel, why)
+                log.warning(
+                    "generated test %s left out: the project's ruff configuration reports %s", rel, why
+                )
             if kept:
                 out[group] = kept
         return out

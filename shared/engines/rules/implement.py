@@ -71,22 +71,25 @@ def template_values(facts: RepoFacts) -> dict[str, str]:
     holder = (facts.authors or meta_names or [f"The {facts.name} authors"])[0]
     branches = facts_mod.git(facts.root, "branch", "--format=%(refname:short)", check=False).split()
     packages = sorted({p.name.split(".")[0] for p in facts.packages}) or [facts.name.replace("-", "_")]
-    values = {k: one_line(v) for k, v in {  # names from the target's metadata: one line each, no control chars
-        "name": facts.name,
-        "holder": holder,
-        "year": str(facts.head_year or 1970),
-        "python_version": facts_mod.python_version(facts),
-        "test_command": facts_mod.test_command(facts),
-        "install_command": facts_mod.install_command(facts),
-        "contact": f"<{emails[0]}>"
-        if emails
-        else "the maintainers (use the forge's private vulnerability reporting)",
-        "version": project_version(facts) or "",
-        "changelog_line": _changelog_line(facts),
-        "default_branch": "main" if "main" in branches or "master" not in branches else "master",
-        "packages": ", ".join(packages),
-        "ruff_version": _ruff_version(),
-    }.items()}
+    values = {
+        k: one_line(v)
+        for k, v in {  # names from the target's metadata: one line each, no control chars
+            "name": facts.name,
+            "holder": holder,
+            "year": str(facts.head_year or 1970),
+            "python_version": facts_mod.python_version(facts),
+            "test_command": facts_mod.test_command(facts),
+            "install_command": facts_mod.install_command(facts),
+            "contact": f"<{emails[0]}>"
+            if emails
+            else "the maintainers (use the forge's private vulnerability reporting)",
+            "version": project_version(facts) or "",
+            "changelog_line": _changelog_line(facts),
+            "default_branch": "main" if "main" in branches or "master" not in branches else "master",
+            "packages": ", ".join(packages),
+            "ruff_version": _ruff_version(),
+        }.items()
+    }
     if values["changelog_line"]:  # its own bullet line (one_line took the line break)
         values["changelog_line"] = "\n" + values["changelog_line"]
     return {**values, **ecosystem_values(facts, values)}
@@ -104,7 +107,9 @@ def _changelog_line(facts: RepoFacts) -> str:
 def ecosystem_values(facts: RepoFacts, values: dict[str, str]) -> dict[str, str]:
     """What differs by ecosystem: Dependabot's ecosystem, the install/test commands, the setup text."""
     language = facts.language or "python"
-    package_json = (facts.root / "package.json").read_text(errors="replace") if "package.json" in facts.files else ""
+    package_json = (
+        (facts.root / "package.json").read_text(errors="replace") if "package.json" in facts.files else ""
+    )
     cmds = ecosystem_commands(language, facts.files, package_json)
     if cmds is None:  # Python (and the fallback): the values above
         return {
@@ -112,8 +117,13 @@ def ecosystem_values(facts: RepoFacts, values: dict[str, str]) -> dict[str, str]
             "runtime_line": f"{facts.name} supports Python {values['python_version']} and later.",
             "setup_commands": f"python -m venv .venv\n. .venv/bin/activate\n{values['install_command']}",
         }
-    return {"ecosystem": DEPENDABOT[language], "install_command": cmds.install, "test_command": cmds.test,
-            "runtime_line": cmds.runtime, "setup_commands": cmds.setup}
+    return {
+        "ecosystem": DEPENDABOT[language],
+        "install_command": cmds.install,
+        "test_command": cmds.test,
+        "runtime_line": cmds.runtime,
+        "setup_commands": cmds.setup,
+    }
 
 
 def template_for(rel: str, facts: RepoFacts) -> str:
@@ -132,8 +142,11 @@ def _write_new(repo: Path, rel: str, content: str) -> None:
 
 def _templates(repo: Path, facts: RepoFacts, improvement: Improvement, targets: list[str]) -> Implementation:
     present = {t: existing_doc(facts.files, COMMUNITY_DOCS[t]) for t in targets if t in COMMUNITY_DOCS}
-    if "CHANGELOG.md" in targets and not present.get("CHANGELOG.md") and (
-            release_notes_tool(facts) or project_version(facts) is None):
+    if (
+        "CHANGELOG.md" in targets
+        and not present.get("CHANGELOG.md")
+        and (release_notes_tool(facts) or project_version(facts) is None)
+    ):
         present["CHANGELOG.md"] = release_notes_tool(facts) or "no version stated by the repository"
     missing = [t for t in targets if not (repo / t).exists() and not present.get(t)]
     if not missing:
@@ -193,8 +206,11 @@ def _public_api(repo: Path, facts: RepoFacts, improvement: Improvement) -> Imple
         raise ChangeRejectedError(f"declaring the public API of {rel} removes no measured finding (ruff F401 "
                                   "reports no re-export there as unused); not applied")  # fmt: skip
     declared = [name for name in ("__all__", "__version__") if any(a.startswith(name) for a in additions)]
-    return Implementation(files=[rel], summary=f"declared {' and '.join(declared)} in {rel}, which removes "
-                                               f"{unused_before - unused_after} unused-import finding(s)")
+    return Implementation(
+        files=[rel],
+        summary=f"declared {' and '.join(declared)} in {rel}, which removes "
+        f"{unused_before - unused_after} unused-import finding(s)",
+    )
 
 
 def _snapshot(repo: Path, files: list[str]) -> dict[str, str]:
@@ -209,7 +225,9 @@ def _count(findings: list[Finding]) -> dict[str, int]:
 
 
 def _ruff(repo: Path, facts: RepoFacts, improvement: Improvement, codes: list[str]) -> Implementation:
-    files = [f for f in improvement.files if f.endswith(".py") and (repo / f).is_file() and is_inside(repo, f)]  # ruff rewrites in place
+    files = [
+        f for f in improvement.files if f.endswith(".py") and (repo / f).is_file() and is_inside(repo, f)
+    ]  # ruff rewrites in place
     if not files:
         raise ChangeRejectedError(f"none of {improvement.files} exists in the working copy; no automatic fix")
     target = target_version(facts.requires_python)
@@ -271,7 +289,10 @@ def _random_calls(tree: ast.Module, line: int) -> list[ast.Call]:
 
 def _add_import_secrets(lines: list[str], tree: ast.Module) -> list[str]:
     """`import secrets` among the file's top-level plain imports, in sorted position (isort's order)."""
-    if any(isinstance(n, ast.Import) and any(a.name == "secrets" and not a.asname for a in n.names) for n in tree.body):
+    if any(
+        isinstance(n, ast.Import) and any(a.name == "secrets" and not a.asname for a in n.names)
+        for n in tree.body
+    ):
         return lines
     plain = [n for n in tree.body if isinstance(n, ast.Import) and n.col_offset == 0]
     after = [n for n in plain if n.names[0].name > "secrets"]
@@ -281,8 +302,15 @@ def _add_import_secrets(lines: list[str], tree: ast.Module) -> list[str]:
     elif after:
         at = after[0].lineno - 1
     else:
-        first = next((n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))
-                      and not (isinstance(n, ast.ImportFrom) and n.module == "__future__")), None)
+        first = next(
+            (
+                n
+                for n in tree.body
+                if isinstance(n, (ast.Import, ast.ImportFrom))
+                and not (isinstance(n, ast.ImportFrom) and n.module == "__future__")
+            ),
+            None,
+        )
         at = first.lineno - 1 if first else 0
     return [*lines[:at], "import secrets\n", *lines[at:]]
 
@@ -313,21 +341,25 @@ def _secure_random(repo: Path, improvement: Improvement) -> Implementation:
             f = call.func
             row = lines[f.lineno - 1].encode("utf-8")  # ast columns are byte offsets
             attr = f.attr if isinstance(f, ast.Attribute) else f.id
-            new = row[:f.col_offset] + f"secrets.SystemRandom().{attr}".encode() + row[f.end_col_offset:]
+            new = row[: f.col_offset] + f"secrets.SystemRandom().{attr}".encode() + row[f.end_col_offset :]
             lines[f.lineno - 1] = new.decode("utf-8")
         lines = _add_import_secrets(lines, tree)
         new_source = "".join(lines)
         try:
             parse_python(new_source)
         except SyntaxError as exc:
-            raise ChangeRejectedError(f"replacing `random` in {rel} broke parsing ({exc.msg}); not applied") from None
+            raise ChangeRejectedError(
+                f"replacing `random` in {rel} broke parsing ({exc.msg}); not applied"
+            ) from None
         write_inside(repo, rel, new_source)
         files.append(rel)
     if not files:
         raise ChangeRejectedError("behaviour-changing fix proposed, not applied: no `random` value here feeds a "
                                   "secret, and switching to `secrets` would change behaviour. "
                                   + " | ".join(left[:6]))  # fmt: skip
-    summary = f"replaced `random` with `secrets.SystemRandom()` at {len(fixed)} site(s): " + "; ".join(fixed[:6])
+    summary = f"replaced `random` with `secrets.SystemRandom()` at {len(fixed)} site(s): " + "; ".join(
+        fixed[:6]
+    )
     if left:
         summary += f". Left as is ({len(left)}): " + "; ".join(left[:6])
     return Implementation(files=files, summary=summary)

@@ -53,7 +53,9 @@ MAX_LISTED = 20
 
 def family_of(code: str) -> Family | None:
     for family in FAMILIES:
-        if code.startswith(family.prefix) and (len(code) > len(family.prefix) and code[len(family.prefix)].isdigit()):
+        if code.startswith(family.prefix) and (
+            len(code) > len(family.prefix) and code[len(family.prefix)].isdigit()
+        ):
             return family
     return None
 
@@ -132,7 +134,9 @@ def apply_lint(repo: Path, improvement: Improvement, requires_python: str | None
     changed = sorted(f for f, text in originals.items() if (repo / f).read_text(encoding="utf-8") != text)
     broken = [f for f in changed if parse_failure_in(repo / f)]
     removed = len(wanted) - sum(f.code in codes for f in after)
-    grown = sorted(c for c, n in Counter(f.code for f in after).items() if n > Counter(f.code for f in before)[c])
+    grown = sorted(
+        c for c, n in Counter(f.code for f in after).items() if n > Counter(f.code for f in before)[c]
+    )
     if not changed or removed <= 0 or broken or grown:
         for f, text in originals.items():
             (repo / f).write_text(text, encoding="utf-8")

@@ -75,8 +75,11 @@ def manifest_name(manifests: dict[str, str]) -> str | None:
             name = None
         if isinstance(name, str) and name.strip():
             return name.strip()
-    for file, path in (("Cargo.toml", ("package", "name")), ("pyproject.toml", ("project", "name")),
-                       ("pyproject.toml", ("tool", "poetry", "name"))):
+    for file, path in (
+        ("Cargo.toml", ("package", "name")),
+        ("pyproject.toml", ("project", "name")),
+        ("pyproject.toml", ("tool", "poetry", "name")),
+    ):
         if manifests.get(file):
             try:
                 value = tomllib.loads(manifests[file])
@@ -144,8 +147,11 @@ def ecosystem_commands(language: str, files: list[str], package_json: str = "") 
         test = "npm test" if npm_test_script(package_json) else "node --test"
         return Commands(install, test, "You need Node.js (a current LTS release) and npm.", install)
     if language == "rust":
-        return Commands("cargo build", "cargo test", "You need a stable Rust toolchain (rustup, cargo).", "cargo build")
+        return Commands(
+            "cargo build", "cargo test", "You need a stable Rust toolchain (rustup, cargo).", "cargo build"
+        )
     if language == "go":
-        return Commands("go mod download", "go test ./...", "You need Go (the version go.mod names).",
-                        "go mod download")
+        return Commands(
+            "go mod download", "go test ./...", "You need Go (the version go.mod names).", "go mod download"
+        )
     return None

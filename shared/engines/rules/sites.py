@@ -36,7 +36,9 @@ def judge(root: Path, findings: list[Finding], key=lambda f: f.code) -> list[tup
         if source is None:
             out.append((f, Verdict(False, f"{f.path}: not readable as UTF-8 text")))
             continue
-        out.append((f, judge_site(key(f), source, f.path, f.line, ruff_unsafe=f.unsafe_fix and not f.fixable)))
+        out.append(
+            (f, judge_site(key(f), source, f.path, f.line, ruff_unsafe=f.unsafe_fix and not f.fixable))
+        )
     return out
 
 

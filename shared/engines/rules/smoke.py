@@ -228,22 +228,30 @@ def _added_files(improvements: list[Improvement]) -> list[str]:
     return sorted(set(files))
 
 
-def _generate_ecosystem(facts: RepoFacts, improvements: list[Improvement], categories: list[str]) -> GeneratedTests:
+def _generate_ecosystem(
+    facts: RepoFacts, improvements: list[Improvement], categories: list[str]
+) -> GeneratedTests:
     groups: dict[str, dict[str, str]] = {}
     if facts.language == "javascript":
         entry = js_entry(facts)
         if entry:
-            groups["smoke"] = {".repo-pilot/checks/smoke.cjs": _JS_HEADER.format(what="smoke")
-                               + _JS_SMOKE.format(entry=entry, entry_json=json.dumps(entry))}
+            groups["smoke"] = {
+                ".repo-pilot/checks/smoke.cjs": _JS_HEADER.format(what="smoke")
+                + _JS_SMOKE.format(entry=entry, entry_json=json.dumps(entry))
+            }
         for category in sorted(set(categories)):
             files = _added_files([i for i in improvements if i.category == category])
             if files:
-                groups[category] = {f".repo-pilot/checks/{category}.cjs": _JS_HEADER.format(what=category)
-                                    + _JS_FILES.format(files=json.dumps(files))}
+                groups[category] = {
+                    f".repo-pilot/checks/{category}.cjs": _JS_HEADER.format(what=category)
+                    + _JS_FILES.format(files=json.dumps(files))
+                }
     elif facts.language == "rust":
         for category in sorted(set(categories)):
             files = _added_files([i for i in improvements if i.category == category])
             if files:
                 listed = ", ".join(json.dumps(f) for f in files)
-                groups[category] = {f"tests/repo_pilot_{category}.rs": _RS_FILES.format(what=category, files=listed)}
+                groups[category] = {
+                    f"tests/repo_pilot_{category}.rs": _RS_FILES.format(what=category, files=listed)
+                }
     return GeneratedTests(groups=groups)

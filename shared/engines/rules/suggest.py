@@ -28,14 +28,37 @@ LICENSE_FILES = ("LICENSE", "LICENCE", "COPYING")
 COMMUNITY_DOCS = {
     "SECURITY.md": ("SECURITY",),
     "CONTRIBUTING.md": ("CONTRIBUTING",),
-    "CHANGELOG.md": ("CHANGELOG", "CHANGES", "HISTORY", "NEWS", "RELEASE_NOTES", "RELEASE-NOTES", "RELEASES",
-                     "WHATSNEW", "VERSIONS"),  # more-itertools keeps docs/versions.rst
+    "CHANGELOG.md": (
+        "CHANGELOG",
+        "CHANGES",
+        "HISTORY",
+        "NEWS",
+        "RELEASE_NOTES",
+        "RELEASE-NOTES",
+        "RELEASES",
+        "WHATSNEW",
+        "VERSIONS",
+    ),  # more-itertools keeps docs/versions.rst
 }
 _DOC_SUFFIXES = ("", ".md", ".rst", ".txt", ".markdown", ".adoc", ".org")
 # Release-notes tools keep their own fragments; a hand-written CHANGELOG.md would contradict them.
-RELEASE_NOTES_DIRS = ("changelog.d", "newsfragments", "news", "changes", ".changeset", "releasenotes", "changelog")
-RELEASE_NOTES_FILES = ("towncrier.toml", ".towncrier.toml", ".changeset/config.json", "cliff.toml",
-                       ".release-please-manifest.json", "release-please-config.json")
+RELEASE_NOTES_DIRS = (
+    "changelog.d",
+    "newsfragments",
+    "news",
+    "changes",
+    ".changeset",
+    "releasenotes",
+    "changelog",
+)
+RELEASE_NOTES_FILES = (
+    "towncrier.toml",
+    ".towncrier.toml",
+    ".changeset/config.json",
+    "cliff.toml",
+    ".release-please-manifest.json",
+    "release-please-config.json",
+)
 # Configs for services a project may not use: proposed only when the category is asked for on its own.
 OPT_IN_CHECKS = ("dependabot", "pre-commit", "type-checking")
 LOCKFILES = ("uv.lock", "poetry.lock", "pdm.lock", "Pipfile.lock", "pylock.toml", "requirements.lock")
@@ -85,8 +108,6 @@ def release_notes_tool(facts: RepoFacts) -> str | None:
         if len(parts) > 1 and any(p.lower() in RELEASE_NOTES_DIRS for p in parts[:-1]):
             return "/".join(parts[: [p.lower() in RELEASE_NOTES_DIRS for p in parts].index(True) + 1]) + "/"
     return None
-
-
 
 
 def _listing(findings: list[Finding]) -> str:
@@ -245,12 +266,17 @@ def project_version(facts: RepoFacts) -> str | None:
                 return m.group(1)
     from shared.adapters.git import run_git
 
-    tag = run_git(facts.root, "describe", "--tags", "--abbrev=0").stdout.strip() if (facts.root / ".git").exists() else ""
+    tag = (
+        run_git(facts.root, "describe", "--tags", "--abbrev=0").stdout.strip()
+        if (facts.root / ".git").exists()
+        else ""
+    )
     return tag.removeprefix("v") if re.match(r"v?\d", tag) else None
 
 
-def compliance_improvements(facts: RepoFacts, findings: list[Finding],
-                            categories: list[str] = ()) -> list[Improvement]:
+def compliance_improvements(
+    facts: RepoFacts, findings: list[Finding], categories: list[str] = ()
+) -> list[Improvement]:
     out: list[Improvement] = []
     root_files = [f for f in facts.files if "/" not in f]
     if not _has(root_files, LICENSE_FILES):
@@ -266,8 +292,11 @@ def compliance_improvements(facts: RepoFacts, findings: list[Finding],
             files=["LICENSE"], changes=f"Create LICENSE ({declared or 'license to be chosen'}).",
             rule="check:license",
         ))  # fmt: skip
-    missing_docs = [doc for doc, stems in COMMUNITY_DOCS.items() if not _has(facts.files, stems)
-                    and (facts.language or doc != "CONTRIBUTING.md")]  # no setup to describe without an ecosystem
+    missing_docs = [
+        doc
+        for doc, stems in COMMUNITY_DOCS.items()
+        if not _has(facts.files, stems) and (facts.language or doc != "CONTRIBUTING.md")
+    ]  # no setup to describe without an ecosystem
     if release_notes_tool(facts) or project_version(facts) is None:  # its own tool, or no version to start at
         missing_docs = [d for d in missing_docs if d != "CHANGELOG.md"]
     if missing_docs:
@@ -282,8 +311,12 @@ def compliance_improvements(facts: RepoFacts, findings: list[Finding],
                                                   for d in missing_docs),
             rule="check:community-docs",
         ))  # fmt: skip
-    if (facts.language == "python" and facts.python_files and not has_type_checking(facts)
-            and explicitly_asked("compliance", list(categories))):
+    if (
+        facts.language == "python"
+        and facts.python_files
+        and not has_type_checking(facts)
+        and explicitly_asked("compliance", list(categories))
+    ):
         out.append(Improvement(
             id="compliance-type-checking", category="compliance", title="Add a type-checking configuration",
             rationale="There is no mypy or pyright configuration and no py.typed marker, so type annotations are "
@@ -340,7 +373,9 @@ def integration_improvements(facts: RepoFacts, categories: list[str] = ()) -> li
             files=[".pre-commit-config.yaml"], changes="Create .pre-commit-config.yaml.", rule="check:pre-commit",
         ))  # fmt: skip
     renovate = ("renovate.json", ".github/renovate.json", "renovate.json5", ".renovaterc")
-    if opt_in and not any(f in files for f in (".github/dependabot.yml", ".github/dependabot.yaml", *renovate)):
+    if opt_in and not any(
+        f in files for f in (".github/dependabot.yml", ".github/dependabot.yaml", *renovate)
+    ):
         out.append(Improvement(
             id="integration-dependabot", category="integration", title="Keep dependencies up to date with Dependabot",
             rationale="No dependency-update configuration exists, so security releases of dependencies and "
@@ -349,7 +384,11 @@ def integration_improvements(facts: RepoFacts, categories: list[str] = ()) -> li
         ))  # fmt: skip
     from shared.engines.rules.facts import dependencies
 
-    if facts.language == "python" and dependencies(facts) and not any(Path(f).name in LOCKFILES for f in files):
+    if (
+        facts.language == "python"
+        and dependencies(facts)
+        and not any(Path(f).name in LOCKFILES for f in files)
+    ):
         out.append(Improvement(
             id="integration-lockfile", category="integration", title="Commit a dependency lockfile",
             rationale="The project declares dependencies but commits no lockfile, so two installs can resolve "
@@ -409,8 +448,12 @@ FEATURES_NONE_NOTE = (
 
 
 def suggest_all(
-    facts: RepoFacts, findings: list[Finding], categories: list[str], lint_findings: list[Finding] = (),
-    security_first: list[Improvement] = (), notes_in: dict[str, str] | None = None,
+    facts: RepoFacts,
+    findings: list[Finding],
+    categories: list[str],
+    lint_findings: list[Finding] = (),
+    security_first: list[Improvement] = (),
+    notes_in: dict[str, str] | None = None,
 ) -> tuple[list[Improvement], dict]:
     """The improvements for `categories` (in category order) and a note for each category left empty.
 
@@ -433,10 +476,20 @@ def suggest_all(
         security_first = [*security_first, secure_random]
     covered = {f"{c}" for imp in security_first for c in _covered_codes(imp)} | {"S311", "bandit:B311"}
     by_category = {
-        "security": lambda: [*security_first, *security_improvements(
-            [f for f in findings if not _is_excluded(f) and f.code not in covered and severity(f.code) != "low"])],
-        "compliance": lambda: [*[i for i in lint if i.category == "compliance"],
-                               *compliance_improvements(facts, findings, categories)],
+        "security": lambda: [
+            *security_first,
+            *security_improvements(
+                [
+                    f
+                    for f in findings
+                    if not _is_excluded(f) and f.code not in covered and severity(f.code) != "low"
+                ]
+            ),
+        ],
+        "compliance": lambda: [
+            *[i for i in lint if i.category == "compliance"],
+            *compliance_improvements(facts, findings, categories),
+        ],
         "integration": lambda: integration_improvements(facts, categories),
         "features": lambda: [*[i for i in lint if i.category == "features"], *features_improvements(facts)],
     }
@@ -451,8 +504,10 @@ def suggest_all(
             notes[category] = FEATURES_NONE_NOTE if category == "features" else f"No {category} findings."
         held_here = [h for h in held if _lint_category(h.split(" ", 1)[0]) == category]
         if held_here:
-            notes[category] = (notes.get(category, "") + " Left as is, because the fix would change behaviour "
-                               "there: " + " | ".join(held_here[:_MAX_LISTED])).strip()
+            notes[category] = (
+                notes.get(category, "") + " Left as is, because the fix would change behaviour "
+                "there: " + " | ".join(held_here[:_MAX_LISTED])
+            ).strip()
         if category in (notes_in or {}):
             notes[category] = (notes_in[category] + " " + notes.get(category, "")).strip()
     return improvements, notes
