@@ -17,9 +17,9 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from services.generator import validate
-from services.generator.validate import TaskTests, run_task_tests, validate_patches
-from services.generator.workspace import checkout_base
+from shared.adapters.workspace import checkout_base
+from shared.engines.generator import validate
+from shared.engines.generator.validate import TaskTests, run_task_tests, validate_patches
 from tests.support.task_fixture import make_task, pair, upstream
 
 

@@ -10,13 +10,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Protocol
 
-from services.generator.job import GenerateOptions, run_attempt
-from services.generator.task import load_task
+from shared.adapters.task_dir import load_task
+from shared.common.settings import Settings
+from shared.engines.generator.attempt import GenerateOptions, run_attempt
 from shared.events import Envelope, make_event
 from shared.events.gen import FeatureGenerationRequested
 from shared.events.run import PipelineFailed, StepCompleted, StepFailed, StepStarted
-from shared.common.settings import Settings
-from shared.ports.deps import UsesSettings, UsesModelClient, UsesStore
+from shared.ports.deps import UsesModelClient, UsesSettings, UsesStore
 from shared.ports.errors import StepError
 from shared.store.projections import GEN_STEPS  # the job's beads
 

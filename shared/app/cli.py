@@ -795,7 +795,7 @@ def request_generation(
 ) -> None:
     """The generator over the bus: append FeatureGenerationRequested per attempt and follow each job's
     beads live (prompt, agent, validate) until it ends; exit 0 when an attempt is valid."""
-    from services.generator.cli import build_generation_requests
+    from shared.app.generate import build_generation_requests
     from shared.ports.errors import StepError
 
     settings = _settings()
@@ -855,7 +855,7 @@ def _register_generator() -> None:
         others = {c.name or c.callback.__name__.replace("_", "-") for c in app.registered_commands}
         if _invoked_command(sys.argv) in others:
             return
-    from services.generator.cli import generate
+    from shared.app.generate import generate
 
     app.command("generate", help="Generate benchmark features that conflict with a task's features.")(generate)
 

@@ -2,24 +2,24 @@
 the agent edits a real checkout through the sandbox, and the attempt is validated for real."""
 
 import json
-from pathlib import Path
 import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import typer
 from typer.testing import CliRunner
 
-from services.generator.cli import generate
 from services.generator.handlers import on_feature_generation_requested
+from shared.app.generate import generate
 from shared.common.settings import Settings
 from shared.events import Envelope, make_event, new_gen_stream
 from shared.events.gen import FeatureGenerationRequested
 from tests.support.fakes import fake_deps
-from tests.support.model_server import ScriptedModelServer
 from tests.support.generator_script import FEATURE_MD, _bash, script_feature
+from tests.support.model_server import ScriptedModelServer
 from tests.support.task_fixture import make_task
 
 pytestmark = pytest.mark.integration
@@ -71,7 +71,7 @@ def test_generate_end_to_end_writes_a_valid_attempt(task, server, tmp_path, monk
     assert outcome["cost_usd"] is None and "has no price in the price list" in result.output
     assert "unpriced" in result.output
     # --prompt-only writes byte for byte what the agent got, unwrapped on a narrow terminal
-    shown = subprocess.run([sys.executable, "-m", "services.generator.cli", "--task", str(task.path),
+    shown = subprocess.run([sys.executable, "-m", "shared.app.generate", "--task", str(task.path),
                             "--prompt-only"], capture_output=True, env={**os.environ, "COLUMNS": "40"},
                            cwd=Path(__file__).parents[2], check=True).stdout
     assert shown == first["messages"][1]["content"].encode()

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from services.generator.dataset import find_tasks, markdown, summarize
+from shared.engines.generator.dataset import find_tasks, markdown, summarize
 from shared.ports.errors import StepError
 from tests.support.generator_script import script_feature_per_conversation
 from tests.support.model_server import ScriptedModelServer
@@ -112,7 +112,7 @@ def test_dataset_with_a_mirror_folder_runs_offline_and_says_which_repository(tmp
 
 
 def test_a_mirror_folder_without_the_task_repository_is_a_clear_error(tmp_path):
-    from services.generator.dataset import task_repository
+    from shared.engines.generator.dataset import task_repository
 
     task = make_task(tmp_path / "build")
     (tmp_path / "mirrors").mkdir()

@@ -12,9 +12,9 @@ import sys
 import openai
 import pytest
 
-from services.generator import proc
-from services.generator.agent import AgentLimits, run_agent
+from shared.adapters import task_commands as proc
 from shared.adapters.sandbox import LocalSandbox
+from shared.engines.generator.agent import AgentLimits, run_agent
 from tests.support.model_server import ScriptedModelServer
 
 pytestmark = pytest.mark.integration

@@ -8,9 +8,8 @@ import subprocess
 
 import pytest
 
-from services.generator import validate
-from services.generator.api import validate_generated_feature
-from services.generator.job import GenerateOptions, validation_only
+from shared.engines.generator import validate
+from shared.engines.generator.attempt import GenerateOptions, validation_only
 from shared.ports.errors import StepError
 from tests.support.package_index import LocalIndex
 from tests.support.task_fixture import UV_RUN_TESTS_SH, make_task, pair
@@ -97,7 +96,7 @@ def test_uv_task_installs_from_a_local_index_through_the_sandbox(tmp_path, monke
         monkeypatch.delenv("UV_CACHE_DIR", raising=False)
         monkeypatch.setenv("PATH", "/usr/bin:/bin")  # uv comes from the project, not the caller's PATH
         feature_patch, tests_patch = pair(task, "two_conflicts")
-        check = validate_generated_feature(task.path, feature_patch, tests_patch, backend="local")
+        check = validation_only(task, GenerateOptions(backend="local"), feature_patch, tests_patch)
     assert check.valid, check.reason + "\n" + check.tests.output
     assert check.tests.source == "junit" and check.tests.counts.passed == 5
     assert any(path.startswith("/simple/pytest") for path in index.requests)
@@ -109,7 +108,7 @@ def test_uv_task_without_the_index_setting_fails_with_the_reason(tmp_path, monke
     monkeypatch.setenv("UV_INDEX_URL", "http://127.0.0.1:9/simple")  # nothing listens there
     monkeypatch.setenv("UV_OFFLINE", "1")
     feature_patch, tests_patch = pair(task, "two_conflicts")
-    check = validate_generated_feature(task.path, feature_patch, tests_patch, backend="local")
+    check = validation_only(task, GenerateOptions(backend="local"), feature_patch, tests_patch)
     assert not check.valid and "the new tests did not run" in check.reason
     assert check.tests.exit_code != 0
 

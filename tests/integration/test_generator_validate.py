@@ -6,9 +6,8 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from services.generator.api import validate_generated_feature
-from services.generator.cli import generate
-from services.generator.hotspots import compute_hotspots
+from shared.app.generate import generate
+from shared.policy.generation.hotspots import compute_hotspots
 from tests.support.task_fixture import BASE_OPS, NOT_APPLYING_PATCH, make_task, pair
 
 pytestmark = pytest.mark.integration
@@ -84,13 +83,11 @@ def test_a_patch_that_does_not_apply_is_could_not_apply_never_clean(task, tmp_pa
     assert result["valid"] is False
 
 
-def test_python_api_validates_patch_files(task, tmp_path):
-    feature_patch, tests_patch = pair(task, "two_conflicts")
-    (tmp_path / "f.patch").write_text(feature_patch)
-    (tmp_path / "t.patch").write_text(tests_patch)
-    check = validate_generated_feature(task.path, tmp_path / "f.patch", tmp_path / "t.patch", backend="local")
-    assert check.valid and check.conflicting_features == [2, 3]
-    assert check.tests.counts.passed == 5
+def test_patch_files_validate_through_the_cli(task, tmp_path):
+    code, result, _ = _validate(task, tmp_path, *pair(task, "two_conflicts"))
+    assert code == 0 and result["valid"]
+    assert [c["feature"] for c in result["conflicts"] if c["status"] == "conflict"] == [2, 3]
+    assert result["tests"]["counts"]["passed"] == 5
 
 
 def test_hot_spots_across_the_fixture_features(task):

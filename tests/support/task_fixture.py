@@ -19,7 +19,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from services.generator.task import Task, load_task
+from shared.adapters.task_dir import load_task
+from shared.policy.generation.task import Task
 
 _PAD = "\n".join(f"# padding line {i}" for i in range(8))
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from services.generator.counts import parse_test_counts
+from shared.policy.generation.counts import parse_test_counts
 
 pytestmark = pytest.mark.unit
 

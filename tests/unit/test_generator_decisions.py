@@ -4,16 +4,16 @@ from pathlib import Path
 
 import pytest
 
-from services.generator.agent import call_cost, truncate
-from services.generator.conflicts import conflict_hunks
-from services.generator.counts import TestCounts
-from services.generator.hotspots import compute_hotspots, rank_files, touched_ranges
-from services.generator.task import feature_title, parse_setup_sh
-from services.generator.task import test_command_from_runner as command_from_runner
-from services.generator import proofs
-from services.generator.proofs import TestRun
-from services.generator.validate import decide, derive_local_script, pick_backend
+from shared.adapters.conflicts import conflict_hunks
+from shared.engines.generator.agent import call_cost, truncate
+from shared.engines.generator.validate import decide, derive_local_script, pick_backend
 from shared.events.gen import ConflictReport
+from shared.policy.generation import proofs
+from shared.policy.generation.counts import TestCounts
+from shared.policy.generation.hotspots import compute_hotspots, rank_files, touched_ranges
+from shared.policy.generation.proofs import TestRun
+from shared.policy.generation.task import feature_title, parse_setup_sh
+from shared.policy.generation.task import test_command_from_runner as command_from_runner
 from shared.ports.errors import StepError
 
 pytestmark = pytest.mark.unit

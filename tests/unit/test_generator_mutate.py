@@ -4,8 +4,14 @@ import ast
 
 import pytest
 
-from services.generator.mutate import all_mutants, spread
-from services.generator.newtests import Records, TestRecord, added_lines, failed_by_missing_name, new_tests
+from shared.policy.generation.mutate import all_mutants, spread
+from shared.policy.generation.newtests import (
+    Records,
+    TestRecord,
+    added_lines,
+    failed_by_missing_name,
+    new_tests,
+)
 
 pytestmark = pytest.mark.unit
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from services.generator.split import is_scratch, is_test_path, split_diff
+from shared.policy.generation.split import is_scratch, is_test_path, split_diff
 
 pytestmark = pytest.mark.unit
 

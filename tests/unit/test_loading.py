@@ -49,11 +49,11 @@ def test_every_shipped_service_loads():
 
 def test_a_broken_command_module_stops_the_cli_at_start():
     # `None` in sys.modules makes importing that module raise ImportError, as a broken one would.
-    code = ("import sys; sys.modules['services.generator.cli'] = None\n"
+    code = ("import sys; sys.modules['shared.app.generate'] = None\n"
             "import shared.app.cli\n")
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0
-    assert "ModuleNotFoundError: import of services.generator.cli halted" in proc.stderr
+    assert "ModuleNotFoundError: import of shared.app.generate halted" in proc.stderr
     ok = subprocess.run([sys.executable, "-c", "import shared.app.cli as c; print(c.app.registered_commands[-1].name)"],
                         cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert ok.stdout.strip() == "generate", ok.stderr

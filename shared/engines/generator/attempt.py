@@ -17,20 +17,20 @@ from typing import Any
 
 import openai
 
-from services.generator import proc
-from services.generator.agent import AgentLimits, AgentResult, model_price, run_agent
-from services.generator.prompt import SYSTEM, build_prompt
-from services.generator.split import Split, split_diff
-from services.generator.task import Task
-from services.generator.validate import (
+from shared.adapters import task_commands as proc
+from shared.adapters.workspace import checkout_base, diff_against_base
+from shared.engines.generator.agent import AgentLimits, AgentResult, model_price, run_agent
+from shared.engines.generator.validate import (
     DEFAULT_MIN_SCORE,
     DEFAULT_MUTANTS,
     Backend,
     ValidationResult,
     validate_patches,
 )
-from services.generator.workspace import checkout_base, diff_against_base, repo_source
 from shared.events.gen import FeatureGenerated, FeaturePromptBuilt, FeatureValidated
+from shared.policy.generation.prompt import SYSTEM, build_prompt
+from shared.policy.generation.split import Split, split_diff
+from shared.policy.generation.task import Task
 from shared.ports.errors import StepError
 
 
@@ -122,6 +122,19 @@ class AttemptResult:
             "hotspots": [h.model_dump() for h in self.prompt.hotspots],
             "validation": self.validation.to_dict() if self.validation else None,
         }
+
+
+def repo_source(task: Task, repo_path: Path | str | None) -> str:
+    """Where the base repository comes from: `--repo-path`, else the URL in setup.sh."""
+    if repo_path:
+        path = Path(repo_path).expanduser().resolve()
+        if not path.exists():
+            raise StepError(f"--repo-path {path} does not exist")
+        return str(path)
+    if task.repo_url:
+        return task.repo_url
+    raise StepError(f"no base repository for {task.path}: setup.sh names none",
+                    hint="pass --repo-path with a local clone")
 
 
 def make_client(options: GenerateOptions) -> openai.AsyncOpenAI:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from services.generator.hotspots import compute_hotspots, focus, rank_files
-from services.generator.task import Task
 from shared.events.gen import FeaturePromptBuilt, HotSpot
+from shared.policy.generation.hotspots import compute_hotspots, focus, rank_files
+from shared.policy.generation.task import Task
 
 SYSTEM = """PURPOSE: generate-feature
 You are a software engineer extending a benchmark of coding tasks. You work in a git checkout of

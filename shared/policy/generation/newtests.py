@@ -1,6 +1,6 @@
-"""Which tests a tests.patch adds or changes, and how they failed (pure but for reading reports).
+"""Which tests a tests.patch adds or changes, and how they failed (pure; `shared.adapters.task_dir.read_records` reads the reports).
 
-The pytest plugin (`pytest_plugin/repo_pilot_junit.py`) writes, per session, every collected test
+The pytest plugin (`shared/adapters/pytest_plugin/repo_pilot_junit.py`) writes, per session, every collected test
 with its file and the source lines of its function. A test is new when its lines hold a line the
 tests.patch adds: tests already in the file and left alone are not counted, a test whose body the
 patch changed is. A `def test_…` the patch adds that no session collected was never run by the
@@ -9,10 +9,8 @@ task's runner (a file it does not run), and is named as such.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from unidiff import PatchSet
 from unidiff.errors import UnidiffParseError
@@ -45,25 +43,6 @@ class Records:
 
     tests: dict[str, TestRecord] = field(default_factory=dict)
     collect_errors: list[dict[str, str]] = field(default_factory=list)
-
-
-def read_records(junit_dir: Path) -> Records | None:
-    """The plugin's per-session records in `junit_dir`, merged; None when no session wrote any."""
-    files = sorted(Path(junit_dir).glob("tests-*.json"))
-    if not files:
-        return None
-    records = Records()
-    for path in files:
-        try:
-            data = json.loads(path.read_text())
-        except ValueError:
-            continue  # a session killed mid-write; the others still count
-        for t in data.get("tests", []):
-            lines = tuple(t["lines"]) if t.get("lines") else None
-            records.tests[t["nodeid"]] = TestRecord(t["nodeid"], t["path"], t["name"], lines, t["outcome"],
-                                                    t.get("exception", ""))
-        records.collect_errors.extend(data.get("collect_errors", []))
-    return records
 
 
 def added_lines(patch: str) -> dict[str, set[int]]:

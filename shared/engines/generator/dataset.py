@@ -16,8 +16,9 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from services.generator.job import GenerateOptions, run_attempt
-from services.generator.task import Task, load_task
+from shared.adapters.task_dir import load_task
+from shared.engines.generator.attempt import GenerateOptions, run_attempt
+from shared.policy.generation.task import Task
 from shared.ports.errors import StepError
 
 

@@ -24,8 +24,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from services.generator.counts import TestCounts
-from services.generator.newtests import NewTests, Records, failed_by_missing_name
+from shared.policy.generation.counts import TestCounts
+from shared.policy.generation.newtests import NewTests, Records, failed_by_missing_name
 
 CountSource = Literal["junit", "console", "none"]
 

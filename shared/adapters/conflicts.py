@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from services.generator.task import Feature
-from services.generator.workspace import apply_patch
 from shared.adapters.git import GitError, git, run_git
+from shared.adapters.workspace import apply_patch
 from shared.events.gen import ConflictReport
+from shared.policy.generation.task import Feature
 
 _EXISTING, _NEW = "repo-pilot-existing", "repo-pilot-new"
 

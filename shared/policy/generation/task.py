@@ -1,4 +1,5 @@
-"""Reading a task directory laid out as CooperBench does.
+"""A task directory laid out as CooperBench does: its model and the parsing of its scripts (pure;
+`shared.adapters.task_dir.load_task` reads one from disk).
 
     task<id>/setup.sh        REPO_NAME, BASE_COMMIT and the `git clone <url>` of the base repository
     task<id>/runner.sh       container entry point: runner.sh <tests.patch> [feature.patch]
@@ -116,43 +117,3 @@ def feature_title(feature_md: str) -> str:
         if m:
             return m.group(1).strip()
     return next((line.strip("# ").strip() for line in feature_md.splitlines() if line.strip()), "")
-
-
-def _read(path: Path) -> str:
-    return path.read_text(encoding="utf-8", errors="replace") if path.is_file() else ""
-
-
-def load_task(task_dir: Path) -> Task:
-    """Read a task directory; raises StepError with a clear message when it isn't one."""
-    task_dir = Path(task_dir).resolve()
-    if not task_dir.is_dir():
-        raise StepError(f"task directory not found: {task_dir}")
-    features = []
-    for child in task_dir.iterdir():
-        m = re.fullmatch(r"feature(\d+)", child.name)
-        if not (m and child.is_dir()):
-            continue
-        patch = _read(child / "feature.patch")
-        if not patch.strip():
-            continue  # a feature folder without a source patch has nothing to conflict with
-        features.append(Feature(int(m.group(1)), child, _read(child / "feature.md"), patch,
-                                _read(child / "tests.patch")))
-    features.sort(key=lambda f: f.number)
-    runner = _read(task_dir / "runner.sh")
-    run_tests = task_dir / "run_tests.sh"
-    if not features:
-        raise StepError(f"{task_dir} is not a task directory: no feature<N>/feature.patch inside",
-                        hint="point --task at dataset/<repo>_task/task<id>")
-    if not runner and not run_tests.is_file():
-        raise StepError(f"{task_dir} has neither runner.sh nor run_tests.sh: no way to run its tests")
-    url, base = parse_setup_sh(_read(task_dir / "setup.sh"))
-    dockerfile = task_dir / "Dockerfile"
-    return Task(
-        path=task_dir,
-        repo_url=url,
-        base_commit=base,
-        runner_sh=runner,
-        run_tests_sh=run_tests if run_tests.is_file() else None,
-        dockerfile=dockerfile if dockerfile.is_file() else None,
-        features=features,
-    )

@@ -18,18 +18,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from services.generator import proc, proofs
-from services.generator.conflicts import check_conflicts
-from services.generator.counts import TestCounts, parse_test_counts
-from services.generator.mutate import Mutant, all_mutants, spread
-from services.generator.newtests import NewTests, Records, added_lines, new_tests, read_records
-from services.generator.proofs import Comparison, MutantResult, Proofs, TestRun, run_passed
-from services.generator.split import is_test_path
-from services.generator.task import Task
-from services.generator.workspace import apply_patch, checkout_base, diff_against_base
+from shared.adapters import task_commands as proc
+from shared.adapters.conflicts import check_conflicts
 from shared.adapters.git import git
 from shared.adapters.junit import JUnitError, read_junit
+from shared.adapters.task_dir import PLUGIN_DIR, read_records
+from shared.adapters.workspace import apply_patch, checkout_base, diff_against_base
 from shared.events.gen import ConflictReport, FeatureValidated
+from shared.policy.generation import proofs
+from shared.policy.generation.counts import TestCounts, parse_test_counts
+from shared.policy.generation.mutate import Mutant, all_mutants, spread
+from shared.policy.generation.newtests import NewTests, Records, added_lines, new_tests
+from shared.policy.generation.proofs import Comparison, MutantResult, Proofs, TestRun, run_passed
+from shared.policy.generation.split import is_test_path
+from shared.policy.generation.task import Task
 from shared.ports.errors import StepError
 
 Backend = Literal["docker", "local", "auto"]
@@ -138,7 +140,6 @@ def derive_local_script(runner_sh: str, repo: Path, patch_dir: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
-PLUGIN_DIR = Path(__file__).parent / "pytest_plugin"
 _CONTAINER_PLUGIN, _CONTAINER_JUNIT = "/repo-pilot/plugin", "/repo-pilot/junit"
 
 

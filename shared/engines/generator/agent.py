@@ -23,7 +23,7 @@ from typing import Any
 
 import openai
 
-from services.generator import proc
+from shared.adapters import task_commands as proc
 from shared.adapters.sandbox import Sandbox
 from shared.engines.llm_client import DEFAULT_PRICES, known_price
 

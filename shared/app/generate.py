@@ -15,8 +15,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from services.generator.dataset import cost_text, run_dataset
-from services.generator.job import (
+from shared.adapters.task_dir import load_task
+from shared.engines.generator.attempt import (
     AttemptResult,
     GenerateOptions,
     make_client,
@@ -24,11 +24,11 @@ from services.generator.job import (
     spending,
     validation_only,
 )
-from services.generator.prompt import build_prompt
-from services.generator.validate import DEFAULT_MIN_SCORE, DEFAULT_MUTANTS
-from services.generator.task import Task, load_task
-from services.generator.validate import ValidationResult
+from shared.engines.generator.dataset import cost_text, run_dataset
+from shared.engines.generator.validate import DEFAULT_MIN_SCORE, DEFAULT_MUTANTS, ValidationResult
 from shared.events.gen import FeatureGenerationRequested
+from shared.policy.generation.prompt import build_prompt
+from shared.policy.generation.task import Task
 from shared.ports.errors import StepError
 
 console = Console()
@@ -39,7 +39,7 @@ def _features_table(task: Task) -> Table:
     table = Table(title=f"Features of {task.name}")
     for column in ("#", "title", "files"):
         table.add_column(column)
-    from services.generator.hotspots import touched_ranges
+    from shared.policy.generation.hotspots import touched_ranges
 
     for f in task.features:
         try:
@@ -286,7 +286,7 @@ def build_generation_requests(task: Path, attempts: int, output: Path, *, repo_p
         for n in range(1, attempts + 1)]
 
 
-def main() -> None:  # `python -m services.generator.cli`
+def main() -> None:  # `python -m shared.app.generate`
     typer.run(generate)
 
 
