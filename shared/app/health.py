@@ -12,7 +12,8 @@ grew while its ack floor did not move; one working off its backlog passes and sa
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+
+from shared.store.queries import stalled_runs
 
 
 @dataclass
@@ -48,11 +49,8 @@ async def collect(store, *, nats_url: str | None, stream_name: str, services: li
     health.faults = await store.relay_faults()
     health.add("relay faults", not health.faults,
                f"{len(health.faults)} event(s) quarantined" if health.faults else "none")
-    cutoff = datetime.now(UTC) - timedelta(seconds=stall_after)
-    stalled = await store.pool.fetch(
-        "SELECT r.run_id, max(e.recorded_at) AS moved FROM runs r JOIN events e ON e.stream_id = r.run_id "
-        "WHERE r.status = 'RUNNING' GROUP BY r.run_id HAVING max(e.recorded_at) < $1", cutoff)
-    health.add("runs", not stalled, ", ".join(f"{r['run_id']} idle since {r['moved']:%H:%M:%S}" for r in stalled)
+    stalled = await stalled_runs(store, stall_after)
+    health.add("runs", not stalled, ", ".join(f"{r.run_id} idle since {r.moved:%H:%M:%S} at {r.step}" for r in stalled)
                or "no run idle past the sweeper deadline")
     for name, error in (tasks or {}).items():
         health.add(f"task {name}", not error, error or "running")

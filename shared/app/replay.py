@@ -83,7 +83,8 @@ async def replay(store, run_id: str, step: str | None = None, *, reuse_llm: bool
     """Start a replay of `run_id` (from the start, or forked from `step`); the new run's id and
     request. LookupError for an unknown run, ReplayRefused for a step it never reached,
     RunInProgress while another run on the same target has not ended."""
-    from shared.app.requests import RunInProgress, append_request, target_lock
+    from shared.app.requests import RunInProgress, append_request
+    from shared.store.queries import target_transaction
 
     original = await store.read_stream(run_id)
     if step in (None, "analyze"):
@@ -95,9 +96,8 @@ async def replay(store, run_id: str, step: str | None = None, *, reuse_llm: bool
     new_run = new_run_stream()
     copies, resume = plan_fork(original, new_run, step, reuse_llm=reuse_llm)
     request = copies[0].data
-    async with store.pool.acquire() as conn, conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock($1)", target_lock(request.repo, request.ref))
-        if running := await store.unfinished_runs(request.repo, request.ref, conn):
+    async with target_transaction(store, request.repo, request.ref) as (conn, running):
+        if running:
             raise RunInProgress(request.repo, request.ref, running)
         await append_history(store, conn, copies, except_for=frozenset({resume}))
     return new_run, request

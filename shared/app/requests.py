@@ -201,29 +201,22 @@ class RunInProgress(ValueError):
         self.runs = runs
 
 
-def target_lock(repo: str, ref: str | None) -> int:
-    import hashlib
-
-    digest = hashlib.sha256(f"request:{repo}\0{ref or ''}".encode()).digest()
-    return int.from_bytes(digest[:8], "big", signed=True)
-
-
 async def append_request(store, request: PipelineRequested, *, service: str,
                          metadata: dict | None = None) -> str:
     """Append `request` as the first event of a new run stream; returns the run id.
 
     One run at a time per repository and ref: raises RunInProgress when one has not ended (checked
-    and appended under a transaction-scoped advisory lock on the target, so two requests racing
-    for the same target cannot both get in)."""
+    and appended in the store's `target_transaction`, so two requests racing for the same target
+    cannot both get in)."""
     from shared.common.telemetry import tracer
+    from shared.store.queries import target_transaction
 
     stream = new_run_stream()
     # The root of the run's trace: every service's span continues from this event's traceparent.
     with tracer().start_as_current_span("run requested", attributes={"pilot.stream_id": stream}):
         event = make_event(request, stream, service=service, metadata=metadata)
-    async with store.pool.acquire() as conn, conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock($1)", target_lock(request.repo, request.ref))
-        if running := await store.unfinished_runs(request.repo, request.ref, conn):
+    async with target_transaction(store, request.repo, request.ref) as (conn, running):
+        if running:
             raise RunInProgress(request.repo, request.ref, running)
         await store.append_in(conn, stream, [event], 0)
     return stream

@@ -5,8 +5,8 @@ with `StepFailed` + `PipelineFailed` naming the step it stalled at and for how l
 what no consumer can record itself: a message given up by the bus after its last delivery while
 the process that held it died, a service that is not running at all, a lost request.
 
-Candidates come from the `runs` read model (status RUNNING); each is checked against the log
-itself, and the failure is appended with the stream's expected version, so a run that moved in
+What counts as stalled is `shared.store.queries.stalled_runs` (`repo-pilot health` reports the
+same runs); the failure is appended with the stream's expected version, so a run that moved in
 the meantime (or another sweeper that got there first) is left alone: any number may run.
 """
 
@@ -15,24 +15,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 
-from shared.events import STREAM_ENDS, make_event
+from shared.events import make_event
 from shared.events.run import PipelineFailed, StepFailed
 from shared.store import ConcurrencyError
+from shared.store.queries import StalledRun, stalled_runs
 
 log = logging.getLogger("repo_pilot.sweeper")
-
-TERMINAL = STREAM_ENDS
-
-
-@dataclass(frozen=True)
-class Stalled:
-    run_id: str
-    version: int
-    idle_seconds: float
-    step: str
 
 
 def stall_message(step: str, idle_seconds: float) -> str:
@@ -47,21 +37,9 @@ class Sweeper:
         self.interval = interval if interval is not None else max(min(stall_after / 4, 60.0), 0.2)
         self.ended = 0
 
-    async def find_stalled(self, now: datetime | None = None) -> list[Stalled]:
+    async def find_stalled(self, now: datetime | None = None) -> list[StalledRun]:
         """Runs not ended whose last event is older than `stall_after` seconds."""
-        now = now or datetime.now(UTC)
-        cutoff = now - timedelta(seconds=self.stall_after)
-        rows = await self.store.pool.fetch(
-            "SELECT r.run_id, s.version, s.moved, "
-            "  (SELECT b.bead_id FROM beads b WHERE b.run_id = r.run_id AND b.status IN ('RUNNING', 'PENDING') "
-            "   ORDER BY (b.status = 'RUNNING') DESC, b.seq LIMIT 1) AS step "
-            "FROM runs r, LATERAL (SELECT max(e.version) AS version, max(e.recorded_at) AS moved, "
-            "  bool_or(e.type = ANY($2::text[])) AS ended FROM events e WHERE e.stream_id = r.run_id) s "
-            "WHERE r.status = 'RUNNING' AND NOT s.ended AND s.moved < $1",
-            cutoff, list(TERMINAL),
-        )
-        return [Stalled(r["run_id"], r["version"], (now - r["moved"]).total_seconds(), r["step"] or "pipeline")
-                for r in rows]
+        return await stalled_runs(self.store, self.stall_after, now)
 
     async def sweep(self) -> int:
         """End every stalled run; returns how many this call ended."""

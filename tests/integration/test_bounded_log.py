@@ -133,6 +133,27 @@ async def test_sweeper_loses_the_race_to_progress(store):
     assert [e.type for e in await store.read_stream(run_id)] == ["PipelineRequested", "StepStarted"]
 
 
+async def test_health_reports_the_runs_the_sweeper_would_end_and_no_others(store):
+    """One rule for "stalled" (shared.store.queries): a run whose end is logged but not yet
+    projected is not stalled for health either (health used to ask only the read model)."""
+    from shared.app.health import collect
+    from shared.events.run import PipelineCompleted
+
+    stalled, ended = new_run_stream(), new_run_stream()
+    for run_id in (stalled, ended):
+        await store.append(run_id, [make_event(PipelineRequested(repo=f"/tmp/{run_id}"), run_id)], 0)
+        await store.append(run_id, [make_event(StepStarted(step="analyze"), run_id)])
+    await Projector(store).run_once()
+    await store.append(ended, [make_event(PipelineCompleted(verdict="not_merged"), ended)])  # logged, not projected
+    await store.pool.execute("UPDATE events SET recorded_at = now() - interval '2 hours'")
+
+    swept = [s.run_id for s in await Sweeper(store, stall_after=3600).find_stalled()]
+    health = await collect(store, nats_url=None, stream_name="unused", services=[], stall_after=3600)
+    runs = next(detail for name, ok, detail in health.checks if name == "runs")
+    assert swept == [stalled]
+    assert stalled in runs and "at analyze" in runs and ended not in runs
+
+
 async def test_supervised_task_restarts_after_errors_and_reports_why():
     from shared.app.runtime import supervise
 

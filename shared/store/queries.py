@@ -1,0 +1,66 @@
+"""Questions the app and the sweeper ask of the log and the read models, in SQL.
+
+The one home of two rules that used to be written twice: what a *stalled run* is
+(`stalled_runs`, asked by the sweeper that ends them and by `repo-pilot health` that reports
+them) and how a request takes its *target* (`target_transaction`, used by every face that
+starts a run: CLI, gateway, replay).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from shared.events import STREAM_ENDS
+
+
+@dataclass(frozen=True)
+class StalledRun:
+    """A run that has not ended and whose stream recorded nothing for a while."""
+
+    run_id: str
+    version: int  # the stream's version: an append expecting it fails if the run moved since
+    moved: datetime  # when the store recorded its last event
+    idle_seconds: float
+    step: str  # the step it waits at (the running bead, else the first pending one)
+
+
+async def stalled_runs(store, idle_for: float, now: datetime | None = None) -> list[StalledRun]:
+    """Runs not ended whose last event was recorded more than `idle_for` seconds before `now`.
+
+    Candidates come from the `runs` read model (status RUNNING); each is checked against the log
+    itself (the store's `recorded_at` clock, not a service's `occurred_at`), so a run whose end is
+    logged but not yet projected is not stalled."""
+    now = now or datetime.now(UTC)
+    rows = await store.pool.fetch(
+        "SELECT r.run_id, s.version, s.moved, "
+        "  (SELECT b.bead_id FROM beads b WHERE b.run_id = r.run_id AND b.status IN ('RUNNING', 'PENDING') "
+        "   ORDER BY (b.status = 'RUNNING') DESC, b.seq LIMIT 1) AS step "
+        "FROM runs r, LATERAL (SELECT max(e.version) AS version, max(e.recorded_at) AS moved, "
+        "  bool_or(e.type = ANY($2::text[])) AS ended FROM events e WHERE e.stream_id = r.run_id) s "
+        "WHERE r.status = 'RUNNING' AND NOT s.ended AND s.moved < $1 ORDER BY s.moved",
+        now - timedelta(seconds=idle_for), list(STREAM_ENDS),
+    )
+    return [StalledRun(r["run_id"], r["version"], r["moved"], (now - r["moved"]).total_seconds(),
+                       r["step"] or "pipeline") for r in rows]
+
+
+def target_lock(repo: str, ref: str | None) -> int:
+    """The advisory lock key of a repository and ref (the same in every process)."""
+    digest = hashlib.sha256(f"request:{repo}\0{ref or ''}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+@contextlib.asynccontextmanager
+async def target_transaction(store, repo: str, ref: str | None) -> AsyncIterator[tuple[Any, list[str]]]:
+    """A transaction holding the lock of `repo` at `ref`, and the runs on it that have not ended.
+
+    Whoever appends a new run's request inside it (on the yielded connection) when the list is
+    empty cannot race another request for the same target: the lock is held until commit."""
+    async with store.pool.acquire() as conn, conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", target_lock(repo, ref))
+        yield conn, await store.unfinished_runs(repo, ref, conn)
