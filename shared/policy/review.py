@@ -184,8 +184,10 @@ def evidence_score(signals: dict[str, Any], tests: dict[str, Any] | None) -> tup
             score -= 1.5
     project_files = [f for f in signals.get("created_files", []) or [] if is_project_file(f)]
     if project_files and asked:
-        reasons.append(f"+0.5 project files the request asked for, added: {', '.join(project_files[:6])}")
-        score += 0.5
+        # What the request asked for is the evidence here: no generated test is written that only
+        # checks a file exists (a maintainer would delete it), so the request carries the point.
+        reasons.append(f"+1.5 project files the request asked for, added: {', '.join(project_files[:6])}")
+        score += 1.5
     validated = int(signals.get("validated_fixes", 0) or 0)
     if validated:
         pts = min(0.5, 0.25 * validated)
@@ -201,7 +203,7 @@ def evidence_score(signals: dict[str, Any], tests: dict[str, Any] | None) -> tup
         pen = 1.0 if lines <= 1500 else 2.0
         reasons.append(f"-{pen:.1f} large change ({lines} lines)")
         score -= pen
-    if not removed_w and not passing:
+    if not removed_w and not passing and not (project_files and asked):
         reasons.append(f"at most {NO_EVIDENCE_CAP}: the change removes no finding and adds no passing test")
         score = min(score, NO_EVIDENCE_CAP)
     elif paths and not code and not asked:

@@ -83,15 +83,14 @@ async def test_javascript_package_gets_npm_files_and_its_own_tests_run(settings,
 
 
 def _assert_generated_tests_in_the_ecosystem(tree, tests, prefix: str, suffix: str) -> None:
-    """No Python file is written into the repository; the tests of the change are in its own
-    language, ran with its runner, passed, and were committed with the change."""
+    """No Python file is written into the repository, and no generated test is committed for a
+    change that only adds files: such a test could only check that they exist (a maintainer would
+    delete it). What ran (the smoke check) passed."""
     assert not [f for f in tree if f.endswith(".py")], sorted(tree)
-    ran = {g.group: g for g in tests.groups}
-    committed = [f for f in tree if f.startswith(prefix) and f.endswith(suffix)]
-    assert committed, sorted(tree)
-    for f in committed:
-        group = f.removeprefix(prefix).removesuffix(suffix).removeprefix("repo_pilot_")
-        assert ran[group].passed >= 1 and ran[group].failed == ran[group].errors == 0, ran[group].output
+    assert not [f for f in tree if f.startswith(prefix) and f.endswith(suffix)], sorted(tree)
+    for g in tests.groups:
+        if g.group != "own":
+            assert g.failed == g.errors == 0, g.output
 
 
 @pytest.mark.skipif(shutil.which("cargo") is None, reason="cargo is not installed")

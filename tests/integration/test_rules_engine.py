@@ -190,7 +190,10 @@ async def test_the_demo_gets_fixes_in_every_category_and_its_own_and_generated_t
     assert {"LICENSE", "SECURITY.md", ".github/workflows/ci.yml", "inventory/reports.py"} <= set(changed)
 
     generated = await engine.write_tests(repo, applied, list(CATEGORIES))
-    assert set(generated.groups) == {"smoke", "features", "compliance", "integration"}
+    assert "smoke" in generated.groups
+    # the tests of the change exercise code; none only checks that a file or name exists
+    every = "".join(text for files in generated.groups.values() for text in files.values())
+    assert "was_added" not in every and "declares_all" not in every and "has_version" not in every
     for files in generated.groups.values():
         write(repo, files)
     result = run_pytest(repo, "tests/repo_pilot")

@@ -1,5 +1,5 @@
-"""Generated tests for repositories that are not Python (shared/engines/rules/smoke.py): written in
-the repository's own language, where its own runner will not pick them up by accident."""
+"""Generated smoke checks (shared/engines/rules/smoke.py): in the repository's own language, where its
+own runner will not pick them up by accident, and never a test that only checks something exists."""
 
 from __future__ import annotations
 
@@ -27,32 +27,37 @@ def _added(category, *files):
                        rule="check:community-docs", changes="add files")
 
 
-def test_a_javascript_package_gets_node_test_files_outside_its_own_runners_reach(tmp_path):
+def _api(category, init):
+    return Improvement(id=f"{category}-2", category=category, title="t", rationale="r", files=[init],
+                       rule="check:public-api", changes="add __all__ and __version__")
+
+
+def test_no_test_is_generated_that_only_checks_added_files_or_names_exist(tmp_path):
+    """Files added, `__all__` or `__version__` declared: a maintainer would delete a test that only
+    checks they exist (tests/repo_pilot/test_compliance.py was committed with such tests)."""
+    improvements = [_added("compliance", "SECURITY.md", "CHANGELOG.md"), _api("features", "pkg/__init__.py")]
+    python = generate(_facts(tmp_path, "python", ["pkg/__init__.py"]), improvements, ["compliance", "features"])
+    assert list(python.groups) == ["smoke"]  # never committed: it checks imports before and after
+    js_facts = _facts(tmp_path, "javascript", ["package.json", "lib/main.js"], {"main": "./lib/main"})
+    assert list(generate(js_facts, improvements, ["compliance", "security"]).groups) == ["smoke"]
+    rust = generate(_facts(tmp_path, "rust", ["Cargo.toml"]), improvements, ["compliance"])
+    go = generate(_facts(tmp_path, "go", ["go.mod"]), improvements, ["compliance"])
+    assert rust.groups == go.groups == {}
+
+
+def test_a_javascript_package_gets_a_smoke_check_outside_its_own_runners_reach(tmp_path):
     facts = _facts(tmp_path, "javascript", ["package.json", "lib/main.js"], {"main": "./lib/main"})
-    generated = generate(facts, [_added("compliance", "SECURITY.md", "CHANGELOG.md")], ["compliance", "security"])
-    assert sorted(generated.groups) == ["compliance", "smoke"]
-    (path, text), = generated.groups["compliance"].items()
-    assert path == ".repo-pilot/checks/compliance.cjs"
-    assert "require('node:test')" in text and '["CHANGELOG.md", "SECURITY.md"]' in text
-    smoke = generated.groups["smoke"][".repo-pilot/checks/smoke.cjs"]
-    assert '"lib/main.js"' in smoke and "import(" in smoke
-    every = [p for files in generated.groups.values() for p in files]
-    assert not [p for p in every if p.endswith(".py") or p.startswith("test/") or ".test." in p]
+    generated = generate(facts, [], ["features"])
+    (path, smoke), = generated.groups["smoke"].items()
+    assert path == ".repo-pilot/checks/smoke.cjs"
+    assert '"lib/main.js"' in smoke and "import(" in smoke and "require('node:test')" in smoke
+    assert "{{" not in smoke and "}}" not in smoke
 
 
 def test_the_entry_point_falls_back_to_index_js_and_is_none_without_one(tmp_path):
     assert js_entry(_facts(tmp_path, "javascript", ["package.json", "index.js"], {"name": "x"})) == "index.js"
     assert js_entry(_facts(tmp_path, "javascript", ["package.json", "cli.js"], {"name": "x"})) is None
     assert "smoke" not in generate(_facts(tmp_path, "javascript", ["package.json"], {}), [], ["features"]).groups
-
-
-def test_a_rust_crate_gets_cargo_integration_tests_and_go_gets_none(tmp_path):
-    rust = generate(_facts(tmp_path, "rust", ["Cargo.toml"]), [_added("compliance", "SECURITY.md")], ["compliance"])
-    assert list(rust.groups) == ["compliance"]
-    text = rust.groups["compliance"]["tests/repo_pilot_compliance.rs"]
-    assert '&[&str] = &["SECURITY.md"]' in text and "CARGO_MANIFEST_DIR" in text and "#[test]" in text
-    go = generate(_facts(tmp_path, "go", ["go.mod"]), [_added("compliance", "SECURITY.md")], ["compliance"])
-    assert go.groups == {}
 
 
 def test_a_runner_that_was_never_installed_is_not_run_not_a_failed_test():

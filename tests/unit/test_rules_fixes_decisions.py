@@ -108,6 +108,10 @@ def test_documents_and_configs_alone_stay_below_the_gate_unless_asked_for():
     assert signal_assessment(code, tested)["score"] >= 7.0
     asked = signal_assessment({**docs, "asked_for_files": True}, tested)  # e.g. `--categories compliance`
     assert asked["score"] >= 7.0 and any("the request asked for" in r for r in asked["reasons"])
+    # no existence-only test is generated any more: what the request asked for carries the files alone
+    smoke_only = suite(groups=(("smoke", 3, 0),))
+    assert signal_assessment({**docs, "asked_for_files": True}, smoke_only)["score"] >= 7.0
+    assert signal_assessment(docs, smoke_only)["score"] <= 6.5
 
 
 def test_a_committed_generated_test_that_fails_blocks_the_merge():

@@ -1,16 +1,13 @@
-"""Generated tests (over RepoFacts): smoke tests, plus a check per applied template or API improvement.
+"""Smoke checks (over RepoFacts), run before and after a change and never committed.
 
-Groups: `smoke` (every importable module imports; every package's public names resolve) in
-`tests/repo_pilot/test_smoke.py`, and one group per category, `tests/repo_pilot/test_<category>.py`,
-for the improvements whose result can be checked without a model (files added, `__all__`,
-`__version__`). ruff fixes get no generated test: the review signals already re-run ruff.
+Python: every importable module imports and every package's public names (its `__all__` when it
+has one) resolve, in `tests/repo_pilot/test_smoke.py`. JavaScript: the package's entry point from
+package.json loads, in `.repo-pilot/checks/smoke.cjs` (node:test, run as `node --test FILE`; not
+under `test/` nor named `*.test.*`, so the package's own runner never picks it up).
 
-Other ecosystems get tests in their own language, run by their own runner (the tester): for
-JavaScript `.repo-pilot/checks/<group>.cjs` (node:test, run as `node --test FILE`; the smoke test
-loads the package's entry point from package.json). Not under `test/` and not named `*.test.*`:
-the package's own runner (mocha --recursive, jest, ava, vitest) must not pick up a node:test file
-it cannot run. For Rust `tests/repo_pilot_<category>.rs` (cargo integration tests). A
-language with neither (Go, …) gets none: nothing in a foreign language is written into a repository.
+No test is generated that only checks a file, an `__all__` or a `__version__` exists: a maintainer
+would delete such a test, and it proves nothing about behaviour. The tests that are committed are
+the tests of the change (change_tests.py): they exercise the code the change touched.
 """
 
 from __future__ import annotations
@@ -19,7 +16,6 @@ import json
 from pathlib import PurePosixPath
 
 from shared.engines.rules.facts import Module, RepoFacts, _is_test_module
-from shared.engines.rules.suggest import TEMPLATE_FILES
 from shared.events import Improvement
 from shared.ports.engine import GeneratedTests
 
@@ -54,33 +50,6 @@ def test_public_names_resolve(package, names):
     assert not missing, f"{{package}} does not provide {{missing}}"
 """
 
-_FILES = """
-ADDED_FILES = {files!r}
-
-
-@pytest.mark.parametrize("path", ADDED_FILES)
-def test_file_was_added_and_is_not_empty(path):
-    assert (ROOT / path).is_file(), f"{{path}} is missing"
-    assert (ROOT / path).read_text(encoding="utf-8").strip(), f"{{path}} is empty"
-"""
-
-_ALL = """
-
-@pytest.mark.parametrize("package", {packages!r})
-def test_package_declares_all(package):
-    module = importlib.import_module(package)
-    assert isinstance(module.__all__, (list, tuple)) and module.__all__
-    assert all(hasattr(module, name) for name in module.__all__)
-"""
-
-_VERSION = """
-
-@pytest.mark.parametrize("package", {packages!r})
-def test_package_has_version(package):
-    module = importlib.import_module(package)
-    assert isinstance(module.__version__, str) and module.__version__
-"""
-
 
 def importable(module: Module, facts: RepoFacts) -> bool:
     """Inside a package chain (every parent directory has `__init__.py`), not a test, not `__main__`."""
@@ -108,95 +77,37 @@ def smoke_test(facts: RepoFacts) -> str:
     return _HEADER.format(what="smoke") + _SMOKE.format(modules=modules, public=dict(sorted(public.items())))
 
 
-def category_test(category: str, improvements: list[Improvement]) -> str | None:
-    files: list[str] = []
-    all_pkgs: list[str] = []
-    version_pkgs: list[str] = []
-    for imp in improvements:
-        kind, _, arg = (imp.rule or "").partition(":")
-        if kind != "check":
-            continue
-        if arg in TEMPLATE_FILES or arg == "community-docs":
-            files.extend(imp.files)
-        elif arg == "public-api":
-            package = _package_of(imp.files[0])
-            if "__all__" in imp.changes:
-                all_pkgs.append(package)
-            if "__version__" in imp.changes:
-                version_pkgs.append(package)
-    if not (files or all_pkgs or version_pkgs):
-        return None
-    body = _HEADER.format(what=category)
-    if files:
-        body += _FILES.format(files=sorted(set(files)))
-    if all_pkgs:
-        body += _ALL.format(packages=sorted(set(all_pkgs)))
-    if version_pkgs:
-        body += _VERSION.format(packages=sorted(set(version_pkgs)))
-    return body
-
-
-def _package_of(init_path: str) -> str:
-    parts = init_path.removesuffix("/__init__.py").split("/")
-    return ".".join(parts[1:] if parts[0] == "src" else parts)
-
-
 def generate(facts: RepoFacts, improvements: list[Improvement], categories: list[str]) -> GeneratedTests:
-    """Test files by group; pass the improvements that were *applied* (a rejected one has nothing to test).
-    Written in the repository's own ecosystem: pytest for Python, `node --test` files for
-    JavaScript, cargo integration tests for Rust; none for a language we cannot test that way."""
-    if facts.language not in (None, "python"):
-        return _generate_ecosystem(facts, improvements, categories)
-    groups: dict[str, dict[str, str]] = {"smoke": {"tests/repo_pilot/test_smoke.py": smoke_test(facts)}}
-    for category in sorted(set(categories)):
-        content = category_test(category, [i for i in improvements if i.category == category])
-        if content:
-            groups[category] = {f"tests/repo_pilot/test_{category}.py": content}
-    return GeneratedTests(groups=groups)
+    """The smoke group in the repository's own ecosystem (pytest for Python, a `node --test` file
+    for JavaScript with an entry point; none for other languages). The improvements and categories
+    do not change it: the tests of a change come from change_tests.py."""
+    del improvements, categories
+    if facts.language in (None, "python"):
+        return GeneratedTests(groups={"smoke": {"tests/repo_pilot/test_smoke.py": smoke_test(facts)}})
+    entry = js_entry(facts) if facts.language == "javascript" else None
+    if not entry:
+        return GeneratedTests(groups={})
+    smoke = _JS_HEADER + _JS_SMOKE.format(entry=entry, entry_json=json.dumps(entry))
+    return GeneratedTests(groups={"smoke": {".repo-pilot/checks/smoke.cjs": smoke}})
 
 
-# -- other ecosystems ----------------------------------------------------------------------------
+# -- JavaScript ----------------------------------------------------------------------------------
 
-_JS_HEADER = """// Generated by Repo Pilot's rules engine ({what}). Regenerated on every run; do not edit.
+_JS_HEADER = """// Generated by Repo Pilot's rules engine (smoke). Regenerated on every run; do not edit.
 'use strict';
 const test = require('node:test');
-const assert = require('node:assert');
-const fs = require('node:fs');
 const path = require('node:path');
-const {{ pathToFileURL }} = require('node:url');
+const { pathToFileURL } = require('node:url');
 
 const ROOT = path.resolve(__dirname, '..', '..');
 """
 
-_JS_FILES = """
-for (const file of {files}) {{
-  test(`${{file}} was added and is not empty`, () => {{
-    const text = fs.readFileSync(path.join(ROOT, file), 'utf8');
-    assert.ok(text.trim().length > 0, `${{file}} is empty`);
-  }});
-}}
-"""
 
 _JS_SMOKE = """
 test('the package entry point {entry} loads', async () => {{
   // import() loads CommonJS and ES modules alike
   await import(pathToFileURL(path.join(ROOT, {entry_json})).href);
 }});
-"""
-
-_RS_FILES = """// Generated by Repo Pilot's rules engine ({what}). Regenerated on every run; do not edit.
-use std::path::Path;
-
-const ADDED_FILES: &[&str] = &[{files}];
-
-#[test]
-fn added_files_exist_and_are_not_empty() {{
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    for file in ADDED_FILES {{
-        let text = std::fs::read_to_string(root.join(file)).unwrap_or_else(|e| panic!("{{file}}: {{e}}"));
-        assert!(!text.trim().is_empty(), "{{file}} is empty");
-    }}
-}}
 """
 
 
@@ -217,41 +128,3 @@ def js_entry(facts: RepoFacts) -> str | None:
             if option in files:
                 return option
     return None
-
-
-def _added_files(improvements: list[Improvement]) -> list[str]:
-    files = []
-    for imp in improvements:
-        kind, _, arg = (imp.rule or "").partition(":")
-        if kind == "check" and (arg in TEMPLATE_FILES or arg == "community-docs"):
-            files.extend(imp.files)
-    return sorted(set(files))
-
-
-def _generate_ecosystem(
-    facts: RepoFacts, improvements: list[Improvement], categories: list[str]
-) -> GeneratedTests:
-    groups: dict[str, dict[str, str]] = {}
-    if facts.language == "javascript":
-        entry = js_entry(facts)
-        if entry:
-            groups["smoke"] = {
-                ".repo-pilot/checks/smoke.cjs": _JS_HEADER.format(what="smoke")
-                + _JS_SMOKE.format(entry=entry, entry_json=json.dumps(entry))
-            }
-        for category in sorted(set(categories)):
-            files = _added_files([i for i in improvements if i.category == category])
-            if files:
-                groups[category] = {
-                    f".repo-pilot/checks/{category}.cjs": _JS_HEADER.format(what=category)
-                    + _JS_FILES.format(files=json.dumps(files))
-                }
-    elif facts.language == "rust":
-        for category in sorted(set(categories)):
-            files = _added_files([i for i in improvements if i.category == category])
-            if files:
-                listed = ", ".join(json.dumps(f) for f in files)
-                groups[category] = {
-                    f"tests/repo_pilot_{category}.rs": _RS_FILES.format(what=category, files=listed)
-                }
-    return GeneratedTests(groups=groups)
