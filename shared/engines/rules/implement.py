@@ -26,6 +26,7 @@ from shared.engines.rules.suggest import (
     existing_doc,
     project_version,
     release_notes_tool,
+    wants_all_names,
 )
 from shared.events import Improvement
 from shared.policy.behaviour import judge_site
@@ -174,7 +175,7 @@ def _license(repo: Path, facts: RepoFacts, improvement: Improvement) -> Implemen
 def public_api_additions(module, version: object) -> list[str]:
     """The lines that declare what `module` (a package `__init__`) lacks: `__all__`, `__version__` (pure)."""
     lines = []
-    if module.all_names is None and module.own_names:
+    if wants_all_names(module):
         lines.append("__all__ = [\n" + "".join(f'    "{n}",\n' for n in module.own_names) + "]\n")
     if not module.has_version and "." not in module.name and isinstance(version, str):
         lines.append(f'__version__ = "{version}"\n')

@@ -12,7 +12,7 @@ from collections import defaultdict
 from pathlib import Path, PurePosixPath
 
 from shared.adapters.analyzers import Finding
-from shared.engines.rules.facts import RepoFacts
+from shared.engines.rules.facts import Module, RepoFacts
 from shared.events import Improvement
 from shared.policy.behaviour import judge_site
 from shared.policy.findings import is_security
@@ -402,6 +402,18 @@ def integration_improvements(facts: RepoFacts, categories: list[str] = ()) -> li
 # -- features ---------------------------------------------------------------------------------
 
 
+# A hand-kept `__all__` is a second list to keep in step with the imports above it: a maintainer
+# takes that for a handful of re-exports, not for a namespace of dozens (toolz.curried's 75 names
+# were declined). Past this many names, whether to declare them is left to the maintainer.
+MAX_ALL_NAMES = 20
+
+
+def wants_all_names(module: Module) -> bool:
+    """True when a package `__init__` without `__all__` re-exports a few of its own names (1 to
+    MAX_ALL_NAMES), the one case where an `__all__` is proposed."""
+    return module.all_names is None and 0 < len(module.own_names) <= MAX_ALL_NAMES
+
+
 def features_improvements(facts: RepoFacts) -> list[Improvement]:
     """Per package: declare the public API (`__all__`) and the running version (`__version__`).
 
@@ -414,7 +426,7 @@ def features_improvements(facts: RepoFacts) -> list[Improvement]:
         if pkg.parse_error is not None:
             continue
         wants_version = "." not in pkg.name and isinstance(version, str) and not pkg.has_version
-        wants_all = pkg.all_names is None and bool(pkg.own_names)
+        wants_all = wants_all_names(pkg)
         if not (wants_version or wants_all):
             continue
         reasons, changes = [], []
