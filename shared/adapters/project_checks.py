@@ -1,237 +1,45 @@
-"""The project's own checks as the gate of a change: what its maintainers run, run on the files the
-change touched, before and after it.
-
-Detected from the repository's configuration: ruff (`[tool.ruff]`, ruff.toml), ruff-format and
-black (their config tables), isort, flake8, mypy and pyright, eslint and prettier for JavaScript,
-and `.pre-commit-config.yaml`. A remote pre-commit hook whose tool we run ourselves (ruff, black,
-isort, flake8, mypy) is run as that tool under the project's configuration; `repo: local` hooks run
-through the `pre-commit` tool itself; any other remote hook needs its repository from the network
-and is reported "not run (needs network)". A tool that is not installed is reported "not run".
+"""The project's own checks as the gate of a change: what its maintainers run (project_tools.py),
+run on the files the change touched, before and after it; the comparison and the verdict are pure
+(shared/policy/checks_gate.py). A tool that is not installed is reported "not run".
 
 `gate_change` first repairs what the change broke, only inside the lines it touched: ruff's *safe*
 fixes for findings the change added, then isort and the formatter the project uses. A repair that
-would reach other lines is cut back to the change's own hunks (`limit_to_changed`, pure). Whatever
-the change still adds under the project's own configuration rejects it, naming the findings.
+would reach other lines is cut back to the change's own hunks (`limit_to_changed`). Whatever the
+change still adds under the project's own configuration rejects it, naming the findings.
 
-Every command runs through the sandbox (local hooks and mypy plugins are the repository's code);
-the pure parts (what to run, how to compare, where a repair may reach) have unit tests.
+Every command runs through the sandbox (local hooks and mypy plugins are the repository's code).
 """
 
 from __future__ import annotations
 
-import configparser
-import difflib
 import json
 import re
 import shutil
 import sys
 import tomllib
-from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
 from shared.adapters.analyzers import ruff_checked_files, ruff_config, target_version, tool_command
 from shared.adapters.git import git, run_git
+from shared.adapters.project_tools import FORMATTERS, JS, PY, detect, read_file
 from shared.adapters.sandbox import LocalSandbox
+from shared.policy.checks_gate import (
+    MAX_NAMED,
+    CheckRun,
+    GateReport,
+    added,
+    changed_ranges,
+    limit_to_changed,
+    position_free,
+    rejection,
+    verdict,
+)
 from shared.ports.errors import ChangeRejectedError
 from shared.ports.sandbox import Sandbox
 
 TIMEOUT = 300.0
-MAX_NAMED = 12
-# Remote pre-commit hooks whose tool is installed here: run as that tool under the project's config.
-NATIVE_HOOKS = {"ruff": "ruff", "ruff-check": "ruff", "ruff-format": "ruff-format", "black": "black",
-                "isort": "isort", "flake8": "flake8", "mypy": "mypy"}  # fmt: skip
-PY = (".py", ".pyi")
-JS = (".js", ".jsx", ".mjs", ".cjs", ".ts", ".tsx")
-FORMATTERS = ("ruff-format", "black")
-
-
-@dataclass(frozen=True)
-class CheckRun:
-    """One tool's verdict on a set of files: `findings` are position-free keys (a finding that only
-    moved is the same finding), `shown` the same findings as the tool printed them."""
-
-    tool: str
-    findings: tuple[str, ...] = ()
-    shown: tuple[str, ...] = ()
-    not_run: str = ""  # why it did not run; empty when it ran
-
-
-@dataclass
-class GateReport:
-    """What the project's own checks said about one change."""
-
-    checks: list[str] = field(default_factory=list)
-    not_run: dict[str, str] = field(default_factory=dict)
-    repaired: list[str] = field(default_factory=list)  # files the repair step changed
-    before: dict[str, int] = field(default_factory=dict)  # tool -> findings in the touched files
-    after: dict[str, int] = field(default_factory=dict)
-
-    def line(self) -> str:
-        """One line for a reader: tools run, findings before -> after, repairs, what did not run."""
-        ran = ", ".join(f"{t} {self.before.get(t, 0)}→{self.after.get(t, 0)}" for t in self.checks) or "none"
-        out = f"project checks: {ran}"
-        if self.repaired:
-            out += f"; repaired in the touched lines: {', '.join(self.repaired)}"
-        if self.not_run:
-            out += "; not run: " + ", ".join(f"{t} ({why})" for t, why in sorted(self.not_run.items()))
-        return out
-
-
-# -- pure: what the project runs -------------------------------------------------------------------
-
-
-def _read(repo: Path, rel: str) -> str:
-    try:
-        return (repo / rel).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
-        return ""
-
-
-def _toml_tool(repo: Path) -> dict:
-    try:
-        return tomllib.loads(_read(repo, "pyproject.toml")).get("tool") or {}
-    except tomllib.TOMLDecodeError:
-        return {}
-
-
-def _ini_sections(repo: Path, rel: str) -> set[str]:
-    parser = configparser.ConfigParser(interpolation=None, strict=False)
-    try:
-        parser.read_string(_read(repo, rel))
-    except configparser.Error:
-        return set()
-    return set(parser.sections())
-
-
-def pre_commit_hooks(repo: Path) -> list[tuple[str, str]]:
-    """(repo, hook id) of every hook in `.pre-commit-config.yaml`; [] without one. A config that
-    is not valid YAML raises ValueError (pre-commit itself would refuse it)."""
-    text = _read(repo, ".pre-commit-config.yaml")
-    if not text:
-        return []
-    try:
-        data = yaml.safe_load(text) or {}
-    except yaml.YAMLError as exc:
-        raise ValueError(f".pre-commit-config.yaml is not valid YAML: {str(exc).splitlines()[0]}") from None
-    return [(str(r.get("repo", "")), str(h.get("id", ""))) for r in data.get("repos") or [] if isinstance(r, dict)
-            for h in r.get("hooks") or [] if isinstance(h, dict)]  # fmt: skip
-
-
-_COMMAND = re.compile(
-    r"(?:^|[\s`'\"=;&|(])(?:python3? -m )?(black|isort|flake8|mypy|pyright)\b(?![-.\w])", re.MULTILINE
-)
-
-
-def commands_run(repo: Path) -> set[str]:
-    """The checkers the project's CI, tox, nox or Makefile run by name (e.g. `black --check .` in a
-    tox env), though no config table names them (pure over the files)."""
-    places = [
-        "tox.ini",
-        "Makefile",
-        "noxfile.py",
-        *sorted(p.relative_to(repo).as_posix() for p in (repo / ".github" / "workflows").glob("*.y*ml")),
-    ]
-    return {m.group(1) for rel in places for m in _COMMAND.finditer(_read(repo, rel))}
-
-
-def detect(repo: Path) -> tuple[list[str], dict[str, str]]:
-    """(the checks the project configures, in the order they run, the pre-commit hooks that cannot
-    run here with why). Pure over the repository's files."""
-    tool = _toml_tool(repo)
-    package = _read(repo, "package.json")
-    try:
-        package_json = json.loads(package) if package else {}
-    except ValueError:
-        package_json = {}
-    files = {p.name for p in repo.iterdir()} if repo.is_dir() else set()
-    ini = {name: _ini_sections(repo, name) for name in ("setup.cfg", "tox.ini", ".flake8", ".isort.cfg", "mypy.ini")
-           if name in files}  # fmt: skip
-    sections = set().union(*ini.values()) if ini else set()
-    found: set[str] = set()
-    config = ruff_config(repo)
-    if config is not None:
-        found.add("ruff")
-        if "format" in config:
-            found.add("ruff-format")
-    if "black" in tool:
-        found.add("black")
-    if (
-        "isort" in tool
-        or ".isort.cfg" in files
-        or "isort" in sections
-        or "settings" in ini.get(".isort.cfg", ())
-    ):
-        found.add("isort")
-    if ".flake8" in files or "flake8" in sections:
-        found.add("flake8")
-    if "mypy" in tool or {"mypy.ini", ".mypy.ini"} & files or "mypy" in sections:
-        found.add("mypy")
-    if "pyright" in tool or "pyrightconfig.json" in files:
-        found.add("pyright")
-    if any(n.startswith((".eslintrc", "eslint.config.")) for n in files) or "eslintConfig" in package_json:
-        found.add("eslint")
-    if any(n.startswith((".prettierrc", "prettier.config.")) for n in files) or "prettier" in package_json:
-        found.add("prettier")
-    found |= commands_run(repo)
-    skipped: dict[str, str] = {}
-    for source, hook in pre_commit_hooks(repo):
-        if source in ("local", "meta"):
-            found.add("pre-commit")
-        elif hook in NATIVE_HOOKS:
-            found.add(NATIVE_HOOKS[hook])
-        else:
-            skipped[f"pre-commit:{hook}"] = "needs network"
-    order = ("ruff", "isort", "ruff-format", "black", "flake8", "mypy", "pyright", "eslint", "prettier",
-             "pre-commit")  # fmt: skip
-    return [t for t in order if t in found], skipped
-
-
-def _position_free(line: str) -> str:
-    """`a.py:12:5: F401 x` -> `a.py: F401 x` (a finding that only moved stays the same finding)."""
-    return re.sub(r"^([^:\s]+):\d+(?::\d+)?:?", r"\1:", line.strip())
-
-
-def added(before: CheckRun, after: CheckRun) -> list[str]:
-    """The findings `after` has beyond `before`, as the tool printed them (pure)."""
-    extra = Counter(after.findings) - Counter(before.findings)
-    shown = []
-    for key, shown_as in zip(after.findings, after.shown, strict=True):
-        if extra[key] > 0:
-            extra[key] -= 1
-            shown.append(shown_as)
-    return shown
-
-
-def changed_ranges(base: str, after: str) -> list[tuple[int, int]]:
-    """Line ranges [start, end) of `after` that differ from `base` (a pure deletion is an empty
-    range at its place) (pure)."""
-    ops = difflib.SequenceMatcher(None, base.splitlines(), after.splitlines(), autojunk=False).get_opcodes()
-    return [(j1, j2) for tag, _, _, j1, j2 in ops if tag != "equal"]
-
-
-def limit_to_changed(after: str, repaired: str, ranges: list[tuple[int, int]], reach: int = 1) -> str:
-    """`repaired` cut back to the edits that touch `ranges` of `after` (or lie within `reach` lines
-    of them); every other line stays as it was in `after` (pure)."""
-    a, r = after.splitlines(keepends=True), repaired.splitlines(keepends=True)
-    out: list[str] = []
-
-    def near(i1: int, i2: int) -> bool:  # half-open ranges; an empty one counts as the line at it
-        return any(
-            i1 < max(end, start + 1) + reach and start - reach < max(i2, i1 + 1) for start, end in ranges
-        )
-
-    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(None, a, r, autojunk=False).get_opcodes():
-        if tag == "replace" and i2 - i1 == j2 - j1:  # line for line: decide each line on its own
-            out.extend(r[j1 + k] if near(i1 + k, i1 + k + 1) else a[i1 + k] for k in range(i2 - i1))
-        else:
-            out.extend(r[j1:j2] if tag != "equal" and near(i1, i2) else a[i1:i2])
-    return "".join(out)
-
-
-# -- running the tools -----------------------------------------------------------------------------
 
 
 def _installed(name: str) -> str | None:
@@ -256,7 +64,9 @@ class _Runner:
 
 def _target(repo: Path) -> str:
     try:
-        requires = (tomllib.loads(_read(repo, "pyproject.toml")).get("project") or {}).get("requires-python")
+        requires = (tomllib.loads(read_file(repo, "pyproject.toml")).get("project") or {}).get(
+            "requires-python"
+        )
     except tomllib.TOMLDecodeError:
         requires = None
     return target_version(requires)
@@ -319,12 +129,12 @@ async def _lines_tool(r: _Runner, tool: str, files: list[str]) -> CheckRun:
     if done.timed_out:
         return CheckRun(tool, not_run=f"{tool} timed out")
     lines = [ln for ln in done.stdout.splitlines() if any(ln.strip().startswith(f) for f in files)]
-    return CheckRun(tool, tuple(_position_free(ln) for ln in lines), tuple(ln.strip() for ln in lines))
+    return CheckRun(tool, tuple(position_free(ln) for ln in lines), tuple(ln.strip() for ln in lines))
 
 
 def _local_hooks_config(repo: Path) -> str | None:
     """The project's pre-commit config with only its `repo: local` / `meta` hooks, or None."""
-    data = yaml.safe_load(_read(repo, ".pre-commit-config.yaml")) or {}
+    data = yaml.safe_load(read_file(repo, ".pre-commit-config.yaml")) or {}
     repos = [r for r in data.get("repos") or [] if isinstance(r, dict) and r.get("repo") in ("local", "meta")]
     return yaml.safe_dump({**data, "repos": repos}) if repos else None
 
@@ -490,20 +300,9 @@ async def gate_change(repo: Path, since: str, sandbox: Sandbox) -> GateReport:
         (repo / rel).write_text(limited, encoding="utf-8", errors="surrogateescape")
     if report.repaired:
         after = await run_checks(r, tools, files)
-    problems: list[str] = []
-    for tool in tools:
-        b, a = before[tool], after[tool]
-        if a.not_run or b.not_run:
-            report.not_run[tool] = a.not_run or b.not_run
-            continue
-        report.checks.append(tool)
-        report.before[tool], report.after[tool] = len(b.findings), len(a.findings)
-        problems += [f"{tool}: {s}" for s in added(b, a)]
+    problems = verdict(tools, before, after, report)
     if problems:
-        named = "; ".join(problems[:MAX_NAMED]) + (f"; … and {len(problems) - MAX_NAMED} more"
-                                                   if len(problems) > MAX_NAMED else "")  # fmt: skip
-        raise ChangeRejectedError(f"the change adds {len(problems)} finding(s) under the project's own "
-                                  f"checks, not repairable within its lines: {named}")  # fmt: skip
+        raise ChangeRejectedError(rejection(problems))
     return report
 
 

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from shared.adapters.analyzers import DEFAULT_SELECT, run_ruff, tool_command
-from shared.adapters.project_checks import count_findings, detect, gate_change
+from shared.adapters.project_checks import count_findings, gate_change
+from shared.adapters.project_tools import detect
 from shared.adapters.sandbox import LocalSandbox
 from shared.engines.rules import facts as facts_mod
 from shared.engines.rules.engine import collect_findings, collect_lint_findings

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from shared.adapters.project_checks import CheckRun, added, changed_ranges, limit_to_changed
+from shared.policy.checks_gate import CheckRun, added, changed_ranges, limit_to_changed
 from shared.engines.rules.change_tests import ChangeTests, bare_callable, plain_arguments, render
 
 pytestmark = pytest.mark.unit
@@ -59,3 +59,19 @@ def test_without_hypothesis_nothing_imports_it_and_no_vacuous_spy_test_is_writte
     compile(text, "test_security_change.py", "exec")
     assert render("security", ChangeTests(spies=[("pixee:python/secure-random", "pkg.a", "f")]),
                   hypothesis=False) is None  # fmt: skip
+
+
+def test_the_verdict_reports_each_tool_before_and_after_and_names_what_the_change_adds():
+    from shared.policy.checks_gate import GateReport, rejection, verdict
+
+    before = {"ruff": CheckRun("ruff", ("a.py: F401 x",), ("a.py:1 F401 x",)), "mypy": CheckRun("mypy", not_run="absent")}
+    after = {"ruff": CheckRun("ruff", ("a.py: F401 x", "a.py: E501 long"), ("a.py:3 F401 x", "a.py:9 E501 long")),
+             "mypy": CheckRun("mypy", not_run="absent")}  # fmt: skip
+    report = GateReport()
+    problems = verdict(["ruff", "mypy"], before, after, report)
+    assert problems == ["ruff: a.py:9 E501 long"]
+    assert (report.checks, report.before, report.after, report.not_run) == (
+        ["ruff"], {"ruff": 1}, {"ruff": 2}, {"mypy": "absent"})  # fmt: skip
+    many = rejection([f"ruff: f{i}" for i in range(15)])
+    assert many.startswith("the change adds 15 finding(s)") and "f11" in many and "f12" not in many
+    assert many.endswith("… and 3 more")
