@@ -16,7 +16,8 @@ import asyncpg
 from shared.events import STEPS, Envelope, PipelineRequested, StepCompleted, StepStarted, make_event
 from shared.events.envelope import new_run_stream
 from shared.store import PostgresEventStore
-from shared.store.projections import Projector, fold
+from shared.store.fold import fold
+from shared.store.projections import Projector
 
 
 @dataclass

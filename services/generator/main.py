@@ -1,7 +1,10 @@
-"""generator subscriptions: one attempt per FeatureGenerationRequested, spread across replicas."""
+"""generator subscriptions: one step of an attempt per event, spread across replicas."""
 
 from services.generator import handlers
 from shared.messaging.consumer import Route
 
-# The handler records its own beads (prompt, agent, validate) through the events it emits.
-ROUTES = [Route("FeatureGenerationRequested", handlers.on_feature_generation_requested)]
+ROUTES = [
+    Route("FeatureGenerationRequested", handlers.on_feature_generation_requested, step="prompt"),
+    Route("FeaturePromptBuilt", handlers.on_feature_prompt_built, step="agent"),
+    Route("FeatureGenerated", handlers.on_feature_generated, step="validate"),
+]

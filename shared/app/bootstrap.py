@@ -12,6 +12,7 @@ from shared.events.run import LlmCallRecorded
 from shared.policy.run import RunContext, replay_answers
 from shared.ports.deps import Deps, EngineFactory, ForgeFactory
 from shared.ports.engine import Engine
+from shared.ports.generator import FeatureGenerator
 from shared.ports.sandbox import Sandbox
 from shared.ports.store import EventStore
 from shared.ports.workspace import Workspace
@@ -62,6 +63,13 @@ def real_engine_factory(settings: Settings, sandbox: Sandbox | None = None, **ll
     return make
 
 
+def _generator(settings: Settings, client: openai.AsyncOpenAI | None) -> FeatureGenerator:
+    # Imported here: the engine brings the openai SDK, which commands that run no service skip.
+    from shared.engines.generator.attempt import Generator
+
+    return Generator(settings, client)
+
+
 def bootstrap(
     settings: Settings,
     store: EventStore,
@@ -71,9 +79,11 @@ def bootstrap(
     make_engine: EngineFactory | None = None,
     make_forge: ForgeFactory | None = None,
     openai_client: openai.AsyncOpenAI | None = None,
+    generator: FeatureGenerator | None = None,
 ) -> Deps:
     """Real dependencies; a test hands in any of them (e.g. a different engine factory) by keyword
-    and gets the rest of the same wiring."""
+    and gets the rest of the same wiring. `openai_client` is the generator agent's model client
+    (default: one from the settings' endpoint)."""
     sandbox = sandbox or make_sandbox("auto", isolation=settings.isolation)
     return Deps(
         settings=settings,
@@ -82,5 +92,5 @@ def bootstrap(
         sandbox=sandbox,
         make_engine=make_engine or real_engine_factory(settings, sandbox),
         make_forge=make_forge or (lambda kind, target: real_forge(kind, target, settings)),
-        openai_client=openai_client,
+        generator=generator or _generator(settings, openai_client),
     )

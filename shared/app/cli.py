@@ -20,6 +20,7 @@ from shared.app.requests import RunInProgress, append_request
 from shared.common.redaction import redact
 from shared.common.settings import Settings
 from shared.events import CATEGORIES, PipelineRequested
+from shared.events.gen import DEFAULT_MIN_MUTATION_SCORE, DEFAULT_MUTANTS
 
 def _flags_without_a_type() -> None:
     """typer's rich help (since 0.2x, fastapi/typer#1410) prints a type column for every option, so
@@ -789,48 +790,41 @@ def request_generation(
     min_conflicts: Annotated[int, typer.Option(min=0)] = 1,
     agent_network: Annotated[bool, typer.Option("--agent-network", help="Let the agent's shell reach the "
                                                 "network (tasks that must install).")] = False,
+    mutants: Annotated[int, typer.Option(min=1, help="Mutants of the feature's added lines its new tests must kill.")]
+    = DEFAULT_MUTANTS,
+    min_mutation_score: Annotated[float, typer.Option(min=0.0, max=1.0, help="Share of the mutants the new tests "
+                                                      "must kill.")] = DEFAULT_MIN_MUTATION_SCORE,
+    all_proofs: Annotated[bool, typer.Option("--all-proofs", help="Run every proof, not only up to the first "
+                                             "failure.")] = False,
+    price_in: Annotated[float | None, typer.Option(help="USD per million prompt tokens for --model.")] = None,
+    price_out: Annotated[float | None, typer.Option(help="USD per million completion tokens.")] = None,
+    token_limit: Annotated[int | None, typer.Option(min=1, help="Tokens per attempt (what limits a model without "
+                                                    "a price).")] = None,
     local: Annotated[bool | None, typer.Option("--local/--no-local", help="Run the generator in this process "
                      "(default: yes unless NATS_URL and DATABASE_URL point at a running cluster).")] = None,
     timeout: Annotated[float, typer.Option(help="Give up following after this many seconds.")] = 3600,
 ) -> None:
     """The generator over the bus: append FeatureGenerationRequested per attempt and follow each job's
-    beads live (prompt, agent, validate) until it ends; exit 0 when an attempt is valid."""
-    from shared.app.generate import build_generation_requests
+    beads live (prompt, agent, validate) until it ends; exit 0 when an attempt is valid. The same
+    path as `generate` (`shared.app.generate.run_generation`), without its per-attempt report."""
+    from shared.app.generate import build_generation_requests, model_price_setting, run_generation
     from shared.ports.errors import StepError
 
     settings = _settings()
     try:
+        price = model_price_setting(model or settings.openai_model, price_in, price_out)
         requests = build_generation_requests(task, attempts, output, repo_path=repo_path, model=model,
                                              backend=backend, feature=feature, step_limit=step_limit,
                                              cost_limit=cost_limit, min_conflicts=min_conflicts,
-                                             agent_network=agent_network)
-    except StepError as exc:
-        _fail(exc.message + (f" ({exc.hint})" if exc.hint else ""))
+                                             agent_network=agent_network, mutants=mutants,
+                                             min_mutation_score=min_mutation_score, all_proofs=all_proofs,
+                                             price=price, token_limit=token_limit)
+    except (StepError, ValueError) as exc:
+        _fail(getattr(exc, "message", str(exc)) + (f" ({exc.hint})" if getattr(exc, "hint", None) else ""))
     in_process = local if local is not None else not (settings.nats_url and settings.database_url)
     _logging(logging.WARNING)
-    raise typer.Exit(_arun(_generate_via_bus(settings, requests, in_process, timeout)))
-
-
-async def _generate_via_bus(settings: Settings, requests: list, in_process: bool, timeout: float) -> int:
-    from shared.app.runtime import System
-    from shared.events import make_event, new_gen_stream
-    from shared.store.projections import get_run
-
     _telemetry("repo-pilot", settings)
-    services = ["generator"] if in_process else []
-    rows = []
-    async with System(settings, services=services, relay=in_process, projector=in_process) as system:
-        streams = []
-        for request in requests:
-            stream = new_gen_stream()
-            await system.store.append(stream, [make_event(request, stream, service="cli")], 0)
-            streams.append(stream)
-            err.print(f"generation job [bold]{stream}[/] (attempt {request.attempt}) on {request.task_dir}")
-        for stream in streams:
-            run = await render.follow(system.store, stream, timeout, console=err)
-            rows.append((stream, run, (await get_run(system.store, stream))[1]))
-    render.print_generation(console, rows, requests[0].output_dir)
-    return 0 if any(run and run["status"] == "COMPLETED" and run["passed"] for _, run, _ in rows) else 1
+    raise typer.Exit(_arun(run_generation(settings, requests, in_process, timeout)))
 
 
 def _invoked_command(argv: list[str]) -> str | None:

@@ -1,14 +1,20 @@
 """`repo-pilot generate`: grow a task with new features that pass their tests and conflict.
 
-Registered by the main CLI as `app.command("generate")(generate)`. The job runs in-process.
+Registered by the main CLI as `app.command("generate")(generate)`. A task's attempts are jobs in
+the event store like `request-generation`'s (`run_generation`, the one path of both): appended as
+FeatureGenerationRequested and carried out by the generator service, in this process unless a cluster
+is configured. `--validate`, `--prompt-only` and `--list-features` are checks that append nothing;
+`--dataset` runs its tasks in this process (`shared.engines.generator.dataset`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -16,22 +22,18 @@ from rich.markup import escape
 from rich.table import Table
 
 from shared.adapters.task_dir import load_task
-from shared.engines.generator.attempt import (
-    AttemptResult,
-    GenerateOptions,
-    make_client,
-    run_attempt,
-    spending,
-    validation_only,
-)
+from shared.common.settings import Settings
+from shared.engines.generator.attempt import GenerateOptions, make_client, spending, validation_only
 from shared.engines.generator.dataset import cost_text, run_dataset
-from shared.engines.generator.validate import DEFAULT_MIN_SCORE, DEFAULT_MUTANTS, ValidationResult
+from shared.engines.generator.validate import DEFAULT_MIN_SCORE, DEFAULT_MUTANTS
 from shared.events.gen import FeatureGenerationRequested
 from shared.policy.generation.prompt import build_prompt
+from shared.policy.generation.proofs import PROOF_NAMES
 from shared.policy.generation.task import Task
 from shared.ports.errors import StepError
 
 console = Console()
+err = Console(stderr=True)
 BACKENDS = ("auto", "docker", "local")
 
 
@@ -50,46 +52,50 @@ def _features_table(task: Task) -> Table:
     return table
 
 
-def _conflicts_table(result: ValidationResult) -> Table:
+def _conflicts_table(conflicts: list[dict]) -> Table:
     table = Table(title="Merge against existing features")
     for column in ("feature", "status", "files", "union resolves", "detail"):
         table.add_column(column)
-    for c in result.conflicts:
-        style = {"conflict": "green", "clean": "yellow", "could_not_apply": "red"}[c.status]
-        union = "" if c.union_resolves is None else ("yes" if c.union_resolves else "no")
-        table.add_row(str(c.feature), f"[{style}]{c.status}[/]", ", ".join(c.files), union, c.detail[:120])
+    for c in conflicts:
+        style = {"conflict": "green", "clean": "yellow", "could_not_apply": "red"}[c["status"]]
+        union = "" if c["union_resolves"] is None else ("yes" if c["union_resolves"] else "no")
+        table.add_row(str(c["feature"]), f"[{style}]{c['status']}[/]", ", ".join(c["files"]), union, c["detail"][:120])
     return table
 
 
-def _show_validation(result: ValidationResult) -> None:
-    t = result.tests
-    console.print(f"tests ({t.backend}, counts from {t.source}): {'[green]pass[/]' if t.passed else '[red]fail[/]'} — "
-                  f"{t.counts.passed} passed, {t.counts.failed} failed, {t.counts.errors} errors"
-                  + (" (timed out)" if t.timed_out else ""))
-    if result.proofs is not None:
-        for name, proof in result.proofs.to_dict().items():
-            mark = "[green]yes[/]" if proof["ok"] else ("[dim]not run[/]" if not proof["ran"] else "[red]no[/]")
-            console.print(f"  {name.replace('_', ' ')}: {mark}" + (f" — {escape(proof['reason'])}"
-                                                                    if proof["reason"] and proof["ran"] else ""),
-                          highlight=False)
-            for entry in proof["detail"] if name == "existing_tests" else []:
-                console.print(f"    {escape(entry['what'])}: {entry['status']}"
-                              + (f" — {escape(entry['reason'])}" if entry["reason"] else ""), highlight=False)
-    console.print(_conflicts_table(result))
-    verdict = "[green]valid[/]" if result.valid else "[red]invalid[/]"
-    console.print(f"{verdict}: {escape(result.reason)}", highlight=False)
+def _show_validation(result: dict[str, Any]) -> None:
+    """A validation as result.json holds it (`ValidationResult.to_dict`)."""
+    t = result["tests"]
+    console.print(f"tests ({t['backend']}, counts from {t['source']}): {'[green]pass[/]' if t['passed'] else '[red]fail[/]'} — "
+                  f"{t['counts']['passed']} passed, {t['counts']['failed']} failed, {t['counts']['errors']} errors"
+                  + (" (timed out)" if t["timed_out"] else ""))
+    for name in (n for n in PROOF_NAMES if n in result):  # none when validation stopped before the proofs
+        proof = result[name]
+        mark = "[green]yes[/]" if proof["ok"] else ("[dim]not run[/]" if not proof["ran"] else "[red]no[/]")
+        console.print(f"  {name.replace('_', ' ')}: {mark}" + (f" — {escape(proof['reason'])}"
+                                                                if proof["reason"] and proof["ran"] else ""),
+                      highlight=False)
+        for entry in proof["detail"] if name == "existing_tests" else []:
+            console.print(f"    {escape(entry['what'])}: {entry['status']}"
+                          + (f" — {escape(entry['reason'])}" if entry["reason"] else ""), highlight=False)
+    console.print(_conflicts_table(result["conflicts"]))
+    verdict = "[green]valid[/]" if result["valid"] else "[red]invalid[/]"
+    console.print(f"{verdict}: {escape(result['reason'])}", highlight=False)
 
 
-def _attempts_table(results: list[AttemptResult]) -> Table:
+def _attempts_table(results: list[tuple[int, Path, dict[str, Any] | None]]) -> Table:
     table = Table(title="Attempts")
     for column in ("attempt", "valid", "tests", "conflicts with", "cost $", "steps", "folder", "reason"):
         table.add_column(column)
-    for r in results:
-        v = r.validation
-        tests = f"{v.tests.counts.passed}✓ {v.tests.counts.failed}✗" if v else "-"
-        conflicts = ", ".join(map(str, v.conflicting_features)) if v else "-"
-        table.add_row(str(r.attempt), "[green]yes[/]" if r.success else "[red]no[/]", tests, conflicts,
-                      cost_text(r.agent.cost_usd), str(r.agent.steps), str(r.folder), escape(r.reason[:100]))
+    for n, folder, r in results:
+        if r is None:
+            table.add_row(str(n), "[red]no[/]", "-", "-", "-", "-", str(folder), "no result.json: see the job's beads")
+            continue
+        v = r["validation"]
+        tests = f"{v['tests']['counts']['passed']}✓ {v['tests']['counts']['failed']}✗" if v else "-"
+        conflicts = ", ".join(map(str, v["conflicting_features"])) if v else "-"
+        table.add_row(str(n), "[green]yes[/]" if r["valid"] else "[red]no[/]", tests, conflicts,
+                      cost_text(r["cost_usd"]), str(r["steps"]), str(folder), escape(r["reason"][:100]))
     return table
 
 
@@ -124,6 +130,9 @@ def generate(
     token_limit: int | None = typer.Option(None, "--token-limit", min=1,
                                            help="Tokens per attempt (what limits a model without a price)."),
     debug: bool = typer.Option(False, "--debug", help="Full tracebacks and debug logging."),
+    local: bool | None = typer.Option(None, "--local/--no-local", help="Run the generator in this process "
+                                      "(default: yes unless NATS_URL and DATABASE_URL point at a running cluster)."),
+    timeout: float = typer.Option(3600, "--timeout", help="Give up following a job after this many seconds."),
 ) -> None:
     """Generate new task features that pass their tests and conflict with existing ones."""
     if backend not in BACKENDS:
@@ -154,8 +163,6 @@ def generate(
             sys.stdout.write(build_prompt(loaded, feature).prompt)
             sys.stdout.flush()
             return
-        from shared.common.settings import Settings
-
         settings = Settings()  # read once, here at the edge
         options = GenerateOptions(
             repo_path=str(repo_path) if repo_path else None, model=model or settings.openai_model,
@@ -167,17 +174,65 @@ def generate(
         if validate and all(validate):
             feature_patch, tests_patch = (Path(p).read_text() for p in validate)
             result = validation_only(loaded, options, feature_patch, tests_patch, folder=output)
-            _show_validation(result)
+            _show_validation(result.to_dict())
             raise typer.Exit(0 if result.valid else 1)
+        make_client(options)  # a missing endpoint is the user's to fix before any job is appended
         _say_spending(options)
-        results = asyncio.run(_run_attempts(loaded, options, output, attempts))
+        requests = build_generation_requests(
+            loaded.path, attempts, output, repo_path=repo_path, model=options.model, backend=backend,
+            feature=feature, step_limit=step_limit, cost_limit=cost_limit, min_conflicts=min_conflicts,
+            agent_network=agent_network, mutants=mutants, min_mutation_score=min_mutation_score,
+            all_proofs=all_proofs, price=options.price, token_limit=token_limit)
     except StepError as exc:
         if debug:
             console.print_exception()
         console.print(f"[red]error:[/] {escape(exc.message)}" + (f"\n[dim]{escape(exc.hint)}[/]" if exc.hint else ""))
         raise typer.Exit(2) from None
+    from shared.app.cli import _arun  # the CLI's Ctrl-C / SIGTERM handling, as for `run`
+
+    in_process = local if local is not None else not (settings.nats_url and settings.database_url)
+    _arun(run_generation(settings, requests, in_process, timeout))
+    results = []
+    for request in requests:
+        folder = Path(request.output_dir) / f"attempt_{request.attempt}"
+        written = folder / "result.json"
+        result = json.loads(written.read_text()) if written.is_file() else None
+        console.print(f"[bold]attempt {request.attempt}/{attempts}[/] on {loaded.name} with {options.model}")
+        if result is not None and result["validation"] is not None:
+            _show_validation(result["validation"])
+        else:
+            console.print(f"[red]attempt {request.attempt} failed:[/] {escape(result['reason'] if result else 'no result')}")
+        results.append((request.attempt, folder, result))
     console.print(_attempts_table(results))
-    raise typer.Exit(0 if any(r.success for r in results) else 1)
+    raise typer.Exit(0 if any(r and r["valid"] for _, _, r in results) else 1)
+
+
+async def run_generation(settings: Settings, requests: list[FeatureGenerationRequested], in_process: bool,
+                         timeout: float, quiet: bool = False) -> int:
+    """The one path of a generation job, for `generate` and `request-generation`: append one
+    FeatureGenerationRequested per attempt to the store, follow each job's beads until it ends and
+    print the jobs. With `in_process`, the embedded (or configured) servers, the relay, the projector
+    and the generator service run in this process, as `repo-pilot run` does; otherwise the
+    cluster's services do the work. 0 when an attempt is valid."""
+    from shared.app import render
+    from shared.app.runtime import System
+    from shared.events import make_event, new_gen_stream
+    from shared.store.projections import get_run
+
+    rows = []
+    async with System(settings, services=["generator"] if in_process else [], relay=in_process,
+                      projector=in_process) as system:
+        streams = []
+        for request in requests:
+            stream = new_gen_stream()
+            await system.store.append(stream, [make_event(request, stream, service="cli")], 0)
+            streams.append(stream)
+            err.print(f"generation job [bold]{stream}[/] (attempt {request.attempt}) on {request.task_dir}")
+        for stream in streams:
+            run = await render.follow(system.store, stream, timeout, console=err)
+            rows.append((stream, run, (await get_run(system.store, stream))[1]))
+    render.print_generation(console, rows, requests[0].output_dir)
+    return 0 if any(run and run["status"] == "COMPLETED" and run["passed"] for _, run, _ in rows) else 1
 
 
 def _task_dir(task: Path) -> Path:
@@ -207,6 +262,11 @@ def _price(model: str | None, price_in: float | None, price_out: float | None,
     return None
 
 
+def model_price_setting(model: str | None, price_in: float | None, price_out: float | None) -> tuple[float, float] | None:
+    """`_price` with REPO_PILOT_MODEL_PRICES read here, at the edge (ValueError for a malformed one)."""
+    return _price(model, price_in, price_out, os.environ.get("REPO_PILOT_MODEL_PRICES", ""))
+
+
 def _say_spending(options: GenerateOptions) -> None:
     _, _, note = spending(options)
     if note:
@@ -214,8 +274,6 @@ def _say_spending(options: GenerateOptions) -> None:
 
 
 def _generate_dataset(dataset: Path, output: Path, attempts: int, concurrency: int, options: GenerateOptions) -> int:
-    from shared.common.settings import Settings
-
     settings = Settings()  # read once, here at the edge
     options.model = options.model or settings.openai_model
     options.price = options.price or _price(options.model, None, None, os.environ.get("REPO_PILOT_MODEL_PRICES", ""))
@@ -251,23 +309,13 @@ def _generate_dataset(dataset: Path, output: Path, attempts: int, concurrency: i
     return 0 if any(r.valid for r in rows) else 1
 
 
-async def _run_attempts(task: Task, options: GenerateOptions, output: Path, attempts: int) -> list[AttemptResult]:
-    results = []
-    for n in range(1, attempts + 1):
-        console.print(f"[bold]attempt {n}/{attempts}[/] on {task.name} with {options.model}")
-        result = await run_attempt(task, options, output / f"attempt_{n}", n)
-        if result.validation is not None:
-            _show_validation(result.validation)
-        else:
-            console.print(f"[red]attempt {n} failed:[/] {result.reason}")
-        results.append(result)
-    return results
-
-
 def build_generation_requests(task: Path, attempts: int, output: Path, *, repo_path: Path | None = None,
                               model: str | None = None, backend: str = "auto", feature: int | None = None,
                               step_limit: int = 30, cost_limit: float = 1.0, min_conflicts: int = 1,
-                              agent_network: bool = False) -> list[FeatureGenerationRequested]:
+                              agent_network: bool = False, mutants: int = DEFAULT_MUTANTS,
+                              min_mutation_score: float = DEFAULT_MIN_SCORE, all_proofs: bool = False,
+                              price: tuple[float, float] | None = None,
+                              token_limit: int | None = None) -> list[FeatureGenerationRequested]:
     """One FeatureGenerationRequested per attempt, checked before anything is appended: the task
     loads, the backend is known, the paths are absolute (a service may run in another directory).
     Raises StepError with the reason."""
@@ -282,7 +330,9 @@ def build_generation_requests(task: Path, attempts: int, output: Path, *, repo_p
     return [FeatureGenerationRequested(
         task_dir=str(loaded.path), repo_path=str(Path(repo_path).resolve()) if repo_path else None, attempt=n,
         output_dir=str(Path(output).resolve()), model=model, backend=backend, step_limit=step_limit,
-        cost_limit_usd=cost_limit, min_conflicts=min_conflicts, feature=feature, agent_network=agent_network)
+        cost_limit_usd=cost_limit, min_conflicts=min_conflicts, feature=feature, agent_network=agent_network,
+        mutants=mutants, min_mutation_score=min_mutation_score, all_proofs=all_proofs, price=price,
+        token_limit=token_limit)
         for n in range(1, attempts + 1)]
 
 

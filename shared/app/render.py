@@ -220,6 +220,6 @@ def print_generation(console: Console, rows: list[tuple[str, dict | None, list[d
         failed = next((b["bead_id"] for b in beads if b["status"] == "FAILED"), "")
         valid = "" if run["passed"] is None else ("yes" if run["passed"] else "no")
         table.add_row(stream, Text(run["status"], style=STATUS_STYLE.get(run["status"], "")), valid,
-                      f"{run['cost_usd']:.4f}", failed, Text(str(run["error"] or "")[:120]))
+                      "unpriced" if run["cost_usd"] is None else f"{run['cost_usd']:.4f}", failed, Text(str(run["error"] or "")[:120]))
     console.print(table)
     console.print(f"attempt folders: {output_dir}")

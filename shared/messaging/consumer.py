@@ -42,7 +42,7 @@ from nats.js.api import DeliverPolicy
 from shared.common import telemetry
 from shared.common.redaction import redact
 from shared.common.tasks import cancel_until_done, finish_within
-from shared.events import RUN_ENDS, Envelope, MalformedEvent, UnknownEventType, make_event
+from shared.events import STREAM_ENDS, Envelope, MalformedEvent, UnknownEventType, make_event
 from shared.events.run import PipelineFailed, StepCompleted, StepFailed, StepStarted
 from shared.messaging.bus import connect_nats, connection_callbacks, ensure_stream, subjects_for
 from shared.ports.errors import StepError
@@ -89,9 +89,9 @@ def group_by_stream(events: Sequence[Envelope]) -> list[tuple[str, list[Envelope
 
 
 def with_step_completed(outputs: list[Envelope], completed: Envelope) -> list[Envelope]:
-    """`outputs` with the step's StepCompleted placed before the run's end (PipelineCompleted /
-    PipelineFailed), so the log reads step done, then run done."""
-    ends = [i for i, e in enumerate(outputs) if e.type in RUN_ENDS]
+    """`outputs` with the step's StepCompleted placed before the stream's end (PipelineCompleted /
+    PipelineFailed, a generation job's FeatureValidated), so the log reads step done, then run done."""
+    ends = [i for i, e in enumerate(outputs) if e.type in STREAM_ENDS]
     at = ends[0] if ends else len(outputs)
     return [*outputs[:at], completed, *outputs[at:]]
 

@@ -17,6 +17,7 @@ from shared.events.run import LlmCallRecorded
 from shared.ports.engine import Engine
 from shared.ports.errors import StepError
 from shared.ports.forge import Forge
+from shared.ports.generator import FeatureGenerator
 from shared.ports.sandbox import Sandbox
 from shared.ports.store import EventStore
 from shared.ports.workspace import Workspace
@@ -82,8 +83,8 @@ class Deps:
     sandbox: Sandbox
     make_engine: EngineFactory
     make_forge: ForgeFactory
-    # the generator's model client; None = one made from settings (tests point it at a scripted server)
-    openai_client: openai.AsyncOpenAI | None = None
+    # the generator's steps; None only where no generator runs (bootstrap always wires one)
+    generator: FeatureGenerator | None = None
 
     def engine(self, ctx: RunContext, replay_from: list[LlmCallRecorded] | None = None) -> Engine:
         return _RecordsCallsOnFailure(self.make_engine(ctx, replay_from or []), self.store, ctx.run_id)

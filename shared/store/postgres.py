@@ -348,13 +348,15 @@ class PostgresEventStore:
         )
 
     async def quarantine(self, rows: Sequence[BadRow], *, by: str, conn: Any = None) -> None:
-        """Record rows that do not decode in the quarantine (`relay_faults`, kind `undecodable`),
-        once each whoever reads them first (`repo-pilot health` lists them)."""
+        """Record rows readers step past in the quarantine (`relay_faults`, kind `undecodable`, or
+        the row's own `kind`: the projector's `unprojectable`), once each whoever reads them first
+        (`repo-pilot health` lists them)."""
         if rows:
             await (conn or self.pool).executemany(
                 "INSERT INTO relay_faults (global_position, stream_id, type, kind, reason, relay) "
-                "VALUES ($1, $2, $3, 'undecodable', $4, $5) ON CONFLICT (global_position) DO NOTHING",
-                [(r.global_position, r.stream_id, r.type, r.reason, by) for r in rows])
+                "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (global_position) DO NOTHING",
+                [(r.global_position, r.stream_id, r.type, getattr(r, "kind", "undecodable"), r.reason, by)
+                 for r in rows])
 
     async def relay_faults(self, limit: int = 100) -> list[dict]:
         rows = await self.pool.fetch(

@@ -12,12 +12,13 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from services.generator.handlers import on_feature_generation_requested
+from services.generator.handlers import on_feature_generated, on_feature_generation_requested, on_feature_prompt_built
 from shared.app.generate import generate
 from shared.common.settings import Settings
 from shared.events import Envelope, make_event, new_gen_stream
 from shared.events.gen import FeatureGenerationRequested
-from tests.support.fakes import fake_deps
+from shared.ports.errors import StepError
+from tests.support.fakes import InMemoryEventStore, fake_deps
 from tests.support.generator_script import FEATURE_MD, _bash, script_feature
 from tests.support.model_server import ScriptedModelServer
 from tests.support.task_fixture import make_task
@@ -27,6 +28,15 @@ pytestmark = pytest.mark.integration
 app = typer.Typer()
 app.command("generate")(generate)
 app.command("noop")(lambda: None)
+
+@pytest.fixture
+def bus_env(cli_env, monkeypatch):
+    """`generate` runs its jobs through the store and the bus: this test's servers, schema and stream."""
+    for key in ("NATS_URL", "DATABASE_URL", "REPO_PILOT_DB_SCHEMA", "REPO_PILOT_STREAM", "REPO_PILOT_SUBJECT_PREFIX",
+                "REPO_PILOT_HOME"):
+        monkeypatch.setenv(key, cli_env[key])
+    return cli_env
+
 
 @pytest.fixture
 def server():
@@ -39,14 +49,20 @@ def task(tmp_path):
     return make_task(tmp_path / "fixture")
 
 
-def test_generate_end_to_end_writes_a_valid_attempt(task, server, tmp_path, monkeypatch):
+def test_generate_end_to_end_writes_a_valid_attempt(task, server, tmp_path, monkeypatch, bus_env):
     script_feature(server)
     monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
     monkeypatch.setenv("OPENAI_API_KEY", "test-key")
     out = tmp_path / "out"
     result = CliRunner().invoke(app, ["generate", "--task", str(task.path), "--backend", "local",
-                                      "--output", str(out), "--model", "scripted-model", "--step-limit", "10"])
+                                      "--output", str(out), "--model", "scripted-model", "--step-limit", "10",
+                                      "--local"])
     assert result.exit_code == 0, result.output
+    # the same path as request-generation: the job is in the event store, its beads done by the consumer
+    events = _events(bus_env)
+    assert [e["type"] for e in events if not e["type"].startswith("Step")] == [
+        "FeatureGenerationRequested", "FeaturePromptBuilt", "FeatureGenerated", "FeatureValidated"]
+    assert [e["data"]["step"] for e in events if e["type"] == "StepCompleted"] == ["prompt", "agent", "validate"]
     folder = out / "attempt_1"
     assert {p.name for p in folder.iterdir()} >= {"feature.patch", "tests.patch", "feature.md", "result.json",
                                                   "trajectory.json"}
@@ -84,13 +100,13 @@ def test_task_relative_to_the_dataset_folder_and_debug_are_accepted(task, monkey
     assert "Hot spots" in result.output
 
 
-def test_agent_that_never_submits_stops_at_the_step_limit(task, server, tmp_path, monkeypatch):
+def test_agent_that_never_submits_stops_at_the_step_limit(task, server, tmp_path, monkeypatch, bus_env):
     server.add(lambda request: True, _bash("ls"))
     monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
     monkeypatch.setenv("OPENAI_API_KEY", "test-key")
     out = tmp_path / "out"
     result = CliRunner().invoke(app, ["generate", "--task", str(task.path), "--backend", "local",
-                                      "--output", str(out), "--step-limit", "3"])
+                                      "--output", str(out), "--step-limit", "3", "--local"])
     assert result.exit_code == 1, result.output
     outcome = json.loads((out / "attempt_1" / "result.json").read_text())
     assert outcome["valid"] is False and outcome["steps"] == 3
@@ -99,29 +115,38 @@ def test_agent_that_never_submits_stops_at_the_step_limit(task, server, tmp_path
     assert len(server.requests) == 3
 
 
-async def test_handler_emits_prompt_generated_and_validated_events(task, server, tmp_path):
+async def test_handlers_emit_prompt_generated_and_validated_events(task, server, tmp_path):
+    """The three handlers in turn, each reading the job's stream as the service does, with the real
+    generator steps (the real openai client against the scripted server)."""
     script_feature(server)
     settings = Settings(OPENAI_BASE_URL=server.base_url, OPENAI_API_KEY="test-key", OPENAI_MODEL="scripted-model")
+    store = InMemoryEventStore()
+    deps = fake_deps(tmp_path, {}, settings=settings, store=store)
+    stream = new_gen_stream()
     request = make_event(FeatureGenerationRequested(task_dir=str(task.path), output_dir=str(tmp_path / "out"),
-                                                    backend="local", step_limit=10), new_gen_stream())
-    events = await on_feature_generation_requested(request, fake_deps(tmp_path, {}, settings=settings))
+                                                    backend="local", step_limit=10), stream)
+    await store.append(stream, [request], 0)
+    events, event = [], request
+    for handler in (on_feature_generation_requested, on_feature_prompt_built, on_feature_generated):
+        (event,) = await handler(event, deps)
+        await store.append(stream, [event])
+        events.append(event)
     assert [e.type for e in events] == ["FeaturePromptBuilt", "FeatureGenerated", "FeatureValidated"]
-    assert all(e.causation_id == request.event_id and e.stream_id == request.stream_id for e in events)
+    assert [e.causation_id for e in events] == [request.event_id, events[0].event_id, events[1].event_id]
     prompt, generated, validated = (e.data for e in events)
     assert [h.features for h in prompt.hotspots] == [[1, 2], [2], [3]]
-    assert generated.feature_md == FEATURE_MD and generated.steps == 4
+    assert generated.feature_md == FEATURE_MD and generated.steps == 4 and generated.dropped == ["scratch_notes.txt"]
     assert validated.valid and validated.tests_passed and validated.passed == 5
     assert [c.feature for c in validated.conflicts if c.status == "conflict"] == [2, 3]
     assert Envelope.from_json(events[-1].to_json()).data == validated  # survives the store round trip
+    assert json.loads((tmp_path / "out" / "attempt_1" / "result.json").read_text())["valid"] is True
 
 
-async def test_handler_records_a_bad_task_dir_as_step_failed(tmp_path):
+async def test_a_bad_task_dir_is_a_step_error_of_the_prompt_step(tmp_path):
     request = make_event(FeatureGenerationRequested(task_dir=str(tmp_path / "missing"), output_dir=str(tmp_path)),
                          new_gen_stream())
-    events = await on_feature_generation_requested(request, fake_deps(tmp_path, {}, settings=Settings()))
-    assert [e.type for e in events] == ["StepFailed", "PipelineFailed"]
-    assert "task directory not found" in events[0].data.error
-    assert events[0].data.step == events[1].data.step == "prompt"  # one of the job's beads
+    with pytest.raises(StepError, match="task directory not found"):
+        await on_feature_generation_requested(request, fake_deps(tmp_path, {}, settings=Settings()))
 
 
 def _cli(env, *args):

@@ -23,6 +23,7 @@ from shared.common.settings import Settings
 from shared.events import Envelope, Improvement
 from shared.events.run import LlmCallRecorded
 from shared.policy.run import RunContext
+from shared.engines.generator.attempt import Generator
 from shared.ports.deps import Deps
 from shared.ports.engine import Analysis, GeneratedTests, Implementation, ModelReview
 from shared.ports.errors import AlreadyProcessed, ChangeRejectedError, ConcurrencyError, StepError
@@ -307,8 +308,11 @@ def fake_deps(
     store: InMemoryEventStore | None = None,
     settings: Settings | None = None,
     openai_client: Any = None,
+    generator: Any = None,
 ) -> Deps:
-    """`Deps` wired to fakes only (the same dataclass bootstrap fills with real adapters)."""
+    """`Deps` wired to fakes only (the same dataclass bootstrap fills with real adapters), except the
+    generator: its steps are the real ones (on tmp paths; the agent's model is `openai_client`)."""
+    settings = settings or Settings(REPO_PILOT_HOME=tmp_path / "home")
     engine = engine or FakeEngine()
     forge = forge or FakeForge()
 
@@ -316,13 +320,13 @@ def fake_deps(
         return engine
 
     return Deps(
-        settings=settings or Settings(REPO_PILOT_HOME=tmp_path / "home"),
+        settings=settings,
         store=store or InMemoryEventStore(),
         workspace=FakeWorkspace(tmp_path / "ws", repos),
         sandbox=sandbox or FakeSandbox(lambda cwd, cmd: (1, 0)),
         make_engine=make_engine,
         make_forge=lambda kind, target: forge,
-        openai_client=openai_client,
+        generator=generator or Generator(settings, openai_client),
     )
 
 

@@ -308,7 +308,7 @@ def test_a_batch_counts_each_run_and_step_it_ended_once():
     from datetime import UTC, datetime, timedelta
 
     from shared.events import PipelineFailed, PipelineRequested, StepFailed, StepStarted, make_event
-    from shared.store.projections import ended, fold_all, run_labels, run_outcome, statuses
+    from shared.store.fold import ended, fold_all, run_labels, run_outcome, statuses
 
     t0 = datetime.now(UTC)
     events = [make_event(PipelineRequested(repo="/r", categories=["security"]), "run-1", service="t"),

@@ -1,4 +1,8 @@
-"""One whole attempt: prompt → agent → split → validate, written to the attempt folder.
+"""One attempt in three steps, each its own bead: `prompt` (FeaturePromptBuilt), `agent` (the agent
+in a fresh checkout, its diff split: FeatureGenerated) and `validate` (proofs and merges, the
+attempt folder written: FeatureValidated). A step takes what the steps before it produced, as
+events, so the generator service runs each on its own delivery; `run_attempt` chains them in one
+process for `--dataset`.
 
 The folder holds feature.patch, tests.patch, feature.md, result.json (validity, conflicts, test
 counts, cost, steps, duration) and trajectory.json.
@@ -10,16 +14,16 @@ import asyncio
 import json
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import openai
 
-from shared.adapters import task_commands as proc
+from shared.adapters import task_commands
+from shared.adapters.task_dir import load_task
 from shared.adapters.workspace import checkout_base, diff_against_base
-from shared.engines.generator.agent import AgentLimits, AgentResult, model_price, run_agent
+from shared.engines.generator.agent import AgentLimits, model_price, run_agent
 from shared.engines.generator.validate import (
     DEFAULT_MIN_SCORE,
     DEFAULT_MUTANTS,
@@ -27,9 +31,9 @@ from shared.engines.generator.validate import (
     ValidationResult,
     validate_patches,
 )
-from shared.events.gen import FeatureGenerated, FeaturePromptBuilt, FeatureValidated
+from shared.events.gen import FeatureGenerated, FeatureGenerationRequested, FeaturePromptBuilt, FeatureValidated
 from shared.policy.generation.prompt import SYSTEM, build_prompt
-from shared.policy.generation.split import Split, split_diff
+from shared.policy.generation.split import split_diff
 from shared.policy.generation.task import Task
 from shared.ports.errors import StepError
 
@@ -71,59 +75,6 @@ def spending(options: GenerateOptions) -> tuple[tuple[float, float] | None, int 
                          "--price-in/--price-out or REPO_PILOT_MODEL_PRICES to limit it by cost")
 
 
-@dataclass
-class AttemptResult:
-    attempt: int
-    folder: Path
-    prompt: FeaturePromptBuilt
-    agent: AgentResult
-    split: Split
-    validation: ValidationResult | None
-    feature_md: str = ""
-    duration: float = 0.0
-    reasons: list[str] = field(default_factory=list)
-
-    @property
-    def success(self) -> bool:
-        return self.validation is not None and self.validation.valid
-
-    @property
-    def reason(self) -> str:
-        """Why the attempt failed, else what made it valid."""
-        if self.reasons:
-            return "; ".join(self.reasons)
-        return self.validation.reason if self.validation else ""
-
-    def generated_payload(self) -> FeatureGenerated:
-        return FeatureGenerated(feature_patch=self.split.feature_patch, tests_patch=self.split.tests_patch,
-                                feature_md=self.feature_md, cost_usd=self.agent.cost_usd, steps=self.agent.steps,
-                                trajectory_path=str(self.folder / "trajectory.json"))
-
-    def validated_payload(self) -> FeatureValidated:
-        if self.validation is not None:
-            payload = self.validation.to_payload()
-            return payload.model_copy(update={"reason": self.reason}) if self.reasons else payload
-        return FeatureValidated(tests_passed=False, valid=False, reason=self.reason)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "attempt": self.attempt,
-            "valid": self.success,
-            "reason": self.reason,
-            "cost_usd": None if self.agent.cost_usd is None else round(self.agent.cost_usd, 6),
-            "cost_note": "" if self.agent.cost_usd is not None else "unpriced model: limited by tokens",
-            "steps": self.agent.steps,
-            "agent_stop": self.agent.stop_reason,
-            "agent_error": self.agent.error,
-            "tokens": {"prompt": self.agent.prompt_tokens, "completion": self.agent.completion_tokens},
-            "duration_s": round(self.duration, 3),
-            "files": {"feature": self.split.feature_files, "tests": self.split.test_files,
-                      "dropped": self.split.dropped},
-            "hotspots": [h.model_dump() for h in self.prompt.hotspots],
-            "validation": self.validation.to_dict() if self.validation else None,
-        }
-
-
 def repo_source(task: Task, repo_path: Path | str | None) -> str:
     """Where the base repository comes from: `--repo-path`, else the URL in setup.sh."""
     if repo_path:
@@ -155,27 +106,37 @@ def write_attempt_files(folder: Path, feature_patch: str, tests_patch: str, feat
     (folder / "result.json").write_text(json.dumps(result, indent=2, default=str))
 
 
-async def _no_step(name: str) -> None:
-    return None
+def options_for(request: FeatureGenerationRequested, settings: Any) -> GenerateOptions:
+    """The attempt's options: the request's values, the endpoint and default model from settings (pure)."""
+    return GenerateOptions(
+        repo_path=request.repo_path, model=request.model or settings.openai_model, backend=request.backend,
+        feature=request.feature, step_limit=request.step_limit, cost_limit_usd=request.cost_limit_usd,
+        min_conflicts=request.min_conflicts, base_url=settings.openai_base_url, api_key=settings.openai_api_key,
+        agent_network=request.agent_network, uv_cache_dir=settings.home / "uv-cache", mutants=request.mutants,
+        min_mutation_score=request.min_mutation_score, all_proofs=request.all_proofs,
+        price=tuple(request.price) if request.price else None, token_limit=request.token_limit)
 
 
-async def run_attempt(task: Task, options: GenerateOptions, folder: Path, attempt: int = 1,
-                      client: openai.AsyncOpenAI | None = None,
-                      on_step: Callable[[str], Awaitable[None]] = _no_step) -> AttemptResult:
-    """Run one attempt and write its folder. Raises StepError for what the user must fix first
-    (no repository, no model endpoint, unknown feature); a failed attempt is a result, not an error.
-    `on_step` is awaited as each generation step ("prompt", "agent", "validate") begins."""
-    started = time.monotonic()
-    await on_step("prompt")
+def build_prompt_step(task: Task, options: GenerateOptions) -> FeaturePromptBuilt:
+    """The `prompt` step: the agent's prompt; StepError when the task names no usable repository."""
     prompt = build_prompt(task, options.feature)
+    repo_source(task, options.repo_path)  # the user's to fix before an agent is started
+    return prompt
+
+
+async def agent_step(task: Task, options: GenerateOptions, prompt: FeaturePromptBuilt, folder: Path,
+                     client: openai.AsyncOpenAI | None = None) -> FeatureGenerated:
+    """The `agent` step: the agent works in a fresh checkout at the base commit (its trajectory goes
+    to the attempt folder) and its diff is split into feature / tests. StepError when there is no
+    model endpoint or the base cannot be checked out; an agent that fails is a result."""
+    started = time.monotonic()
     source = repo_source(task, options.repo_path)
-    await on_step("agent")
     client = client or make_client(options)
     price, token_limit, _ = spending(options)
     limits = AgentLimits(step_limit=options.step_limit, cost_limit_usd=options.cost_limit_usd,
                          timeout_s=options.timeout_s, network=options.agent_network, price=price,
                          token_limit=token_limit)
-    sandbox = await asyncio.to_thread(proc.agent_sandbox, options.backend)
+    sandbox = await asyncio.to_thread(task_commands.agent_sandbox, options.backend)
     with tempfile.TemporaryDirectory(prefix="repo-pilot-gen-") as tmp:
         workspace = Path(tmp) / "repo"
         base = await asyncio.to_thread(checkout_base, source, task.base_commit, workspace)
@@ -184,27 +145,84 @@ async def run_attempt(task: Task, options: GenerateOptions, folder: Path, attemp
         split = split_diff(await asyncio.to_thread(diff_against_base, workspace, base))
         written_md = workspace / "feature.md"  # an agent that wrote the file instead of submitting it
         feature_md = agent.feature_md or (written_md.read_text() if written_md.is_file() else "")
-    result = AttemptResult(attempt, folder, prompt, agent, split, None, feature_md)
-    if not agent.submitted:
-        result.reasons.append(f"agent did not submit ({agent.stop_reason}{': ' + agent.error if agent.error else ''})")
-    if split.failure:
-        result.reasons.append(split.failure)
+    return FeatureGenerated(
+        feature_patch=split.feature_patch, tests_patch=split.tests_patch, feature_md=feature_md,
+        cost_usd=agent.cost_usd, steps=agent.steps, trajectory_path=str(folder / "trajectory.json"),
+        submitted=agent.submitted, stop_reason=agent.stop_reason, agent_error=agent.error,
+        prompt_tokens=agent.prompt_tokens, completion_tokens=agent.completion_tokens,
+        feature_files=split.feature_files, test_files=split.test_files, dropped=split.dropped,
+        split_failure=split.failure or "", duration_s=time.monotonic() - started)
+
+
+@dataclass
+class Verdict:
+    """The `validate` step's outcome: the event and result.json's content."""
+
+    payload: FeatureValidated
+    result: dict[str, Any]
+
+    @property
+    def valid(self) -> bool:
+        return bool(self.result["valid"])
+
+
+async def validate_step(task: Task, options: GenerateOptions, prompt: FeaturePromptBuilt,
+                        generated: FeatureGenerated, folder: Path, attempt: int) -> Verdict:
+    """The `validate` step: the proofs and merges of the generated pair (unless its split already
+    failed), then the attempt folder. A feature the agent never submitted or described is invalid."""
+    started = time.monotonic()
+    reasons: list[str] = []
+    validation: ValidationResult | None = None
+    if not generated.submitted:
+        why = generated.stop_reason + (f": {generated.agent_error}" if generated.agent_error else "")
+        reasons.append(f"agent did not submit ({why})")
+    if generated.split_failure:
+        reasons.append(generated.split_failure)
     else:
-        await on_step("validate")
-        result.validation = await asyncio.to_thread(
-            validate_patches, task, source, split.feature_patch, split.tests_patch, backend=options.backend,
-            min_conflicts=options.min_conflicts, timeout=options.test_timeout_s, uv_cache_dir=options.uv_cache_dir,
-            **_proof_options(options))
-        if not result.validation.valid:
-            result.reasons.append(result.validation.reason)
-        if not agent.submitted:  # a feature the agent never vouched for is not a benchmark feature
-            result.validation.valid = False
-    if not feature_md.strip() and result.validation is not None and result.validation.valid:
-        result.validation.valid = False
-        result.reasons.append("no feature.md: the agent submitted no description")
-    result.duration = time.monotonic() - started
-    write_attempt_files(folder, split.feature_patch, split.tests_patch, feature_md, result.to_dict())
-    return result
+        validation = await asyncio.to_thread(
+            validate_patches, task, repo_source(task, options.repo_path), generated.feature_patch,
+            generated.tests_patch, backend=options.backend, min_conflicts=options.min_conflicts,
+            timeout=options.test_timeout_s, uv_cache_dir=options.uv_cache_dir, **_proof_options(options))
+        if not validation.valid:
+            reasons.append(validation.reason)
+        if not generated.submitted:  # a feature the agent never vouched for is not a benchmark feature
+            validation.valid = False
+    if not generated.feature_md.strip() and validation is not None and validation.valid:
+        validation.valid = False
+        reasons.append("no feature.md: the agent submitted no description")
+    valid = validation is not None and validation.valid
+    reason = "; ".join(reasons) if reasons else (validation.reason if validation else "")
+    result = {
+        "attempt": attempt,
+        "valid": valid,
+        "reason": reason,
+        "cost_usd": None if generated.cost_usd is None else round(generated.cost_usd, 6),
+        "cost_note": "" if generated.cost_usd is not None else "unpriced model: limited by tokens",
+        "steps": generated.steps,
+        "agent_stop": generated.stop_reason,
+        "agent_error": generated.agent_error,
+        "tokens": {"prompt": generated.prompt_tokens, "completion": generated.completion_tokens},
+        "duration_s": round(generated.duration_s + time.monotonic() - started, 3),
+        "files": {"feature": generated.feature_files, "tests": generated.test_files, "dropped": generated.dropped},
+        "hotspots": [h.model_dump() for h in prompt.hotspots],
+        "validation": validation.to_dict() if validation else None,
+    }
+    write_attempt_files(folder, generated.feature_patch, generated.tests_patch, generated.feature_md, result)
+    if validation is None:
+        payload = FeatureValidated(tests_passed=False, valid=False, reason=reason)
+    else:
+        payload = validation.to_payload().model_copy(update={"reason": reason} if reasons else {})
+    return Verdict(payload, result)
+
+
+async def run_attempt(task: Task, options: GenerateOptions, folder: Path, attempt: int = 1,
+                      client: openai.AsyncOpenAI | None = None) -> Verdict:
+    """The three steps in this process (`--dataset`); the service runs them one delivery each.
+    Raises StepError for what the user must fix first (no repository, no model endpoint, unknown
+    feature); a failed attempt is a result, not an error."""
+    prompt = build_prompt_step(task, options)
+    generated = await agent_step(task, options, prompt, folder, client)
+    return await validate_step(task, options, prompt, generated, folder, attempt)
 
 
 def _proof_options(options: GenerateOptions) -> dict[str, Any]:
@@ -223,3 +241,29 @@ def validation_only(task: Task, options: GenerateOptions, feature_patch: str, te
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "result.json").write_text(json.dumps(result.to_dict(), indent=2, default=str))
     return result
+
+
+class Generator:
+    """The FeatureGenerator port over the steps above (wired by `shared.app.bootstrap`): options
+    from each request and the settings' endpoint; `client`, when given, is the agent's model client
+    (tests point it at a scripted server)."""
+
+    def __init__(self, settings: Any, client: openai.AsyncOpenAI | None = None):
+        self.settings, self.client = settings, client
+
+    def _load(self, request: FeatureGenerationRequested) -> tuple[Task, GenerateOptions, Path]:
+        folder = Path(request.output_dir) / f"attempt_{request.attempt}"
+        return load_task(Path(request.task_dir)), options_for(request, self.settings), folder
+
+    async def build_prompt(self, request: FeatureGenerationRequested) -> FeaturePromptBuilt:
+        task, options, _ = self._load(request)
+        return build_prompt_step(task, options)
+
+    async def generate(self, request: FeatureGenerationRequested, prompt: FeaturePromptBuilt) -> FeatureGenerated:
+        task, options, folder = self._load(request)
+        return await agent_step(task, options, prompt, folder, self.client)
+
+    async def validate(self, request: FeatureGenerationRequested, prompt: FeaturePromptBuilt,
+                       generated: FeatureGenerated) -> FeatureValidated:
+        task, options, folder = self._load(request)
+        return (await validate_step(task, options, prompt, generated, folder, request.attempt)).payload

@@ -123,7 +123,7 @@ async def _run_task(task_dir: Path, key: str, options: GenerateOptions, folder: 
                 options = replace(options, repo_path=source)
             started = time.monotonic()
             result = await run_attempt(task, options, folder / f"attempt_{n}", n, client)
-            data = result.to_dict() | {"duration_s": round(time.monotonic() - started, 3)}
+            data = result.result | {"duration_s": round(time.monotonic() - started, 3)}
             results.append(data)
             on_attempt(key, n, data)
     except StepError as exc:

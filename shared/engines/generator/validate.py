@@ -24,7 +24,7 @@ from shared.adapters.git import git
 from shared.adapters.junit import JUnitError, read_junit
 from shared.adapters.task_dir import PLUGIN_DIR, read_records
 from shared.adapters.workspace import apply_patch, checkout_base, diff_against_base
-from shared.events.gen import ConflictReport, FeatureValidated
+from shared.events.gen import DEFAULT_MIN_MUTATION_SCORE, DEFAULT_MUTANTS, ConflictReport, FeatureValidated
 from shared.policy.generation import proofs
 from shared.policy.generation.counts import TestCounts, parse_test_counts
 from shared.policy.generation.mutate import Mutant, all_mutants, spread
@@ -280,7 +280,7 @@ def _cached_run(runner: TaskTests, tests_patch: str, feature_patch: str | None) 
     return _BASE_RUNS[key]
 
 
-DEFAULT_MUTANTS, DEFAULT_MIN_SCORE = 6, 0.5
+DEFAULT_MIN_SCORE = DEFAULT_MIN_MUTATION_SCORE
 _UNCHANGED = "# repo-pilot: this file is unchanged; the line makes the task's runner run it\n"
 
 
