@@ -28,6 +28,7 @@ from shared.adapters.sandbox import LocalSandbox
 from shared.policy.checks_gate import (
     MAX_NAMED,
     CheckRun,
+    GateRejected,
     GateReport,
     added,
     changed_ranges,
@@ -36,7 +37,6 @@ from shared.policy.checks_gate import (
     rejection,
     verdict,
 )
-from shared.ports.errors import ChangeRejectedError
 from shared.ports.sandbox import Sandbox
 
 TIMEOUT = 300.0
@@ -302,7 +302,7 @@ async def gate_change(repo: Path, since: str, sandbox: Sandbox) -> GateReport:
         after = await run_checks(r, tools, files)
     problems = verdict(tools, before, after, report)
     if problems:
-        raise ChangeRejectedError(rejection(problems))
+        raise GateRejected(rejection(problems), report.as_event())
     return report
 
 

@@ -16,7 +16,7 @@ from shared.events.registry import (
     upcaster,
 )
 from shared.events.run import *  # noqa: F403
-from shared.events.run import CATEGORIES, STEPS, Improvement, PatchEntry, TestGroupResult
+from shared.events.run import CATEGORIES, STEPS, Improvement, PatchEntry, ProjectChecks, TestGroupResult
 
 # Which events end a stream: the one home of this rule (projector, sweeper, consumer, followers).
 RUN_ENDS: tuple[str, ...] = ("PipelineCompleted", "PipelineFailed")
@@ -30,6 +30,7 @@ __all__ = [
     "MalformedEvent",
     "PatchEntry",
     "Payload",
+    "ProjectChecks",
     "RUN_ENDS",
     "STREAM_ENDS",
     "TestGroupResult",

@@ -95,6 +95,18 @@ class ImprovementsSuggested(Payload):
     improvements: list[Improvement]
 
 
+class ProjectChecks(_Part):
+    """What the project's own checks (its linters, formatter, type checker, pre-commit hooks) said
+    about one change, on the files it touched: findings per tool before -> after, the files the
+    gate repaired within the change's lines, and the checks that did not run, with why."""
+
+    ran: list[str] = Field(default_factory=list)
+    before: dict[str, int] = Field(default_factory=dict)
+    after: dict[str, int] = Field(default_factory=dict)
+    repaired: list[str] = Field(default_factory=list)
+    not_run: dict[str, str] = Field(default_factory=dict)
+
+
 @event("run")
 class ChangeApplied(Payload):
     improvement_id: str
@@ -102,12 +114,14 @@ class ChangeApplied(Payload):
     files: list[str]
     commit_sha: str
     summary: str = ""  # what the engine did, and for a behaviour-changing fix where and why (optional: old logs)
+    checks: ProjectChecks | None = None  # the project's own checks on the change (None: old logs, or not run)
 
 
 @event("run")
 class ChangeRejected(Payload):
     improvement_id: str
     reason: str
+    checks: ProjectChecks | None = None  # when the project's own checks rejected it: what they said
 
 
 class PatchEntry(_Part):

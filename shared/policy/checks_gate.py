@@ -10,6 +10,9 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 
+from shared.events.run import ProjectChecks
+from shared.ports.errors import ChangeRejectedError
+
 MAX_NAMED = 12
 
 
@@ -33,6 +36,11 @@ class GateReport:
     repaired: list[str] = field(default_factory=list)  # files the repair step changed
     before: dict[str, int] = field(default_factory=dict)  # tool -> findings in the touched files
     after: dict[str, int] = field(default_factory=dict)
+
+    def as_event(self) -> ProjectChecks:
+        """The report as it is recorded in ChangeApplied / ChangeRejected."""
+        return ProjectChecks(ran=list(self.checks), before=dict(self.before), after=dict(self.after),
+                             repaired=list(self.repaired), not_run=dict(self.not_run))  # fmt: skip
 
     def line(self) -> str:
         """One line for a reader: tools run, findings before -> after, repairs, what did not run."""
@@ -110,3 +118,16 @@ def rejection(problems: list[str]) -> str:
                                                if len(problems) > MAX_NAMED else "")  # fmt: skip
     return (f"the change adds {len(problems)} finding(s) under the project's own "
             f"checks, not repairable within its lines: {named}")  # fmt: skip
+
+
+class GateRejected(ChangeRejectedError):
+    """The project's own checks rejected a change; `checks` is what they said (for ChangeRejected)."""
+
+    def __init__(self, reason: str, checks: ProjectChecks):
+        super().__init__(reason)
+        self.checks = checks
+
+
+def checks_of(exc: ChangeRejectedError) -> ProjectChecks | None:
+    """What the project's own checks said about a rejected change, when they are why it was rejected."""
+    return exc.checks if isinstance(exc, GateRejected) else None

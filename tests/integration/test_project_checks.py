@@ -19,6 +19,8 @@ from shared.adapters.project_tools import detect
 from shared.adapters.sandbox import LocalSandbox
 from shared.engines.rules import facts as facts_mod
 from shared.engines.rules.engine import collect_findings, collect_lint_findings
+from shared.events import ChangeRejected
+from shared.policy.checks_gate import checks_of
 from shared.ports.errors import ChangeRejectedError
 from tests.conftest import make_git_repo
 
@@ -144,6 +146,10 @@ async def test_a_change_that_breaks_format_and_import_order_is_repaired_in_its_o
     assert "\n\n\n\n" not in text.split("CONSTANT")[0]  # no blank-line debris
     assert text.endswith(untouched)  # the project's own unformatted code elsewhere is left alone
     assert "ruff 0→0" in report.line() and "pre-commit:trailing-whitespace (needs network)" in report.line()
+    recorded = report.as_event()  # what ChangeApplied records
+    assert recorded.ran == ["ruff", "ruff-format", "pre-commit"] and recorded.repaired == ["tidy/core.py"]
+    assert recorded.after == recorded.before == {"ruff": 0, "ruff-format": 1, "pre-commit": 0}  # CONSTANT stays
+    assert recorded.not_run == {"pre-commit:trailing-whitespace": "needs network"}
     # Under the project's own configuration: no finding in the file, and the change's lines formatted.
     assert _ruff(project, "check", "tidy/core.py").returncode == 0
 
@@ -155,6 +161,10 @@ async def test_a_change_adding_a_finding_without_a_safe_fix_is_rejected_with_the
     with pytest.raises(ChangeRejectedError) as caught:
         await gate_change(project, base, LocalSandbox())
     assert "ruff: tidy/core.py:" in caught.value.reason and "B006" in caught.value.reason
+    # what the checks said travels with the rejection into ChangeRejected
+    recorded = checks_of(caught.value)
+    assert recorded is not None and recorded.before["ruff"] + 1 == recorded.after["ruff"]
+    assert ChangeRejected(improvement_id="i", reason=caught.value.reason, checks=recorded).checks == recorded
 
 
 async def test_a_change_using_what_the_project_ignores_passes(project):
