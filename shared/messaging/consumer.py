@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import asyncpg
+from faststream.exceptions import IncorrectState
 from faststream.middlewares import AckPolicy
 from faststream.nats import ConsumerConfig, JStream, NatsBroker, PullSub
 from faststream.nats.annotations import NatsMessage
@@ -117,6 +118,15 @@ async def store_answers(store, timeout: float = 5.0) -> bool:
         return True
     except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
         return False
+
+
+def _connection_of(broker: NatsBroker):
+    """The broker's NATS client through its public `connection`, or None while it has none
+    (before `start`, after `stop`): the callbacks then know a close was asked for."""
+    try:
+        return broker.connection
+    except IncorrectState:
+        return None
 
 
 async def _settled(task: asyncio.Task | None) -> None:
@@ -335,7 +345,7 @@ class ServiceRuntime:
             logger=logging.getLogger(f"repo_pilot.faststream.{self.name}"),
             log_level=logging.DEBUG,
             graceful_timeout=self.stop_grace,  # how long `stop` lets a running handler finish
-            **connection_callbacks(self.name, lambda: broker._connection),
+            **connection_callbacks(self.name, lambda: _connection_of(broker)),
         )
         subscriber = broker.subscriber(
             config=self.consumer_config(),

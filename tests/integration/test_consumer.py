@@ -228,3 +228,31 @@ async def test_existing_durable_is_updated_to_the_new_config(store, runtimes, na
     info = await nats_client.jetstream().consumer_info(bus_names["stream_name"], SERVICE)
     assert info.config.ack_wait == 2.0 and info.config.max_deliver == 2
     assert info.config.filter_subjects == [f"{bus_names['subject_prefix']}.run.pipeline_requested"]
+
+
+async def test_the_consumer_logs_a_lost_connection_but_not_its_own_stop(store, bus_names, tmp_path, caplog):
+    """The connection callbacks find the broker's client through FastStream's public
+    `connection` (not the private `_connection`): a stop is quiet, a server that dies is not."""
+    from shared.app.embedded import ensure_nats, stop_servers
+    from shared.messaging.consumer import _connection_of
+
+    url = await asyncio.to_thread(ensure_nats, tmp_path)  # a server of our own, to kill
+    routes = [Route("PipelineRequested", analyze, step="analyze")]
+    with caplog.at_level(logging.WARNING, logger="repo_pilot.bus"):
+        quiet = ServiceRuntime("quiet", routes, store, Deps(), nats_url=url, **bus_names)
+        await quiet.start()
+        broker = quiet.broker
+        assert _connection_of(broker).is_connected
+        await quiet.stop()
+        assert _connection_of(broker) is None
+        assert "connection lost" not in caplog.text
+
+        lost = ServiceRuntime("lost", routes, store, Deps(), nats_url=url, **bus_names)
+        lost.stop_grace = 1.0
+        await lost.start()
+        try:
+            await asyncio.to_thread(stop_servers, tmp_path)
+            await eventually(lambda: _true("lost: NATS connection lost" in caplog.text), what="the log line")
+        finally:
+            await lost.stop()
+    assert "quiet: NATS connection lost" not in caplog.text
