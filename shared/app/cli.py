@@ -338,6 +338,7 @@ def up(
     services: Annotated[str | None, typer.Option(help="Comma-separated services (default: all).")] = None,
 ) -> None:
     """Servers, relay, projector and every service, in one process, until Ctrl-C or SIGTERM (exit 0)."""
+    from shared.app.liveness import beating
     from shared.app.runtime import System, available_services
 
     settings = _settings()
@@ -346,7 +347,7 @@ def up(
     _telemetry("repo-pilot", settings)
 
     async def main() -> None:
-        async with System(settings, services=names) as system:
+        async with System(settings, services=names) as system, beating("up", system.health):
             err.print(f"[green]up[/]: NATS {redact(system.servers.nats_url)}, services {', '.join(names)}; Ctrl-C or SIGTERM stops")
             await system.wait()
 
@@ -357,6 +358,7 @@ def up(
 def service(name: Annotated[str, typer.Argument(help="analyzer, suggester, executor, reviewer, tester, "
                                                      "merger or generator")]) -> None:
     """Run one service (what a container runs); replicas share its durable consumer."""
+    from shared.app.liveness import beating
     from shared.app.runtime import System, service_routes
 
     try:
@@ -368,7 +370,8 @@ def service(name: Annotated[str, typer.Argument(help="analyzer, suggester, execu
     _telemetry(name, settings)
 
     async def main() -> None:
-        async with System(settings, services=[name], relay=False, projector=False) as system:
+        async with System(settings, services=[name], relay=False, projector=False) as system, \
+                beating(name, system.health):
             await system.wait()
 
     _arun(main(), sigterm_exit=0)
@@ -380,6 +383,7 @@ def relay(
                              "position onto the bus once (e.g. after the stream was wiped), show progress, exit.")] = None,
 ) -> None:
     """Run the outbox relay and the projector (several may run; one leads)."""
+    from shared.app.liveness import beating
     from shared.app.runtime import System
 
     if from_position is not None:
@@ -389,10 +393,29 @@ def relay(
     _telemetry("relay", settings)
 
     async def main() -> None:
-        async with System(settings) as system:
+        async with System(settings) as system, beating("relay", system.health):
             await system.wait()
 
     _arun(main(), sigterm_exit=0)
+
+
+@app.command()
+def alive(stale_after: Annotated[float, typer.Option(help="Seconds without a report after which a "
+                                                          "process counts as hung.")] = 60.0) -> None:
+    """Are this machine's (this container's) `service`, `relay` and `up` processes alive and working?
+    Each reports its tasks and consumers every few seconds; exit 1 when none runs, one stopped
+    reporting, or a task or consumer of one is down. What the compose health checks run."""
+    from shared.app.liveness import check
+
+    reports = check(stale_after=stale_after)
+    if not reports:
+        err.print("[red]FAIL[/] no `repo-pilot service`, `relay` or `up` runs here (or it is still starting)")
+        raise typer.Exit(1)
+    for report in reports:
+        state = "; ".join(report.problems) or f"running, reported {report.age:.0f}s ago"
+        console.print(f"{'[green]ok[/]  ' if report.ok else '[red]FAIL[/]'} {report.role} (pid {report.pid}): {state}",
+                      highlight=False)
+    raise typer.Exit(0 if all(report.ok for report in reports) else 1)
 
 
 async def _republish(from_position: int) -> int:

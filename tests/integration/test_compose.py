@@ -162,7 +162,8 @@ def test_the_schema_check_rejects_a_broken_compose_file(tmp_path):
     assert "when_ready" in result.stdout
 
 
-@pytest.mark.parametrize("dockerfile", ["Dockerfile", "deploy/sandbox/Dockerfile"])
+@pytest.mark.parametrize("dockerfile", ["Dockerfile", "deploy/sandbox/Dockerfile", "deploy/otel-collector.Dockerfile",
+                                        "deploy/tempo.Dockerfile"])
 def test_hadolint_passes_the_dockerfiles(dockerfile):
     hadolint = shutil.which("hadolint") or shutil.which("hadolint", path=str(Path(sys.executable).parent))
     if hadolint is None:
@@ -248,6 +249,55 @@ def test_every_published_port_is_on_loopback_unless_asked(compose):
     collector = {p.rsplit(":", 1)[1] for p in published["otel-collector"]}
     assert collector == {"4317", "4318"}
     assert published["gateway"] and compose["services"]["gateway"]["healthcheck"]["test"]
+
+
+# What the upstream images ship that a health check may run (their base: busybox, Alpine or the
+# server's own client). Images built here are read from their Dockerfile instead.
+UPSTREAM_IMAGE_PROGRAMS = {
+    "nats:2.10-alpine": {"wget"},
+    "postgres:16-alpine": {"pg_isready"},
+    "prom/prometheus:": {"wget"},
+    "grafana/grafana:": {"wget"},
+}
+
+
+def health_program(service: dict) -> str:
+    test = service["healthcheck"]["test"]
+    return test[1] if test[0] == "CMD" else test[1].split()[0]
+
+
+def programs_in_image(service: dict) -> set[str]:
+    if service.get("image") == PILOT_IMAGE:  # the project installed with pip, on PATH as repo-pilot
+        return {"repo-pilot", "python"}
+    if "build" in service:
+        dockerfile = ROOT / service["build"]["context"] / service["build"]["dockerfile"]
+        copies = [line.split()[-1] for line in dockerfile.read_text().splitlines() if line.startswith("COPY ")]
+        return set(copies)
+    (programs,) = [p for prefix, p in UPSTREAM_IMAGE_PROGRAMS.items() if service["image"].startswith(prefix)]
+    return programs
+
+
+def test_every_long_running_container_has_a_health_check_its_image_can_run(compose):
+    long_running = {name: svc for name, svc in compose["services"].items() if svc.get("restart") == "unless-stopped"}
+    assert set(pilot_containers(compose)) <= set(long_running)
+    for name, svc in long_running.items():
+        assert svc.get("healthcheck", {}).get("test"), f"{name} has no health check"
+        assert health_program(svc) in programs_in_image(svc), (name, health_program(svc))
+    # The pilot containers (not the gateway, which serves /healthz) ask the process itself.
+    commands = cli_commands()
+    for name, svc in pilot_containers(compose).items():
+        test = svc["healthcheck"]["test"]
+        if name != "gateway":
+            assert test == ["CMD", "repo-pilot", "alive"], name
+            assert test[2] in commands
+    # Each check asks the port its server listens on.
+    collector = load_yaml(DEPLOY / "otel-collector.yaml")
+    assert "health_check" in collector["service"]["extensions"]
+    checks = {name: " ".join(svc["healthcheck"]["test"]) for name, svc in long_running.items()}
+    assert f"http://{collector['extensions']['health_check']['endpoint']}/" in checks["otel-collector"]
+    tempo_port = load_yaml(DEPLOY / "tempo.yaml")["server"]["http_listen_port"]
+    assert f"http://127.0.0.1:{tempo_port}/ready" in checks["tempo"]
+    assert ":9090/-/healthy" in checks["prometheus"] and ":3000/api/health" in checks["grafana"]
 
 
 def test_every_config_file_the_compose_file_mounts_exists(compose):
