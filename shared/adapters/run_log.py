@@ -34,3 +34,16 @@ async def write_run_log(store, runs_dir: Path, run_id: str) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+class FileRunLog:
+    """The RunLog port (shared/ports/run_log.py): one JSON file per run under `runs_dir`."""
+
+    def __init__(self, store, runs_dir: Path):
+        self.store, self.runs_dir = store, Path(runs_dir)
+
+    def path(self, run_id: str) -> Path:
+        return run_log_path(self.runs_dir, run_id)
+
+    async def write(self, run_id: str) -> Path:
+        return await write_run_log(self.store, self.runs_dir, run_id)

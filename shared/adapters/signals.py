@@ -132,3 +132,10 @@ async def compute_signals(repo: Path, base_sha: str, head_sha: str) -> dict[str,
     Python files that do not parse at head; diff is files changed and lines added/removed.
     """
     return await asyncio.to_thread(compute_signals_sync, Path(repo), base_sha, head_sha)
+
+
+class StaticSignals:
+    """The Signals port (shared/ports/signals.py): ruff on the files the change touches."""
+
+    async def compute(self, repo: Path, base_sha: str, head_sha: str) -> dict[str, Any]:
+        return await compute_signals(repo, base_sha, head_sha)

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from shared.adapters.changes import GitChanges
 from shared.adapters.forge import make_forge as real_forge
+from shared.adapters.run_log import FileRunLog
 from shared.adapters.sandbox import make_sandbox
+from shared.adapters.signals import StaticSignals
 from shared.adapters.workspace import Workspace as RealWorkspace
 from shared.common.settings import Settings
+from shared.engines.suites import SandboxSuites
 from shared.events.run import LlmCallRecorded
 from shared.policy.run import RunContext, replay_answers
 from shared.ports.deps import Deps, EngineFactory, ForgeFactory
@@ -92,5 +96,9 @@ def bootstrap(
         sandbox=sandbox,
         make_engine=make_engine or real_engine_factory(settings, sandbox),
         make_forge=make_forge or (lambda kind, target: real_forge(kind, target, settings)),
+        changes=GitChanges(sandbox),  # the project's own checks run in the configured sandbox
+        signals=StaticSignals(),
+        suites=SandboxSuites(sandbox, settings.home),
+        run_log=FileRunLog(store, settings.runs_dir),
         generator=generator or _generator(settings, openai_client),
     )

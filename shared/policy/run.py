@@ -1,94 +1,16 @@
-"""What a service needs to know about a run, folded from its stream (pure), and small decisions."""
+"""What a service needs to know about a run (the fold: shared.ports.context), and small decisions."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from shared.events import Envelope, make_event
-from shared.events.run import (
-    ChangeApplied,
-    ChangesCommitted,
-    ChangesReviewed,
-    ImprovementsSuggested,
-    LlmCallRecorded,
-    MergeCompleted,
-    PipelineRequested,
-    RepoAnalyzed,
-    TestGroupResult,
-    TestsCompleted,
-    TestsGenerated,
-)
-from shared.policy.review import own_suite_regression
+from shared.events.run import LlmCallRecorded, TestGroupResult
+from shared.policy.behaviour import changes_behaviour
+from shared.policy.review import combine_review, explicitly_asked, own_suite_regression
+# The fold crosses the ports (an engine is made per run), so it lives below them; importable from here too.
+from shared.ports.context import RunContext, run_context
 from shared.ports.store import EventStore
-
-
-@dataclass
-class RunContext:
-    run_id: str
-    request: PipelineRequested | None = None
-    analyzed: RepoAnalyzed | None = None
-    suggested: ImprovementsSuggested | None = None
-    applied: list[ChangeApplied] = field(default_factory=list)
-    committed: ChangesCommitted | None = None
-    reviewed: Envelope | None = None
-    tested: Envelope | None = None
-    generated: TestsGenerated | None = None
-    merged: MergeCompleted | None = None
-    tokens_spent: int = 0
-    cost_spent: float = 0.0
-    replayed_from: str | None = None
-    reuse_llm: bool = True  # a replay answers from the original's recorded model calls
-    llm_calls: list[LlmCallRecorded] = field(default_factory=list)
-
-    @property
-    def review(self) -> ChangesReviewed | None:
-        return self.reviewed.data if self.reviewed else None  # type: ignore[return-value]
-
-    @property
-    def tests(self) -> TestsCompleted | None:
-        return self.tested.data if self.tested else None  # type: ignore[return-value]
-
-    @property
-    def engine(self) -> str:
-        return (self.request.engine if self.request else None) or "rules"
-
-    @property
-    def branch(self) -> str:
-        return f"repo-pilot/{self.run_id.removeprefix('run-')[-12:]}"
-
-
-def run_context(run_id: str, events: list[Envelope]) -> RunContext:
-    """Fold a run stream into what handlers need."""
-    ctx = RunContext(run_id)
-    for e in events:
-        d = e.data
-        if isinstance(d, PipelineRequested):
-            ctx.request = d
-            ctx.replayed_from = e.metadata.get("replayed_from")
-            # Replays recorded before the choice existed always reused the answers.
-            ctx.reuse_llm = bool(e.metadata.get("reuse_llm", True))
-        elif isinstance(d, RepoAnalyzed):
-            ctx.analyzed = d
-        elif isinstance(d, ImprovementsSuggested):
-            ctx.suggested = d
-        elif isinstance(d, ChangeApplied):
-            ctx.applied.append(d)
-        elif isinstance(d, ChangesCommitted):
-            ctx.committed = d
-        elif isinstance(d, ChangesReviewed):
-            ctx.reviewed = e
-        elif isinstance(d, TestsCompleted):
-            ctx.tested = e
-        elif isinstance(d, TestsGenerated):
-            ctx.generated = d
-        elif isinstance(d, MergeCompleted):
-            ctx.merged = d
-        elif isinstance(d, LlmCallRecorded):
-            ctx.tokens_spent += d.prompt_tokens + d.completion_tokens
-            ctx.cost_spent += d.cost_usd
-            ctx.llm_calls.append(d)
-    return ctx
 
 
 def regressed(before: TestGroupResult, after: TestGroupResult) -> bool:
@@ -121,3 +43,21 @@ async def previous_calls(store: EventStore, ctx: RunContext) -> list[LlmCallReco
     if not ctx.replayed_from or not ctx.reuse_llm:
         return []
     return run_context(ctx.replayed_from, await store.read_stream(ctx.replayed_from)).llm_calls
+
+
+def review_verdict(ctx: RunContext, signals: dict, model) -> dict:
+    """The review of the run's committed changes (ChangesReviewed's fields) from the change's
+    `signals`, the model's opinion (None for the rules engine) and what the run knows: which
+    applied fixes were validated, whether files alone were asked for, the tests' results."""
+    c = ctx.committed
+    applied = {p.improvement_id for p in c.patches}
+    signals = {**signals, "validated_fixes": sum(
+        1 for i in (ctx.suggested.improvements if ctx.suggested else [])
+        if i.id in applied and changes_behaviour(i.rule))}
+    # Documents and configs alone may merge only when the request asked for those categories on their own.
+    signals["asked_for_files"] = any(explicitly_asked(k, ctx.request.categories) for k in ("compliance", "integration"))
+    tests = ctx.tests.model_dump() if ctx.tests else None
+    verdict = combine_review(signals, model, ctx.request.threshold, tests=tests)
+    if not c.patches:
+        verdict = {**verdict, "passed": False, "blockers": [*verdict.get("blockers", []), "no changes"]}
+    return verdict

@@ -14,21 +14,24 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from shared.common.settings import Settings
 from shared.events import make_event
 from shared.events.run import LlmCallRecorded
+from shared.ports.changes import Changes
+from shared.ports.context import RunContext
 from shared.ports.engine import Engine
 from shared.ports.errors import StepError
 from shared.ports.forge import Forge
 from shared.ports.generator import FeatureGenerator
+from shared.ports.run_log import RunLog
 from shared.ports.sandbox import Sandbox
+from shared.ports.signals import Signals
 from shared.ports.store import EventStore
+from shared.ports.suites import Suites
 from shared.ports.workspace import Workspace
 
 if TYPE_CHECKING:
     import openai
 
-    from shared.policy.run import RunContext
-
 # (the run, the model calls of the run it replays) -> the engine for that run
-EngineFactory = Callable[["RunContext", list[LlmCallRecorded]], Engine]
+EngineFactory = Callable[[RunContext, list[LlmCallRecorded]], Engine]
 # (forge kind: local | remote | github, the target repository path or URL) -> the forge
 ForgeFactory = Callable[[str, str], Forge]
 
@@ -59,6 +62,26 @@ class UsesSandbox(Protocol):
 
 
 @runtime_checkable
+class UsesChanges(Protocol):
+    changes: Changes
+
+
+@runtime_checkable
+class UsesSignals(Protocol):
+    signals: Signals
+
+
+@runtime_checkable
+class UsesSuites(Protocol):
+    suites: Suites
+
+
+@runtime_checkable
+class UsesRunLog(Protocol):
+    run_log: RunLog
+
+
+@runtime_checkable
 class UsesForge(Protocol):
     make_forge: ForgeFactory
 
@@ -83,6 +106,10 @@ class Deps:
     sandbox: Sandbox
     make_engine: EngineFactory
     make_forge: ForgeFactory
+    changes: Changes
+    signals: Signals
+    suites: Suites
+    run_log: RunLog
     # the generator's steps; None only where no generator runs (bootstrap always wires one)
     generator: FeatureGenerator | None = None
 

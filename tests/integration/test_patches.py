@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from services.executor.handlers import on_improvements_suggested, rejection_reason
+from services.executor.handlers import on_improvements_suggested
+from shared.policy.series import rejection_reason
 from shared.adapters.git import git, git_apply_patch, git_patch
 from shared.adapters.workspace import Workspace, commit_all, format_patch
 from shared.app.bootstrap import bootstrap

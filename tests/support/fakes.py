@@ -18,10 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from shared.adapters.changes import GitChanges
 from shared.adapters.git import git
 from shared.common.settings import Settings
 from shared.events import Envelope, Improvement
-from shared.events.run import LlmCallRecorded
+from shared.events.run import LlmCallRecorded, ProjectChecks, TestGroupResult
 from shared.policy.run import RunContext
 from shared.engines.generator.attempt import Generator
 from shared.ports.deps import Deps
@@ -30,6 +31,7 @@ from shared.ports.errors import AlreadyProcessed, ChangeRejectedError, Concurren
 from shared.ports.forge import MergeRequest
 from shared.ports.sandbox import SandboxResult
 from shared.ports.store import Tracking
+from shared.ports.suites import Suite
 from shared.ports.workspace import Materialized
 
 # -- event store -------------------------------------------------------------------------------------
@@ -240,6 +242,106 @@ class FakeForge:
         return sha
 
 
+# -- changes, signals, suites, run log ----------------------------------------------------------------
+
+
+class FakeChanges(GitChanges):
+    """The Changes port with the project's own checks scripted (no ruff, no pre-commit):
+    `reject(path)` returns a reason to refuse a draft, or None. The git work is the real one's,
+    because the fake workspace's copies are git repositories. `gated` lists the copies checked."""
+
+    def __init__(self, reject: Callable[[Path], str | None] = lambda path: None):
+        super().__init__(sandbox=None)  # type: ignore[arg-type]  # the checks never run here
+        self.reject = reject
+        self.gated: list[str] = []
+
+    async def gate(self, path: Path, since: str) -> ProjectChecks | None:
+        self.gated.append(Path(path).name)
+        if reason := self.reject(Path(path)):
+            raise ChangeRejectedError(reason)
+        return None  # no check ran
+
+
+class FakeSignals:
+    """The Signals port answering from a script: `findings(path, sha)` says {rule: count} for the
+    commit `sha` of the copy (default: none). Shas are resolved as the real one resolves them."""
+
+    def __init__(self, findings: Callable[[Path, str], dict[str, int]] = lambda path, sha: {}):
+        self.findings = findings
+        self.computed: list[tuple[str, str]] = []
+
+    async def compute(self, repo: Path, base_sha: str, head_sha: str) -> dict[str, Any]:
+        resolved = []
+        for sha in (base_sha, head_sha):
+            rev = git(Path(repo), "rev-parse", "--verify", "--quiet", f"{sha}^{{commit}}", check=False)
+            if not rev:
+                raise ValueError(f"{sha} is not a commit in {repo}")
+            resolved.append(rev)
+        base, head = resolved
+        self.computed.append((base, head))
+        before, after = self.findings(Path(repo), base), self.findings(Path(repo), head)
+        changed = [f for f in git(Path(repo), "diff", "--name-only", base, head).splitlines() if f]
+        return {
+            "base_sha": base, "head_sha": head, "checked_files": [f for f in changed if f.endswith(".py")],
+            "select": ["fake"], "findings_before": before, "findings_after": after,
+            "findings_delta": {r: after.get(r, 0) - before.get(r, 0) for r in sorted({*before, *after})
+                               if after.get(r, 0) != before.get(r, 0)},
+            "parse_failures": [], "diff": {"files": len(changed), "added": 0, "removed": 0},
+            "created_files": [],
+        }
+
+
+def count_tests(path: Path, files: Sequence[str]) -> tuple[int, int]:
+    """(passed, failed) as the fake suites count them: each `def test_` is a test, failing when its
+    body says `assert False`."""
+    passed = failed = 0
+    for rel in files:
+        for body in (Path(path) / rel).read_text().split("def test_")[1:]:
+            failed, passed = (failed + 1, passed) if "assert False" in body else (failed, passed + 1)
+    return passed, failed
+
+
+class FakeSuites:
+    """The Suites port without running anything: `outcome(path, group, files)` says (passed,
+    failed) for a run (group "own": the copy's own test files); by default the tests are counted
+    from the files (`count_tests`). `runs` lists (group, copy name) per run."""
+
+    def __init__(self, outcome: Callable[[Path, str, list[str]], tuple[int, int]] | None = None):
+        self.outcome = outcome or (lambda path, group, files: count_tests(path, files))
+        self.runs: list[tuple[str, str]] = []
+
+    async def prepare(self, before: Path, after: Path) -> tuple[Suite, Suite]:
+        return Suite("python", "fake"), Suite("python", "fake")
+
+    async def run_own(self, path: Path, suite: Suite) -> TestGroupResult:
+        own = sorted(str(p.relative_to(path)) for p in Path(path).rglob("test_*.py") if ".git" not in p.parts)
+        return self._result(path, "own", own)
+
+    async def run_generated(self, path: Path, files: Sequence[str], group: str, suite: Suite) -> TestGroupResult:
+        return self._result(path, group, list(files))
+
+    def _result(self, path: Path, group: str, files: list[str]) -> TestGroupResult:
+        self.runs.append((group, Path(path).name))
+        passed, failed = self.outcome(Path(path), group, files)
+        return TestGroupResult(group=group, total=passed + failed, passed=passed, failed=failed,
+                               output=f"fake: {passed} passed, {failed} failed")
+
+
+class FakeRunLog:
+    """The RunLog port in memory: `logs` maps a run to the events written for it."""
+
+    def __init__(self, store: Any, root: Path = Path("/nonexistent/runs")):
+        self.store, self.root = store, Path(root)
+        self.logs: dict[str, list[Envelope]] = {}
+
+    def path(self, run_id: str) -> Path:
+        return self.root / f"{run_id}.json"
+
+    async def write(self, run_id: str) -> Path:
+        self.logs[run_id] = list(await self.store.read_stream(run_id))
+        return self.path(run_id)
+
+
 # -- engine ------------------------------------------------------------------------------------------
 
 
@@ -309,23 +411,31 @@ def fake_deps(
     settings: Settings | None = None,
     openai_client: Any = None,
     generator: Any = None,
+    changes: FakeChanges | None = None,
+    signals: FakeSignals | None = None,
+    suites: FakeSuites | None = None,
 ) -> Deps:
     """`Deps` wired to fakes only (the same dataclass bootstrap fills with real adapters), except the
     generator: its steps are the real ones (on tmp paths; the agent's model is `openai_client`)."""
     settings = settings or Settings(REPO_PILOT_HOME=tmp_path / "home")
     engine = engine or FakeEngine()
     forge = forge or FakeForge()
+    store = store or InMemoryEventStore()
 
     def make_engine(ctx: RunContext, previous: list[LlmCallRecorded]) -> FakeEngine:
         return engine
 
     return Deps(
         settings=settings,
-        store=store or InMemoryEventStore(),
+        store=store,
         workspace=FakeWorkspace(tmp_path / "ws", repos),
         sandbox=sandbox or FakeSandbox(lambda cwd, cmd: (1, 0)),
         make_engine=make_engine,
         make_forge=lambda kind, target: forge,
+        changes=changes or FakeChanges(),
+        signals=signals or FakeSignals(),
+        suites=suites or FakeSuites(),
+        run_log=FakeRunLog(store, settings.runs_dir),
         generator=generator or Generator(settings, openai_client),
     )
 

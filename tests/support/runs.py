@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from shared.events import Envelope, Improvement, ImprovementsSuggested, PipelineRequested, RepoAnalyzed, new_run_stream
+from shared.events import (
+    Envelope,
+    Improvement,
+    ImprovementsSuggested,
+    PipelineRequested,
+    RepoAnalyzed,
+    make_event,
+    new_run_stream,
+)
 from shared.ports.deps import Deps
 from tests.support.fakes import given
 
@@ -31,3 +39,15 @@ async def committed_run(deps: Deps, edits: dict[str, dict[str, str]], **request)
     engine.drain_calls()
     engine.seen.clear()
     return next(e for e in stored if e.type == "ChangesCommitted")
+
+
+async def reviewable_run(deps: Deps, edits: dict[str, dict[str, str]], tests=None, **request) -> Envelope:
+    """`committed_run`, then the tester's TestsCompleted (`tests`, default: no groups, the own
+    suite 1 passed before and after) stored; returns that event, what the reviewer reacts to."""
+    from shared.events import TestGroupResult, TestsCompleted
+
+    committed = await committed_run(deps, edits, **request)
+    own = TestGroupResult(group="own", total=1, passed=1)
+    tests = tests or TestsCompleted(own_before=own, own_after=own)
+    [stored] = await deps.store.append(committed.stream_id, [make_event(tests, committed.stream_id, cause=committed)])
+    return stored

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from services.analyzer.handlers import DOC_FILES, on_merge_completed, on_pipeline_requested, on_run_ended
@@ -72,8 +70,8 @@ async def test_not_merged_skips_the_docs_and_closes_the_run_with_its_log(tmp_pat
     # The log is written once the run's last event is stored (on_run_ended), so it holds them all.
     await deps.store.append(run, out)
     assert await on_run_ended(out[-1], deps) == []
-    logged = json.loads(open(done.run_log).read())
-    assert [e["type"] for e in logged] == [
+    assert done.run_log == str(deps.run_log.path(run))
+    assert types(deps.run_log.logs[run]) == [
         "PipelineRequested", "RepoAnalyzed", "MergeCompleted", "StepSkipped", "PipelineCompleted"]
     assert not deps.workspace.live
 
