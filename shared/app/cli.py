@@ -648,6 +648,10 @@ def events(
 ) -> None:
     """The event log (all of it, or one run's), optionally following new events.
 
+    Each line: position, the time the store recorded the event (UTC; it rises with the
+    position), stream, version, type. `--json` prints the events as stored (their `occurred_at`
+    is the writing service's clock).
+
     `events export [RUN…] > file.jsonl` writes the log (or those runs) as JSON lines;
     `events import file.jsonl` appends them to this installation's log (ids kept; idempotent)."""
     if run_id == "export":
@@ -668,15 +672,20 @@ async def _events(run_id: str | None, follow: bool, keep_following: bool, as_jso
         if run_id and not await store.read_correlated(run_id) and not keep_following and not any(
                 bad.stream_id == run_id for bad in store.skipped.values()):  # a run of unreadable rows
             _fail(f"no run {run_id!r}; `repo-pilot runs` lists them", 1)
-        source = store.tail(0, poll_interval=0.5) if follow else read_log(store)
+        # Times shown are the store's (when each event was recorded; they rise with the position),
+        # not `occurred_at`, which each writer stamps with its own clock.
+        recorded: dict = {}
+        source = (store.tail(0, poll_interval=0.5, recorded=recorded) if follow
+                  else read_log(store, recorded=recorded))
         async for event in source:
+            at = recorded.pop(event.global_position, None)
             if run_id and run_id not in (event.stream_id, event.correlation_id):
                 continue
             if as_json:
                 sys.stdout.write(event.to_json() + "\n")
                 sys.stdout.flush()
             else:
-                render.print_event(console, event)
+                render.print_event(console, event, at)
             if follow and run_id and not keep_following and is_terminal(event, run_id):
                 err.print(f"{describe_end(event)} — no more events will come; --keep-following waits anyway")
                 return 0 if ended_ok(event) else 1

@@ -16,6 +16,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 from shared.events import STREAM_ENDS, Envelope
 from shared.events.registry import MalformedEvent, UnknownEventType
@@ -42,12 +43,13 @@ def ended_ok(event: Envelope) -> bool:
     return event.type == "PipelineCompleted" or (event.type == "FeatureValidated" and bool(event.data.valid))
 
 
-async def read_log(store, after: int = 0, batch: int = 1000) -> AsyncIterator[Envelope]:
+async def read_log(store, after: int = 0, batch: int = 1000,
+                   recorded: dict[int, datetime] | None = None) -> AsyncIterator[Envelope]:
     """Every readable event after position `after`, in order (undecodable rows are skipped and
-    recorded in `store.skipped`)."""
+    recorded in `store.skipped`); `recorded` gets the store's time of each (`read_page`)."""
     position = after
     while True:
-        page, end = await store.read_page(position, batch)
+        page, end = await store.read_page(position, batch, recorded=recorded)
         if end == position:
             return
         for event in page:

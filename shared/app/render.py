@@ -197,8 +197,11 @@ def print_run(console: Console, run: dict, beads: list[dict], log_path=None, ful
     print_verdict(console, run, beads, log_path=log_path)
 
 
-def print_event(console: Console, event) -> None:
-    console.print(f"[dim]{event.global_position:>6}[/] {event.occurred_at:%H:%M:%S} [cyan]{event.stream_id}[/] "
+def print_event(console: Console, event, recorded_at=None) -> None:
+    """One line: position, the time the store recorded it (UTC; `occurred_at` when not given),
+    stream, version, type and the payload's scalar fields."""
+    at = recorded_at or event.occurred_at
+    console.print(f"[dim]{event.global_position:>6}[/] {at:%H:%M:%S} [cyan]{event.stream_id}[/] "
                   f"v{event.version} [bold]{event.type}[/] {_brief(event)}", highlight=False, soft_wrap=True)
 
 

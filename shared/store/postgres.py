@@ -17,6 +17,7 @@ import json
 import logging
 import uuid
 from collections.abc import AsyncIterator, Sequence
+from datetime import datetime
 from importlib import resources
 from typing import Any
 
@@ -252,15 +253,21 @@ class PostgresEventStore:
         )
 
     async def read_page(
-        self, after_position: int = 0, limit: int = 1000, bad: list[BadRow] | None = None
+        self, after_position: int = 0, limit: int = 1000, bad: list[BadRow] | None = None,
+        recorded: dict[int, datetime] | None = None,
     ) -> tuple[list[Envelope], int]:
         """Events after `after_position` (at most `limit` rows read) and the position of the last
-        row read, which is past any undecodable rows skipped at the page's end."""
+        row read, which is past any undecodable rows skipped at the page's end. `recorded`, when
+        given, gets each row's `recorded_at` by position: the store's clock, which rises with the
+        position (migration 0006), unlike `occurred_at`, stamped by each writer's own clock."""
+        columns = ROW_COLUMNS + (", recorded_at" if recorded is not None else "")
         rows = await self.pool.fetch(
-            f"SELECT {ROW_COLUMNS} FROM events WHERE global_position > $1 ORDER BY global_position LIMIT $2",
+            f"SELECT {columns} FROM events WHERE global_position > $1 ORDER BY global_position LIMIT $2",
             after_position,
             limit,
         )
+        if recorded is not None:
+            recorded.update((r["global_position"], r["recorded_at"]) for r in rows)
         end = rows[-1]["global_position"] if rows else after_position
         return self.decode_rows(rows, bad), end
 
@@ -364,18 +371,19 @@ class PostgresEventStore:
         return [dict(r) for r in rows]
 
     async def tail(
-        self, after_position: int = 0, *, batch: int = 500, poll_interval: float = 1.0, on_bad=None
+        self, after_position: int = 0, *, batch: int = 500, poll_interval: float = 1.0, on_bad=None,
+        recorded: dict[int, datetime] | None = None,
     ) -> AsyncIterator[Envelope]:
         """Yield every event after `after_position`, forever, woken by NOTIFY (polling as a fallback).
 
         Undecodable rows are skipped, never retried forever; `on_bad(rows)` (async) hears of them
-        before the page's events are yielded."""
+        before the page's events are yielded. `recorded`: as in `read_page`."""
         async with self.appended() as woken:
             position = after_position
             while True:
                 woken.clear()
                 bad: list[BadRow] = []
-                events, end = await self.read_page(position, batch, bad)
+                events, end = await self.read_page(position, batch, bad, recorded)
                 if bad and on_bad is not None:
                     await on_bad(bad)
                 for event in events:
