@@ -132,3 +132,61 @@ def detect(repo: Path) -> tuple[list[str], dict[str, str]]:
     order = ("ruff", "isort", "ruff-format", "black", "flake8", "mypy", "pyright", "eslint", "prettier",
              "pre-commit")  # fmt: skip
     return [t for t in order if t in found], skipped
+
+
+# Widths projects settle on (pycodestyle's 79, black's 88, …): a project without a configured limit
+# keeps the smallest one that nearly all of its lines fit.
+WIDTHS = (79, 88, 99, 120)
+CONVENTION = 0.99  # the share of a project's lines a width must hold to be its convention
+MAX_SAMPLED = 2000  # Python files read to find the convention
+
+
+def _int(value: object) -> int | None:
+    try:
+        return int(str(value).strip())
+    except ValueError:
+        return None
+
+
+def configured_line_length(repo: Path) -> int | None:
+    """The strictest line length the project's configured checkers enforce (ruff, black, flake8,
+    pycodestyle, each with its own default when configured without one), or None."""
+    limits: list[int | None] = []
+    config = ruff_config(repo)
+    if config is not None:
+        limits.append(_int(config.get("line-length", 88)))
+    black = _toml_tool(repo).get("black")
+    if isinstance(black, dict):
+        limits.append(_int(black.get("line-length", black.get("line_length", 88))))
+    for rel in ("setup.cfg", "tox.ini", ".flake8"):
+        parser = configparser.ConfigParser(interpolation=None, strict=False)
+        try:
+            parser.read_string(read_file(repo, rel))
+        except configparser.Error:
+            continue
+        for section, default in (("flake8", 79), ("pycodestyle", 79)):
+            if parser.has_section(section):
+                value = parser[section].get(
+                    "max-line-length", parser[section].get("max_line_length", default)
+                )
+                limits.append(_int(value))
+    known = [n for n in limits if n]
+    return min(known) if known else None
+
+
+def line_length(repo: Path, python_files: list[str]) -> int | None:
+    """The longest line the project accepts: what its checkers are configured to enforce, else the
+    convention its code keeps (the smallest of WIDTHS that CONVENTION of its lines fit; toolz keeps
+    79 columns with no checker configured), else None (no convention)."""
+    configured = configured_line_length(repo)
+    if configured:
+        return configured
+    lengths: list[int] = []
+    for rel in python_files[:MAX_SAMPLED]:
+        lengths += [len(line) for line in read_file(repo, rel).splitlines()]
+    if not lengths:
+        return None
+    for width in WIDTHS:
+        if sum(n <= width for n in lengths) >= CONVENTION * len(lengths):
+            return width
+    return None

@@ -9,11 +9,17 @@ is never "fixed" (`respect_config=True` in the analyzers).
 
 from __future__ import annotations
 
+import difflib
+import io
+import tokenize
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
 from shared.adapters.analyzers import Finding, parse_failure_in, ruff_fix, run_ruff, target_version
+from shared.adapters.git import git
+from shared.adapters.project_tools import line_length
+from shared.engines.rules.sites import holding
 from shared.events import Improvement
 from shared.policy.behaviour import changes_behaviour
 from shared.ports.errors import ChangeRejectedError
@@ -128,6 +134,7 @@ def apply_lint(repo: Path, improvement: Improvement, requires_python: str | None
         raise ChangeRejectedError(f"ruff no longer reports {','.join(codes)} in these files; nothing to fix")
     originals = {f: (repo / f).read_text(encoding="utf-8") for f in files}
     ruff_fix(repo, files, codes, target, unsafe=unsafe, respect_config=True)
+    left_as_is = _refix_misfits(repo, originals, wanted, codes, target, unsafe)
     if "F401" not in codes:
         _remove_orphaned_imports(repo, files, before, target)
     after = run_ruff(repo, files, measure, target, respect_config=True)
@@ -142,13 +149,116 @@ def apply_lint(repo: Path, improvement: Improvement, requires_python: str | None
             (repo / f).write_text(text, encoding="utf-8")
         why = (f"the fix broke parsing of {broken}" if broken
                else f"the fix added findings ({', '.join(grown)})" if grown
-               else "ruff's fix removed none of them")  # fmt: skip
+               else "ruff's fix removed none of them" + (f" ({'; '.join(left_as_is[:4])})" if left_as_is else ""))  # fmt: skip
         raise ChangeRejectedError(f"{len(wanted)} finding(s) of {','.join(codes)}: {why}; not applied")
     summary = f"ruff fixed {removed} of {len(wanted)} finding(s) of {','.join(codes)}"
     left = len(wanted) - removed
     if left:
         summary += f"; {left} left without a fix"
+    if left_as_is:
+        summary += "; left as is: " + "; ".join(left_as_is[:6])
     return changed, summary
+
+
+def _refix_misfits(
+    repo: Path, originals: dict[str, str], wanted: list[Finding], codes: list[str], target: str, unsafe: bool
+) -> list[str]:
+    """Where ruff's fix made a line the project would not accept (longer than its line length, or an
+    f-string inside an implicit concatenation: pyupgrade's UP032 joins `'a ' 'b {}'.format(x)`), the
+    file is fixed again with those sites held back: each site is tried alone to find them. A file
+    that still misfits is restored. Returns what was left as is, and why."""
+    limit = line_length(repo, git(repo, "ls-files", "--", "*.py").split())
+    notes: list[str] = []
+    for rel, original in originals.items():
+        path = repo / rel
+        if not fix_misfits(original, path.read_text(encoding="utf-8"), limit):
+            continue
+        sites = [f for f in wanted if f.path == rel]
+        bad: list[Finding] = []
+        reasons: set[str] = set()
+        for site in sites:  # one site at a time, the others held
+            path.write_text(original, encoding="utf-8")
+            with holding(repo, [f for f in sites if f is not site]):
+                ruff_fix(repo, [rel], codes, target, unsafe=unsafe, respect_config=True)
+            misfits = fix_misfits(original, path.read_text(encoding="utf-8"), limit)
+            if misfits:
+                bad.append(site)
+                reasons.update(misfits.values())
+        path.write_text(original, encoding="utf-8")
+        with holding(repo, bad):
+            ruff_fix(repo, [rel], codes, target, unsafe=unsafe, respect_config=True)
+        if fix_misfits(original, path.read_text(encoding="utf-8"), limit):  # the sites interact: none
+            path.write_text(original, encoding="utf-8")
+            bad = sites
+        notes.append(f"{len(bad)} site(s) in {rel} ({', '.join(sorted(reasons))})")
+    return notes
+
+
+def fix_misfits(original: str, fixed: str, limit: int | None) -> dict[int, str]:
+    """Lines of `fixed` (0-based) that a fix rewrote into something the project would not accept,
+    with why (pure): longer than `limit` (and than the lines they replace), or part of an implicit
+    string concatenation holding an f-string that `original` did not have there."""
+    a, b = original.splitlines(), fixed.splitlines()
+    joined_before = _fstring_concatenations(original)
+    joined_after = _fstring_concatenations(fixed)
+    new_joins = joined_after - joined_before
+    out: dict[int, str] = {}
+    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes():
+        if tag == "equal":
+            continue
+        longest_before = max((len(line) for line in a[i1:i2]), default=0)
+        for j in range(j1, j2):
+            if limit and len(b[j]) > max(limit, longest_before):
+                out[j] = f"a line over {limit} columns"
+            elif any(first <= j + 1 <= last for first, last in new_joins):
+                out[j] = "an f-string in an implicit concatenation"
+    return out
+
+
+def _fstring_concatenations(text: str) -> set[tuple[int, int]]:
+    """(first line, last line) of each implicit string concatenation that holds an f-string (pure);
+    a text that does not tokenize has none."""
+    spans: set[tuple[int, int]] = set()
+    fstring_start = getattr(tokenize, "FSTRING_START", None)  # Python 3.12+: f-strings are several tokens
+    fstring_end = getattr(tokenize, "FSTRING_END", None)
+    group: list[tuple[int, int, bool]] = []  # (start line, end line, is an f-string) per literal
+    depth, after_string = 0, False
+
+    def close() -> None:
+        if len(group) > 1 and any(f for _, _, f in group):
+            spans.add((group[0][0], group[-1][1]))
+        group.clear()
+
+    try:
+        for tok in tokenize.generate_tokens(io.StringIO(text).readline):
+            if fstring_start is not None and tok.type == fstring_start:
+                if depth == 0:
+                    if not after_string:
+                        close()
+                    group.append((tok.start[0], tok.start[0], True))
+                depth += 1
+                continue
+            if fstring_end is not None and tok.type == fstring_end:
+                depth -= 1
+                if depth == 0:
+                    group[-1] = (group[-1][0], tok.end[0], True)
+                    after_string = True
+                continue
+            if depth or tok.type in (tokenize.NL, tokenize.COMMENT):
+                continue
+            if tok.type == tokenize.STRING:
+                if not after_string:
+                    close()
+                prefix = tok.string[: len(tok.string) - len(tok.string.lstrip("rRbBuUfF"))]
+                group.append((tok.start[0], tok.end[0], "f" in prefix.lower()))
+                after_string = True
+            else:
+                close()
+                after_string = False
+    except (tokenize.TokenError, SyntaxError):
+        return spans
+    close()
+    return spans
 
 
 _KEEP = "  # noqa: F401  # repo-pilot-keep"
