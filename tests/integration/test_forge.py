@@ -1,15 +1,10 @@
-"""The Forge port against real git repositories: one contract, run against every forge.
-
-LocalForge merges inside a real target repository; RemoteForge pushes to a real bare
-repository; GitHubForge talks real HTTP to tests/support/github_stub.py (a local stand-in,
-since GitHub is out of reach here) and pushes to a real bare repository.
-"""
+"""The forges against real git repositories, beyond the port's contract
+(tests/contract/test_forge_contract.py): the local forge's bookkeeping, refusals and conflicts,
+two hosts, GitHub's errors."""
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
@@ -18,98 +13,11 @@ from shared.adapters.forge_github import GitHubForge, github_repo_of
 from shared.adapters.git import git, head_sha
 from shared.adapters.workspace import commit_all
 from shared.ports.errors import StepError
-from shared.ports.forge import Forge
 from tests.conftest import make_git_repo
+from tests.support.forges import BRANCH, TOKEN, work_copy
 from tests.support.github_stub import GitHubStub
 
 pytestmark = pytest.mark.integration
-
-BRANCH = "repo-pilot/run-1"
-TOKEN = "stub-token"
-
-
-@dataclass
-class Setup:
-    forge: object
-    work: Path  # the run's working copy, with BRANCH checked out
-    merged_into: Path  # where the default branch lives (target repo or bare remote)
-
-    def merges(self) -> int:
-        return int(git(self.merged_into, "rev-list", "--merges", "--count", "refs/heads/main"))
-
-    def file_on_main(self, name: str) -> str | None:
-        return git(self.merged_into, "show", f"refs/heads/main:{name}", check=False) or None
-
-
-def _work_copy(origin: Path, dest: Path) -> Path:
-    git(dest.parent, "clone", "--quiet", str(origin), str(dest))
-    git(dest, "checkout", "--quiet", "-b", BRANCH)
-    (dest / "feature.py").write_text("def feature():\n    return 42\n")
-    commit_all(dest, "Add a feature")
-    return dest
-
-
-@pytest.fixture(params=["local", "remote", "github"])
-def setup(request, tmp_path):
-    target = make_git_repo(tmp_path / "target", {"app.py": "print('hi')\n"})
-    if request.param == "local":
-        yield Setup(LocalForge(target), _work_copy(target, tmp_path / "work"), target)
-        return
-    bare = tmp_path / "origin.git"
-    git(tmp_path, "clone", "--quiet", "--bare", str(target), str(bare))
-    work = _work_copy(bare, tmp_path / "work")
-    if request.param == "remote":
-        yield Setup(RemoteForge(bare.as_uri(), state_dir=tmp_path / "state"), work, bare)
-        return
-    with GitHubStub(bare, "octo/demo", token=TOKEN) as stub:
-        forge = GitHubForge(TOKEN, "octo/demo", api_url=stub.api_url, push_url=str(bare))
-        yield Setup(forge, work, bare)
-
-
-# -- the contract ------------------------------------------------------------------------------
-
-
-def test_implements_the_port(setup):
-    assert isinstance(setup.forge, Forge)
-
-
-async def test_publish_twice_pushes_once(setup):
-    assert await setup.forge.publish(setup.work, BRANCH) is True
-    assert await setup.forge.publish(setup.work, BRANCH) is False
-    assert git(setup.merged_into, "rev-parse", f"refs/heads/{BRANCH}") == head_sha(setup.work)
-    (setup.work / "more.py").write_text("x = 1\n")
-    commit_all(setup.work, "More")
-    assert await setup.forge.publish(setup.work, BRANCH) is True
-
-
-async def test_open_twice_returns_the_same_request(setup):
-    assert await setup.forge.find_request(BRANCH) is None
-    await setup.forge.publish(setup.work, BRANCH)
-    first = await setup.forge.open_request(setup.work, BRANCH, "Improve things", "Because.")
-    second = await setup.forge.open_request(setup.work, BRANCH, "Improve things", "Because.")
-    assert first == second
-    assert (first.state, first.branch, first.merge_sha) == ("open", BRANCH, None)
-    assert first.url
-    assert await setup.forge.find_request(BRANCH) == first
-    assert await setup.forge.find_request("repo-pilot/other") is None
-
-
-async def test_merge_twice_merges_once(setup):
-    await setup.forge.publish(setup.work, BRANCH)
-    request = await setup.forge.open_request(setup.work, BRANCH, "Improve things", "Because.")
-    before = setup.merges()
-    sha = await setup.forge.merge(request)
-    again = await setup.forge.merge(request)
-    assert sha == again
-    assert setup.merges() == before + 1
-    assert head_sha(setup.merged_into, "refs/heads/main") == sha
-    parents = git(setup.merged_into, "rev-list", "--parents", "-n", "1", sha).split()[1:]
-    assert parents[1] == head_sha(setup.work)  # --no-ff: the branch tip is the second parent
-    assert "return 42" in setup.file_on_main("feature.py")
-
-    reopened = await setup.forge.open_request(setup.work, BRANCH, "Improve things", "Because.")
-    assert (reopened.id, reopened.state, reopened.merge_sha) == (request.id, "merged", sha)
-    assert (await setup.forge.find_request(BRANCH)).state == "merged"
 
 
 # -- local forge ---------------------------------------------------------------------------------
@@ -118,7 +26,7 @@ async def test_merge_twice_merges_once(setup):
 @pytest.fixture
 def local(tmp_path):
     target = make_git_repo(tmp_path / "target", {"app.py": "print('hi')\n"})
-    return target, LocalForge(target), _work_copy(target, tmp_path / "work")
+    return target, LocalForge(target), work_copy(target, tmp_path / "work")
 
 
 async def test_local_requests_are_recorded_in_the_target_git_dir(local):
@@ -199,7 +107,7 @@ async def test_remote_forges_on_two_hosts_merge_once(tmp_path):
     target = make_git_repo(tmp_path / "target", {"app.py": "print('hi')\n"})
     bare = tmp_path / "origin.git"
     git(tmp_path, "clone", "--quiet", "--bare", str(target), str(bare))
-    work = _work_copy(bare, tmp_path / "work")
+    work = work_copy(bare, tmp_path / "work")
     a = RemoteForge(str(bare), state_dir=tmp_path / "host-a")
     b = RemoteForge(str(bare), state_dir=tmp_path / "host-b")
     await a.publish(work, BRANCH)
@@ -220,7 +128,7 @@ async def test_github_bad_token_is_a_step_error_with_a_hint(tmp_path):
 
 
 async def test_github_push_failure_does_not_leak_the_token(tmp_path):
-    work = _work_copy(make_git_repo(tmp_path / "target", {"a.py": ""}), tmp_path / "work")
+    work = work_copy(make_git_repo(tmp_path / "target", {"a.py": ""}), tmp_path / "work")
     secret = "ghs_supersecret123"
     forge = GitHubForge(
         secret, "octo/demo", push_url=f"file://x-access-token:{secret}@{tmp_path}/missing.git"
