@@ -23,7 +23,7 @@ from typing import Any
 
 import openai
 
-from shared.adapters import task_commands as proc
+from shared.adapters import task_commands
 from shared.adapters.sandbox import Sandbox
 from shared.engines.llm_client import DEFAULT_PRICES, known_price
 
@@ -96,8 +96,8 @@ def truncate(text: str, limit: int) -> str:
 
 async def _bash(command: str, workspace: Path, limits: AgentLimits, sandbox: Sandbox | None) -> str:
     # Confined to the workspace; the network only when the attempt allows it.
-    result = await proc.run(["bash", "-c", command], cwd=workspace, timeout=limits.command_timeout_s,
-                            env=proc.base_env(), sandbox=sandbox, network=limits.network, host_fs=False)
+    result = await task_commands.run(["bash", "-c", command], cwd=workspace, timeout=limits.command_timeout_s,
+                            env=task_commands.base_env(), sandbox=sandbox, network=limits.network, host_fs=False)
     head = f"exit code {result.exit_code}" + (" (timed out)" if result.timed_out else "")
     return truncate(f"{head}\n{result.output}", limits.output_chars)
 

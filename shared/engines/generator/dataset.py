@@ -1,9 +1,16 @@
-"""Running the generator over a whole CooperBench-style dataset folder.
+"""Running the generator over a whole CooperBench-style dataset folder (`generate --dataset`).
 
-Every task folder under the dataset (one holding `feature<N>/feature.patch`) gets `attempts`
-attempts, at most `concurrency` tasks at a time. An attempt whose `result.json` exists in the
-output folder is done: a second run over the same output resumes where the first stopped. The
-summary (task, attempts, valid, conflicts, cost, time) is written as summary.json and summary.md.
+Every task folder under the dataset, the folder itself included (one holding
+`feature<N>/feature.patch`), gets `attempts` attempts, at most `concurrency` tasks at a time. The
+attempts run in this process, through `attempt.run_attempt` (the same three steps the generator
+service runs), not as jobs in the event store: the output folder is the batch's checkpoint. An
+attempt whose `result.json` exists and reads is done, so a second run over the same output resumes
+where the first stopped. A task that cannot run (no repository, unreadable task) stops at its
+first StepError, which its row records.
+
+summary.json holds one row per task (attempts, valid attempts, the best attempt's conflicts, cost,
+time, attempts resumed, error, repository used); summary.md the same without the last three, an
+error shown in place of the valid count.
 """
 
 from __future__ import annotations

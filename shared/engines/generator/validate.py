@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from shared.adapters import task_commands as proc
+from shared.adapters import task_commands
 from shared.adapters.conflicts import check_conflicts
 from shared.adapters.git import git
 from shared.adapters.junit import JUnitError, read_junit
@@ -223,7 +223,7 @@ class TaskTests:
         # The user's UV_CACHE_DIR, else ours (kept across validations when given), else this one's.
         cache = Path(os.environ.get("UV_CACHE_DIR") or uv_cache_dir or scratch / "uv-cache")
         cache.mkdir(parents=True, exist_ok=True)
-        self.env = proc.base_env({"UV_CACHE_DIR": str(cache)})
+        self.env = task_commands.base_env({"UV_CACHE_DIR": str(cache)})
 
     def run(self, tests_patch: str, feature_patch: str | None) -> TestRun:
         """`tests_patch` with `feature_patch` (None: tests.patch alone, as run_tests.sh allows)."""
@@ -246,7 +246,7 @@ class TaskTests:
             script.write_text(derive_local_script(self.task.runner_sh, self.repo, run_dir))
             cmd = ["bash", str(script), *(Path(p).name for p in patches)]
         env = {**self.env, **report_env(str(junit_dir), str(PLUGIN_DIR), self.env.get("PYTHONPATH"))}
-        result = proc.run_sync(cmd, cwd=self.repo, timeout=self.timeout, env=env)
+        result = task_commands.run_sync(cmd, cwd=self.repo, timeout=self.timeout, env=env)
         counts, failing, source, records = read_run(junit_dir, result.output)
         return TestRun(run_passed(result.exit_code, result.timed_out, counts), counts, result.exit_code, "local",
                        cmd, result.output[-OUTPUT_TAIL:], result.timed_out, result.duration, source, failing,
