@@ -201,6 +201,8 @@ async def _run(settings: Settings, request: PipelineRequested | None, in_process
         else:
             run_id, request, said = await start(system.store)
         err.print(said)
+        if not in_process and (code := await _unwatched(system.store, run_id, min(timeout, UNWATCHED_AFTER))):
+            return code
         run = await render.follow(system.store, run_id, timeout, console=err)
         ended = bool(run and run["status"] in render.DONE)
         # Written here too (the analyzer also writes it), so the file exists when its path is printed.
@@ -213,6 +215,38 @@ async def _run(settings: Settings, request: PipelineRequested | None, in_process
         if note := left_running(settings.home):
             err.print(note, highlight=False, soft_wrap=True)
     return 0 if run and run["status"] == "COMPLETED" else 1
+
+
+UNWATCHED_AFTER = 15.0  # seconds a cluster's projector may take to show a new run
+
+
+async def _unwatched(store, run_id: str, within: float) -> int:
+    """0 once the run shows in the read models; else 1, after one line saying what to start.
+
+    With --no-local (or NATS_URL and DATABASE_URL set) the services and the projector are
+    expected to run elsewhere; when none does, the run would never show. A request nothing took
+    is ended, so its repository is not held for the sweeper (which does not run either)."""
+    from shared.app.requests import end_untaken
+    from shared.store.projections import get_run
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while (await get_run(store, run_id))[0] is None:
+        if loop.time() >= deadline:
+            break
+        await asyncio.sleep(0.5)
+    else:
+        return 0
+    start = "start them (`repo-pilot up`, or `docker compose up`), or run without --no-local to run them here"
+    if await end_untaken(store, run_id, f"nothing took the request within {within:.0f}s: no services or "
+                         "projector run against this database and bus", hint=start):
+        err.print(f"no services or projector are running against DATABASE_URL/NATS_URL: {start}. "
+                  f"Run {run_id} was ended.", highlight=False, soft_wrap=True)
+    else:
+        err.print(f"no projector is running against DATABASE_URL, so run {run_id} cannot be followed: start one "
+                  f"(`repo-pilot up`); `repo-pilot events {run_id}` shows its log meanwhile.",
+                  highlight=False, soft_wrap=True)
+    return 1
 
 
 @contextlib.asynccontextmanager

@@ -220,3 +220,18 @@ async def append_request(store, request: PipelineRequested, *, service: str,
             raise RunInProgress(request.repo, request.ref, running)
         await store.append_in(conn, stream, [event], 0)
     return stream
+
+
+async def end_untaken(store, run_id: str, error: str, hint: str) -> bool:
+    """End `run_id` with PipelineFailed when nothing has reacted to its request yet (its stream
+    holds only the request); True when this ended it, False when something took it meanwhile.
+    So a run nobody will ever handle does not hold its repository (`RunInProgress`)."""
+    from shared.events.run import PipelineFailed
+    from shared.store import ConcurrencyError
+
+    failed = make_event(PipelineFailed(step="analyze", error=error, hint=hint), run_id, service="cli")
+    try:
+        await store.append(run_id, [failed], 1)
+    except ConcurrencyError:
+        return False
+    return True
