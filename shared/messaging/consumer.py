@@ -8,7 +8,8 @@ for each delivered event:
 - appends `StepStarted` for the route's bead in its own transaction, so progress shows live,
   while the handler already runs with in-progress heartbeats (long steps outlive `ack_wait`);
 - appends the handler's outputs + `StepCompleted` + the tracking row in ONE transaction, then acks;
-- records a `StepError` (a failure the user caused) as `StepFailed` + `PipelineFailed` at once;
+- records a `StepError` (a failure the user caused) as `StepFailed` + `PipelineFailed` at once,
+  after what it carries to record (`StepError.records`: the model calls that led to it);
 - retries any other exception with backoff (`nack(delay)`) and, at the last delivery attempt,
   records the failure and terminates the message: never lost silently, never redelivered forever;
 - holds a message while the store does not answer (a failure that cannot be recorded is never
@@ -226,7 +227,8 @@ class ServiceRuntime:
             if self.stopping:
                 return self._released(event, exc)
             log.warning("%s: %s failed (not retried): %s", self.name, event.type, exc.message)
-            await self._record_failure(event, route, exc.message, exc.hint, attempt, retryable=False)
+            await self._record_failure(event, route, exc.message, exc.hint, attempt, retryable=False,
+                                       records=exc.records)
             return "ack"
         except Exception as exc:
             await _settled(started)
@@ -299,11 +301,15 @@ class ServiceRuntime:
         await self.store.append_streams(groups, tracking=(self.name, cause.event_id))
 
     async def _record_failure(
-        self, event: Envelope, route: Route, error: str, hint: str, attempt: int, *, retryable: bool
+        self, event: Envelope, route: Route, error: str, hint: str, attempt: int, *, retryable: bool,
+        records: Sequence[Any] = (),
     ) -> None:
+        """StepFailed + PipelineFailed, after what the step asked to record with its failure (the
+        model calls that led to it: StepError.records), all in the one tracking transaction."""
         step = route.step or self.name
         error, hint = redact(error), redact(hint)
         failed = [
+            *(self._step_event(payload, event) for payload in records),
             self._step_event(StepFailed(step=step, error=error, attempt=attempt, retryable=retryable), event),
             self._step_event(PipelineFailed(step=step, error=error, hint=hint), event),
         ]

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from shared.common.settings import Settings
-from shared.events import make_event
 from shared.events.run import LlmCallRecorded
 from shared.ports.changes import Changes
 from shared.ports.context import RunContext
@@ -114,21 +113,20 @@ class Deps:
     generator: FeatureGenerator | None = None
 
     def engine(self, ctx: RunContext, replay_from: list[LlmCallRecorded] | None = None) -> Engine:
-        return _RecordsCallsOnFailure(self.make_engine(ctx, replay_from or []), self.store, ctx.run_id)
+        return _RecordsCallsOnFailure(self.make_engine(ctx, replay_from or []))
 
 
 class _RecordsCallsOnFailure:
-    """The engine, except that when a step fails with StepError the model calls made so far are
-    appended to the run's stream before the error propagates.
-
-    The consumer records a StepError as StepFailed + PipelineFailed only; the handler never gets
-    to emit the engine's drained calls, so the calls that caused the failure (429 storms, junk
-    answers) would be lost from the log — and they are what a user needs to see."""
+    """The engine, except that when a step fails with StepError the model calls made so far go
+    with the error (`StepError.records`): the consumer appends them before StepFailed +
+    PipelineFailed, with the tracking row, in one transaction. The handler never gets to emit the
+    engine's drained calls, so without this the calls that caused the failure (429 storms, junk
+    answers) would be lost from the log, and they are what a user needs to see."""
 
     _STEPS = frozenset({"analyze", "suggest", "implement", "review", "write_tests"})
 
-    def __init__(self, engine: Engine, store: EventStore, stream_id: str):
-        self._engine, self._store, self._stream_id = engine, store, stream_id
+    def __init__(self, engine: Engine):
+        self._engine = engine
 
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self._engine, name)
@@ -138,10 +136,8 @@ class _RecordsCallsOnFailure:
         async def step(*args: Any, **kwargs: Any) -> Any:
             try:
                 return await attr(*args, **kwargs)
-            except StepError:
-                calls = self._engine.drain_calls()
-                if calls:
-                    await self._store.append(self._stream_id, [make_event(c, self._stream_id) for c in calls])
+            except StepError as exc:
+                exc.records = [*self._engine.drain_calls(), *exc.records]
                 raise
 
         return step

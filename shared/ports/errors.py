@@ -12,12 +12,16 @@ class ChangeRejectedError(Exception):
 
 
 class StepError(Exception):
-    """A failure the user can cause (bad repo, model junk, budget spent): recorded, not retried."""
+    """A failure the user can cause (bad repo, model junk, budget spent): recorded, not retried.
+
+    `records` are payloads the consumer appends before StepFailed, in the same transaction (the
+    model calls made before the failure: shared.ports.deps.Deps.engine puts them here)."""
 
     def __init__(self, message: str, hint: str = ""):
         super().__init__(message)
         self.message = message
         self.hint = hint
+        self.records: list = []
 
 
 # -- raised through the EventStore port (shared.ports.store) --

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from shared.events import Envelope, RepoAnalyzed, make_event
+from shared.events.run import LlmCallRecorded
 from shared.messaging.consumer import Route, ServiceRuntime
 from shared.ports.errors import StepError
 from tests.support.bus_harness import eventually, requested, running_relay
@@ -181,6 +182,24 @@ async def test_step_error_is_recorded_at_once_without_retry(store, relay, runtim
     marker = await append_request(store)
     await eventually(lambda: _has(store, marker.stream_id, "PipelineFailed"), what="next event")
     assert [e.event_id for e in deps.calls] == [cause.event_id, marker.event_id]
+
+
+async def user_error_after_model_calls(event: Envelope, deps: Deps) -> list[Envelope]:
+    deps.calls.append(event)
+    exc = StepError("the model answered junk three times", hint="try another model")
+    exc.records = [LlmCallRecorded(purpose="analyze", model="m", prompt_hash="h", response="junk")]
+    raise exc
+
+
+async def test_what_a_failed_step_asks_to_record_is_stored_with_the_failure(store, relay, runtimes):
+    await runtimes(user_error_after_model_calls, Deps())
+    cause = await append_request(store)
+    await eventually(lambda: _has(store, cause.stream_id, "PipelineFailed"), what="failure recorded")
+    events = await store.read_stream(cause.stream_id)
+    assert [e.type for e in events] == [
+        "PipelineRequested", "StepStarted", "LlmCallRecorded", "StepFailed", "PipelineFailed"]
+    assert events[2].data.response == "junk" and events[2].causation_id == cause.event_id
+    assert await store.is_processed(SERVICE, cause.event_id)  # one transaction with the tracking row
 
 
 async def test_replicas_share_the_durable_and_split_the_work(store, relay, runtimes):

@@ -40,11 +40,13 @@ async def test_a_failing_engine_leaves_no_copy_and_its_calls_in_the_log(tmp_path
     run = new_run_stream()
     [request] = await given(deps.store, run, PipelineRequested(repo="demo"))
 
-    with pytest.raises(StepError, match="fails at analyze"):
+    with pytest.raises(StepError, match="fails at analyze") as caught:
         await on_pipeline_requested(request, deps)
 
     assert not deps.workspace.live
-    assert types(await deps.store.read_stream(run)) == ["PipelineRequested", "LlmCallRecorded"]
+    # The calls go with the error; the consumer records them with StepFailed, in one transaction.
+    assert [c.purpose for c in caught.value.records] == ["analyze"]
+    assert types(await deps.store.read_stream(run)) == ["PipelineRequested"]
 
 
 async def test_a_missing_repository_is_a_step_error(tmp_path):
