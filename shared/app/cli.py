@@ -77,7 +77,8 @@ def _settings() -> Settings:
     except ValidationError as exc:  # a bad value in the environment or a .env file: one line each
         for error in exc.errors():
             name = ".".join(str(part) for part in error["loc"])
-            err.print(f"[bold red]error:[/] {name}={error.get('input')!r}: {error['msg']}", highlight=False)
+            err.print(f"[bold red]error:[/] {name}={error.get('input')!r}: {error['msg']}", highlight=False,
+                      soft_wrap=True)  # one line in a log too (rich wraps a pipe at 80 columns)
         raise typer.Exit(2) from None
 
 
@@ -107,7 +108,7 @@ def _telemetry(service: str, settings: Settings) -> None:
 
 
 def _fail(message: str, code: int = 2) -> None:
-    err.print(f"[bold red]error:[/] {message}")
+    err.print(f"[bold red]error:[/] {message}", soft_wrap=True)  # unwrapped: one line in a log or a pipe
     raise typer.Exit(code)
 
 

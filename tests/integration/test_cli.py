@@ -167,7 +167,9 @@ def test_request_starts_the_runs_trace_and_sends_it(cli_env, tmp_path):
 
 
 def test_a_bad_setting_is_one_line_naming_the_variable_and_the_allowed_values(cli_env):
-    proc = cli({**cli_env, "REPO_PILOT_ISOLATION": "bogus"}, "runs", check=False)
+    # No COLUMNS: stderr is a pipe, as in a CI log, where rich would wrap at 80 columns.
+    env = {k: v for k, v in cli_env.items() if k != "COLUMNS"}
+    proc = cli({**env, "REPO_PILOT_ISOLATION": "bogus"}, "runs", check=False)
     assert proc.returncode == 2
     (line,) = proc.stderr.strip().splitlines()
     assert "REPO_PILOT_ISOLATION='bogus'" in line and "'mountns'" in line and "Traceback" not in proc.stderr
