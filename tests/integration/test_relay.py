@@ -55,6 +55,24 @@ async def test_publishes_every_event_in_global_order_with_ids_and_traceparent(st
     assert await store.get_checkpoint("relay") == stored[-1].global_position
 
 
+async def test_a_window_smaller_than_the_log_keeps_global_order_and_checkpoints_only_acked_events(
+        store, nats_client, bus_names):
+    """Publishes are pipelined (several PubAcks outstanding); the stream still holds the log in
+    global order, once each, and the checkpoint reaches the last event only once it is acked."""
+    js = nats_client.jetstream()
+    stored = await _append_interleaved(store, streams=5, per_stream=9)
+    async with running_relay(store, nats_client, bus_names, window=4, checkpoint_interval=0.01) as relay:
+        await eventually(lambda: _stream_count_is(js, bus_names["stream_name"], len(stored)), what="all events")
+        await eventually(lambda: _checkpoint_is(store, stored[-1].global_position), what="checkpoint at the end")
+        assert relay.published == len(stored)
+    received = await stream_events(js, bus_names["stream_name"])
+    assert [e.event_id for e in received] == [e.event_id for e in stored]
+
+
+async def _checkpoint_is(store, position: int) -> bool:
+    return await store.get_checkpoint("relay") == position
+
+
 async def _stream_count_is(js, name: str, n: int) -> bool:
     return await _stream_count(js, name) == n
 
