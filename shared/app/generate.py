@@ -25,7 +25,7 @@ from shared.adapters.task_dir import load_task
 from shared.common.settings import Settings
 from shared.engines.generator.attempt import GenerateOptions, make_client, spending, validation_only
 from shared.engines.generator.dataset import cost_text, run_dataset
-from shared.engines.generator.validate import DEFAULT_MIN_SCORE, DEFAULT_MUTANTS
+from shared.events.gen import DEFAULT_MIN_MUTATION_SCORE, DEFAULT_MUTANTS
 from shared.events.gen import FeatureGenerationRequested
 from shared.policy.generation.prompt import build_prompt
 from shared.policy.generation.proofs import PROOF_NAMES
@@ -122,7 +122,7 @@ def generate(
         help="Validate an existing patch pair instead of generating."),
     mutants: int = typer.Option(DEFAULT_MUTANTS, "--mutants", min=1,
                                 help="Mutants of the feature's added lines its new tests must kill."),
-    min_mutation_score: float = typer.Option(DEFAULT_MIN_SCORE, "--min-mutation-score", min=0.0, max=1.0,
+    min_mutation_score: float = typer.Option(DEFAULT_MIN_MUTATION_SCORE, "--min-mutation-score", min=0.0, max=1.0,
                                              help="Share of the mutants the new tests must kill."),
     all_proofs: bool = typer.Option(False, "--all-proofs", help="Run every proof, not only up to the first failure."),
     price_in: float | None = typer.Option(None, "--price-in", help="USD per million prompt tokens for --model."),
@@ -313,7 +313,7 @@ def build_generation_requests(task: Path, attempts: int, output: Path, *, repo_p
                               model: str | None = None, backend: str = "auto", feature: int | None = None,
                               step_limit: int = 30, cost_limit: float = 1.0, min_conflicts: int = 1,
                               agent_network: bool = False, mutants: int = DEFAULT_MUTANTS,
-                              min_mutation_score: float = DEFAULT_MIN_SCORE, all_proofs: bool = False,
+                              min_mutation_score: float = DEFAULT_MIN_MUTATION_SCORE, all_proofs: bool = False,
                               price: tuple[float, float] | None = None,
                               token_limit: int | None = None) -> list[FeatureGenerationRequested]:
     """One FeatureGenerationRequested per attempt, checked before anything is appended: the task

@@ -6,7 +6,7 @@ import pytest
 
 from shared.adapters.conflicts import conflict_hunks
 from shared.engines.generator.agent import call_cost, truncate
-from shared.engines.generator.validate import decide, derive_local_script, pick_backend
+from shared.policy.generation.verdict import decide, derive_local_script, pick_backend
 from shared.events.gen import ConflictReport
 from shared.policy.generation import proofs
 from shared.policy.generation.counts import TestCounts

@@ -24,17 +24,19 @@ from shared.adapters import task_commands
 from shared.adapters.task_dir import load_task
 from shared.adapters.workspace import checkout_base, diff_against_base
 from shared.engines.generator.agent import AgentLimits, model_price, run_agent
-from shared.engines.generator.validate import (
-    DEFAULT_MIN_SCORE,
+from shared.engines.generator.validate import ValidationResult, validate_patches
+from shared.events.gen import (
+    DEFAULT_MIN_MUTATION_SCORE,
     DEFAULT_MUTANTS,
-    Backend,
-    ValidationResult,
-    validate_patches,
+    FeatureGenerated,
+    FeatureGenerationRequested,
+    FeaturePromptBuilt,
+    FeatureValidated,
 )
-from shared.events.gen import FeatureGenerated, FeatureGenerationRequested, FeaturePromptBuilt, FeatureValidated
 from shared.policy.generation.prompt import SYSTEM, build_prompt
 from shared.policy.generation.split import split_diff
 from shared.policy.generation.task import Task
+from shared.policy.generation.verdict import Backend
 from shared.ports.errors import StepError
 
 
@@ -54,7 +56,7 @@ class GenerateOptions:
     agent_network: bool = False  # the agent's shell may reach the network (tasks that must install)
     uv_cache_dir: Path | None = None  # kept across validations (REPO_PILOT_HOME/uv-cache from the faces)
     mutants: int = DEFAULT_MUTANTS  # mutants of the feature's added lines the new tests must kill
-    min_mutation_score: float = DEFAULT_MIN_SCORE
+    min_mutation_score: float = DEFAULT_MIN_MUTATION_SCORE
     all_proofs: bool = False  # run every proof even after one fails
     price: tuple[float, float] | None = None  # USD per million tokens in/out; default: the price list's
     token_limit: int | None = None  # tokens per attempt; what limits a model without a price

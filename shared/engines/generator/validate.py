@@ -16,7 +16,7 @@ import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from shared.adapters import task_commands
 from shared.adapters.conflicts import check_conflicts
@@ -32,9 +32,9 @@ from shared.policy.generation.newtests import NewTests, Records, added_lines, ne
 from shared.policy.generation.proofs import Comparison, MutantResult, Proofs, TestRun, run_passed
 from shared.policy.generation.split import is_test_path
 from shared.policy.generation.task import Task
+from shared.policy.generation.verdict import Backend, decide, derive_local_script, pick_backend, report_env
 from shared.ports.errors import StepError
 
-Backend = Literal["docker", "local", "auto"]
 OUTPUT_TAIL = 4000
 
 
@@ -79,36 +79,6 @@ class ValidationResult:
         )
 
 
-def decide(proofs: Proofs, conflicts: list[ConflictReport], min_conflicts: int) -> tuple[bool, str]:
-    """Valid = the five test proofs hold and at least `min_conflicts` existing features conflict (pure)."""
-    reasons = proofs.reasons()
-    n = sum(1 for c in conflicts if c.status == "conflict")
-    if n < min_conflicts:
-        unapplied = [c.feature for c in conflicts if c.status == "could_not_apply"]
-        extra = f"; could not apply against features {unapplied}" if unapplied else ""
-        reasons.append(f"{n} conflict(s) with existing features, at least {min_conflicts} required{extra}")
-    if reasons:
-        return False, "; ".join(reasons)
-    ran = proofs.new_tests_ran.counts
-    score = proofs.mutation_score or (0, 0)
-    existing = proofs.existing_tests.counts
-    return True, (f"new tests ran ({ran.get('new', ran.get('total', 0))}), pass with the feature, fail without it "
-                  f"({proofs.fail_without_feature.reason or 'by count'}), kill {score[0]}/{score[1]} mutants, "
-                  f"existing tests still pass ({existing.get('checked', 0)} checked, "
-                  f"{existing.get('not_checkable', 0)} not checkable); conflicts with {n} feature(s)")
-
-
-def pick_backend(prefer: Backend, docker_answers: bool, has_dockerfile: bool) -> Literal["docker", "local"]:
-    """Docker when asked or when 'auto' finds an engine and an image recipe; else local (pure)."""
-    if prefer == "docker":
-        if not docker_answers:
-            raise StepError("--backend docker: no Docker engine answers", hint="use --backend local")
-        return "docker"
-    if prefer == "auto" and docker_answers and has_dockerfile:
-        return "docker"
-    return "local"
-
-
 def docker_answers() -> bool:
     try:
         import docker
@@ -122,31 +92,7 @@ def docker_answers() -> bool:
         return False
 
 
-_INSTALL = re.compile(r"^\s*(?:pip3?|python3? -m pip|uv pip|apt-get|apt|apk|npm (?:ci|install)|yarn install|"
-                      r"pnpm install)\b")
-
-
-def derive_local_script(runner_sh: str, repo: Path, patch_dir: Path) -> str:
-    """runner.sh rewritten for a local checkout: /workspace/repo -> repo, /patches -> patch_dir (pure).
-
-    Package installs are dropped: locally the environment is the caller's, not the image's.
-    """
-    lines = []
-    for line in runner_sh.splitlines():
-        if _INSTALL.match(line):
-            lines.append(f"# dropped for the local run: {line.strip()}")
-            continue
-        lines.append(line.replace("/workspace/repo", str(repo)).replace("/patches", str(patch_dir)))
-    return "\n".join(lines) + "\n"
-
-
 _CONTAINER_PLUGIN, _CONTAINER_JUNIT = "/repo-pilot/plugin", "/repo-pilot/junit"
-
-
-def report_env(junit_dir: str, plugin_dir: str, pythonpath: str | None = None) -> dict[str, str]:
-    """Variables that make every pytest session of a task script write its own JUnit report (pure)."""
-    return {"REPO_PILOT_JUNIT_DIR": junit_dir, "PYTEST_PLUGINS": "repo_pilot_junit",
-            "PYTHONPATH": plugin_dir + (f":{pythonpath}" if pythonpath else "")}
 
 
 def read_counts(junit_dir: Path, output: str) -> tuple[TestCounts, list[str], str]:
@@ -280,7 +226,6 @@ def _cached_run(runner: TaskTests, tests_patch: str, feature_patch: str | None) 
     return _BASE_RUNS[key]
 
 
-DEFAULT_MIN_SCORE = DEFAULT_MIN_MUTATION_SCORE
 _UNCHANGED = "# repo-pilot: this file is unchanged; the line makes the task's runner run it\n"
 
 
@@ -352,7 +297,7 @@ def killed(run: TestRun, new: NewTests | None) -> tuple[bool, str]:
 
 
 def prove(runner: TaskTests, task: Task, feature_patch: str, tests_patch: str, scratch: Scratch, *,
-          mutant_limit: int = DEFAULT_MUTANTS, min_score: float = DEFAULT_MIN_SCORE,
+          mutant_limit: int = DEFAULT_MUTANTS, min_score: float = DEFAULT_MIN_MUTATION_SCORE,
           all_proofs: bool = False) -> tuple[Proofs, TestRun, TestRun | None]:
     """The five test proofs for a feature.patch / tests.patch pair (see `proofs`), in order,
     stopping at the first that fails unless `all_proofs`."""
@@ -412,7 +357,7 @@ def existing_comparisons(runner: TaskTests, task: Task, feature_patch: str, test
 def validate_patches(task: Task, source: str, feature_patch: str, tests_patch: str, *,
                      backend: Backend = "auto", min_conflicts: int = 1, timeout: float = 900.0,
                      workdir: Path | None = None, uv_cache_dir: Path | None = None,
-                     mutants: int = DEFAULT_MUTANTS, min_mutation_score: float = DEFAULT_MIN_SCORE,
+                     mutants: int = DEFAULT_MUTANTS, min_mutation_score: float = DEFAULT_MIN_MUTATION_SCORE,
                      all_proofs: bool = False) -> ValidationResult:
     """Test proofs and conflicts for one feature.patch / tests.patch pair against `task`.
     Raises StepError for a pair that cannot be validated at all (an empty tests patch)."""
