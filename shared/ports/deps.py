@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from shared.common.settings import Settings
 from shared.events.run import LlmCallRecorded
@@ -25,9 +25,6 @@ from shared.ports.signals import Signals
 from shared.ports.store import EventStore
 from shared.ports.suites import Suites
 from shared.ports.workspace import Workspace
-
-if TYPE_CHECKING:
-    import openai
 
 # (the run, the model calls of the run it replays) -> the engine for that run
 EngineFactory = Callable[[RunContext, list[LlmCallRecorded]], Engine]
@@ -90,11 +87,6 @@ class UsesEngine(Protocol):
     def engine(self, ctx: RunContext, replay_from: list[LlmCallRecorded] | None = None) -> Engine:
         """The run's engine; model calls made before a failing step still reach the log."""
         ...
-
-
-@runtime_checkable
-class UsesModelClient(Protocol):
-    openai_client: openai.AsyncOpenAI | None
 
 
 @dataclass
