@@ -1,5 +1,12 @@
-"""The interpreter a target repository's tests run with: its own cached virtualenv, when it declares
-third-party dependencies; Repo Pilot's interpreter otherwise.
+"""The interpreter a target repository's tests run with: its own cached virtualenv, holding what it
+declares, and pytest: the project's own when it declares pytest, else the pytest Repo Pilot runs
+with and what that requires, and nothing else (linked in: it works offline).
+
+Nothing else of the host's or Repo Pilot's own environment is visible to the target's tests: the
+env is made without system site-packages, and Repo Pilot's site-packages (pip, the build backends)
+are put on its path only while pip installs into it (`TOOLS_VAR`, read by a `.pth` at start-up). A
+suite importing a package Repo Pilot has but the project does not declare fails to import it, as
+it would in the project's own CI.
 
 Deciding what a repository declares (`read_declared`, `env_key`) is pure; building the env
 (`python_for`) runs `python -m venv` and `pip install` through the sandbox, under a per-env lock,
@@ -23,6 +30,7 @@ import configparser
 import contextlib
 import fcntl
 import hashlib
+import importlib.metadata
 import os
 import re
 import shutil
@@ -47,6 +55,10 @@ LOCKFILES = ("uv.lock", "poetry.lock", "pdm.lock")
 TEST_EXTRAS = ("test", "tests", "testing", "dev")
 COMPLETE_MARKER = ".repo-pilot-complete"
 REQUIREMENTS_NAME = "repo-pilot-requirements.txt"
+# Set only for pip's runs into a target env: its `.pth` then adds Repo Pilot's site-packages (pip,
+# setuptools for `--no-build-isolation`); a test run never sets it.
+TOOLS_VAR = "REPO_PILOT_INSTALLING"
+ENV_SCHEME = "isolated-1"  # in the env key: envs built when Repo Pilot's packages were visible are not reused
 INSTALL_TIMEOUT = 900.0
 NOTE_TAIL = 600
 
@@ -81,7 +93,7 @@ def is_dependency_file(rel: str) -> bool:
 def env_key(files: Mapping[str, str], interpreter: str = sys.executable) -> str:
     """sha256 of the dependency files' paths and contents and of the base interpreter (an env is
     only valid for the Python it was made from)."""
-    digest = hashlib.sha256(f"{interpreter}\0{sys.version}\0".encode())
+    digest = hashlib.sha256(f"{ENV_SCHEME}\0{interpreter}\0{sys.version}\0".encode())
     for rel in sorted(files):
         digest.update(f"{rel}\0{files[rel]}\0".encode())
     return digest.hexdigest()
@@ -382,11 +394,10 @@ async def _interpreter_for(
     """The interpreter to run `repo`'s tests with. Never raises for a failed install: that returns
     Repo Pilot's interpreter with a note holding the tail of pip's output.
 
-    A repository that declares no dependencies gets `sys.executable`. Otherwise a venv under
-    `home/envs/<env_key>` made with `--system-site-packages` plus a `.pth` to this interpreter's
-    site-packages (pytest and its plugins stay importable; the env's own packages come first),
-    built on first use and reused after. `pip_options` / `pip_env` reach pip only (tests pass
-    `--no-index`, `--no-build-isolation`)."""
+    A venv under `home/envs/<env_key>` without system site-packages, holding the declared
+    requirements, and Repo Pilot's pytest alone (`_link_runner`) when they name no pytest; built on
+    first use and reused after. `pip_options` / `pip_env` reach pip only (tests pass `--no-index`,
+    `--no-build-isolation`)."""
     if not getattr(sandbox, "shares_host_fs", True):
         return TargetPython(
             sys.executable, "image's python: the Docker sandbox has no network to install dependencies"
@@ -395,18 +406,20 @@ async def _interpreter_for(
     declared = read_declared(files, Path(repo).resolve())
     if "uv.lock" in files:
         declared = await asyncio.to_thread(uv_export, Path(repo), files) or declared
-    if not declared.lines:
-        return TargetPython(sys.executable, "no dependencies declared")
+    runner = None if "pytest" in declared_names(declared) else _pytest_runner()
     envs = Path(home) / "envs"
     envs.mkdir(parents=True, exist_ok=True)
-    key = env_key(files)
-    final, sources = envs / key, ", ".join(declared.sources)
+    pins = sorted(f"{d.metadata['Name']}=={d.version}" for d in runner or [])
+    key = env_key(files, f"{sys.executable}\0{pins}")  # a new pytest here: a new env
+    final, sources = envs / key, ", ".join(declared.sources) or "nothing declared"
     try:
         async with _locked(envs / f"{key}.lock", timeout + 60):
             if (final / COMPLETE_MARKER).is_file():
                 return TargetPython(_python(final), f"env {key[:12]} reused ({sources})")
             started = time.monotonic()
-            failure = await _build(final, declared, repo, sandbox, pip_options, pip_env or {}, timeout)
+            failure = await _build(
+                final, declared, repo, sandbox, pip_options, pip_env or {}, timeout, runner
+            )
     except TimeoutError:
         return TargetPython(
             sys.executable, f"env {key[:12]} is still being built elsewhere; Repo Pilot's python ran"
@@ -442,7 +455,7 @@ async def install_project(
         return "no packaging metadata: the project is not installable"
     if not getattr(sandbox, "shares_host_fs", True):
         return "the Docker sandbox has no network to build the project"
-    env = {"PIP_CACHE_DIR": str(site.parent / ".repo-pilot-pip-cache"), **(pip_env or {})}
+    env = {"PIP_CACHE_DIR": str(site.parent / ".repo-pilot-pip-cache"), TOOLS_VAR: "1", **(pip_env or {})}
     cmd = [
         python,
         "-m",
@@ -487,24 +500,28 @@ async def _build(
     pip_options: Sequence[str],
     pip_env: Mapping[str, str],
     timeout: float,
+    runner: list[importlib.metadata.Distribution] | None = None,
 ) -> str | None:
-    """Build the env into a temp directory and rename it to `final`; the failure's tail, or None."""
+    """Build the env into a temp directory and rename it to `final`; the failure's tail, or None.
+    `runner` (pytest and what it requires) is linked in after pip's last run."""
     for stale in final.parent.glob(f"{final.name}.building-*"):  # left by a crash; we hold the lock
         shutil.rmtree(stale, ignore_errors=True)
     shutil.rmtree(final, ignore_errors=True)  # no marker: never completed
     tmp = final.parent / f"{final.name}.building-{uuid.uuid4().hex[:8]}"
     try:
-        # pip comes from this interpreter's site-packages through the .pth: no ensurepip copy.
+        # pip comes from this interpreter's site-packages through the .pth while installing: no ensurepip copy.
         made = await sandbox.run(
-            [sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(tmp)],
+            [sys.executable, "-m", "venv", "--without-pip", str(tmp)],
             cwd=final.parent,
             timeout=120,
         )
         if made.exit_code != 0:
             return _tail(made.stdout + made.stderr)
         _link_parent_site_packages(tmp)
+        if not declared.lines:
+            return _complete(tmp, final, declared, runner)
         (tmp / REQUIREMENTS_NAME).write_text("\n".join(declared.lines) + "\n")
-        env = {"PIP_CACHE_DIR": str(final.parent / ".pip-cache"), **pip_env}
+        env = {"PIP_CACHE_DIR": str(final.parent / ".pip-cache"), TOOLS_VAR: "1", **pip_env}
         cmd = [
             _python(tmp),
             "-m",
@@ -522,20 +539,75 @@ async def _build(
         if installed.exit_code != 0 or installed.timed_out:
             why = f"timed out after {timeout:g}s; " if installed.timed_out else ""
             return why + _tail(installed.stdout + "\n" + installed.stderr)
-        _retarget_scripts(tmp, final)
-        (tmp / COMPLETE_MARKER).write_text("\n".join(declared.lines) + "\n")
-        tmp.rename(final)
-        return None
+        return _complete(tmp, final, declared, runner)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)  # gone already after a successful rename
 
 
+def _complete(tmp: Path, final: Path, declared: Declared, runner: list | None) -> None:
+    if runner:
+        _link_runner(_site(tmp), runner)
+    _retarget_scripts(tmp, final)
+    (tmp / COMPLETE_MARKER).write_text("\n".join(declared.lines) + "\n")
+    tmp.rename(final)
+
+
+def _site(env: Path) -> Path:
+    return Path(sysconfig.get_path("purelib", "venv", vars={"base": str(env), "platbase": str(env)}))
+
+
 def _link_parent_site_packages(env: Path) -> None:
-    # --system-site-packages reaches the *base* interpreter's packages; when Repo Pilot itself runs
-    # in a venv, its pytest lives in that venv's site-packages, so point at it explicitly.
-    site = Path(sysconfig.get_path("purelib", "venv", vars={"base": str(env), "platbase": str(env)}))
-    paths = dict.fromkeys([sysconfig.get_path("purelib"), sysconfig.get_path("platlib")])
-    (site / "_repo_pilot_parent.pth").write_text("".join(f"{p}\n" for p in paths))
+    # pip and the build backends come from Repo Pilot's site-packages, after the env's own, and only
+    # while TOOLS_VAR is set (pip's runs): a `.pth` line starting with `import` runs at start-up.
+    site = _site(env)
+    paths = list(dict.fromkeys([sysconfig.get_path("purelib"), sysconfig.get_path("platlib")]))
+    line = f"import os, sys; os.environ.get({TOOLS_VAR!r}) == '1' and sys.path.extend({paths!r})\n"
+    (site / "_repo_pilot_tools.pth").write_text(line)
+
+
+def _closure(name: str) -> list[importlib.metadata.Distribution]:
+    """Distribution `name` and everything it requires here (markers evaluated, no extras)."""
+    seen: dict[str, importlib.metadata.Distribution] = {}
+    todo = [name]
+    while todo:
+        key = canonicalize_name(todo.pop())
+        if key in seen:
+            continue
+        try:
+            dist = importlib.metadata.distribution(key)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+        seen[key] = dist
+        for spec in dist.requires or []:
+            with contextlib.suppress(InvalidRequirement):
+                req = Requirement(spec)
+                if req.marker is None or req.marker.evaluate({"extra": ""}):
+                    todo.append(req.name)
+    return list(seen.values())
+
+
+def _pytest_runner() -> list[importlib.metadata.Distribution]:
+    """The pytest Repo Pilot runs with and the distributions it requires, for a target that declares
+    no pytest of its own."""
+    return _closure("pytest")
+
+
+def _link_runner(site: Path, dists: list[importlib.metadata.Distribution]) -> None:
+    """Link each distribution's top-level modules and metadata into the env's `site`, unless the env
+    installed its own copy (its declared `packaging` wins over pytest's). Done after pip's last run
+    into the env: pip uninstalling a linked copy would delete Repo Pilot's files through the link."""
+    have = {
+        canonicalize_name(d.metadata["Name"] or "")
+        for d in importlib.metadata.distributions(path=[str(site)])
+    }
+    for dist in dists:
+        if canonicalize_name(dist.metadata["Name"] or "") in have:
+            continue
+        tops = {f.parts[0] for f in dist.files or [] if f.parts and f.parts[0] not in ("..", "__pycache__")}
+        for top in sorted(tops):
+            source = Path(str(dist.locate_file(top)))
+            if source.exists() and not (site / top).exists():
+                (site / top).symlink_to(source)
 
 
 def _retarget_scripts(tmp: Path, final: Path) -> None:

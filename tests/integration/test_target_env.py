@@ -1,6 +1,7 @@
 """A target's own virtualenv for real: venv + pip through the LocalSandbox, a local package as
 the dependency, no network (`PIP_NO_INDEX`, and no build isolation: setuptools and wheel come
-from Repo Pilot's environment through the env's system/parent site-packages)."""
+from Repo Pilot's environment, visible to pip only while it installs). Nothing else of Repo
+Pilot's environment is visible to the target's tests."""
 
 from __future__ import annotations
 
@@ -96,8 +97,43 @@ async def test_a_broken_requirement_falls_back_to_repo_pilots_python_with_pips_w
     assert not [p for p in (home / "envs").iterdir() if p.is_dir() and not p.name.startswith(".")]
 
 
-async def test_a_repository_without_dependencies_keeps_repo_pilots_python(tmp_path):
+async def test_a_repository_without_dependencies_gets_pytest_alone(tmp_path):
     repo = make_git_repo(tmp_path / "plain", {"pyproject.toml": '[project]\nname = "plain"\nversion = "1"\n'})
     py = await python_for(repo, tmp_path / "home", LocalSandbox())
-    assert (py.executable, py.note) == (sys.executable, "no dependencies declared")
-    assert not (tmp_path / "home" / "envs").exists()
+    assert py.executable != sys.executable and Path(py.executable).is_relative_to(tmp_path / "home" / "envs")
+    assert "nothing declared" in py.note
+
+
+UNDECLARED = """\
+import importlib
+
+import pytest
+
+
+@pytest.mark.parametrize("name", ["yaml", "pydantic", "hypothesis", "pytest_asyncio"])
+def test_repo_pilots_own_packages_are_not_importable(name):
+    with pytest.raises(ImportError):
+        importlib.import_module(name)
+
+
+def test_what_pytest_needs_is_there():
+    import pluggy  # noqa: F401
+"""
+
+
+@pytest.mark.parametrize("declares", ["nothing", "a dependency"])
+async def test_packages_repo_pilot_has_but_the_target_does_not_declare_cannot_be_imported(tmp_path, declares):
+    import yaml  # noqa: F401  # Repo Pilot has it: the point is that the target does not see it
+
+    files = {"tests/test_undeclared.py": UNDECLARED}
+    if declares == "nothing":
+        repo = make_git_repo(tmp_path / "bare", files)
+    else:
+        dep = local_package(tmp_path / "localdep", "localdep")
+        repo = make_git_repo(tmp_path / "dep", {**files, "requirements.txt": f"localdep @ {dep.as_uri()}\n"})
+    sandbox = LocalSandbox()
+    py = await python_for(repo, tmp_path / "home", sandbox, **OFFLINE)
+    assert py.executable != sys.executable, py.note
+
+    result = await run_pytest(sandbox, repo, python=py.executable)
+    assert (result.passed, result.failed, result.errors) == (5, 0, 0), result.output
