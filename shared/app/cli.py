@@ -627,7 +627,7 @@ def beads(
     import json
 
     from shared.app.gateway import BEAD_STATUSES
-    from shared.app.queries import find_beads
+    from shared.store.queries import find_beads
     from shared.store.projections import Projector
 
     if bead_status is not None and bead_status.upper() not in BEAD_STATUSES:

@@ -20,6 +20,7 @@ from datetime import datetime
 
 from shared.events import STREAM_ENDS, Envelope
 from shared.events.registry import MalformedEvent, UnknownEventType
+from shared.store.queries import stored_positions, track
 
 TERMINAL_TYPES = frozenset(STREAM_ENDS)
 
@@ -143,12 +144,7 @@ async def import_events(store, events: Sequence[Envelope]) -> ImportResult:
     streams = sorted({e.stream_id for e in events})
     ids = [e.event_id for e in events]
     async with store.pool.acquire() as conn, conn.transaction():
-        rows = await conn.fetch("SELECT stream_id, version, event_id FROM events WHERE stream_id = ANY($1)", streams)
-        stored_versions: dict[str, dict[int, uuid.UUID]] = {}
-        for r in rows:
-            stored_versions.setdefault(r["stream_id"], {})[r["version"]] = r["event_id"]
-        rows = await conn.fetch("SELECT stream_id, version, event_id FROM events WHERE event_id = ANY($1)", ids)
-        stored_ids = {r["event_id"]: (r["stream_id"], r["version"]) for r in rows}
+        stored_versions, stored_ids = await stored_positions(conn, streams, ids)
         todo = plan_import(events, stored_versions, stored_ids)
         await append_history(store, conn, todo)
     return ImportResult(added=len(todo), skipped=len(events) - len(todo), streams=len(streams))
@@ -167,8 +163,5 @@ async def append_history(store, conn, events: Sequence[Envelope], *, except_for:
         group = events[i:j]
         await store.append_in(conn, group[0].stream_id, group, group[0].version - 1)
         i = j
-    pairs = [(service, e.event_id) for e in events if e.event_id not in except_for
-             for service in routes.get(e.type, [])]
-    if pairs:
-        await conn.executemany(
-            "INSERT INTO tracking (consumer, event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING", pairs)
+    await track(conn, [(service, e.event_id) for e in events if e.event_id not in except_for
+                       for service in routes.get(e.type, [])])

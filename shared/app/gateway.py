@@ -400,7 +400,7 @@ async def list_runs(
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> list[Run]:
     """Runs, newest first (`limit` at a time from `offset`)."""
-    from shared.app.queries import find_runs
+    from shared.store.queries import find_runs
     from shared.store.projections import Projector
 
     await Projector(store).run_once()
@@ -419,7 +419,7 @@ async def list_beads(
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> list[Bead]:
     """Beads across runs (newest run first, each in chain order), filtered and paginated."""
-    from shared.app.queries import find_beads
+    from shared.store.queries import find_beads
     from shared.store.projections import Projector
 
     await Projector(store).run_once()

@@ -3,14 +3,16 @@
 The one home of two rules that used to be written twice: what a *stalled run* is
 (`stalled_runs`, asked by the sweeper that ends them and by `repo-pilot health` that reports
 them) and how a request takes its *target* (`target_transaction`, used by every face that
-starts a run: CLI, gateway, replay).
+starts a run: CLI, gateway, replay). Also the read models with filters and pages (`find_runs`,
+`find_beads`) and what `events import` asks of the log (`stored_positions`, `track`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
-from collections.abc import AsyncIterator
+import uuid
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -64,3 +66,42 @@ async def target_transaction(store, repo: str, ref: str | None) -> AsyncIterator
     async with store.pool.acquire() as conn, conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", target_lock(repo, ref))
         yield conn, await store.unfinished_runs(repo, ref, conn)
+
+
+async def find_runs(store, status: str | None = None, limit: int = 50, offset: int = 0) -> list[dict]:
+    """Runs, newest first, optionally only those in `status` (the gateway's `/runs`)."""
+    rows = await store.pool.fetch(
+        "SELECT * FROM runs WHERE ($1::text IS NULL OR status = $1) "
+        "ORDER BY started_at DESC NULLS LAST, run_id LIMIT $2 OFFSET $3", status, limit, offset)
+    return [dict(r) for r in rows]
+
+
+async def find_beads(store, run: str | None = None, status: str | None = None, category: str | None = None,
+                     limit: int = 100, offset: int = 0) -> list[dict]:
+    """Beads of the newest runs first, each run's in chain order; `category` keeps improvements of
+    that category (steps have none). The gateway's `/beads`, `repo-pilot beads`."""
+    rows = await store.pool.fetch(
+        "SELECT b.* FROM beads b JOIN runs r USING (run_id) "
+        "WHERE ($1::text IS NULL OR b.run_id = $1) AND ($2::text IS NULL OR b.status = $2) "
+        "AND ($3::text IS NULL OR b.metadata->>'category' = $3) "
+        "ORDER BY r.started_at DESC NULLS LAST, b.run_id, b.seq, b.bead_id LIMIT $4 OFFSET $5",
+        run, status, category, limit, offset)
+    return [dict(r) for r in rows]
+
+
+async def stored_positions(conn, streams: Sequence[str], ids: Sequence[uuid.UUID],
+                           ) -> tuple[dict[str, dict[int, uuid.UUID]], dict[uuid.UUID, tuple[str, int]]]:
+    """What the log holds of `streams` (stream -> version -> event id) and of the event `ids`
+    (id -> (stream, version)): what an import checks a file against."""
+    by_stream: dict[str, dict[int, uuid.UUID]] = {}
+    for r in await conn.fetch("SELECT stream_id, version, event_id FROM events WHERE stream_id = ANY($1)", streams):
+        by_stream.setdefault(r["stream_id"], {})[r["version"]] = r["event_id"]
+    rows = await conn.fetch("SELECT stream_id, version, event_id FROM events WHERE event_id = ANY($1)", ids)
+    return by_stream, {r["event_id"]: (r["stream_id"], r["version"]) for r in rows}
+
+
+async def track(conn, pairs: Iterable[tuple[str, uuid.UUID]]) -> None:
+    """Tracking rows (consumer, event id), as if each consumer had handled the event (kept once)."""
+    if pairs := list(pairs):
+        await conn.executemany(
+            "INSERT INTO tracking (consumer, event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING", pairs)
