@@ -10,9 +10,10 @@ anything that looks like a secret (`.env`, keys, credentials) — its path is no
 from __future__ import annotations
 
 import os
+import re
 from collections import Counter
 from dataclasses import dataclass, field
-from fnmatch import fnmatch
+from fnmatch import translate
 from pathlib import Path
 
 from shared.common.budget import MAX_FILE_BYTES, SNIFF_BYTES
@@ -163,8 +164,12 @@ class RepoScan:
     stats: dict = field(default_factory=dict)
 
 
+# One compiled pattern for all: fnmatch per pattern per file was a tenth of a large scan.
+_SECRET = re.compile("|".join(translate(pattern) for pattern in SECRET_PATTERNS))
+
+
 def is_secret(name: str) -> bool:
-    return any(fnmatch(name.lower(), pattern) for pattern in SECRET_PATTERNS)
+    return _SECRET.match(name.lower()) is not None
 
 
 def priority(rel: str) -> int:
