@@ -328,21 +328,6 @@ class PostgresEventStore:
             except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
                 listener.terminate()
 
-    async def unfinished_runs(self, repo: str, ref: str | None, conn: Any = None) -> list[str]:
-        """Runs requested on `repo` at `ref` (None: its default branch) that have not ended.
-
-        A request that does not decode is no run in progress: the relay never publishes it, so no
-        service will act on it (the projector shows it as a failed run)."""
-        db = conn or self.pool
-        rows = await db.fetch(
-            f"SELECT {ROW_COLUMNS} FROM events r WHERE r.type = 'PipelineRequested' AND r.data->>'repo' = $1 "
-            "AND coalesce(r.data->>'ref', '') = $2 AND NOT EXISTS (SELECT 1 FROM events e "
-            "WHERE e.stream_id = r.stream_id AND e.type IN ('PipelineCompleted', 'PipelineFailed')) "
-            "ORDER BY r.global_position",
-            repo, ref or "",
-        )
-        return [e.stream_id for e in self.decode_rows(rows)]
-
     async def record_relay_fault(
         self, position: int, stream_id: str | None, type_name: str | None, kind: str, reason: str,
         relay: str, event_id: uuid.UUID | None = None,

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from shared.events import STREAM_ENDS
+from shared.events import RUN_ENDS, STREAM_ENDS
+from shared.store.rows import ROW_COLUMNS
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,22 @@ def target_lock(repo: str, ref: str | None) -> int:
     return int.from_bytes(digest[:8], "big", signed=True)
 
 
+async def unfinished_runs(store, repo: str, ref: str | None, conn: Any = None) -> list[str]:
+    """Runs requested on `repo` at `ref` (None: its default branch) that have not ended, in the
+    log itself (an end not yet projected counts).
+
+    A request that does not decode is no run in progress: the relay never publishes it, so no
+    service will act on it (the projector shows it as a failed run)."""
+    rows = await (conn or store.pool).fetch(
+        f"SELECT {ROW_COLUMNS} FROM events r WHERE r.type = 'PipelineRequested' AND r.data->>'repo' = $1 "
+        "AND coalesce(r.data->>'ref', '') = $2 AND NOT EXISTS (SELECT 1 FROM events e "
+        "WHERE e.stream_id = r.stream_id AND e.type = ANY($3::text[])) "
+        "ORDER BY r.global_position",
+        repo, ref or "", list(RUN_ENDS),
+    )
+    return [e.stream_id for e in store.decode_rows(rows)]
+
+
 @contextlib.asynccontextmanager
 async def target_transaction(store, repo: str, ref: str | None) -> AsyncIterator[tuple[Any, list[str]]]:
     """A transaction holding the lock of `repo` at `ref`, and the runs on it that have not ended.
@@ -65,7 +82,7 @@ async def target_transaction(store, repo: str, ref: str | None) -> AsyncIterator
     empty cannot race another request for the same target: the lock is held until commit."""
     async with store.pool.acquire() as conn, conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", target_lock(repo, ref))
-        yield conn, await store.unfinished_runs(repo, ref, conn)
+        yield conn, await unfinished_runs(store, repo, ref, conn)
 
 
 async def find_runs(store, status: str | None = None, limit: int = 50, offset: int = 0) -> list[dict]:

@@ -23,6 +23,7 @@ from shared.events import Envelope, PipelineRequested, make_event, new_run_strea
 from shared.events.envelope import STREAM_ID
 from shared.messaging.relay import Relay
 from shared.store.projections import Projector, get_run, list_runs
+from shared.store.queries import unfinished_runs
 from tests.conftest import scratch_store
 from tests.integration.test_cli import cli
 from tests.support.bus_harness import TRACEPARENT, eventually
@@ -213,7 +214,7 @@ class _Log:
         except AttributeError:
             repo = None
         if isinstance(repo, str):
-            assert stream not in await self.store.unfinished_runs(repo, None)
+            assert stream not in await unfinished_runs(self.store, repo, None)
         if row["type"] in REQUEST_TYPES and row["stream"] == "fresh" and stream in runs:
             assert runs[stream]["status"] == "FAILED" and "could not be read" in runs[stream]["error"]
         if row["type"] in ENDS and row["stream"] == "before":  # the store counts the run as ended
