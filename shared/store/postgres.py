@@ -266,10 +266,12 @@ class PostgresEventStore:
             after_position,
             limit,
         )
-        if recorded is not None:
-            recorded.update((r["global_position"], r["recorded_at"]) for r in rows)
         end = rows[-1]["global_position"] if rows else after_position
-        return self.decode_rows(rows, bad), end
+        events = self.decode_rows(rows, bad)
+        if recorded is not None:  # the events' only: a reader pops each time as it uses the event
+            times = {r["global_position"]: r["recorded_at"] for r in rows}
+            recorded.update((e.global_position, times[e.global_position]) for e in events)
+        return events, end
 
     async def read_all(self, after_position: int = 0, limit: int = 1000) -> list[Envelope]:
         """Events with global position > `after_position`, in order, at most `limit` (undecodable
