@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Protocol
 
 from shared.events import (
@@ -35,6 +37,15 @@ CONCURRENCY = 4
 Draft = tuple[str | None, str]  # (diff, what the engine says it did) or (None, why there is none)
 
 
+@dataclass
+class _Bead:
+    """An improvement's bead: its StepStarted, stamped when its draft starts, and when the draft
+    ended (its outcome is stamped then, unless more work follows in the commit phase)."""
+
+    started: list[Envelope]
+    drafted_at: datetime | None = None
+
+
 class Uses(UsesStore, UsesWorkspace, UsesEngine, UsesChanges, Protocol):
     """What the executor's handlers use: the store, the workspace, the engine and the changes port
     (which runs the project's own checks on each draft)."""
@@ -44,20 +55,22 @@ async def on_improvements_suggested(event: Envelope, deps: Uses) -> list[Envelop
     ctx = await load_context(deps.store, event)
     engine = deps.engine(ctx, await previous_calls(deps.store, ctx))
     improvements = list(event.data.improvements)
-    begun: dict[str, list[Envelope]] = {}  # StepStarted per improvement, stamped when its draft starts
+    beads: dict[str, _Bead] = {}
     gate = asyncio.Semaphore(CONCURRENCY)
 
     async def draft(n: int, imp: Improvement) -> Draft:
         async with gate:
-            begun[imp.id] = emit(event, SERVICE, StepStarted(step=f"improvement:{imp.id}"))
-            return await _implement(deps, engine, ctx, f"{ctx.run_id}-imp{n}", imp, (),
-                                    "the engine made no change for this improvement")
+            bead = beads[imp.id] = _Bead(emit(event, SERVICE, StepStarted(step=f"improvement:{imp.id}")))
+            drafted = await _implement(deps, engine, ctx, f"{ctx.run_id}-imp{n}", imp, (),
+                                       "the engine made no change for this improvement")
+            bead.drafted_at = datetime.now(UTC)
+            return drafted
 
     # Every draft runs to its end (and removes its scratch copy) before a failure propagates.
     drafts = await asyncio.gather(*(draft(n, imp) for n, imp in enumerate(improvements)), return_exceptions=True)
     if failed := next((d for d in drafts if isinstance(d, BaseException)), None):
         raise failed
-    out = await _commit_series(deps, engine, ctx, event, improvements, drafts, begun)
+    out = await _commit_series(deps, engine, ctx, event, improvements, drafts, beads)
     return emit(event, SERVICE, *engine.drain_calls()) + out
 
 
@@ -78,9 +91,11 @@ async def _implement(deps: Uses, engine: Engine, ctx: RunContext, scratch: str, 
 
 async def _commit_series(deps: Uses, engine: Engine, ctx: RunContext, event: Envelope,
                          improvements: list[Improvement], drafts: list[Draft],
-                         begun: dict[str, list[Envelope]]) -> list[Envelope]:
-    """The drafts committed on the run branch in order: ChangeApplied / ChangeRejected each (stamped
-    as they happen, so beads get real times), then ChangesCommitted."""
+                         beads: dict[str, _Bead]) -> list[Envelope]:
+    """The drafts committed on the run branch in order: ChangeApplied / ChangeRejected each, then
+    ChangesCommitted. An outcome is stamped when its draft ended (the drafts run concurrently, so
+    stamping them all here gave every bead the whole phase's duration), or when it happens if a
+    conflict made more work."""
     out: list[Envelope] = []
     patches: list[PatchEntry] = []
     series = 0  # bytes of patch so far
@@ -88,20 +103,23 @@ async def _commit_series(deps: Uses, engine: Engine, ctx: RunContext, event: Env
         # The working copy is rebuilt from events alone, so a redelivery starts from the same state.
         path = await deps.workspace.worktree(ctx.run_id, ctx.request.repo, ctx.analyzed.base_sha, branch=ctx.branch)
         for n, (imp, (diff, reason)) in enumerate(zip(improvements, drafts, strict=True)):
-            out.extend(begun[imp.id])
+            out.extend(beads[imp.id].started)
+            at = beads[imp.id].drafted_at
             if diff is not None and (too_big := patch_refusal(len(diff), series)):
                 diff, reason = None, too_big
             if diff is not None:
-                diff, reason = await _apply(deps, engine, ctx, path, n, imp, (diff, reason), patches)
+                applied = await _apply(deps, engine, ctx, path, n, imp, (diff, reason), patches)
+                at = at if applied[0] is diff else None  # it conflicted: stamped now
+                diff, reason = applied
             sha = deps.changes.commit(path, commit_message(imp, reason)) if diff is not None else None
             if diff is not None and sha is None:  # applied but changed nothing: an earlier one made it
                 reason = "its change is already made by an earlier improvement of this run"
             if sha is None:
-                out += emit(event, SERVICE, ChangeRejected(improvement_id=imp.id, reason=reason))
+                out += _stamped(emit(event, SERVICE, ChangeRejected(improvement_id=imp.id, reason=reason)), at)
                 continue
             patch, files = deps.changes.patch_of(path, sha)
-            out += emit(event, SERVICE, ChangeApplied(improvement_id=imp.id, patch=patch, files=files,
-                                                      commit_sha=sha, summary=reason[:2000]))
+            out += _stamped(emit(event, SERVICE, ChangeApplied(improvement_id=imp.id, patch=patch, files=files,
+                                                               commit_sha=sha, summary=reason[:2000])), at)
             patches.append(PatchEntry(improvement_id=imp.id, commit_sha=sha, patch=patch))
             series += len(patch)
         head = deps.changes.head(path)
@@ -130,3 +148,7 @@ async def _apply(deps: Uses, engine: Engine, ctx: RunContext, path, n: int, imp:
         except PatchConflict as exc:
             note = f"that did not apply either: {exc.stderr.strip()[:200]}"
     return None, rejection_reason(conflict, note)
+
+
+def _stamped(events: list[Envelope], at: datetime | None) -> list[Envelope]:
+    return [e.model_copy(update={"occurred_at": at}) for e in events] if at else events

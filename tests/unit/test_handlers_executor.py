@@ -76,3 +76,24 @@ async def test_a_failing_engine_leaves_no_scratch_copy(tmp_path):
     with pytest.raises(StepError):
         await on_improvements_suggested(event, deps)
     assert len(deps.workspace.made) == 2 and not deps.workspace.live
+
+
+async def test_each_improvement_is_stamped_when_its_own_draft_ended_not_when_the_phase_did(tmp_path):
+    # Five drafts, four at a time: the fifth starts only once an earlier one has ended, so an outcome
+    # stamped at its draft's end comes before the fifth's start. Stamped at the commit phase, every
+    # outcome came after every start: each bead showed the whole phase's duration.
+    ideas = [idea(n) for n in ("one", "two", "three", "four", "five")]
+    engine = FakeEngine(edits={i.id: {f"{i.id}.py": "X = 1\n"} for i in ideas})
+    deps = fake_deps(tmp_path, {"demo": REPO}, engine=engine)
+    event, _ = await suggested_run(deps, ideas)
+
+    out = await on_improvements_suggested(event, deps)
+
+    started = {e.data.step.removeprefix("improvement:"): e.occurred_at for e in out if e.type == "StepStarted"}
+    ended = {e.data.improvement_id: e.occurred_at for e in out if e.type == "ChangeApplied"}
+    assert set(ended) == set(started)
+    assert all(started[i] <= ended[i] for i in ended)
+    last_start = max(started.values())
+    assert any(at <= last_start for at in ended.values())
+    [committed] = [e for e in out if e.type == "ChangesCommitted"]
+    assert all(at <= committed.occurred_at for at in ended.values())
