@@ -52,3 +52,28 @@ async def test_an_event_the_projector_cannot_write_is_quarantined_and_projection
     live = await _snapshot(store)
     assert await projector.rebuild() == 5
     assert await _snapshot(store) == live
+
+
+async def test_an_event_whose_fold_raises_is_quarantined_and_projection_goes_on(store):
+    """The shape of the unpriced-job bug (a cost of None where the fold adds numbers), as a
+    payload built the way an older build or a bad upcaster could hand it over: the fold raises,
+    the event is recorded and stepped past, the events after it are projected."""
+    from shared.events.run import LlmCallRecorded
+
+    run_id = new_run_stream()
+    await _append(store, run_id, PipelineRequested(repo="/a"),
+                  LlmCallRecorded(purpose="analyze", model="m", prompt_hash="h", cost_usd=0.5),
+                  StepStarted(step="analyze"))
+    requested, call, started = await store.read_stream(run_id)
+    unpriced = type(call).model_construct(**{
+        **dict(call), "data": LlmCallRecorded.model_construct(**{**dict(call.data), "cost_usd": None})})
+
+    projector = Projector(store)
+    assert await projector.apply([requested, unpriced, started]) == 2  # the old projector raised TypeError
+
+    run, beads = await get_run(store, run_id)
+    assert run["cost_usd"] == 0 and run["last_position"] == started.global_position
+    assert {b["bead_id"]: b["status"] for b in beads}["analyze"] == "RUNNING"
+    fault, = await store.relay_faults()
+    assert (fault["global_position"], fault["kind"]) == (call.global_position, "unprojectable")
+    assert fault["reason"].startswith("fold: TypeError")
