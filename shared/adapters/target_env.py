@@ -3,8 +3,8 @@ declares, and pytest: the project's own when it declares pytest, else the pytest
 with and what that requires, and nothing else (linked in: it works offline).
 
 Nothing else of the host's or Repo Pilot's own environment is visible to the target's tests: the
-env is made without system site-packages, and Repo Pilot's site-packages (pip, the build backends)
-are put on its path only while pip installs into it (`TOOLS_VAR`, read by a `.pth` at start-up). A
+env is made without system site-packages, and Repo Pilot's pip and build backends (links in the
+env's `repo-pilot-tools`) are on its path only while pip installs (`TOOLS_VAR`, read by a `.pth`). A
 suite importing a package Repo Pilot has but the project does not declare fails to import it, as
 it would in the project's own CI.
 
@@ -58,7 +58,7 @@ REQUIREMENTS_NAME = "repo-pilot-requirements.txt"
 # Set only for pip's runs into a target env: its `.pth` then adds Repo Pilot's site-packages (pip,
 # setuptools for `--no-build-isolation`); a test run never sets it.
 TOOLS_VAR = "REPO_PILOT_INSTALLING"
-ENV_SCHEME = "isolated-1"  # in the env key: envs built when Repo Pilot's packages were visible are not reused
+ENV_SCHEME = "isolated-2"  # in the env key: envs built when Repo Pilot's packages were visible are not reused
 INSTALL_TIMEOUT = 900.0
 NOTE_TAIL = 600
 
@@ -517,7 +517,7 @@ async def _build(
         )
         if made.exit_code != 0:
             return _tail(made.stdout + made.stderr)
-        _link_parent_site_packages(tmp)
+        _link_install_tools(tmp, declared)
         if not declared.lines:
             return _complete(tmp, final, declared, runner)
         (tmp / REQUIREMENTS_NAME).write_text("\n".join(declared.lines) + "\n")
@@ -556,13 +556,36 @@ def _site(env: Path) -> Path:
     return Path(sysconfig.get_path("purelib", "venv", vars={"base": str(env), "platbase": str(env)}))
 
 
-def _link_parent_site_packages(env: Path) -> None:
-    # pip and the build backends come from Repo Pilot's site-packages, after the env's own, and only
-    # while TOOLS_VAR is set (pip's runs): a `.pth` line starting with `import` runs at start-up.
-    site = _site(env)
-    paths = list(dict.fromkeys([sysconfig.get_path("purelib"), sysconfig.get_path("platlib")]))
-    line = f"import os, sys; os.environ.get({TOOLS_VAR!r}) == '1' and sys.path.extend({paths!r})\n"
-    (site / "_repo_pilot_tools.pth").write_text(line)
+# What pip needs to install into an env (itself, and the build backends for `--no-build-isolation`).
+INSTALL_TOOLS = ("pip", "setuptools", "wheel")
+TOOLS_DIR = "repo-pilot-tools"
+
+
+def _link_install_tools(env: Path, declared: Declared) -> None:
+    """Links to Repo Pilot's pip, setuptools and wheel in `env/TOOLS_DIR`, on the env's path only
+    while TOOLS_VAR is set (pip's runs; a `.pth` line starting with `import` runs at start-up). Only
+    these: pip would take any other package it saw as already installed and leave it out of the env.
+    A tool the project declares itself is left to pip to install."""
+    tools = env / TOOLS_DIR
+    tools.mkdir()
+    wanted = [n for n in INSTALL_TOOLS if n == "pip" or n not in declared_names(declared)]
+    for name in wanted:
+        try:
+            _link_distribution(tools, importlib.metadata.distribution(name))
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    line = (f"import os, sys; os.environ.get({TOOLS_VAR!r}) == '1' and "
+            f"sys.path.append(os.path.join(sys.prefix, {TOOLS_DIR!r}))\n")  # fmt: skip
+    (_site(env) / "_repo_pilot_tools.pth").write_text(line)
+
+
+def _link_distribution(into: Path, dist: importlib.metadata.Distribution) -> None:
+    """Symlinks in `into` to a distribution's top-level modules and metadata."""
+    tops = {f.parts[0] for f in dist.files or [] if f.parts and f.parts[0] not in ("..", "__pycache__")}
+    for top in sorted(tops):
+        source = Path(str(dist.locate_file(top)))
+        if source.exists() and not (into / top).exists():
+            (into / top).symlink_to(source)
 
 
 def _closure(name: str) -> list[importlib.metadata.Distribution]:
@@ -601,13 +624,8 @@ def _link_runner(site: Path, dists: list[importlib.metadata.Distribution]) -> No
         for d in importlib.metadata.distributions(path=[str(site)])
     }
     for dist in dists:
-        if canonicalize_name(dist.metadata["Name"] or "") in have:
-            continue
-        tops = {f.parts[0] for f in dist.files or [] if f.parts and f.parts[0] not in ("..", "__pycache__")}
-        for top in sorted(tops):
-            source = Path(str(dist.locate_file(top)))
-            if source.exists() and not (site / top).exists():
-                (site / top).symlink_to(source)
+        if canonicalize_name(dist.metadata["Name"] or "") not in have:
+            _link_distribution(site, dist)
 
 
 def _retarget_scripts(tmp: Path, final: Path) -> None:
