@@ -26,11 +26,11 @@ from benchmarks.servers import bench_servers, psycopg_params
 from benchmarks.store_bench import run_store_benchmarks
 
 console = Console(width=160)
-SECTIONS = ("store", "latency", "pipeline", "relay", "scan", "cli", "tools")
+SECTIONS = ("store", "latency", "pipeline", "relay", "scan", "cli", "tools", "scale")
 QUICK = {"one_per_tx": 2000, "batched": 20000, "latency": 200, "runs": 2, "delayed_runs": 1,
-         "relay": 20_000, "cli_rounds": 3}
+         "relay": 20_000, "cli_rounds": 3, "replicas": (1, 2), "scale_runs": 4, "concurrent": 8}
 FULL = {"one_per_tx": 4000, "batched": 40000, "latency": 400, "runs": 5, "delayed_runs": 3,
-        "relay": 1_000_000, "cli_rounds": 5}
+        "relay": 1_000_000, "cli_rounds": 5, "replicas": (1, 2, 4), "scale_runs": 8, "concurrent": 40}
 MODEL_DELAY = 0.5
 
 
@@ -91,6 +91,14 @@ def scan_rows(tmp: Path) -> list[Row]:
     ]
 
 
+def scale_rows(servers, tag: str, size: dict, tmp: Path) -> list[Row]:
+    from benchmarks import scale_bench
+
+    results = asyncio.run(scale_bench.scale_benchmark(servers.nats_url, servers.database_url, tag, tmp, MODEL_DELAY,
+                                                      size["replicas"], size["scale_runs"], size["concurrent"]))
+    return scale_bench.rows(results, MODEL_DELAY)
+
+
 def cli_rows(servers, tag: str, size: dict, tmp: Path, report: Report) -> list[Row]:
     from benchmarks.cli_bench import cli_benchmark
 
@@ -116,7 +124,11 @@ def tools_rows(servers, tag: str, full: bool, tmp: Path, report: Report) -> list
         rows.append(Row("tools", f"{r['repo']} ({r['status']}): Repo Pilot's own share of {r['seconds']:.0f} s",
                         100 * own / r["seconds"], None, "%", aim=10, absolute=True,
                         note=f"inside children: {split}"))
-        rows.append(Row("validation", f"{r['repo']}: pytest runs (own suite + generated) and their time",
+        rows.append(Row("validation", f"{r['repo']}: own-suite runs by the engine's validation (its count)",
+                        r["suite_runs"], None, "runs",
+                        note=f"base run included; {r['changes'].get('ChangeApplied', 0)} change(s) applied, "
+                             f"{r['changes'].get('ChangeRejected', 0)} rejected in the run"))
+        rows.append(Row("validation", f"{r['repo']}: pytest processes (validation, tester, generated) and their time",
                         r["pytest_runs"], None, "runs", note=f"{r['tools'].get('pytest', 0):.1f} s inside pytest"))
     return rows
 
@@ -152,6 +164,7 @@ def main() -> None:
                 "scan": lambda: scan_rows(tmp),
                 "cli": lambda: cli_rows(servers, tag, size, tmp, report),
                 "tools": lambda: tools_rows(servers, tag, args.full, tmp, report),
+                "scale": lambda: scale_rows(servers, tag, size, tmp),
             }
             for section in only:
                 began = time.perf_counter()

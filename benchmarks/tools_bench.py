@@ -15,6 +15,7 @@ import asyncpg
 from benchmarks.pipeline_bench import bench_settings, timing, wait_ended
 from benchmarks.tool_timer import timing_children
 from shared.app.runtime import PIPELINE_SERVICES, System
+from shared.engines.rules.validate import SUITE_RUNS
 from shared.events import PipelineRequested, make_event, new_run_stream
 
 CORPUS = Path(os.environ.get("REPO_PILOT_CORPUS", Path(__file__).resolve().parents[2] / "shared" / "corpus"))
@@ -58,9 +59,17 @@ async def corpus_runs(nats_url: str, database_url: str, tag: str, tmp: Path, bun
                     end = time.perf_counter()
                     start = end - (row["b"] - row["a"]).total_seconds()
                     tools = timer.by_tool(start, end)
+                    # the engine's own count of own-suite runs for this run's base (validate.py)
+                    base = await conn.fetchval(f'SELECT data->>\'base_sha\' FROM "{settings.db_schema}".events '
+                                               "WHERE stream_id = $1 AND type = 'RepoAnalyzed'", stream)
+                    validations = await conn.fetch(
+                        f'SELECT type, count(*) AS n FROM "{settings.db_schema}".events WHERE stream_id = $1 '
+                        "AND type IN ('ChangeApplied', 'ChangeRejected') GROUP BY type", stream)
                     out.append({"repo": bundle.stem, "status": t.status, "seconds": t.seconds,
                                 "busy": timer.busy(start, end), "tools": tools,
-                                "pytest_runs": timer.count(start, end, "pytest")})
+                                "pytest_runs": timer.count(start, end, "pytest"),
+                                "suite_runs": SUITE_RUNS.get(base or "", 0),
+                                "changes": {r["type"]: r["n"] for r in validations}})
     finally:
         await conn.execute(f'DROP SCHEMA IF EXISTS "{settings.db_schema}" CASCADE')
         await conn.close()
