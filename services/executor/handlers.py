@@ -21,9 +21,11 @@ from shared.events import (
     Envelope,
     Improvement,
     PatchEntry,
+    ProjectChecks,
     StepStarted,
 )
 from shared.events.limits import patch_refusal
+from shared.policy.checks_gate import checks_of
 from shared.policy.run import RunContext, emit, load_context, previous_calls
 from shared.policy.series import commit_message, rederived, rejection_reason
 from shared.ports.changes import PatchConflict
@@ -44,6 +46,7 @@ class _Bead:
 
     started: list[Envelope]
     drafted_at: datetime | None = None
+    checks: ProjectChecks | None = None  # what the project's own checks said about the draft
 
 
 class Uses(UsesStore, UsesWorkspace, UsesEngine, UsesChanges, Protocol):
@@ -62,7 +65,7 @@ async def on_improvements_suggested(event: Envelope, deps: Uses) -> list[Envelop
         async with gate:
             bead = beads[imp.id] = _Bead(emit(event, SERVICE, StepStarted(step=f"improvement:{imp.id}")))
             drafted = await _implement(deps, engine, ctx, f"{ctx.run_id}-imp{n}", imp, (),
-                                       "the engine made no change for this improvement")
+                                       "the engine made no change for this improvement", bead)
             bead.drafted_at = datetime.now(UTC)
             return drafted
 
@@ -75,17 +78,21 @@ async def on_improvements_suggested(event: Envelope, deps: Uses) -> list[Envelop
 
 
 async def _implement(deps: Uses, engine: Engine, ctx: RunContext, scratch: str, imp: Improvement,
-                     patches: Sequence[PatchEntry], nothing: str) -> Draft:
+                     patches: Sequence[PatchEntry], nothing: str, bead: _Bead | None = None) -> Draft:
     """The improvement implemented in scratch copy at the base sha plus `patches`; `nothing` is
-    the reason when the engine changed nothing."""
+    the reason when the engine changed nothing. The project's checks go on `bead`."""
     try:
         path = await deps.workspace.worktree(scratch, ctx.request.repo, ctx.analyzed.base_sha,
                                              [p.patch for p in patches])
         drafted = await deps.changes.draft(path, lambda: engine.implement(path, imp))
     except ChangeRejectedError as exc:
+        if bead is not None:
+            bead.checks = checks_of(exc)
         return None, exc.reason
     finally:
         await deps.workspace.remove(scratch)
+    if bead is not None:
+        bead.checks = drafted.checks
     return (drafted.diff, drafted.done.summary) if drafted.diff.strip() else (None, nothing)
 
 
@@ -115,11 +122,13 @@ async def _commit_series(deps: Uses, engine: Engine, ctx: RunContext, event: Env
             if diff is not None and sha is None:  # applied but changed nothing: an earlier one made it
                 reason = "its change is already made by an earlier improvement of this run"
             if sha is None:
-                out += _stamped(emit(event, SERVICE, ChangeRejected(improvement_id=imp.id, reason=reason)), at)
+                out += _stamped(emit(event, SERVICE, ChangeRejected(improvement_id=imp.id, reason=reason,
+                                                                checks=beads[imp.id].checks)), at)
                 continue
             patch, files = deps.changes.patch_of(path, sha)
             out += _stamped(emit(event, SERVICE, ChangeApplied(improvement_id=imp.id, patch=patch, files=files,
-                                                               commit_sha=sha, summary=reason[:2000])), at)
+                                                               commit_sha=sha, summary=reason[:2000],
+                                                               checks=beads[imp.id].checks)), at)
             patches.append(PatchEntry(improvement_id=imp.id, commit_sha=sha, patch=patch))
             series += len(patch)
         head = deps.changes.head(path)

@@ -43,6 +43,10 @@ async def test_textbook_findings_are_fixed_merged_with_green_tests_and_tests_of_
     [suggested] = [e.data for e in events if e.type == "ImprovementsSuggested"]
     shell = next(i for i in suggested.improvements if i.id == "security-codemod-subprocess-shell-false")
     assert "pixee codemod `pixee:python/subprocess-shell-false`" in shell.rationale and "S602" in shell.rationale
+    # each change records what the project's own checks said about it (here: none configured, so
+    # ruff-format is not among them and nothing was repaired)
+    checks = [e.data.checks for e in events if e.type == "ChangeApplied"]
+    assert checks and all(c is not None and c.repaired == [] for c in checks), checks
 
     [tests] = [e.data for e in events if e.type == "TestsCompleted"]
     assert tests.own_before.passed == tests.own_after.passed == 4 and tests.own_after.failed == 0
