@@ -150,7 +150,7 @@ class PostgresEventStore:
         the row exists, rolling everything back. An event over `max_event_bytes` raises
         EventTooLarge before anything is written.
         """
-        # One statement, so one implicit transaction and one round trip (migrations/0003).
+        # One statement, so one implicit transaction and one round trip (migrations/0003, 0006).
         return await self._append(self.pool, stream_id, list(events), expected_version, tracking)
 
     async def append_in(
