@@ -47,6 +47,8 @@ app.add_typer(projections_app, name="projections")
 app.add_typer(servers_app, name="servers")
 console = Console()
 err = Console(stderr=True)
+# Messages to a pipe or a CI log are not wrapped at rich's 80-column default: one message, one line.
+err.soft_wrap = not err.is_terminal
 
 CategoriesOpt = Annotated[str, typer.Option("--categories", "-c", help="Comma-separated: " + ",".join(CATEGORIES))]
 ThresholdOpt = Annotated[float | None, typer.Option("--threshold", "-t", help="Auto-merge score (1–10).")]

@@ -48,10 +48,12 @@ def test_progress_lines_arrive_while_the_run_goes_on_when_piped(cli_env, tmp_pat
 
     repo = make_git_repo(tmp_path / "target", {"app.py": "print('hi')\n"})
     asyncio.run(_append(database_url, db_schema, ""))  # the cluster's projector made its tables
+    env = {k: v for k, v in cli_env.items() if k != "COLUMNS"}  # a pipe's width, as in a CI log
     proc = subprocess.Popen([sys.executable, "-m", "shared.app.cli", "run", str(repo), "--no-local"],
-                            env=cli_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         said, _ = _line_with(proc.stderr, "run run-")
+        assert said.rstrip().endswith("with the rules engine"), said  # one message, one line (not wrapped at 80)
         run_id = said.split()[1]
         asyncio.run(_append(database_url, db_schema, run_id, StepStarted(step="analyze")))
         line, before = _line_with(proc.stderr, "analyze (rules engine): RUNNING")
