@@ -100,6 +100,23 @@ def test_contributing_and_security_say_only_what_the_repository_says(tmp_path):
     assert facts_mod.install_command(extra) == 'python -m pip install -e ".[tests]"'
 
 
+
+def test_contributing_names_the_projects_own_test_command_and_dev_requirements(tmp_path):
+    """more-itertools runs `python -m unittest` (tox, Makefile) from requirements/development.txt."""
+    tox = _repo(tmp_path / "m", {
+        "pyproject.toml": '[project]\nname = "m"\nversion = "10.5.0"\n', "m/__init__.py": "",
+        "tests/test_m.py": "", "requirements/development.txt": "coverage\n",
+        "tox.ini": "[tox]\nenvlist = py39\n\n[testenv]\ncommands = {envpython} -m unittest -v {posargs}\n",
+        "Makefile": "test:\n\tpython3 -m unittest -v ${tests}\n",
+    })  # fmt: skip
+    assert facts_mod.test_command(tox) == "python -m unittest -v"
+    assert facts_mod.install_command(tox) == "python -m pip install -e . -r requirements/development.txt"
+    make = _repo(tmp_path / "k", {"k/__init__.py": "", "tests/test_k.py": "", "Makefile": "test:\n\tnose2\n"})
+    assert facts_mod.test_command(make) == "make test"
+    plain = _repo(tmp_path / "p", {"p/__init__.py": "", "tests/test_p.py": ""})
+    assert facts_mod.test_command(plain) == "python -m pytest"
+
+
 def test_release_notes_kept_as_docs_versions_are_a_changelog(tmp_path):
     facts = _repo(tmp_path / "v", {"pyproject.toml": '[project]\nname = "v"\nversion = "10.5.0"\n',
                                    "v/__init__.py": "", "docs/versions.rst": "Version History\n"})  # fmt: skip

@@ -434,7 +434,36 @@ def entry_points(facts: RepoFacts) -> list[str]:
 
 
 def test_command(facts: RepoFacts) -> str:
+    """How the project runs its tests: its own command (tox's, its Makefile's) when it has one (more-
+    itertools runs unittest, not pytest), else pytest when it has tests, else an import."""
+    own = _own_test_command(facts.root, set(facts.files))
+    if own:
+        return own
     return "python -m pytest" if facts.has_tests else f'python -c "import {_first_package(facts)}"'
+
+
+def _own_test_command(root: Path, files: set[str]) -> str | None:
+    """The first command of tox's `[testenv]` (its placeholders dropped), else `make test` when the
+    Makefile has a `test` target, else None."""
+    if "tox.ini" in files:
+        parser = configparser.ConfigParser(interpolation=None, strict=False)
+        try:
+            parser.read_string((root / "tox.ini").read_text(encoding="utf-8"))
+            commands = parser.get("testenv", "commands", fallback="")
+        except (OSError, UnicodeDecodeError, configparser.Error):
+            commands = ""
+        for line in commands.splitlines():
+            words = [w for w in line.replace("{envpython}", "python").split() if not w.startswith("{")]
+            if words and not words[0].startswith("-"):
+                return " ".join(words)
+    if "Makefile" in files:
+        try:
+            makefile = (root / "Makefile").read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            return None
+        if any(line.startswith("test:") for line in makefile.splitlines()):
+            return "make test"
+    return None
 
 
 def _first_package(facts: RepoFacts) -> str:
@@ -444,7 +473,7 @@ def _first_package(facts: RepoFacts) -> str:
 
 _DEV_REQUIREMENTS = ("requirements-dev.txt", "requirements_dev.txt", "dev-requirements.txt", "requirements-test.txt",
                      "requirements_test.txt", "test-requirements.txt", "requirements/test.txt",
-                     "requirements/tests.txt", "requirements/dev.txt")  # fmt: skip
+                     "requirements/tests.txt", "requirements/dev.txt", "requirements/development.txt")  # fmt: skip
 
 
 def install_command(facts: RepoFacts) -> str:
