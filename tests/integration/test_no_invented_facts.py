@@ -121,3 +121,17 @@ def test_release_notes_kept_as_docs_versions_are_a_changelog(tmp_path):
     facts = _repo(tmp_path / "v", {"pyproject.toml": '[project]\nname = "v"\nversion = "10.5.0"\n',
                                    "v/__init__.py": "", "docs/versions.rst": "Version History\n"})  # fmt: skip
     assert not any("CHANGELOG.md" in i.files for i in compliance_improvements(facts, []))
+
+
+def test_security_reports_go_to_a_declared_maintainer_never_to_an_author(tmp_path):
+    docs = Improvement(id="x", category="compliance", title="t", rationale="r", rule="check:community-docs",
+                       files=["SECURITY.md"], changes="")  # fmt: skip
+    meta = '[project]\nname = "{n}"\nversion = "1"\nauthors = [{{name = "Erik", email = "erik@example.com"}}]\n'
+    authored = _repo(tmp_path / "a", {"pyproject.toml": meta.format(n="a"), "a/__init__.py": ""})
+    implement(authored.root, docs)
+    security = (authored.root / "SECURITY.md").read_text()
+    assert "erik@example.com" not in security and "private vulnerability reporting" in security
+    maintained = _repo(tmp_path / "b", {"b/__init__.py": "", "pyproject.toml": meta.format(n="b")
+                                        + 'maintainers = [{name = "Bo", email = "bo@example.com"}]\n'})  # fmt: skip
+    implement(maintained.root, docs)
+    assert "<bo@example.com>" in (maintained.root / "SECURITY.md").read_text()

@@ -67,7 +67,10 @@ def _ruff_version() -> str:
 def template_values(facts: RepoFacts) -> dict[str, str]:
     """The repository facts the templates are filled with (deterministic for a given repository)."""
     authors = facts.project.get("authors") or []
-    emails = [a.get("email") for a in authors if isinstance(a, dict) and a.get("email")]
+    # Who handles a report is a maintainer: an author may have handed the project on (more-itertools
+    # names its original author, who no longer maintains it).
+    maintainers = facts.project.get("maintainers") or []
+    emails = [a.get("email") for a in maintainers if isinstance(a, dict) and a.get("email")]
     meta_names = [a.get("name") for a in authors if isinstance(a, dict) and a.get("name")]
     holder = (facts.authors or meta_names or [f"The {facts.name} authors"])[0]
     branches = facts_mod.git(facts.root, "branch", "--format=%(refname:short)", check=False).split()
