@@ -131,6 +131,7 @@ def test_security_reports_go_to_a_declared_maintainer_never_to_an_author(tmp_pat
     implement(authored.root, docs)
     security = (authored.root / "SECURITY.md").read_text()
     assert "erik@example.com" not in security and "private vulnerability reporting" in security
+    assert max(len(line) for line in security.splitlines()) <= 100  # the contact does not run the line on
     maintained = _repo(tmp_path / "b", {"b/__init__.py": "", "pyproject.toml": meta.format(n="b")
                                         + 'maintainers = [{name = "Bo", email = "bo@example.com"}]\n'})  # fmt: skip
     implement(maintained.root, docs)
