@@ -8,6 +8,7 @@ first command starts them detached, later ones find them through a state file.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -212,15 +213,53 @@ def stop_servers(home: Path) -> list[str]:
             stopped.append(f"nats (pid {pid})")
         state_file.unlink()
     data = home / "postgres"
-    if (data / "postmaster.pid").exists():
+    pid = _postmaster_pid(data)
+    if pid is not None and _pid_alive(pid):
         from pgserver._commands import pg_ctl
 
         try:
-            pg_ctl(["-w", "stop", "-m", "fast"], pgdata=data, user=_pg_owner(data))
-            stopped.append("postgres")
-        except Exception as exc:  # the server may already be gone; say so rather than hide it
-            log.warning("stopping embedded postgres: %s", exc)
+            # -t: a loaded machine may need more than pg_ctl's 60 s for the shutdown checkpoint.
+            pg_ctl(["-w", "-t", "300", "stop", "-m", "fast"], pgdata=data, user=_pg_owner(data))
+        except Exception as exc:
+            # As root pg_ctl runs as pgserver's user, which cannot reach the data directory once a
+            # parent of it is made private again after the start (pytest resets /tmp/pytest-of-root
+            # to 0700 when any session starts). SIGINT is PostgreSQL's fast shutdown, which pg_ctl
+            # itself sends; the signal needs no path.
+            log.warning("pg_ctl could not stop the embedded postgres (pid %s): %s; sending SIGINT", pid, exc)
+            if _is_postgres(pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGINT)
+        for _ in range(6000):  # up to 300 s, as pg_ctl -t
+            if not _pid_alive(pid) or _zombie(pid):
+                stopped.append("postgres")
+                break
+            time.sleep(0.05)
     return stopped
+
+
+def _zombie(pid: int) -> bool:
+    """Exited but not reaped: a detached server's parent is pid 1, which may not reap in a container."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def _is_postgres(pid: int) -> bool:
+    """Whether `pid` is a postgres process (a stale postmaster.pid may name a reused pid)."""
+    try:
+        return b"postgres" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
+def _postmaster_pid(data: Path) -> int | None:
+    """The pid in `data`'s postmaster.pid (its first line), if there is one."""
+    try:
+        first = (data / "postmaster.pid").read_text().split("\n", 1)[0].strip()
+    except OSError:
+        return None
+    return int(first) if first.isdigit() else None
 
 
 def _pg_owner(data: Path) -> str | None:

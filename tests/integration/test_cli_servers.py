@@ -64,11 +64,36 @@ def test_run_says_what_it_leaves_running_and_servers_lists_and_stops_it(tmp_path
         assert "servers stop" in listed.stdout
 
         stopped = cli(env, "servers", "stop")
-        assert stopped.returncode == 0 and "nats" in stopped.stdout and "postgres" in stopped.stdout
+        assert stopped.returncode == 0 and "nats" in stopped.stdout and "postgres" in stopped.stdout, \
+            stopped.stdout + stopped.stderr
         _wait_until(lambda: not _alive(nats_pid) and not _alive(pg_pid), "both servers ending")
         assert "no embedded servers run" in cli(env, "servers").stdout
     finally:
         cli(env, "servers", "stop")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="as root only: pgserver runs PostgreSQL as its own user then")
+def test_servers_stop_stops_postgres_when_its_user_can_no_longer_reach_the_data(tmp_path):
+    """As root, PostgreSQL runs as pgserver's user; a parent directory made private after the start
+    (pytest resets /tmp/pytest-of-root to 0700 whenever a session starts) kept `servers stop` from
+    stopping it (pg_ctl, run as that user, could not reach the data directory)."""
+    private = tmp_path / "private"
+    home = private / "home"
+    home.mkdir(parents=True)
+    start = "import sys; from pathlib import Path; from shared.app.embedded import ensure_postgres; " \
+            "ensure_postgres(Path(sys.argv[1]))"
+    subprocess.run([sys.executable, "-c", start, str(home)], cwd=ROOT, check=True, capture_output=True, timeout=300)
+    pid = int((home / "postgres" / "postmaster.pid").read_text().split()[0])
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REPO_PILOT_")}
+    env["REPO_PILOT_HOME"] = str(home)
+    try:
+        private.chmod(0o700)
+        stopped = cli(env, "servers", "stop")
+        assert stopped.returncode == 0 and "postgres" in stopped.stdout, stopped.stdout + stopped.stderr
+        _wait_until(lambda: not _alive(pid), "postgres ending")
+    finally:
+        if _alive(pid):
+            os.kill(pid, signal.SIGINT)
 
 
 def test_demo_removes_its_temporary_folder(cli_env):
