@@ -1,30 +1,28 @@
-"""The Changes port: one contract suite, run against the real GitChanges (the project's own checks
-in a real local sandbox) and the fake the handler unit tests use (checks scripted)."""
+"""The Changes port: one contract suite, run against the real GitChanges (git, and the project's
+own checks in a real local sandbox) and the in-memory fake the handler unit tests use (checks
+scripted), each over working copies from its own workspace."""
 
 from __future__ import annotations
 
 import pytest
 
-from shared.adapters.changes import GitChanges
-from shared.adapters.git import git
-from shared.adapters.sandbox import LocalSandbox
 from shared.ports.changes import Changes, PatchConflict
 from shared.ports.engine import Implementation
 from shared.ports.errors import ChangeRejectedError
-from tests.conftest import make_git_repo
-from tests.support.fakes import FakeChanges
+from tests.support.repo_cases import RepoCase, repo_case
 
 FILES = {"app.py": "A = 1\n", ".gitignore": ".*\n!.gitignore\n"}
 
 
 @pytest.fixture(params=[pytest.param("real", marks=pytest.mark.integration),
                         pytest.param("fake", marks=pytest.mark.unit)])
-def changes(request) -> Changes:
-    return GitChanges(LocalSandbox()) if request.param == "real" else FakeChanges()
+def case(request, tmp_path) -> RepoCase:
+    return repo_case(request.param, tmp_path, FILES)
 
 
-def copy(tmp_path, name: str = "copy"):
-    return make_git_repo(tmp_path / name, FILES)
+async def copy(case: RepoCase, name: str = "copy"):
+    base = (await case.workspace.materialize(case.source)).base_sha
+    return await case.workspace.worktree(name, case.source, base)
 
 
 def writes(path, files: dict[str, str]):
@@ -36,17 +34,18 @@ def writes(path, files: dict[str, str]):
     return implement
 
 
-def test_implements_the_port(changes):
-    assert isinstance(changes, Changes)
+def test_implements_the_port(case):
+    assert isinstance(case.changes, Changes)
 
 
-async def test_a_draft_is_the_change_against_head_and_applies_elsewhere(changes, tmp_path):
-    path = copy(tmp_path)
+async def test_a_draft_is_the_change_against_head_and_applies_elsewhere(case):
+    changes, path = case.changes, await copy(case)
     drafted = await changes.draft(path, writes(path, {"app.py": "A = 2\n", "lib/new.py": "B = 1\n"}))
-    assert drafted.done.summary == "wrote" and "lib/new.py" in drafted.diff and "+A = 2" in drafted.diff
+    assert drafted.done.summary == "wrote" and drafted.diff
 
-    other = copy(tmp_path, "other")
+    other = await copy(case, "other")
     changes.apply(other, drafted.diff, three_way=True)
+    assert (other / "app.py").read_text() == "A = 2\n" and (other / "lib/new.py").read_text() == "B = 1\n"
     sha = changes.commit(other, "change app and add lib")
     assert sha == changes.head(other) and len(sha) == 40
     patch, files = changes.patch_of(other, sha)
@@ -54,37 +53,49 @@ async def test_a_draft_is_the_change_against_head_and_applies_elsewhere(changes,
     assert "Subject: [PATCH] change app and add lib" in patch
 
 
-async def test_a_file_the_engine_names_is_in_the_draft_even_when_ignored(changes, tmp_path):
-    path = copy(tmp_path)
+async def test_a_file_the_engine_names_is_in_the_draft_even_when_ignored(case):
+    changes, path = case.changes, await copy(case)
     drafted = await changes.draft(path, writes(path, {".github/dependabot.yml": "version: 2\n"}))
-    assert ".github/dependabot.yml" in drafted.diff
+    other = await copy(case, "other")
+    changes.apply(other, drafted.diff)
+    assert (other / ".github/dependabot.yml").read_text() == "version: 2\n"
 
 
-async def test_no_change_is_an_empty_draft_and_no_commit(changes, tmp_path):
-    path = copy(tmp_path)
+async def test_no_change_is_an_empty_draft_and_no_commit(case):
+    changes, path = case.changes, await copy(case)
     drafted = await changes.draft(path, writes(path, {}))
     assert drafted.diff == ""
     assert changes.commit(path, "nothing") is None
 
 
-async def test_a_rejection_by_the_engine_propagates(changes, tmp_path):
-    path = copy(tmp_path)
+async def test_a_rejection_by_the_engine_propagates(case):
+    path = await copy(case)
 
     async def refuse() -> Implementation:
         raise ChangeRejectedError("not safe")
 
     with pytest.raises(ChangeRejectedError, match="not safe"):
-        await changes.draft(path, refuse)
+        await case.changes.draft(path, refuse)
 
 
-async def test_a_conflicting_patch_raises_and_leaves_the_copy_clean(changes, tmp_path):
-    path = copy(tmp_path)
+async def test_a_conflicting_patch_raises_and_leaves_the_copy_clean(case):
+    changes, path = case.changes, await copy(case)
     drafted = await changes.draft(path, writes(path, {"app.py": "A = 2\n"}))
-    other = copy(tmp_path, "other")
+    other = await copy(case, "other")
     (other / "app.py").write_text("A = 3\n")
     changes.commit(other, "A = 3")
     for three_way in (True, False):
         with pytest.raises(PatchConflict) as caught:
             changes.apply(other, drafted.diff, three_way=three_way)
         assert caught.value.stderr
-        assert git(other, "status", "--porcelain") == "" and (other / "app.py").read_text() == "A = 3\n"
+        assert changes.commit(other, "anything left?") is None and (other / "app.py").read_text() == "A = 3\n"
+
+
+async def test_a_three_way_apply_of_what_is_already_there_is_no_change(case):
+    changes, path = case.changes, await copy(case)
+    drafted = await changes.draft(path, writes(path, {"app.py": "A = 2\n"}))
+    other = await copy(case, "other")
+    changes.apply(other, drafted.diff)
+    changes.commit(other, "A = 2")
+    changes.apply(other, drafted.diff, three_way=True)
+    assert changes.commit(other, "again") is None

@@ -1,44 +1,30 @@
 """The Workspace port: one contract suite, run against the real Workspace (mirror + local clones
-under REPO_PILOT_HOME, over a real git repository) and the in-memory fake the handler unit tests use."""
+under REPO_PILOT_HOME, over a real git repository) and the in-memory fake the handler unit tests
+use. Patches are made through the Changes port, as the executor makes them."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import pytest
 
-from shared.adapters.git import git, head_sha
-from shared.adapters.workspace import Workspace, commit_all, format_patch
 from shared.ports.errors import StepError
 from shared.ports.workspace import Workspace as WorkspacePort
-from tests.conftest import make_git_repo
-from tests.support.fakes import FakeWorkspace
+from tests.support.repo_cases import RepoCase, repo_case
 
 FILES = {"app.py": "A = 1\n", "lib/util.py": "def f():\n    return 1\n"}
 
 
-@dataclass
-class Case:
-    workspace: WorkspacePort
-    source: str
-    missing: str  # a source that does not exist
-
-
 @pytest.fixture(params=[pytest.param("real", marks=pytest.mark.integration),
                         pytest.param("fake", marks=pytest.mark.unit)])
-def case(request, tmp_path) -> Case:
-    if request.param == "real":
-        repo = make_git_repo(tmp_path / "repo", FILES)
-        return Case(Workspace(tmp_path / "home"), str(repo), str(tmp_path / "missing"))
-    return Case(FakeWorkspace(tmp_path / "fake", {"demo": FILES}), "demo", "missing")
+def case(request, tmp_path) -> RepoCase:
+    return repo_case(request.param, tmp_path, FILES)
 
 
-async def patch_of(case: Case, base: str, rel: str, content: str, name: str) -> str:
-    """A format-patch made the way the executor makes one, in a scratch copy."""
-    path = await case.workspace.worktree(name, case.source, base)
+async def patch_of(case: RepoCase, base: str, rel: str, content: str, name: str, patches=()) -> str:
+    """A mailbox patch made the way the executor makes one, in a scratch copy."""
+    path = await case.workspace.worktree(name, case.source, base, list(patches))
     (path / rel).parent.mkdir(parents=True, exist_ok=True)
     (path / rel).write_text(content)
-    patch = format_patch(path, commit_all(path, f"change {rel}"))
+    patch, _files = case.changes.patch_of(path, case.changes.commit(path, f"change {rel}"))
     await case.workspace.remove(name)
     return patch
 
@@ -49,8 +35,10 @@ def test_implements_the_port(case):
 
 async def test_materialize_resolves_the_default_branch_head(case):
     repo = await case.workspace.materialize(case.source)
-    assert repo.source == case.source and repo.default_branch == "main"
-    assert len(repo.base_sha) == 40 and repo.base_sha == head_sha(repo.mirror, "refs/heads/main")
+    assert repo.source == case.source and repo.default_branch == "main" and len(repo.base_sha) == 40
+    assert (await case.workspace.materialize(case.source, "main")).base_sha == repo.base_sha
+    path = await case.workspace.worktree("at-base", case.source, repo.base_sha)
+    assert case.changes.head(path) == repo.base_sha and (path / "app.py").read_text() == FILES["app.py"]
 
 
 async def test_materialize_refuses_a_missing_source_and_an_unknown_ref(case):
@@ -63,17 +51,23 @@ async def test_materialize_refuses_a_missing_source_and_an_unknown_ref(case):
 async def test_worktree_at_base_with_the_patch_series_applied_in_order(case):
     base = (await case.workspace.materialize(case.source)).base_sha
     first = await patch_of(case, base, "app.py", "A = 2\n", "p1")
-    path = await case.workspace.worktree("p2-base", case.source, base, [first])
-    (path / "new.py").write_text("B = 1\n")
-    second = format_patch(path, commit_all(path, "add new.py"))
-    await case.workspace.remove("p2-base")
+    second = await patch_of(case, base, "new.py", "B = 1\n", "p2", [first])
 
     built = await case.workspace.worktree("run", case.source, base, [first, second], branch="repo-pilot/x")
 
     assert (built / "app.py").read_text() == "A = 2\n" and (built / "new.py").read_text() == "B = 1\n"
-    assert git(built, "symbolic-ref", "--short", "HEAD") == "repo-pilot/x"
-    assert git(built, "rev-list", "--count", f"{base}..HEAD") == "2"
-    assert git(built, "log", "--format=%s", "-2").splitlines() == ["add new.py", "change app.py"]
+    assert case.branch(built) == "repo-pilot/x"
+    assert case.subjects(built, base) == ["change new.py", "change app.py"]
+    again = await case.workspace.worktree("again", case.source, base, [first, second])
+    assert case.changes.head(again) == case.changes.head(built)  # a series rebuilds to the same commits
+
+
+async def test_a_patch_that_does_not_apply_is_a_step_error(case):
+    base = (await case.workspace.materialize(case.source)).base_sha
+    first = await patch_of(case, base, "app.py", "A = 2\n", "p1")
+    clash = await patch_of(case, base, "app.py", "A = 3\n", "p2")
+    with pytest.raises(StepError, match="does not apply"):
+        await case.workspace.worktree("run", case.source, base, [first, clash])
 
 
 async def test_worktree_again_discards_the_old_copy_and_remove_is_idempotent(case):
@@ -83,7 +77,7 @@ async def test_worktree_again_discards_the_old_copy_and_remove_is_idempotent(cas
     (path / "app.py").write_text("dirty\n")
     again = await case.workspace.worktree("run", case.source, base)
     assert not (again / "stray.txt").exists() and (again / "app.py").read_text() == FILES["app.py"]
-    assert git(again, "rev-parse", "HEAD") == base
+    assert case.changes.head(again) == base
     await case.workspace.remove("run")
     assert not again.exists()
     await case.workspace.remove("run")

@@ -1,5 +1,6 @@
 """A handler that fails leaves no working copy (nor its lock file) under REPO_PILOT_HOME: the
-real Workspace over a real git repository, the other ports faked, each handler made to fail."""
+real Workspace, changes and signals over a real git repository, the other ports faked, each
+handler made to fail."""
 
 from __future__ import annotations
 
@@ -13,6 +14,9 @@ from services.merger.handlers import on_changes_reviewed
 from services.reviewer.handlers import on_tests_completed as review
 from services.suggester.handlers import on_repo_analyzed
 from services.tester.handlers import on_changes_committed as run_tests
+from shared.adapters.changes import GitChanges
+from shared.adapters.sandbox import LocalSandbox
+from shared.adapters.signals import StaticSignals
 from shared.adapters.workspace import Workspace
 from shared.events import ChangesReviewed, ImprovementsSuggested, TestsCompleted, make_event
 from shared.ports.errors import StepError
@@ -68,7 +72,7 @@ async def test_a_failing_handler_leaves_no_working_copy(service, tmp_path):
     engine = FakeEngine(name="llm")
     deps = dataclasses.replace(
         fake_deps(tmp_path, {}, engine=engine, forge=RefusingForge(), sandbox=FakeSandbox(lambda cwd, cmd: (1, 0))),
-        workspace=Workspace(home),
+        workspace=Workspace(home), changes=GitChanges(LocalSandbox()), signals=StaticSignals(),
     )
     event = await prepare(deps, str(repo))
     engine.fail = failing_step

@@ -3,26 +3,24 @@
 Each implements its Protocol (checked in tests/contract/) and keeps what a test wants to assert
 on: the store its events and tracking rows, the workspace which working copies are still there,
 the forge what it published, opened and merged, the sandbox which commands it was asked to run.
-The workspace makes real git working copies from files held in memory, because handlers run
-git in them; nothing else touches the disk.
+The workspace and changes keep repositories in memory (tests/support/fake_repos.py, no git);
+working copies are plain directories because engines edit files in them. No fake runs git, ruff
+or pytest, except the forge's default `head` (the contract suite's copies are git clones).
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import shutil
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from shared.adapters.changes import GitChanges
 from shared.adapters.git import git
 from shared.common.settings import Settings
 from shared.events import Envelope, Improvement
-from shared.events.run import LlmCallRecorded, ProjectChecks, TestGroupResult
+from shared.events.run import LlmCallRecorded, TestGroupResult
 from shared.policy.run import RunContext
 from shared.engines.generator.attempt import Generator
 from shared.ports.deps import Deps
@@ -31,8 +29,8 @@ from shared.ports.errors import AlreadyProcessed, ChangeRejectedError, Concurren
 from shared.ports.forge import MergeRequest
 from shared.ports.sandbox import SandboxResult
 from shared.ports.store import Tracking
+from tests.support.fake_repos import FakeChanges, FakeWorkspace, Repos
 from shared.ports.suites import Suite
-from shared.ports.workspace import Materialized
 
 # -- event store -------------------------------------------------------------------------------------
 
@@ -112,59 +110,7 @@ class InMemoryEventStore:
         return next((e for e in self.events if e.event_id == event_id), None)
 
 
-# -- workspace ---------------------------------------------------------------------------------------
-
-
-class FakeWorkspace:
-    """Repositories held as {source: {path: content}}; working copies are git repositories made
-    from them under `root`. `live` is what has not been removed yet."""
-
-    def __init__(self, root: Path, repos: dict[str, dict[str, str]]):
-        self.root = Path(root)
-        self.repos = repos
-        self.live: set[str] = set()
-        self.made: list[str] = []
-
-    def _origin(self, source: str) -> Path:
-        if source not in self.repos:
-            raise StepError(f"Repository path does not exist: {source}", hint="Pass an existing repository.")
-        origin = self.root / "origins" / hashlib.sha256(source.encode()).hexdigest()[:12]
-        if not origin.exists():
-            origin.mkdir(parents=True)
-            git(origin, "init", "-q", "-b", "main")
-            for rel, content in self.repos[source].items():
-                (origin / rel).parent.mkdir(parents=True, exist_ok=True)
-                (origin / rel).write_text(content)
-            git(origin, "add", "--all")
-            git(origin, "commit", "-q", "-m", "initial",
-                env={"GIT_AUTHOR_DATE": "1700000000 +0000", "GIT_COMMITTER_DATE": "1700000000 +0000"})
-        return origin
-
-    async def materialize(self, source: str, ref: str | None = None) -> Materialized:
-        origin = self._origin(source)
-        sha = git(origin, "rev-parse", "-q", "--verify", f"{ref or 'HEAD'}^{{commit}}", check=False)
-        if not sha:
-            raise StepError(f"Unknown ref {ref!r} in {source}", hint="Pass a branch, tag or sha.")
-        return Materialized(source=source, mirror=origin, base_sha=sha, default_branch="main", ref=ref)
-
-    async def worktree(
-        self, run_id: str, source: str, base_sha: str, patches: Sequence[str] = (), branch: str | None = None
-    ) -> Path:
-        origin = self._origin(source)
-        path = self.root / "worktrees" / run_id
-        shutil.rmtree(path, ignore_errors=True)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.live.add(run_id)
-        self.made.append(run_id)
-        git(path.parent, "clone", "-q", str(origin), str(path))
-        git(path, "checkout", "-q", *(["-B", branch] if branch else ["--detach"]), base_sha)
-        for patch in patches:
-            git(path, "am", "-q", "--committer-date-is-author-date", input=patch)
-        return path
-
-    async def remove(self, run_id: str) -> None:
-        shutil.rmtree(self.root / "worktrees" / run_id, ignore_errors=True)
-        self.live.discard(run_id)
+# -- workspace and changes: tests/support/fake_repos.py (repositories in memory, no git) -----------
 
 
 # -- sandbox -----------------------------------------------------------------------------------------
@@ -212,13 +158,16 @@ class FakeForge:
 
     name = "fake"
 
-    def __init__(self) -> None:
+    def __init__(self, head: Callable[[Path, str], str] | None = None) -> None:
+        # (working copy, branch) -> the commit the branch is at; fake_deps points it at the fake
+        # workspace, the contract suite leaves git's answer
+        self.head = head or (lambda repo, branch: git(Path(repo), "rev-parse", f"refs/heads/{branch}"))
         self.published: dict[str, str] = {}
         self.requests: dict[str, MergeRequest] = {}
         self.merges: list[str] = []
 
     async def publish(self, repo: Path, branch: str) -> bool:
-        sha = git(Path(repo), "rev-parse", f"refs/heads/{branch}")
+        sha = self.head(repo, branch)
         if self.published.get(branch) == sha:
             return False
         self.published[branch] = sha
@@ -251,49 +200,31 @@ class FakeForge:
 # -- changes, signals, suites, run log ----------------------------------------------------------------
 
 
-class FakeChanges(GitChanges):
-    """The Changes port with the project's own checks scripted (no ruff, no pre-commit):
-    `reject(path)` returns a reason to refuse a draft, or None. The git work is the real one's,
-    because the fake workspace's copies are git repositories. `gated` lists the copies checked."""
-
-    def __init__(self, reject: Callable[[Path], str | None] = lambda path: None):
-        super().__init__(sandbox=None)  # type: ignore[arg-type]  # the checks never run here
-        self.reject = reject
-        self.gated: list[str] = []
-
-    async def gate(self, path: Path, since: str) -> ProjectChecks | None:
-        self.gated.append(Path(path).name)
-        if reason := self.reject(Path(path)):
-            raise ChangeRejectedError(reason)
-        return None  # no check ran
-
-
 class FakeSignals:
-    """The Signals port answering from a script: `findings(path, sha)` says {rule: count} for the
-    commit `sha` of the copy (default: none). Shas are resolved as the real one resolves them."""
+    """The Signals port answering from a script over the in-memory repositories:
+    `findings(files)` says {rule: count} for a commit's files (default: none)."""
 
-    def __init__(self, findings: Callable[[Path, str], dict[str, int]] = lambda path, sha: {}):
+    def __init__(self, repos: Repos | None = None, findings: Callable[[dict[str, str]], dict[str, int]] = lambda files: {}):
+        self.repos = repos or Repos()
         self.findings = findings
         self.computed: list[tuple[str, str]] = []
 
     async def compute(self, repo: Path, base_sha: str, head_sha: str) -> dict[str, Any]:
-        resolved = []
-        for sha in (base_sha, head_sha):
-            rev = git(Path(repo), "rev-parse", "--verify", "--quiet", f"{sha}^{{commit}}", check=False)
-            if not rev:
-                raise ValueError(f"{sha} is not a commit in {repo}")
-            resolved.append(rev)
-        base, head = resolved
+        base, head = (self.repos.resolve(Path(repo), sha) for sha in (base_sha, head_sha))
+        for name, sha in ((base_sha, base), (head_sha, head)):
+            if sha is None:
+                raise ValueError(f"{name} is not a commit in {repo}")
         self.computed.append((base, head))
-        before, after = self.findings(Path(repo), base), self.findings(Path(repo), head)
-        changed = [f for f in git(Path(repo), "diff", "--name-only", base, head).splitlines() if f]
+        old, new = self.repos.commits[base].files, self.repos.commits[head].files
+        changed = sorted(rel for rel in {*old, *new} if old.get(rel) != new.get(rel))
+        before, after = self.findings(old), self.findings(new)
         return {
             "base_sha": base, "head_sha": head, "checked_files": [f for f in changed if f.endswith(".py")],
             "select": ["fake"], "findings_before": before, "findings_after": after,
             "findings_delta": {r: after.get(r, 0) - before.get(r, 0) for r in sorted({*before, *after})
                                if after.get(r, 0) != before.get(r, 0)},
             "parse_failures": [], "diff": {"files": len(changed), "added": 0, "removed": 0},
-            "created_files": [],
+            "created_files": sorted(rel for rel in new if rel not in old),
         }
 
 
@@ -408,7 +339,7 @@ class FakeEngine:
 
 def fake_deps(
     tmp_path: Path,
-    repos: dict[str, dict[str, str]],
+    repos_files: dict[str, dict[str, str]],
     *,
     engine: FakeEngine | None = None,
     sandbox: FakeSandbox | None = None,
@@ -427,6 +358,13 @@ def fake_deps(
     engine = engine or FakeEngine()
     forge = forge or FakeForge()
     store = store or InMemoryEventStore()
+    repos = Repos()  # what the workspace, the changes, the signals and the forge see alike
+    workspace = FakeWorkspace(tmp_path / "ws", repos_files, repos)
+    changes = changes or FakeChanges(repos)
+    changes.repos = repos
+    signals = signals or FakeSignals(repos)
+    signals.repos = repos
+    forge.head = lambda repo, branch: repos.copy_of(repo).head
 
     def make_engine(ctx: RunContext, previous: list[LlmCallRecorded]) -> FakeEngine:
         return engine
@@ -434,12 +372,12 @@ def fake_deps(
     return Deps(
         settings=settings,
         store=store,
-        workspace=FakeWorkspace(tmp_path / "ws", repos),
+        workspace=workspace,
         sandbox=sandbox or FakeSandbox(lambda cwd, cmd: (1, 0)),
         make_engine=make_engine,
         make_forge=lambda kind, target: forge,
-        changes=changes or FakeChanges(),
-        signals=signals or FakeSignals(),
+        changes=changes,
+        signals=signals,
         suites=suites or FakeSuites(),
         run_log=FakeRunLog(store, settings.runs_dir),
         generator=generator or Generator(settings, openai_client),

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from services.analyzer.handlers import DOC_FILES, on_merge_completed, on_pipeline_requested, on_run_ended
-from shared.adapters.git import git
 from shared.events import MergeCompleted, PipelineRequested, new_run_stream
 from shared.ports.errors import StepError
 from tests.support.fakes import FakeEngine, FakeForge, fake_deps, given
@@ -97,6 +96,7 @@ async def test_merged_run_gets_its_docs_committed_and_merged_through_the_forge(t
     assert docs.commit_sha == forge.requests[branch].merge_sha
     assert out[-1].data.verdict == "merged"
     assert not deps.workspace.live
-    path = tmp_path / "check"
-    git(tmp_path, "clone", "-q", str((await deps.workspace.materialize("demo")).mirror), str(path))
-    assert not (path / "docs").exists()  # the docs went to the forge's branch, not the origin
+    # The docs went to the forge's branch, not the origin: the default branch is where it was.
+    repo = await deps.workspace.materialize("demo")
+    path = await deps.workspace.worktree("check", "demo", repo.base_sha)
+    assert not (path / "docs").exists() and repo.base_sha == analyzed.data.base_sha

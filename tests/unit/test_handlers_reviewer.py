@@ -3,12 +3,9 @@ signals count findings from a script). It is fed what it reacts to: the tester's
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from services.reviewer.handlers import on_tests_completed
-from shared.adapters.git import git
 from shared.events import TestGroupResult, TestsCompleted
 from shared.ports.engine import ModelReview
 from shared.ports.errors import StepError
@@ -20,16 +17,16 @@ pytestmark = pytest.mark.unit
 REPO = {"app.py": "import os\nimport sys\n\n\ndef main():\n    return os.getcwd()\n"}
 
 
-def unused_imports(path: Path, sha: str) -> dict[str, int]:
-    """F401 as the script counts it: an `import x` whose `x.` appears nowhere in app.py at `sha`."""
-    text = git(path, "show", f"{sha}:app.py")
+def unused_imports(files: dict[str, str]) -> dict[str, int]:
+    """F401 as the script counts it: an `import x` whose `x.` appears nowhere else in app.py."""
+    text = files["app.py"]
     unused = [line.split()[1] for line in text.splitlines()
               if line.startswith("import ") and f"{line.split()[1]}." not in text]
     return {"F401": len(unused)} if unused else {}
 
 
 def deps_for(tmp_path, engine):
-    return fake_deps(tmp_path, {"demo": REPO}, engine=engine, signals=FakeSignals(unused_imports))
+    return fake_deps(tmp_path, {"demo": REPO}, engine=engine, signals=FakeSignals(findings=unused_imports))
 
 
 async def test_fewer_findings_pass_and_the_model_score_is_blended_in(tmp_path):
