@@ -1,6 +1,6 @@
 """SIGTERM (what `docker stop` sends) is a clean stop: a real `repo-pilot service analyzer` process
 stops consuming, finishes or releases the step in hand, flushes its spans to a local OTLP receiver
-(real protobuf) and exits 0; restarted, it completes the run's step exactly once."""
+(real protobuf) and exits 0; restarted, it completes the run's step exactly once and the run ends."""
 
 from __future__ import annotations
 
@@ -13,9 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from shared.app.runtime import PIPELINE_SERVICES, System
 from tests.conftest import make_git_repo
 from tests.support.bus_harness import eventually, running_relay
 from tests.support.otlp import otlp_receiver
+from tests.support.pipeline import wait_for_run
 
 pytestmark = pytest.mark.integration
 
@@ -42,7 +44,8 @@ async def types_in(store, stream_id: str) -> list[str]:
     return [e.type for e in await store.read_stream(stream_id)]
 
 
-async def test_sigterm_stops_a_service_cleanly_and_flushes_its_spans(store, nats_client, bus_names, cli_env, tmp_path):
+async def test_sigterm_stops_a_service_cleanly_and_flushes_its_spans(store, nats_client, bus_names, cli_env, settings,
+                                                                     tmp_path):
     repo = make_git_repo(tmp_path / "target", {"app.py": "import os\n\n\ndef main():\n    return os.getcwd()\n"})
     requested = subprocess.run([sys.executable, "-m", "shared.app.cli", "request", str(repo), "--categories",
                                 "security"], env=cli_env, cwd=ROOT, capture_output=True, text=True, timeout=120)
@@ -70,17 +73,22 @@ async def test_sigterm_stops_a_service_cleanly_and_flushes_its_spans(store, nats
             assert any(span.name == "analyzer handle PipelineRequested" for span in spans), \
                 [s.name for s in spans]
 
-            # Finished within the grace, or released: either way a new replica ends the step once.
-            if "RepoAnalyzed" not in await types_in(store, run_id):
-                again = start_service(cli_env, "analyzer")
-                try:
-                    await eventually(lambda: _has(store, run_id, "RepoAnalyzed"), timeout=120,
-                                     what="RepoAnalyzed after the restart")
-                finally:
-                    await asyncio.to_thread(stop, again, signal.SIGTERM)
+            # Finished within the grace, or released: either way, with the analyzer restarted (a new
+            # container) and the other services up, the run goes on to its end, the step done once.
+            again = start_service(cli_env, "analyzer")
+            try:
+                await eventually(lambda: _has(store, run_id, "RepoAnalyzed"), timeout=120,
+                                 what="RepoAnalyzed after the restart")
+                rest = [name for name in PIPELINE_SERVICES if name != "analyzer"]
+                async with System(settings, services=rest, relay=False, projector=False):
+                    run, _ = await wait_for_run(store, run_id, timeout=600)
+            finally:
+                code, out = await asyncio.to_thread(stop, again, signal.SIGTERM)
+            assert code == 0, out
     types = await types_in(store, run_id)
     assert types.count("RepoAnalyzed") == 1, types
     assert "PipelineFailed" not in types, types
+    assert run["status"] == "COMPLETED", (run, types)
 
 
 async def _has(store, run_id: str, event_type: str) -> bool:
