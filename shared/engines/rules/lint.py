@@ -134,7 +134,7 @@ def apply_lint(repo: Path, improvement: Improvement, requires_python: str | None
         raise ChangeRejectedError(f"ruff no longer reports {','.join(codes)} in these files; nothing to fix")
     originals = {f: (repo / f).read_text(encoding="utf-8") for f in files}
     ruff_fix(repo, files, codes, target, unsafe=unsafe, respect_config=True)
-    left_as_is = _refix_misfits(repo, originals, wanted, codes, target, unsafe)
+    left_as_is, held = _refix_misfits(repo, originals, wanted, codes, target, unsafe)
     if "F401" not in codes:
         _remove_orphaned_imports(repo, files, before, target)
     after = run_ruff(repo, files, measure, target, respect_config=True)
@@ -152,23 +152,24 @@ def apply_lint(repo: Path, improvement: Improvement, requires_python: str | None
                else "ruff's fix removed none of them" + (f" ({'; '.join(left_as_is[:4])})" if left_as_is else ""))  # fmt: skip
         raise ChangeRejectedError(f"{len(wanted)} finding(s) of {','.join(codes)}: {why}; not applied")
     summary = f"ruff fixed {removed} of {len(wanted)} finding(s) of {','.join(codes)}"
-    left = len(wanted) - removed
+    left = len(wanted) - removed - held  # held sites are named below
     if left:
         summary += f"; {left} left without a fix"
     if left_as_is:
-        summary += "; left as is: " + "; ".join(left_as_is[:6])
+        summary += "; left as is where the result would not fit the project: " + "; ".join(left_as_is[:6])
     return changed, summary
 
 
 def _refix_misfits(
     repo: Path, originals: dict[str, str], wanted: list[Finding], codes: list[str], target: str, unsafe: bool
-) -> list[str]:
+) -> tuple[list[str], int]:
     """Where ruff's fix made a line the project would not accept (longer than its line length, or an
     f-string inside an implicit concatenation: pyupgrade's UP032 joins `'a ' 'b {}'.format(x)`), the
     file is fixed again with those sites held back: each site is tried alone to find them. A file
-    that still misfits is restored. Returns what was left as is, and why."""
+    that still misfits is restored. Returns what was left as is and why, and how many sites."""
     limit = line_length(repo, git(repo, "ls-files", "--", "*.py").split())
     notes: list[str] = []
+    held = 0
     for rel, original in originals.items():
         path = repo / rel
         if not fix_misfits(original, path.read_text(encoding="utf-8"), limit):
@@ -191,7 +192,8 @@ def _refix_misfits(
             path.write_text(original, encoding="utf-8")
             bad = sites
         notes.append(f"{len(bad)} site(s) in {rel} ({', '.join(sorted(reasons))})")
-    return notes
+        held += len(bad)
+    return notes, held
 
 
 def fix_misfits(original: str, fixed: str, limit: int | None) -> dict[int, str]:
