@@ -7,7 +7,7 @@ from typing import Protocol
 
 from shared.common.fs import UnsafePath, write_inside
 from shared.events import Envelope, TestGroupResult, TestsCompleted, TestsGenerated
-from shared.policy.run import emit, load_context, previous_calls, regressed
+from shared.policy.run import applied_improvements, emit, load_context, previous_calls, regressed
 from shared.ports.deps import UsesEngine, UsesStore, UsesSuites, UsesWorkspace
 from shared.ports.engine import GeneratedTests
 from shared.ports.suites import Suite
@@ -31,22 +31,19 @@ async def on_changes_committed(event: Envelope, deps: Uses) -> list[Envelope]:
         await deps.workspace.remove(before_id)  # early: the copy is no longer needed
         own_after = await deps.suites.run_own(after, suite)
         engine = deps.engine(ctx, await previous_calls(deps.store, ctx))
-        applied = {p.improvement_id for p in c.patches}
-        improvements = [i for i in ctx.suggested.improvements if i.id in applied] if ctx.suggested else []
-        generated = await engine.write_tests(after, improvements, list(ctx.request.categories))
-        files, results = await _run_generated(deps, after, generated, suite)
+        generated = await engine.write_tests(after, applied_improvements(ctx), list(ctx.request.categories))
+        written, results = await _run_generated(deps, after, generated, suite)
     finally:
         await deps.workspace.remove(before_id)
         await deps.workspace.remove(after_id)
-    groups = {g: sorted(fs) for g, fs in generated.groups.items()}
-    return emit(event, SERVICE, *engine.drain_calls(), TestsGenerated(files=files, groups=groups),
+    return emit(event, SERVICE, *engine.drain_calls(), written,
                 TestsCompleted(groups=results, own_before=own_before, own_after=own_after,
                                regressed=regressed(own_before, own_after)))
 
 
 async def _run_generated(deps: Uses, path: Path, generated: GeneratedTests,
-                         suite: Suite) -> tuple[dict[str, str], list[TestGroupResult]]:
-    """Each group's files written into the copy and run: (the files written, one result per group)."""
+                         suite: Suite) -> tuple[TestsGenerated, list[TestGroupResult]]:
+    """Each group's files written into the copy and run: (what was written, one result per group)."""
     files: dict[str, str] = {}
     results: list[TestGroupResult] = []
     for group, group_files in sorted(generated.groups.items()):
@@ -60,7 +57,8 @@ async def _run_generated(deps: Uses, path: Path, generated: GeneratedTests,
             files[rel] = content
         written = sorted(f for f in group_files if f in files)
         results.append(_refused(await deps.suites.run_generated(path, written, group, suite), refused))
-    return files, results
+    groups = {g: sorted(fs) for g, fs in generated.groups.items()}
+    return TestsGenerated(files=files, groups=groups), results
 
 
 def _refused(result: TestGroupResult, refused: list[str]) -> TestGroupResult:

@@ -45,15 +45,18 @@ async def previous_calls(store: EventStore, ctx: RunContext) -> list[LlmCallReco
     return run_context(ctx.replayed_from, await store.read_stream(ctx.replayed_from)).llm_calls
 
 
+def applied_improvements(ctx: RunContext) -> list:
+    """The suggested improvements whose change is in the run's committed patch series, in suggested order."""
+    applied = {p.improvement_id for p in ctx.committed.patches} if ctx.committed else set()
+    return [i for i in ctx.suggested.improvements if i.id in applied] if ctx.suggested else []
+
+
 def review_verdict(ctx: RunContext, signals: dict, model) -> dict:
     """The review of the run's committed changes (ChangesReviewed's fields) from the change's
     `signals`, the model's opinion (None for the rules engine) and what the run knows: which
     applied fixes were validated, whether files alone were asked for, the tests' results."""
     c = ctx.committed
-    applied = {p.improvement_id for p in c.patches}
-    signals = {**signals, "validated_fixes": sum(
-        1 for i in (ctx.suggested.improvements if ctx.suggested else [])
-        if i.id in applied and changes_behaviour(i.rule))}
+    signals = {**signals, "validated_fixes": sum(1 for i in applied_improvements(ctx) if changes_behaviour(i.rule))}
     # Documents and configs alone may merge only when the request asked for those categories on their own.
     signals["asked_for_files"] = any(explicitly_asked(k, ctx.request.categories) for k in ("compliance", "integration"))
     tests = ctx.tests.model_dump() if ctx.tests else None
