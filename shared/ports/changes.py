@@ -3,7 +3,7 @@ engine's change (the project's own checks first), apply a drafted patch, commit,
 as a patch.
 
 `shared.adapters.changes.GitChanges` is the real one (git through the one isolated runner, the
-project's checks in the configured sandbox); `tests/support/fakes.py` holds one whose checks are
+project's checks in the configured sandbox); `tests/support/fake_repos.py` holds one in memory, no git, checks
 scripted. Both pass tests/contract/test_changes_contract.py.
 """
 

@@ -1,7 +1,8 @@
 """The Workspace port: a run's working copy, rebuilt from events alone (DESIGN section 4).
 
 `shared.adapters.workspace.Workspace` is the real one (mirrors + local clones under
-REPO_PILOT_HOME); `tests/support/fakes.py` holds one built from in-memory files.
+REPO_PILOT_HOME); `tests/support/fake_repos.py` holds one with commits in memory (no git). Both
+pass tests/contract/test_workspace_contract.py.
 """
 
 from __future__ import annotations
