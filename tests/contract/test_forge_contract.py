@@ -39,7 +39,9 @@ class Setup:
 
 
 @pytest.fixture(params=[pytest.param("fake", marks=pytest.mark.unit),
-                        *(pytest.param(kind, marks=pytest.mark.integration) for kind in ("local", "remote", "github"))])
+                        pytest.param("local", marks=pytest.mark.integration),
+                        pytest.param("remote", marks=pytest.mark.integration),
+                        pytest.param("github", marks=pytest.mark.integration)])
 def setup(request, tmp_path):
     target = make_git_repo(tmp_path / "target", {"app.py": "print('hi')\n"})
     if request.param == "fake":

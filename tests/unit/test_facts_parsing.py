@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+
 from shared.engines.rules import facts as facts_mod
+
+pytestmark = pytest.mark.unit
 
 
 def test_modules_are_parsed_from_what_collect_read_not_from_later_edits(tmp_path):

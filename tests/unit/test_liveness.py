@@ -9,7 +9,11 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from shared.app.liveness import beating, check, write_beat
+
+pytestmark = pytest.mark.unit
 
 
 async def test_a_beating_process_is_alive_while_the_block_runs_and_gone_after(tmp_path):
