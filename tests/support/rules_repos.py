@@ -92,7 +92,9 @@ WIDGETS = {
 # subprocess with shell=True (S602), `random` for a token (S311), requests without a timeout
 # (S113), six unused imports (F401) and a comparison to None with `==` (E711).
 TOOLS = {
-    "pyproject.toml": PYPROJECT.replace("acme-widgets", "acme-tools").replace("1.2.0", "0.3.0"),
+    # it imports requests, so it declares it: its tests see only what it declares
+    "pyproject.toml": PYPROJECT.replace("acme-widgets", "acme-tools").replace("1.2.0", "0.3.0")
+    + 'dependencies = ["requests"]\n',
     "README.md": "# acme-tools\n",
     "acme/__init__.py": '"""Acme tools."""\n\n__version__ = "0.3.0"\n',
     "acme/tools.py": '''"""Small tools."""
