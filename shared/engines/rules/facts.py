@@ -135,7 +135,8 @@ def list_files(repo: Path, refused: dict[str, str] | None = None) -> list[str]:
     reads what it points at; its path and why go into `refused` when one is given."""
     if (repo / ".git").exists():
         out = git(repo, "ls-files", "--cached", "--others", "--exclude-standard", "-z")
-        names = {n for n in out.split("\0") if n and (repo / n).is_file()}
+        root = str(repo)  # os.path, not pathlib: a Path per file was a fifth of listing 2,400 files
+        names = {n for n in out.split("\0") if n and os.path.isfile(os.path.join(root, n))}
     else:
         names = {
             p.relative_to(repo).as_posix()
@@ -160,7 +161,7 @@ def _through_symlink(repo: Path, name: str, links: dict[str, bool]) -> bool:
     for part in name.split("/"):
         prefix = f"{prefix}/{part}" if prefix else part
         if prefix not in links:
-            links[prefix] = os.path.islink(repo / prefix)
+            links[prefix] = os.path.islink(os.path.join(repo, prefix))
         if links[prefix]:
             return True
     return False
