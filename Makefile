@@ -59,7 +59,7 @@ eval: install  ## make eval CORPUS=DIR [OUT=eval.json]: the offline main job on 
 
 # Modules kept in `ruff format` style; the rest of the tree predates the formatter and joins this
 # list as it is formatted (a whole-tree reformat would collide with work in progress).
-FORMATTED := shared/adapters/project_tools.py shared/policy/checks_gate.py shared/engines/rules/__init__.py shared/engines/rules/analyze.py \
+FORMATTED := shared/adapters/project_tools.py shared/adapters/target_deps.py shared/policy/checks_gate.py shared/engines/rules/__init__.py shared/engines/rules/analyze.py \
 	shared/engines/rules/change_plan.py shared/engines/rules/change_tests.py shared/engines/rules/codemods.py \
 	shared/engines/rules/engine.py shared/engines/rules/implement.py shared/engines/rules/lint.py \
 	shared/engines/rules/project.py shared/engines/rules/sites.py shared/engines/rules/suggest.py \

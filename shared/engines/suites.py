@@ -12,7 +12,8 @@ from pathlib import Path
 
 from shared.adapters.own_tests import combined, run_ecosystem_suite, run_generated_files, run_own_pytest
 from shared.adapters.sandbox import run_pytest
-from shared.adapters.target_env import python_for, same_dependencies
+from shared.adapters.target_deps import same_dependencies
+from shared.adapters.target_env import python_for
 from shared.engines.rules.facts import list_files
 from shared.engines.rules.project import detect as detect_project
 from shared.events import TestGroupResult

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.adapters.target_env import env_key, read_declared, read_dependency_files, uv_export
+from shared.adapters.target_deps import env_key, read_declared, read_dependency_files, uv_export
 
 pytestmark = pytest.mark.integration
 

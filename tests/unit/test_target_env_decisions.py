@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.adapters.target_env import env_key, is_dependency_file, read_declared, requirement_file_lines
+from shared.adapters.target_deps import env_key, is_dependency_file, read_declared, requirement_file_lines
 
 pytestmark = pytest.mark.unit
 

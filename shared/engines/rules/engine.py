@@ -23,7 +23,8 @@ from shared.common.pyparse import PARSE_LOCK
 import shared.engines.rules.facts as facts_mod
 from shared.adapters.ghostwriter import ghostwrite
 from shared.adapters.project_checks import conform_generated
-from shared.adapters.target_env import declared_names, python_for, read_declared, read_dependency_files
+from shared.adapters.target_deps import declared_names, read_declared, read_dependency_files
+from shared.adapters.target_env import python_for
 from shared.engines.rules.change_plan import PROPERTIES_HEADER, plan_change_tests
 from shared.engines.rules.change_tests import ChangeTests, render
 from shared.engines.rules.codemods import ADDS_DEPENDENCY, apply_codemod, codemod_for, codemod_improvements
