@@ -326,9 +326,16 @@ def _read_setup_cfg(path: Path) -> dict[str, dict[str, str]]:
 
 
 def _requirements(repo: Path, files: list[str]) -> list[str]:
+    """What the project's root requirements files say it needs to run: a development, test or docs
+    file lists tools (schedule's requirements-dev.txt: Sphinx, black, mypy), not dependencies."""
     reqs = []
     for rel in files:
-        if "/" not in rel and rel.startswith("requirements") and rel.endswith(".txt"):
+        if (
+            "/" not in rel
+            and rel.startswith("requirements")
+            and rel.endswith(".txt")
+            and not any(word in rel for word in ("dev", "test", "doc", "lint"))
+        ):
             for line in (repo / rel).read_text(encoding="utf-8", errors="replace").splitlines():
                 line = line.split("#", 1)[0].strip()
                 if line and not line.startswith("-"):
