@@ -8,6 +8,7 @@ from typing import Protocol
 from shared.common.fs import UnsafePath, write_inside
 from shared.events import DocsUpdated, Envelope, PipelineCompleted, RepoAnalyzed, StepSkipped
 from shared.events.limits import clip
+from shared.policy.docs import DOC_FILES, docs_skipped_reason
 from shared.policy.run import RunContext, emit, load_context, previous_calls
 from shared.ports.deps import UsesChanges, UsesEngine, UsesForge, UsesRunLog, UsesStore, UsesWorkspace
 
@@ -18,10 +19,6 @@ log = logging.getLogger("repo_pilot.analyzer")
 class Uses(UsesStore, UsesWorkspace, UsesChanges, UsesEngine, UsesForge, UsesRunLog, Protocol):
     """What the analyzer's handlers use: the store (run context), the workspace and changes (docs
     commit), the engine (docs), the forge (docs merge) and the run log."""
-
-
-DOC_FILES = {"specification": "docs/specification.md", "graph": "docs/graph.md",
-             "architecture": "docs/architecture.md"}
 
 
 async def on_pipeline_requested(event: Envelope, deps: Uses) -> list[Envelope]:
@@ -46,8 +43,13 @@ async def on_pipeline_requested(event: Envelope, deps: Uses) -> list[Envelope]:
 async def on_merge_completed(event: Envelope, deps: Uses) -> list[Envelope]:
     ctx = await load_context(deps.store, event)
     merge = event.data
-    out = await _refresh_docs(deps, ctx) if merge.merged else [
-        StepSkipped(step="docs", reason=f"not merged: {merge.reason}")]
+    own = ctx.analyzed.stats.get("own_docs")
+    if not merge.merged:
+        out = [StepSkipped(step="docs", reason=f"not merged: {merge.reason}")]
+    elif own:
+        out = [StepSkipped(step="docs", reason=docs_skipped_reason(own))]
+    else:
+        out = await _refresh_docs(deps, ctx)
     verdict = "merged" if merge.merged else "not_merged"
     summary = merge.reason or ("merged into the default branch" if merge.merged else "")
     log_file = deps.run_log.path(ctx.run_id)  # written by on_run_ended, once stored

@@ -17,6 +17,7 @@ from fnmatch import translate
 from pathlib import Path
 
 from shared.common.budget import MAX_FILE_BYTES, SNIFF_BYTES
+from shared.policy.docs import own_docs
 
 PER_FILE_CHARS = 8_000
 TOTAL_CHARS = 60_000
@@ -268,6 +269,7 @@ def scan_repo(repo: Path, per_file: int = PER_FILE_CHARS, total: int = TOTAL_CHA
         "chars_read": total - left,
         "skipped": dict(skipped),
         "by_suffix": dict(suffixes.most_common(10)),
+        "own_docs": own_docs(scan.listing),  # before the listing is capped
     }
     scan.listing = sorted(scan.listing)[:MAX_LISTED]
     return scan

@@ -243,3 +243,17 @@ def test_the_engine_finds_ruff_next_to_the_interpreter():
     out = subprocess.run([*cmd, "--version"], capture_output=True, text=True, check=True).stdout
     assert out.startswith("ruff ")
     assert cmd[0].startswith(sys.prefix) or cmd[0] == sys.executable or "ruff" in cmd[0]
+
+
+async def test_analysis_names_the_projects_own_docs_and_its_runtime_dependencies_only(tmp_path):
+    """A Sphinx tree is the project's docs (the docs step adds none beside it); a development
+    requirements file lists tools, not what the project needs to run."""
+    repo = make_demo_repo(tmp_path / "demo")
+    assert (await RulesEngine().analyze(repo)).stats["own_docs"] is None
+    write(repo, {"docs/conf.py": "project = 'inventory'\n", "docs/index.rst": "Inventory\n=========\n",
+                 "requirements.txt": "attrs\n", "requirements-dev.txt": "Sphinx\nblack\n"})
+    commit_all(repo, "sphinx docs")
+    analysis = await RulesEngine().analyze(repo)
+    assert analysis.stats["own_docs"] == "Sphinx (docs/conf.py)"
+    assert "attrs" in analysis.stats["dependencies"] and "Sphinx" not in analysis.stats["dependencies"]
+    assert "- `Sphinx`" not in analysis.specification

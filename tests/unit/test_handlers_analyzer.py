@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from services.analyzer.handlers import DOC_FILES, on_merge_completed, on_pipeline_requested, on_run_ended
+from services.analyzer.handlers import on_merge_completed, on_pipeline_requested, on_run_ended
 from shared.events import MergeCompleted, PipelineRequested, new_run_stream
+from shared.policy.docs import DOC_FILES
+from shared.ports.engine import Analysis
 from shared.ports.errors import StepError
 from tests.support.fakes import FakeEngine, FakeForge, fake_deps, given
 
@@ -100,3 +102,22 @@ async def test_merged_run_gets_its_docs_committed_and_merged_through_the_forge(t
     repo = await deps.workspace.materialize("demo")
     path = await deps.workspace.worktree("check", "demo", repo.base_sha)
     assert not (path / "docs").exists() and repo.base_sha == analyzed.data.base_sha
+
+
+async def test_a_project_with_its_own_docs_gets_none_added_beside_them(tmp_path):
+    forge = FakeForge()
+    sphinx = Analysis(specification="spec", graph="graph", architecture="arch",
+                      stats={"own_docs": "Sphinx (docs/conf.py)"})
+    deps = fake_deps(tmp_path, {"demo": {**REPO, "docs/conf.py": "project = 'demo'\n"}}, forge=forge,
+                     engine=FakeEngine(analysis=sphinx))
+    run = new_run_stream()
+    events = await given(deps.store, run, PipelineRequested(repo="demo"))
+    analyzed = (await on_pipeline_requested(events[0], deps))[-1]
+    await deps.store.append(run, [analyzed])
+    [merge] = await given(deps.store, run, MergeCompleted(pushed=True, branch="b", merged=True))
+
+    out = await on_merge_completed(merge, deps)
+
+    assert types(out) == ["StepSkipped", "PipelineCompleted"]
+    assert out[0].data.step == "docs" and "keeps its own docs (Sphinx (docs/conf.py))" in out[0].data.reason
+    assert out[-1].data.verdict == "merged" and not forge.published and not deps.workspace.live, (forge.published, deps.workspace.live)

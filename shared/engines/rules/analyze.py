@@ -12,6 +12,7 @@ from shared.engines.rules.facts import (
     entry_points,
     language_counts,
 )
+from shared.policy.docs import own_docs
 from shared.policy.paths import is_test_path
 from shared.ports.engine import Analysis
 
@@ -123,6 +124,7 @@ def stats(facts: RepoFacts) -> dict:
         "parse_errors": sorted(m.path for m in facts.modules if m.parse_error),
         "skipped_files": dict(sorted(facts.skipped.items())[:50]),  # over budget or binary: never parsed
         "dependencies": dependencies(facts),
+        "own_docs": own_docs(facts.files),
     }
 
 
