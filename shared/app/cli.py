@@ -916,6 +916,7 @@ def _register_generator() -> None:
     app.command("request-generation")(request_generation)
     if Path(sys.argv[0]).name in ("repo-pilot", "cli.py"):
         others = {c.name or c.callback.__name__.replace("_", "-") for c in app.registered_commands}
+        others |= {g.name for g in app.registered_groups}  # `servers stop`, `projections rebuild`
         if _invoked_command(sys.argv) in others:
             return
     from shared.app.generate import generate

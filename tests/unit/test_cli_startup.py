@@ -27,5 +27,6 @@ def test_the_command_word_comes_after_the_apps_own_options():
 def test_runs_and_status_do_not_import_the_model_sdk_but_generate_and_help_do():
     assert not _imports_openai(["repo-pilot", "runs"])
     assert not _imports_openai(["repo-pilot", "status", "run-1"])
+    assert not _imports_openai(["repo-pilot", "servers", "stop"])  # a command group's command
     assert _imports_openai(["repo-pilot", "generate", "--help"])
     assert _imports_openai(["repo-pilot", "--help"])
