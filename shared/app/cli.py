@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -16,7 +15,8 @@ from rich.table import Table
 
 from shared.adapters.run_log import write_run_log
 from shared.app import render
-from shared.app.requests import RunInProgress, append_request
+from shared.app.process import _arun, _fail, err
+from shared.app.requests import append_request
 from shared.common.redaction import redact
 from shared.common.settings import Settings
 from shared.events import CATEGORIES, PipelineRequested
@@ -46,9 +46,6 @@ servers_app = typer.Typer(help="The embedded NATS and PostgreSQL servers.")
 app.add_typer(projections_app, name="projections")
 app.add_typer(servers_app, name="servers")
 console = Console()
-err = Console(stderr=True)
-# Messages to a pipe or a CI log are not wrapped at rich's 80-column default: one message, one line.
-err.soft_wrap = not err.is_terminal
 
 CategoriesOpt = Annotated[str, typer.Option("--categories", "-c", help="Comma-separated: " + ",".join(CATEGORIES))]
 ThresholdOpt = Annotated[float | None, typer.Option("--threshold", "-t", help="Auto-merge score (1–10).")]
@@ -107,55 +104,6 @@ def _telemetry(service: str, settings: Settings) -> None:
 
     name_process(service)
     setup_telemetry(service, settings.otel_endpoint)
-
-
-def _fail(message: str, code: int = 2) -> None:
-    err.print(f"[bold red]error:[/] {message}", soft_wrap=True)  # unwrapped: one line in a log or a pipe
-    raise typer.Exit(code)
-
-
-class _Terminated(Exception):
-    """SIGTERM arrived; everything the command had started has been stopped."""
-
-
-async def _until_sigterm(coro):
-    """Run `coro`; SIGTERM (what `docker stop` and systemd send) cancels it like Ctrl-C does, so
-    every `async with System(...)` around the work stops it cleanly, and the process then exits
-    normally (telemetry flushed at exit) instead of being killed by the signal's default action."""
-    loop, task, got = asyncio.get_running_loop(), asyncio.current_task(), []
-
-    def on_sigterm() -> None:
-        got.append(True)
-        task.cancel()
-
-    loop.add_signal_handler(signal.SIGTERM, on_sigterm)
-    try:
-        return await coro
-    except asyncio.CancelledError:
-        if got:
-            raise _Terminated from None
-        raise
-    finally:
-        loop.remove_signal_handler(signal.SIGTERM)
-
-
-def _arun(coro, *, sigterm_exit: int = 143):
-    """Run a command's coroutine. Ctrl-C exits 130 and SIGTERM `sigterm_exit` (0 for the
-    long-running `up`, `service` and `relay`, for which SIGTERM is the normal stop), each after
-    what was started has been stopped."""
-    from shared.app.embedded import ServerUnreachable
-    from shared.store.errors import MigrationChanged
-
-    try:
-        return asyncio.run(_until_sigterm(coro))
-    except (ServerUnreachable, MigrationChanged, RunInProgress) as exc:
-        _fail(str(exc))
-    except KeyboardInterrupt:
-        err.print("interrupted")
-        raise typer.Exit(130) from None
-    except _Terminated:
-        err.print("stopped (SIGTERM)")
-        raise typer.Exit(sigterm_exit) from None
 
 
 def build_request(repo: str, categories: str, threshold: float | None, engine: str | None,
