@@ -79,14 +79,20 @@ async def test_not_merged_skips_the_docs_and_closes_the_run_with_its_log(tmp_pat
     assert not deps.workspace.live
 
 
-async def test_merged_run_gets_its_docs_committed_and_merged_through_the_forge(tmp_path):
-    forge = FakeForge()
-    deps = fake_deps(tmp_path, {"demo": REPO}, forge=forge)
+async def analyzed_and_merged(deps):
+    """A run analyzed by the handler, then merged: (RepoAnalyzed, MergeCompleted) as stored."""
     run = new_run_stream()
     events = await given(deps.store, run, PipelineRequested(repo="demo"))
     analyzed = (await on_pipeline_requested(events[0], deps))[-1]
     await deps.store.append(run, [analyzed])
     [merge] = await given(deps.store, run, MergeCompleted(pushed=True, branch="b", merged=True))
+    return analyzed, merge
+
+
+async def test_merged_run_gets_its_docs_committed_and_merged_through_the_forge(tmp_path):
+    forge = FakeForge()
+    deps = fake_deps(tmp_path, {"demo": REPO}, forge=forge)
+    analyzed, merge = await analyzed_and_merged(deps)
 
     out = await on_merge_completed(merge, deps)
 
@@ -110,14 +116,10 @@ async def test_a_project_with_its_own_docs_gets_none_added_beside_them(tmp_path)
                       stats={"own_docs": "Sphinx (docs/conf.py)"})
     deps = fake_deps(tmp_path, {"demo": {**REPO, "docs/conf.py": "project = 'demo'\n"}}, forge=forge,
                      engine=FakeEngine(analysis=sphinx))
-    run = new_run_stream()
-    events = await given(deps.store, run, PipelineRequested(repo="demo"))
-    analyzed = (await on_pipeline_requested(events[0], deps))[-1]
-    await deps.store.append(run, [analyzed])
-    [merge] = await given(deps.store, run, MergeCompleted(pushed=True, branch="b", merged=True))
+    _, merge = await analyzed_and_merged(deps)
 
     out = await on_merge_completed(merge, deps)
 
     assert types(out) == ["StepSkipped", "PipelineCompleted"]
     assert out[0].data.step == "docs" and "keeps its own docs (Sphinx (docs/conf.py))" in out[0].data.reason
-    assert out[-1].data.verdict == "merged" and not forge.published and not deps.workspace.live, (forge.published, deps.workspace.live)
+    assert out[-1].data.verdict == "merged" and not forge.published and not deps.workspace.live
