@@ -1,31 +1,67 @@
 """The Engine port: one contract suite, run against the offline rules engine (real ruff, real
-validation in a local sandbox) and the scripted fake the handler unit tests use. The llm engine
-answers the same port through the scripted model server in tests/e2e/test_pipeline_llm.py."""
+validation in a local sandbox), the llm engine (the real openai client over HTTP to the scripted
+model server, answering as a sensible model would) and the scripted fake the handler unit tests
+use. What the suite checks is what every engine promises; how each one gets there is its own."""
 
 from __future__ import annotations
 
+import json
+
+import openai
 import pytest
 
 from shared.adapters.git import git
 from shared.adapters.sandbox import LocalSandbox
+from shared.engines.llm import LlmEngine
+from shared.engines.llm_client import RetryPolicy
 from shared.engines.rules import RulesEngine
 from shared.events import Improvement
 from shared.ports.engine import Analysis, Engine, GeneratedTests, ModelReview
 from shared.ports.errors import ChangeRejectedError
 from tests.conftest import make_git_repo
 from tests.support.fakes import FakeEngine
+from tests.support.model_server import ScriptedModelServer
 
 # An unused import: something every engine can find and fix.
 FILES = {"app.py": "import os\nimport sys\n\n\ndef main():\n    return os.getcwd()\n"}
 FIXED = FILES["app.py"].replace("import sys\n", "")
 
 
-@pytest.fixture(params=[pytest.param("real", marks=pytest.mark.integration),
+def script_model(server: ScriptedModelServer) -> None:
+    """What a sensible model answers for this repository: one compliance idea (and one of another
+    category, which the engine must not return when only compliance is asked), the edit for it,
+    a refusal for the file that is not there, and a review."""
+    server.add("PURPOSE: analyze", json.dumps({"specification": "# Spec\napp prints the cwd",
+                                               "graph": "- app", "architecture": "# Arch\none module"}))
+    server.add("PURPOSE: suggest:compliance", json.dumps({"improvements": [
+        {"title": "drop an unused import", "rationale": "sys is never used", "files": ["app.py"],
+         "changes": "remove `import sys`"},
+        {"title": "name the entry point", "rationale": "main is the API", "files": ["app.py"],
+         "changes": "add __all__"}]}))
+    server.add("PURPOSE: suggest:", json.dumps({"improvements": [
+        {"title": "not asked for", "rationale": "-", "files": ["app.py"], "changes": "-"}]}))
+    server.add("PURPOSE: implement:compliance-nothing",
+               json.dumps({"edits": [], "summary": "missing.py does not exist"}))
+    server.add("PURPOSE: implement:", json.dumps({"edits": [
+        {"path": "app.py", "search": "import sys\n", "replace": ""}], "summary": "dropped sys"}))
+    server.add("PURPOSE: review", json.dumps({"overall": 8, "scores": {}, "summary": "a clean removal"}))
+
+
+@pytest.fixture(params=[pytest.param("rules", marks=pytest.mark.integration),
+                        pytest.param("llm", marks=pytest.mark.integration),
                         pytest.param("fake", marks=pytest.mark.unit)])
-def engine(request, tmp_path) -> Engine:
-    if request.param == "real":
-        return RulesEngine(home=tmp_path / "home", tools_home=tmp_path / "tools", sandbox=LocalSandbox())
-    return FakeEngine(
+def engine(request, tmp_path):
+    if request.param == "rules":
+        yield RulesEngine(home=tmp_path / "home", tools_home=tmp_path / "tools", sandbox=LocalSandbox())
+        return
+    if request.param == "llm":
+        with ScriptedModelServer() as server:
+            script_model(server)
+            client = openai.AsyncOpenAI(base_url=server.base_url, api_key="test")
+            yield LlmEngine(client, "gpt-4.1-mini", retry=RetryPolicy(attempts=2, initial_seconds=0.01,
+                                                                      max_seconds=0.02), timeout=10.0)
+        return
+    yield FakeEngine(
         improvements=[
             Improvement(id="compliance-unused", category="compliance", title="drop an unused import",
                         rationale="F401", files=["app.py"]),
