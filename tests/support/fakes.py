@@ -20,6 +20,7 @@ from typing import Any
 from shared.adapters.git import git
 from shared.common.settings import Settings
 from shared.events import Envelope, Improvement
+from shared.events.gen import FeatureGenerated, FeatureGenerationRequested, FeaturePromptBuilt, FeatureValidated
 from shared.events.run import LlmCallRecorded, TestGroupResult
 from shared.policy.run import RunContext
 from shared.engines.generator.attempt import Generator
@@ -335,6 +336,43 @@ class FakeEngine:
     def drain_calls(self) -> list[LlmCallRecorded]:
         calls, self.calls = self.calls, []
         return calls
+
+
+# -- feature generator -------------------------------------------------------------------------------
+
+
+@dataclass
+class FakeFeatureGenerator:
+    """The generator's steps as canned answers: no checkout, agent or proofs. Like the real one, a
+    missing task directory is a StepError and `validate` writes the attempt folder; `calls` keeps
+    each step with what it was given."""
+
+    generated: FeatureGenerated = field(default_factory=lambda: FeatureGenerated(
+        feature_patch="+++ b/calc/ops.py\n", tests_patch="+++ b/tests/test_ops.py\n", feature_md="# F", steps=2))
+    calls: list[tuple] = field(default_factory=list)
+
+    async def build_prompt(self, request: FeatureGenerationRequested) -> FeaturePromptBuilt:
+        self.calls.append(("prompt", request))
+        if not Path(request.task_dir).is_dir():
+            raise StepError(f"task directory not found: {request.task_dir}")
+        return FeaturePromptBuilt(prompt=f"write a feature for {request.task_dir}")
+
+    async def generate(self, request: FeatureGenerationRequested, prompt: FeaturePromptBuilt) -> FeatureGenerated:
+        self.calls.append(("agent", request, prompt))
+        return self.generated
+
+    async def validate(self, request: FeatureGenerationRequested, prompt: FeaturePromptBuilt,
+                       generated: FeatureGenerated) -> FeatureValidated:
+        self.calls.append(("validate", request, prompt, generated))
+        failed = generated.split_failure or ("" if generated.submitted else f"agent did not submit "
+                                                                             f"({generated.stop_reason})")
+        validated = FeatureValidated(tests_passed=not failed, valid=not failed, reason=failed)
+        folder = Path(request.output_dir) / f"attempt_{request.attempt}"
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, text in (("feature.patch", generated.feature_patch), ("tests.patch", generated.tests_patch),
+                           ("feature.md", generated.feature_md), ("result.json", validated.model_dump_json())):
+            (folder / name).write_text(text)
+        return validated
 
 
 def fake_deps(

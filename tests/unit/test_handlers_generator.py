@@ -1,5 +1,6 @@
-"""The generator's handlers: one step per event through the FeatureGenerator port, the job's
-request and prompt found in its stream. (The real steps against the scripted model server are in
+"""The generator's handlers: one step per event through the FeatureGenerator port (its fake, which
+passes the port's contract suite in tests/contract/test_generator_contract.py), the job's request
+and prompt found in its stream. (The real steps against the scripted model server are in
 tests/integration/test_generator_agent.py.)"""
 
 from __future__ import annotations
@@ -11,40 +12,22 @@ from services.generator.main import ROUTES
 from shared.common.settings import Settings
 from shared.engines.generator.attempt import options_for
 from shared.events import Envelope, make_event, new_gen_stream
-from shared.events.gen import FeatureGenerated, FeatureGenerationRequested, FeaturePromptBuilt, FeatureValidated
+from shared.events.gen import FeatureGenerationRequested
 from shared.events.registry import parse_payload
 from shared.ports.errors import StepError
 from shared.ports.generator import FeatureGenerator
-from tests.support.fakes import InMemoryEventStore, fake_deps
+from tests.support.fakes import FakeFeatureGenerator, InMemoryEventStore, fake_deps
 
 pytestmark = pytest.mark.unit
 
 
-class RecordingGenerator:
-    """The port's steps as canned answers, remembering what each step was given."""
-
-    def __init__(self):
-        self.calls: list[tuple] = []
-
-    async def build_prompt(self, request):
-        self.calls.append(("prompt", request))
-        return FeaturePromptBuilt(prompt="write a feature")
-
-    async def generate(self, request, prompt):
-        self.calls.append(("agent", request, prompt))
-        return FeatureGenerated(feature_patch="f", tests_patch="t", feature_md="# F", steps=2)
-
-    async def validate(self, request, prompt, generated):
-        self.calls.append(("validate", request, prompt, generated))
-        return FeatureValidated(tests_passed=True, valid=True)
-
-
 async def test_each_step_gets_the_request_and_what_the_steps_before_it_made(tmp_path):
-    assert isinstance(RecordingGenerator(), FeatureGenerator)
-    store, generator = InMemoryEventStore(), RecordingGenerator()
+    store, generator = InMemoryEventStore(), FakeFeatureGenerator()
+    assert isinstance(generator, FeatureGenerator)
     deps = fake_deps(tmp_path, {}, store=store, generator=generator)
     stream = new_gen_stream()
-    request = make_event(FeatureGenerationRequested(task_dir="t", output_dir="o", attempt=2, mutants=9), stream)
+    request = make_event(FeatureGenerationRequested(task_dir=str(tmp_path), output_dir=str(tmp_path / "out"),
+                                                    attempt=2, mutants=9), stream)
     await store.append(stream, [request], 0)
     event: Envelope = request
     for handler in (on_feature_generation_requested, on_feature_prompt_built, on_feature_generated):
@@ -54,8 +37,8 @@ async def test_each_step_gets_the_request_and_what_the_steps_before_it_made(tmp_
     assert [c[0] for c in generator.calls] == ["prompt", "agent", "validate"]
     assert all(c[1] == request.data for c in generator.calls)  # the request as stored, options included
     _, _, prompt, generated = generator.calls[2]
-    assert prompt.prompt == "write a feature" and generated.steps == 2
-    assert event.type == "FeatureValidated"
+    assert prompt.prompt == f"write a feature for {tmp_path}" and generated.steps == 2
+    assert event.type == "FeatureValidated" and event.data.valid
 
 
 def test_the_consumer_owns_one_bead_per_step():
@@ -64,12 +47,11 @@ def test_the_consumer_owns_one_bead_per_step():
 
 
 async def test_a_missing_task_dir_is_a_step_error_for_the_consumer_to_record(tmp_path):
-    deps = fake_deps(tmp_path, {})
+    deps = fake_deps(tmp_path, {}, generator=FakeFeatureGenerator())
     request = make_event(FeatureGenerationRequested(task_dir=str(tmp_path / "missing"), output_dir=str(tmp_path),
                                                     attempt=3), new_gen_stream())
     with pytest.raises(StepError, match="task directory not found"):
         await on_feature_generation_requested(request, deps)
-    assert not (tmp_path / "attempt_3").exists()
 
 
 def test_options_take_the_request_and_fall_back_to_the_settings_model():
