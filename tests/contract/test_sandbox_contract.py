@@ -1,7 +1,8 @@
 """The Sandbox port: one contract suite, run against the real local sandbox (a confined
-subprocess) and the fake the handler unit tests use (which runs nothing and counts the tests a
-pytest command names). Docker's sandbox joins it in tests/integration/test_sandbox.py where an
-engine is reachable."""
+subprocess), the Docker sandbox (a container per command; skipped, saying why, where no Docker
+engine with the sandbox image answers) and the fake the handler unit tests use (which runs
+nothing and counts the tests a pytest command names). tests/integration/test_sandbox.py checks
+more of the real ones (streams, secrets, limits, timeouts)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import sys
 
 import pytest
 
-from shared.adapters.sandbox import LocalSandbox
+from shared.adapters.sandbox import DEFAULT_IMAGE, DockerSandbox, LocalSandbox, docker_available
 from shared.adapters.junit import parse_junit
 from shared.ports.sandbox import Sandbox, SandboxResult
 from tests.support.fakes import FakeSandbox
@@ -18,10 +19,16 @@ TESTS = "def test_one():\n    assert 1 + 1 == 2\n\n\ndef test_two():\n    assert
 PASSING = "def test_one():\n    assert True\n"
 
 
-@pytest.fixture(params=[pytest.param("real", marks=pytest.mark.integration),
+@pytest.fixture(params=[pytest.param("local", marks=pytest.mark.integration),
+                        pytest.param("docker", marks=pytest.mark.integration),
                         pytest.param("fake", marks=pytest.mark.unit)])
 def sandbox(request) -> Sandbox:
-    return LocalSandbox() if request.param == "real" else FakeSandbox()
+    if request.param == "docker":
+        # Asked here, not at import: collecting the fake's unit cases must not ping for an engine.
+        if not docker_available(DEFAULT_IMAGE):
+            pytest.skip(f"no Docker engine answers here (or it lacks the sandbox image {DEFAULT_IMAGE})")
+        return DockerSandbox(DEFAULT_IMAGE)
+    return LocalSandbox() if request.param == "local" else FakeSandbox()
 
 
 def pytest_cmd(*files: str) -> list[str]:
