@@ -173,6 +173,12 @@ def is_secret(name: str) -> bool:
     return _SECRET.match(name.lower()) is not None
 
 
+def _suffix(name: str) -> str:
+    """`PurePath(name).suffix` without building a path (a Path per file was a fifth of a large scan)."""
+    dot = name.rfind(".")
+    return name[dot:] if 0 < dot < len(name) - 1 else ""
+
+
 def priority(rel: str) -> int:
     """Lower reads first: README, build files, entry points, source, tests, the rest."""
     name = rel.rsplit("/", 1)[-1]
@@ -188,19 +194,16 @@ def priority(rel: str) -> int:
         or name.startswith("test_")
         or name.endswith("_test.py")
     )
-    if Path(name).suffix in SOURCE_SUFFIXES:
+    if _suffix(name) in SOURCE_SUFFIXES:
         return 4 if is_test else 3
     return 5
 
 
-def _is_venv(path: Path) -> bool:
-    return (path / "pyvenv.cfg").exists()
-
-
-def _read_text(path: Path) -> str | None:
+def _read_text(path: str) -> str | None:
     """The file's text, or None for a binary, undecodable or unreadable one (size is checked before)."""
     try:
-        raw = path.read_bytes()
+        with open(path, "rb") as fh:
+            raw = fh.read()
     except OSError:
         return None
     if b"\x00" in raw[:SNIFF_BYTES]:
@@ -211,40 +214,61 @@ def _read_text(path: Path) -> str | None:
         return None
 
 
-def _too_large(path: Path) -> bool:
+def _walk(root: str, skipped: Counter[str]) -> list[tuple[str, str]]:
+    """(relative path, path) of every file worth reading under `root`; what is left out is counted
+    in `skipped`. os.scandir, whose entries carry their type and stat, rather than os.walk and a
+    Path per file: pathlib's parsing was most of the walk on a 2,400-file repository."""
+    candidates: list[tuple[str, str]] = []
+    pending = [("", root)]
+    while pending:
+        rel_dir, here = pending.pop()
+        try:
+            with os.scandir(here) as entries:
+                listed = list(entries)
+        except OSError:
+            continue
+        for entry in listed:
+            name = entry.name
+            rel = f"{rel_dir}/{name}" if rel_dir else name
+            # is_dir follows a symlink, as os.walk does: a linked directory is counted as skipped below.
+            try:
+                is_dir = entry.is_dir()
+            except OSError:
+                is_dir = False
+            if is_dir:
+                if (
+                    name in SKIP_DIRS
+                    or name.endswith(".egg-info")
+                    or entry.is_symlink()
+                    or os.path.exists(os.path.join(entry.path, "pyvenv.cfg"))
+                ):
+                    skipped["directories"] += 1
+                else:
+                    pending.append((rel, entry.path))
+            elif entry.is_symlink():
+                skipped["symlinks"] += 1
+            elif is_secret(name):
+                skipped["secrets"] += 1
+            elif _suffix(name).lower() in BINARY_SUFFIXES:
+                skipped["binary"] += 1
+            elif _too_large(entry):
+                skipped["too_large"] += 1
+            else:
+                candidates.append((rel, entry.path))
+    return candidates
+
+
+def _too_large(entry: os.DirEntry) -> bool:
     try:
-        return path.stat().st_size > MAX_FILE_BYTES
+        return entry.stat(follow_symlinks=False).st_size > MAX_FILE_BYTES
     except OSError:
         return True
 
 
 def scan_repo(repo: Path, per_file: int = PER_FILE_CHARS, total: int = TOTAL_CHARS) -> RepoScan:
     """Read `repo` within the budgets; symlinks are not followed. Stats count what was skipped and why."""
-    root = repo.resolve()
     skipped: Counter[str] = Counter()
-    candidates: list[tuple[str, Path]] = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        here = Path(dirpath)
-        keep = []
-        for d in dirnames:
-            if d in SKIP_DIRS or d.endswith(".egg-info") or (here / d).is_symlink() or _is_venv(here / d):
-                skipped["directories"] += 1
-            else:
-                keep.append(d)
-        dirnames[:] = sorted(keep)
-        for name in filenames:
-            path = here / name
-            rel = path.relative_to(root).as_posix()
-            if path.is_symlink():
-                skipped["symlinks"] += 1
-            elif is_secret(name):
-                skipped["secrets"] += 1
-            elif path.suffix.lower() in BINARY_SUFFIXES:
-                skipped["binary"] += 1
-            elif _too_large(path):
-                skipped["too_large"] += 1
-            else:
-                candidates.append((rel, path))
+    candidates = _walk(str(repo.resolve()), skipped)
     candidates.sort(key=lambda c: (priority(c[0]), c[0].count("/"), c[0]))
     scan = RepoScan()
     left = total
@@ -255,7 +279,7 @@ def scan_repo(repo: Path, per_file: int = PER_FILE_CHARS, total: int = TOTAL_CHA
             skipped["binary"] += 1
             continue
         scan.listing.append(rel)
-        suffixes[path.suffix or path.name] += 1
+        suffixes[_suffix(rel.rsplit("/", 1)[-1]) or rel.rsplit("/", 1)[-1]] += 1
         if left <= 0:
             continue
         budget = min(per_file, left)

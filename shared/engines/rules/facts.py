@@ -19,7 +19,7 @@ from typing import Any
 
 from shared.adapters.git import run_git
 from shared.engines.rules.project import detect as detect_project
-from shared.common.budget import skip_reason
+from shared.common.budget import MAX_FILE_BYTES, SNIFF_BYTES
 from shared.common.fs import is_inside
 from shared.common.pyparse import parse_python
 from shared.policy.paths import is_test_path
@@ -375,6 +375,21 @@ def _authors(repo: Path) -> tuple[list[str], int | None]:
     return rank_authors(git(repo, "log", "--format=%an%x09%ae%x09%ad", "--date=format:%Y", check=False))
 
 
+def _read_source(path: str) -> tuple[bytes, str | None]:
+    """A module's bytes, or why they are not read (`budget.skip_reason`'s rule and words): one open,
+    a stat of the open file and one read — sniffing 8 KB and then opening again for the whole file
+    was a third of reading 1,800 modules."""
+    try:
+        with open(path, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            if size > MAX_FILE_BYTES:
+                return b"", f"too large: {size} bytes (limit {MAX_FILE_BYTES})"
+            raw = fh.read()
+    except OSError as exc:
+        return b"", f"unreadable: {exc.strerror or exc}"
+    return (b"", "binary") if b"\0" in raw[:SNIFF_BYTES] else (raw, None)
+
+
 def collect(repo: Path) -> RepoFacts:
     """Read everything the rules engine needs from the working copy at `repo`."""
     repo = repo.resolve()
@@ -387,11 +402,11 @@ def collect(repo: Path) -> RepoFacts:
     sources = {}
     for rel in files:
         if rel.endswith(".py"):
-            reason = skip_reason(repo / rel)  # a stat and one 8 KB read: big and binary files cost no parse
+            raw, reason = _read_source(os.path.join(repo, rel))  # big and binary files cost no parse
             if reason:
                 skipped[rel] = reason
             else:
-                sources[rel] = (repo / rel).read_bytes()
+                sources[rel] = raw
     pyproject = _read_toml(repo / "pyproject.toml") if "pyproject.toml" in files else {}
     setup_cfg = _read_setup_cfg(repo / "setup.cfg") if "setup.cfg" in files else {}
     kind = detect_project(repo, files)
