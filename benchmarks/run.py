@@ -80,9 +80,15 @@ def scan_rows(tmp: Path) -> list[Row]:
     return [
         Row("scan", f"seconds, {r['files']:,} files / {mb:,.0f} MB (stdlib + 7 MB .py + 60 MB binary)",
             r["ours_s"], r["floor_s"], "s", aim=2.0,
-            note="ours: facts.collect + scan_repo in a child; baseline: git ls-files + read every file"),
-        Row("scan", "files/s", r["files"] / r["ours_s"], r["files"] / r["floor_s"], "files/s"),
-        Row("scan", "bytes/s", mb / r["ours_s"], mb / r["floor_s"], "MB/s"),
+            note="ours: facts.collect + scan_repo in a child, start-up and imports included; "
+                 "baseline: git ls-files + read every file (imports nearly nothing)"),
+        Row("scan", "seconds in-process, first read (after imports)", r["ours_first_s"], r["floor_first_s"], "s",
+            aim=2.0),
+        Row("scan", "seconds in-process, read again (a running analyzer)", r["ours_again_s"], r["floor_again_s"],
+            "s", aim=2.0),
+        Row("scan", "files/s (read again)", r["files"] / r["ours_again_s"], r["files"] / r["floor_again_s"],
+            "files/s"),
+        Row("scan", "bytes/s (read again)", mb / r["ours_again_s"], mb / r["floor_again_s"], "MB/s"),
         Row("scan", "peak memory", r["ours_mb"], r["floor_mb"], "MB", aim=1024, absolute=True),
         Row("scan", "rules analysis (every module parsed), seconds", r["rules_s"], r["floor_s"], "s",
             note="collect + analyze_facts in a child, first time; includes the child's start-up"),
