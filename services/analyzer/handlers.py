@@ -74,7 +74,7 @@ async def _refresh_docs(deps: Uses, ctx: RunContext) -> list:
                 written.append(rel)
             except UnsafePath as exc:
                 log.warning("docs: %s not written: %s", rel, exc)
-        sha = deps.changes.commit(path, f"docs: refresh specification, graph and architecture\n\nRepo-Pilot-Run: {ctx.run_id}")
+        sha = await deps.changes.commit(path, f"docs: refresh specification, graph and architecture\n\nRepo-Pilot-Run: {ctx.run_id}")
         if sha:
             forge = deps.make_forge(ctx.request.forge, ctx.request.repo)
             await forge.publish(path, branch)

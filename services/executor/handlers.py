@@ -118,20 +118,20 @@ async def _commit_series(deps: Uses, engine: Engine, ctx: RunContext, event: Env
                 applied = await _apply(deps, engine, ctx, path, n, imp, (diff, reason), patches)
                 at = at if applied[0] is diff else None  # it conflicted: stamped now
                 diff, reason = applied
-            sha = deps.changes.commit(path, commit_message(imp, reason)) if diff is not None else None
+            sha = await deps.changes.commit(path, commit_message(imp, reason)) if diff is not None else None
             if diff is not None and sha is None:  # applied but changed nothing: an earlier one made it
                 reason = "its change is already made by an earlier improvement of this run"
             if sha is None:
                 out += _stamped(emit(event, SERVICE, ChangeRejected(improvement_id=imp.id, reason=reason,
                                                                 checks=beads[imp.id].checks)), at)
                 continue
-            patch, files = deps.changes.patch_of(path, sha)
+            patch, files = await deps.changes.patch_of(path, sha)
             out += _stamped(emit(event, SERVICE, ChangeApplied(improvement_id=imp.id, patch=patch, files=files,
                                                                commit_sha=sha, summary=reason[:2000],
                                                                checks=beads[imp.id].checks)), at)
             patches.append(PatchEntry(improvement_id=imp.id, commit_sha=sha, patch=patch))
             series += len(patch)
-        head = deps.changes.head(path)
+        head = await deps.changes.head(path)
     finally:
         await deps.workspace.remove(ctx.run_id)
     committed = ChangesCommitted(branch=ctx.branch, base_sha=ctx.analyzed.base_sha, head_sha=head, patches=patches)
@@ -144,7 +144,7 @@ async def _apply(deps: Uses, engine: Engine, ctx: RunContext, path, n: int, imp:
     is made again on top of the series, once (two tool fixes of neighbouring lines — an import
     removed, one added beside it — conflict)."""
     try:
-        deps.changes.apply(path, drafted[0], three_way=True)
+        await deps.changes.apply(path, drafted[0], three_way=True)
         return drafted
     except PatchConflict as exc:
         conflict = exc.stderr
@@ -152,7 +152,7 @@ async def _apply(deps: Uses, engine: Engine, ctx: RunContext, path, n: int, imp:
                                     "no change left to make") if rederived(imp) else (None, ""))
     if again is not None:
         try:
-            deps.changes.apply(path, again)
+            await deps.changes.apply(path, again)
             return again, note
         except PatchConflict as exc:
             note = f"that did not apply either: {exc.stderr.strip()[:200]}"

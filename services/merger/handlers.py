@@ -39,7 +39,7 @@ async def _merge(deps: Uses, ctx: RunContext) -> MergeCompleted:
     try:
         path = await deps.workspace.worktree(work_id, ctx.request.repo, c.base_sha,
                                              [p.patch for p in c.patches], branch=c.branch)
-        _commit_tests(deps, ctx, path)
+        await _commit_tests(deps, ctx, path)
         forge = deps.make_forge(ctx.request.forge, ctx.request.repo)
         # A replay (or a run on a stale base) must not merge what the target already has.
         already_has = getattr(forge, "already_has", None)  # the GitHub forge cannot tell yet
@@ -56,7 +56,7 @@ async def _merge(deps: Uses, ctx: RunContext) -> MergeCompleted:
     return MergeCompleted(pushed=True, branch=c.branch, pr_url=request.url, merged=ok, merge_sha=merge_sha, reason=why)
 
 
-def _commit_tests(deps: Uses, ctx: RunContext, path) -> None:
+async def _commit_tests(deps: Uses, ctx: RunContext, path) -> None:
     """The tests of the change merge with it, in their own commit (when any passed and test it)."""
     committed_tests = tests_to_commit(ctx.generated, ctx.tests)
     if not committed_tests:
@@ -65,5 +65,5 @@ def _commit_tests(deps: Uses, ctx: RunContext, path) -> None:
         target = resolve_inside(path, rel)
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(content, encoding="utf-8")
-    deps.changes.commit(path, f"tests: {len(committed_tests)} generated test file(s) of the change\n\n"
-                        "Written by Repo Pilot; they passed on the change and test what it changed.")
+    await deps.changes.commit(path, f"tests: {len(committed_tests)} generated test file(s) of the change\n\n"
+                              "Written by Repo Pilot; they passed on the change and test what it changed.")

@@ -2,11 +2,13 @@
 applying, committing and reading back commits in a working copy (shared/ports/changes.py).
 
 Every git command goes through `shared.adapters.git` (the one isolated runner); the project's
-checks run in the sandbox the composition root configures.
+checks run in the sandbox the composition root configures. Git runs in a worker thread
+(`asyncio.to_thread`): the services share one event loop, and a blocking git call stalled them all.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -30,31 +32,40 @@ class GitChanges:
 
     async def draft(self, path: Path, implement: Callable[[], Awaitable[Implementation]]) -> Drafted:
         try:
-            since = self.head(path)
+            since = await self.head(path)
             done = await implement()
             checks = await self.gate(path, since)
-            return Drafted(staged_diff(path, since, getattr(done, "files", None)), done, checks)
+            diff = await asyncio.to_thread(staged_diff, path, since, getattr(done, "files", None))
+            return Drafted(diff, done, checks)
         except GitError as exc:
             raise ChangeRejectedError(f"its patch could not be built: {exc.stderr.strip()[:300] or exc}") from exc
 
-    def head(self, path: Path) -> str:
-        return git(path, "rev-parse", "HEAD")
+    async def head(self, path: Path) -> str:
+        return await asyncio.to_thread(git, path, "rev-parse", "HEAD")
 
-    def apply(self, path: Path, patch: str, *, three_way: bool = False) -> None:
-        try:
-            git_apply_patch(path, "apply", *(["--3way"] if three_way else []), "--whitespace=nowarn", patch=patch)
-        except GitError as exc:
-            # A three-way apply leaves conflict markers and a half-staged index behind.
-            git(path, "reset", "--hard", "-q")
-            git(path, "clean", "-fdq")
-            raise PatchConflict(exc.stderr) from exc
+    async def apply(self, path: Path, patch: str, *, three_way: bool = False) -> None:
+        await asyncio.to_thread(_apply, path, patch, three_way)
 
-    def commit(self, path: Path, message: str) -> str | None:
-        return commit_all(path, message)
+    async def commit(self, path: Path, message: str) -> str | None:
+        return await asyncio.to_thread(commit_all, path, message)
 
-    def patch_of(self, path: Path, sha: str) -> tuple[str, list[str]]:
-        files = sorted(filter(None, git(path, "show", "--name-only", "--format=", sha).splitlines()))
-        return format_patch(path, sha), files
+    async def patch_of(self, path: Path, sha: str) -> tuple[str, list[str]]:
+        return await asyncio.to_thread(_patch_of, path, sha)
+
+
+def _apply(path: Path, patch: str, three_way: bool) -> None:
+    try:
+        git_apply_patch(path, "apply", *(["--3way"] if three_way else []), "--whitespace=nowarn", patch=patch)
+    except GitError as exc:
+        # A three-way apply leaves conflict markers and a half-staged index behind.
+        git(path, "reset", "--hard", "-q")
+        git(path, "clean", "-fdq")
+        raise PatchConflict(exc.stderr) from exc
+
+
+def _patch_of(path: Path, sha: str) -> tuple[str, list[str]]:
+    files = sorted(filter(None, git(path, "show", "--name-only", "--format=", sha).splitlines()))
+    return format_patch(path, sha), files
 
 
 def staged_diff(path: Path, since: str, wrote: list[str] | None) -> str:

@@ -12,6 +12,8 @@ Every command runs through the sandbox (local hooks and mypy plugins are the rep
 
 from __future__ import annotations
 
+import asyncio
+
 import json
 import re
 import shutil
@@ -266,7 +268,7 @@ async def gate_change(repo: Path, since: str, sandbox: Sandbox) -> GateReport:
     except ValueError as exc:
         return GateReport(not_run={"pre-commit": str(exc)})
     report = GateReport(not_run=dict(skipped))
-    files, base = _changed_files(repo, since)
+    files, base = await asyncio.to_thread(_changed_files, repo, since)  # git, off the shared loop
     if not tools or not files:
         return report
     r = _Runner(repo, sandbox)

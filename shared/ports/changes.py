@@ -2,6 +2,9 @@
 engine's change (the project's own checks first), apply a drafted patch, commit, read a commit back
 as a patch.
 
+Every method is async: git runs off the event loop that all services share in one process (git done
+inline stalled every other consumer; issue 23).
+
 `shared.adapters.changes.GitChanges` is the real one (git through the one isolated runner, the
 project's checks in the configured sandbox); `tests/support/fake_repos.py` holds one in memory, no git, checks
 scripted. Both pass tests/contract/test_changes_contract.py.
@@ -48,19 +51,19 @@ class Changes(Protocol):
         ChangeRejectedError when the checks reject the change or the diff cannot be built."""
         ...
 
-    def head(self, path: Path) -> str:
+    async def head(self, path: Path) -> str:
         """The commit the working copy is at."""
         ...
 
-    def apply(self, path: Path, patch: str, *, three_way: bool = False) -> None:
+    async def apply(self, path: Path, patch: str, *, three_way: bool = False) -> None:
         """Apply `patch` to the working tree and index (uncommitted); PatchConflict when it does not
         apply, the copy then clean again."""
         ...
 
-    def commit(self, path: Path, message: str) -> str | None:
+    async def commit(self, path: Path, message: str) -> str | None:
         """Commit everything in the working copy; the new sha, or None when nothing changed."""
         ...
 
-    def patch_of(self, path: Path, sha: str) -> tuple[str, list[str]]:
+    async def patch_of(self, path: Path, sha: str) -> tuple[str, list[str]]:
         """Commit `sha` as a mailbox patch (what the Workspace port applies) and the files it touches, sorted."""
         ...

@@ -22,7 +22,7 @@ async def change(request, tmp_path):
     path = await case.workspace.worktree("change", case.source, base)
     (path / "app.py").write_text("A = 2\n")
     (path / "notes.txt").write_text("note\n")
-    case.changes.commit(path, "change")
+    await case.changes.commit(path, "change")
     return signals, case.changes, path, base
 
 
@@ -34,7 +34,7 @@ async def test_signals_name_the_commits_and_the_touched_python_files(change):
     signals, changes, path, base = change
     got = await signals.compute(path, base, "HEAD")
     assert set(got) == SIGNAL_KEYS
-    assert (got["base_sha"], got["head_sha"]) == (base, changes.head(path))  # HEAD resolved to its commit
+    assert (got["base_sha"], got["head_sha"]) == (base, await changes.head(path))  # HEAD resolved to its commit
     assert got["checked_files"] == ["app.py"] and got["diff"]["files"] == 2
     assert got["created_files"] == ["notes.txt"]
     assert got["findings_before"] == got["findings_after"] == {} and got["findings_delta"] == {}

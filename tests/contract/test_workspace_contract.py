@@ -24,7 +24,7 @@ async def patch_of(case: RepoCase, base: str, rel: str, content: str, name: str,
     path = await case.workspace.worktree(name, case.source, base, list(patches))
     (path / rel).parent.mkdir(parents=True, exist_ok=True)
     (path / rel).write_text(content)
-    patch, _files = case.changes.patch_of(path, case.changes.commit(path, f"change {rel}"))
+    patch, _files = await case.changes.patch_of(path, await case.changes.commit(path, f"change {rel}"))
     await case.workspace.remove(name)
     return patch
 
@@ -38,7 +38,7 @@ async def test_materialize_resolves_the_default_branch_head(case):
     assert repo.source == case.source and repo.default_branch == "main" and len(repo.base_sha) == 40
     assert (await case.workspace.materialize(case.source, "main")).base_sha == repo.base_sha
     path = await case.workspace.worktree("at-base", case.source, repo.base_sha)
-    assert case.changes.head(path) == repo.base_sha and (path / "app.py").read_text() == FILES["app.py"]
+    assert await case.changes.head(path) == repo.base_sha and (path / "app.py").read_text() == FILES["app.py"]
 
 
 async def test_materialize_refuses_a_missing_source_and_an_unknown_ref(case):
@@ -59,7 +59,7 @@ async def test_worktree_at_base_with_the_patch_series_applied_in_order(case):
     assert case.branch(built) == "repo-pilot/x"
     assert case.subjects(built, base) == ["change new.py", "change app.py"]
     again = await case.workspace.worktree("again", case.source, base, [first, second])
-    assert case.changes.head(again) == case.changes.head(built)  # a series rebuilds to the same commits
+    assert await case.changes.head(again) == await case.changes.head(built)  # a series rebuilds to the same commits
 
 
 async def test_a_patch_that_does_not_apply_is_a_step_error(case):
@@ -77,7 +77,7 @@ async def test_worktree_again_discards_the_old_copy_and_remove_is_idempotent(cas
     (path / "app.py").write_text("dirty\n")
     again = await case.workspace.worktree("run", case.source, base)
     assert not (again / "stray.txt").exists() and (again / "app.py").read_text() == FILES["app.py"]
-    assert case.changes.head(again) == base
+    assert await case.changes.head(again) == base
     await case.workspace.remove("run")
     assert not again.exists()
     await case.workspace.remove("run")

@@ -167,7 +167,7 @@ class FakeChanges:
         self.gated: list[str] = []
 
     def _committed(self, path: Path) -> Files:
-        return self.repos.commits[self.head(path)].files
+        return self.repos.commits[self.repos.copy_of(path).head].files
 
     async def draft(self, path: Path, implement: Callable[[], Awaitable[Implementation]]) -> Drafted:
         before = self._committed(path)
@@ -182,10 +182,10 @@ class FakeChanges:
             raise ChangeRejectedError(reason)
         return None  # no check ran
 
-    def head(self, path: Path) -> str:
+    async def head(self, path: Path) -> str:
         return self.repos.copy_of(path).head
 
-    def apply(self, path: Path, patch: str, *, three_way: bool = False) -> None:
+    async def apply(self, path: Path, patch: str, *, three_way: bool = False) -> None:
         _message, change = parse_patch(patch)
         files = applied(read_tree(path), change, three_way=three_way)
         if files is None:
@@ -195,7 +195,7 @@ class FakeChanges:
                                         for rel in clashes))
         write_tree(Path(path), files)
 
-    def commit(self, path: Path, message: str) -> str | None:
+    async def commit(self, path: Path, message: str) -> str | None:
         files = read_tree(path)
         copy = self.repos.copy_of(path)
         if files == self._committed(path):
@@ -203,7 +203,7 @@ class FakeChanges:
         copy.head = self.repos.commit(copy.head, message, files)
         return copy.head
 
-    def patch_of(self, path: Path, sha: str) -> tuple[str, list[str]]:
+    async def patch_of(self, path: Path, sha: str) -> tuple[str, list[str]]:
         commit = self.repos.commits[sha]
         parent = self.repos.commits[commit.parent].files if commit.parent else {}
         change = delta(parent, commit.files)
