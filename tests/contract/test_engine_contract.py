@@ -68,7 +68,7 @@ def engine(request, tmp_path):
             Improvement(id="features-other", category="features", title="not asked for", rationale="-",
                         files=["app.py"]),
         ],
-        edits={"compliance-unused": {"app.py": FIXED}})
+        edits={"compliance-unused": {"app.py": FIXED}, "compliance-nothing": "missing.py does not exist"})
 
 
 @pytest.fixture
@@ -99,8 +99,6 @@ async def test_analyze_then_suggest_only_what_was_asked_and_implement_it_in_plac
 async def test_an_improvement_it_cannot_make_is_rejected_with_a_reason(engine, repo):
     impossible = Improvement(id="compliance-nothing", category="compliance", title="fix what is not there",
                              rationale="-", files=["missing.py"], rule="lint:F401")
-    if isinstance(engine, FakeEngine):
-        engine.edits[impossible.id] = "missing.py does not exist"
     with pytest.raises(ChangeRejectedError) as caught:
         await engine.implement(repo, impossible)
     assert caught.value.reason
