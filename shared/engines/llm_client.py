@@ -99,6 +99,10 @@ def prompt_hash(model: str, messages: Messages) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+def _redacted(messages: Messages) -> Messages:
+    return [{**m, "content": redact(m["content"])} if isinstance(m.get("content"), str) else m for m in messages]
+
+
 def _transient(exc: BaseException) -> bool:
     if isinstance(exc, openai.APIStatusError):
         return exc.status_code == 429 or exc.status_code >= 500
@@ -211,9 +215,9 @@ class ModelCaller:
         ValueError), retrying unusable answers with the problem appended. StepError when the model
         keeps answering nothing usable (quoting what it said), the endpoint keeps failing, or the
         budget is spent."""
-        # Secrets in the target's source (and our own) never reach the model endpoint.
-        conversation = [{**m, "content": redact(m["content"])} if isinstance(m.get("content"), str) else m
-                        for m in messages]
+        # Secrets in the target's source (and our own) never reach the model endpoint. The scan is
+        # CPU work under a lock git's telemetry also takes: off the loop the services share.
+        conversation = await asyncio.to_thread(_redacted, messages)
         attempt = 0
         problem, answer = "", None
         for _ in range(self.max_format_retries + 1):
