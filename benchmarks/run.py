@@ -109,7 +109,7 @@ def cli_rows(servers, tag: str, size: dict, tmp: Path, report: Report) -> list[R
     from benchmarks.cli_bench import cli_benchmark
 
     r = asyncio.run(cli_benchmark(servers.nats_url, servers.database_url, tag, tmp, size["cli_rounds"]))
-    report.note("CLI start-up, biggest top-level imports (python -X importtime): "
+    report.note("`repo-pilot status` start-up, biggest top-level imports (python -X importtime): "
                 + ", ".join(f"{name} {s:.2f} s" for name, s in r["imports"]))
     return [Row("commands", f"`repo-pilot {name}` time to first output", r[name][0], r[name][1], "s",
                 aim=1.0, absolute=True, note="baseline: psql running the same query" if name == "runs" else "")

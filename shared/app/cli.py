@@ -13,7 +13,6 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from shared.adapters.run_log import write_run_log
 from shared.app import render
 from shared.app.process import _arun, _fail, err
 from shared.app.requests import append_request
@@ -157,6 +156,8 @@ async def _run(settings: Settings, request: PipelineRequested | None, in_process
         run = await render.follow(system.store, run_id, timeout, console=err)
         ended = bool(run and run["status"] in render.DONE)
         # Written here too (the analyzer also writes it), so the file exists when its path is printed.
+        from shared.adapters.run_log import write_run_log
+
         log_path = await write_run_log(system.store, settings.runs_dir, run_id) if ended else None
         hint = failure_hint(await system.store.read_stream(run_id))
     render.print_verdict(console, run, await _beads(settings, run_id), hint=hint, log_path=log_path)

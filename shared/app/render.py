@@ -9,11 +9,9 @@ import time
 from pathlib import Path
 
 from rich.console import Console, Group
-from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from shared.policy.review import did_not_run
 
 STATUS_STYLE = {"PENDING": "dim", "RUNNING": "bold yellow", "COMPLETED": "green", "FAILED": "bold red",
                 "SKIPPED": "magenta"}
@@ -90,6 +88,8 @@ async def follow(store, run_id: str, timeout: float, console: Console, interval:
 
     On a terminal the table is redrawn live; otherwise (a file, a pipe, a CI log) each change is
     one plain line, written as it happens."""
+    from rich.live import Live  # here, not at the top: `runs` and `status` never draw live
+
     from shared.store.projections import get_run
 
     deadline = time.monotonic() + timeout
@@ -139,6 +139,8 @@ def print_verdict(console: Console, run: dict | None, beads: list[dict], *, hint
     if run["score"] is not None:
         lines.append(Text(f"score {run['score']:.1f} (threshold {run['threshold']}, "
                           f"{'passed' if run['passed'] else 'not passed'})"))
+    from shared.policy.review import did_not_run  # only a run with test results needs it
+
     tests = run.get("tests") or {}
     before, after = tests.get("own_before"), tests.get("own_after")
     if after:
@@ -170,6 +172,8 @@ def suite_summary(group: dict | None) -> str:
         return "not run"
     if group.get("timed_out"):
         return tally(group)
+    from shared.policy.review import did_not_run  # only a run with test results needs it
+
     if did_not_run(group):
         reason = next((line for line in (group.get("output") or "").splitlines()
                        if line.startswith(("could not run", "pytest exit", "timed out"))), "")

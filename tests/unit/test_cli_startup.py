@@ -30,3 +30,28 @@ def test_runs_and_status_do_not_import_the_model_sdk_but_generate_and_help_do():
     assert not _imports_openai(["repo-pilot", "servers", "stop"])  # a command group's command
     assert _imports_openai(["repo-pilot", "generate", "--help"])
     assert _imports_openai(["repo-pilot", "--help"])
+
+
+LOADED = "import sys; sys.argv = {argv!r}; import shared.app.cli; print(sorted(m for m in {mods!r} if m in sys.modules))"
+ONLY_SOME_COMMANDS = ["rich.live", "shared.policy.review", "shared.adapters.run_log"]
+
+
+def test_runs_and_status_leave_out_what_only_following_a_run_needs():
+    """The live table, the review policy (test results) and the run log load when used, not at start."""
+    for argv in (["repo-pilot", "runs"], ["repo-pilot", "status", "run-1"]):
+        done = subprocess.run([sys.executable, "-c", LOADED.format(argv=argv, mods=ONLY_SOME_COMMANDS)],
+                              capture_output=True, text=True, check=True)
+        assert done.stdout.strip() == "[]", (argv, done.stdout)
+
+
+def test_a_run_with_test_results_still_renders_them():
+    from rich.console import Console
+
+    from shared.app import render
+
+    console = Console(record=True, width=160)
+    group = {"passed": 0, "failed": 0, "errors": 1, "skipped": 0, "total": 1, "output": "could not run: no tests"}
+    run = {"run_id": "run-1", "status": "FAILED", "error": "", "score": None, "branch": None, "pr_url": None,
+           "tokens": 0, "cost_usd": None, "merged": False, "passed": None, "tests": {"own_before": group, "own_after": group}}
+    render.print_verdict(console, run, [])
+    assert "could not run" in console.export_text()
