@@ -35,10 +35,12 @@ def _generate(env, *args):
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
 
 
+@pytest.mark.timeout(900)  # its own waits (240 s, then 600 s) are the bound; 3 tasks validated on 2 loaded cores
 def test_dataset_run_resumes_after_an_interruption(dataset, tmp_path):
     out = tmp_path / "out"
+    # one mutant per proof: the resume is under test here, the proofs in test_generator_proofs
     args = ["--dataset", str(dataset), "--output", str(out), "--backend", "local", "--concurrency", "1",
-            "--step-limit", "10", "--model", "scripted-model"]
+            "--step-limit", "10", "--model", "scripted-model", "--mutants", "1"]
     with ScriptedModelServer() as server:
         script_feature_per_conversation(server)
         env = {**os.environ, "OPENAI_BASE_URL": server.base_url, "OPENAI_API_KEY": "test-key", "COLUMNS": "200"}
