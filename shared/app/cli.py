@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from shared.app import render
-from shared.app.process import _arun, _fail, err
+from shared.app.process import arun, err, fail
 from shared.app.requests import append_request
 from shared.common.redaction import redact
 from shared.common.settings import Settings
@@ -71,7 +71,7 @@ def _settings() -> Settings:
     try:
         return Settings()
     except EnvFileError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     except ValidationError as exc:  # a bad value in the environment or a .env file: one line each
         for error in exc.errors():
             name = ".".join(str(part) for part in error["loc"])
@@ -113,7 +113,7 @@ def build_request(repo: str, categories: str, threshold: float | None, engine: s
     try:
         return validate_request(repo, categories, threshold, engine, settings, ref, forge)
     except ValueError as exc:
-        _fail(str(exc))
+        fail(str(exc))
 
 
 @app.command()
@@ -133,7 +133,7 @@ def run(
     request = build_request(repo, categories, threshold, engine, settings, ref, forge)
     in_process = local if local is not None else not (settings.nats_url and settings.database_url)
     _logging(logging.WARNING)
-    code = _arun(_run(settings, request, in_process, timeout))
+    code = arun(_run(settings, request, in_process, timeout))
     raise typer.Exit(code)
 
 
@@ -246,7 +246,7 @@ def demo(timeout: Annotated[float, typer.Option()] = 600,
         err.print(f"demo repository: {repo}" + ("" if keep else " (removed at the end; --keep keeps it)"))
         request = build_request(str(repo), ",".join(CATEGORIES), None, None, settings)
         _logging(logging.WARNING)
-        code = _arun(_run(settings, request, True, timeout))
+        code = arun(_run(settings, request, True, timeout))
     finally:
         if not keep:
             shutil.rmtree(folder, ignore_errors=True)
@@ -267,7 +267,7 @@ def scaffold(
     request = build_request(repo, "compliance,integration", None, engine, settings)
     request = request.model_copy(update={"mode": "scaffold"})
     if dry_run:
-        for imp, wrote, reason in _arun(_scaffold_plan(settings, request)):
+        for imp, wrote, reason in arun(_scaffold_plan(settings, request)):
             if wrote:
                 console.print(f"[green]+[/] {', '.join(wrote)}  [dim]{imp.title} ({imp.rule or imp.category})[/]",
                               highlight=False, soft_wrap=True)
@@ -277,7 +277,7 @@ def scaffold(
         return
     _logging(logging.WARNING)
     in_process = local if local is not None else not (settings.nats_url and settings.database_url)
-    raise typer.Exit(_arun(_run(settings, request, in_process, timeout)))
+    raise typer.Exit(arun(_run(settings, request, in_process, timeout)))
 
 
 async def _scaffold_plan(settings: Settings, request: PipelineRequested) -> list[tuple]:
@@ -337,7 +337,7 @@ def up(
             err.print(f"[green]up[/]: NATS {redact(system.servers.nats_url)}, services {', '.join(names)}; Ctrl-C or SIGTERM stops")
             await system.wait()
 
-    _arun(main(), sigterm_exit=0)
+    arun(main(), sigterm_exit=0)
 
 
 @app.command()
@@ -350,7 +350,7 @@ def service(name: Annotated[str, typer.Argument(help="analyzer, suggester, execu
     try:
         service_routes(name)
     except ValueError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     _logging(logging.INFO)
     settings = _settings()
     _telemetry(name, settings)
@@ -360,7 +360,7 @@ def service(name: Annotated[str, typer.Argument(help="analyzer, suggester, execu
                 beating(name, system.health):
             await system.wait()
 
-    _arun(main(), sigterm_exit=0)
+    arun(main(), sigterm_exit=0)
 
 
 @app.command()
@@ -373,7 +373,7 @@ def relay(
     from shared.app.runtime import System
 
     if from_position is not None:
-        raise typer.Exit(_arun(_republish(from_position)))
+        raise typer.Exit(arun(_republish(from_position)))
     _logging(logging.INFO)
     settings = _settings()
     _telemetry("relay", settings)
@@ -382,7 +382,7 @@ def relay(
         async with System(settings) as system, beating("relay", system.health):
             await system.wait()
 
-    _arun(main(), sigterm_exit=0)
+    arun(main(), sigterm_exit=0)
 
 
 @app.command()
@@ -454,7 +454,7 @@ def gateway(
     try:
         check_bind(host, settings.api_token)
     except ValueError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     _logging(logging.INFO)
     _telemetry("gateway", settings)
     # Open event streams would otherwise hold Ctrl-C until every client hangs up.
@@ -479,7 +479,7 @@ def request(
         async with _store(settings) as store:
             return await append_request(store, req, service="cli")
 
-    console.print(_arun(main()))
+    console.print(arun(main()))
     from shared.common.telemetry import shutdown_telemetry
 
     shutdown_telemetry()  # a short command: send the request's span before returning
@@ -537,7 +537,7 @@ def health(as_json: Annotated[bool, typer.Option("--json")] = False,
                                  services=available_services(), stall_after=settings.stall_after_seconds,
                                  window=window)
 
-    report = _arun(main())
+    report = arun(main())
     if as_json:
         sys.stdout.write(json.dumps({"ok": report.ok, "checks": [
             {"name": n, "ok": ok, "detail": d} for n, ok, d in report.checks], "faults": report.faults},
@@ -562,7 +562,7 @@ def runs(limit: Annotated[int, typer.Option()] = 20) -> None:
             _report_skipped(store)
             return await list_runs(store, limit)
 
-    render.print_runs(console, _arun(main()))
+    render.print_runs(console, arun(main()))
 
 
 @app.command()
@@ -582,16 +582,16 @@ def beads(
     from shared.store.projections import Projector
 
     if bead_status is not None and bead_status.upper() not in BEAD_STATUSES:
-        _fail(f"unknown status {bead_status!r}; choose from {', '.join(BEAD_STATUSES)}")
+        fail(f"unknown status {bead_status!r}; choose from {', '.join(BEAD_STATUSES)}")
     if category is not None and category not in CATEGORIES:
-        _fail(f"unknown category {category!r}; choose from {', '.join(CATEGORIES)}")
+        fail(f"unknown category {category!r}; choose from {', '.join(CATEGORIES)}")
 
     async def main():
         async with _store(_settings()) as store:
             await Projector(store).run_once()
             return await find_beads(store, run, bead_status and bead_status.upper(), category, limit, offset)
 
-    rows = _arun(main())
+    rows = arun(main())
     if as_json:
         sys.stdout.write(json.dumps(rows, default=str) + "\n")
         return
@@ -615,9 +615,9 @@ def status(run_id: Annotated[str, typer.Argument()],
             _report_skipped(store)
             return await get_run(store, run_id)
 
-    run_row, beads = _arun(main())
+    run_row, beads = arun(main())
     if run_row is None:
-        _fail(f"no run {run_id!r}; `repo-pilot runs` lists them", 1)
+        fail(f"no run {run_id!r}; `repo-pilot runs` lists them", 1)
     render.print_run(console, run_row, beads, log_path=_settings().runs_dir / f"{run_id}.json", full=full)
 
 
@@ -641,14 +641,14 @@ def events(
     `events export [RUN…] > file.jsonl` writes the log (or those runs) as JSON lines;
     `events import file.jsonl` appends them to this installation's log (ids kept; idempotent)."""
     if run_id == "export":
-        raise typer.Exit(_arun(_export(more or [])))
+        raise typer.Exit(arun(_export(more or [])))
     if run_id == "import":
         if len(more or []) != 1:
-            _fail("usage: repo-pilot events import FILE.jsonl")
-        raise typer.Exit(_arun(_import(Path(more[0]))))
+            fail("usage: repo-pilot events import FILE.jsonl")
+        raise typer.Exit(arun(_import(Path(more[0]))))
     if more:
-        _fail(f"unexpected arguments: {' '.join(more)}")
-    raise typer.Exit(_arun(_events(run_id, follow, keep_following, as_json)))
+        fail(f"unexpected arguments: {' '.join(more)}")
+    raise typer.Exit(arun(_events(run_id, follow, keep_following, as_json)))
 
 
 async def _events(run_id: str | None, follow: bool, keep_following: bool, as_json: bool) -> int:
@@ -657,7 +657,7 @@ async def _events(run_id: str | None, follow: bool, keep_following: bool, as_jso
     async with _store(_settings()) as store:
         if run_id and not await store.read_correlated(run_id) and not keep_following and not any(
                 bad.stream_id == run_id for bad in store.skipped.values()):  # a run of unreadable rows
-            _fail(f"no run {run_id!r}; `repo-pilot runs` lists them", 1)
+            fail(f"no run {run_id!r}; `repo-pilot runs` lists them", 1)
         # Times shown are the store's (when each event was recorded; they rise with the position),
         # not `occurred_at`, which each writer stamps with its own clock.
         recorded: dict = {}
@@ -686,7 +686,7 @@ async def _export(runs: list[str]) -> int:
     async with _store(_settings()) as store:
         for run in runs:
             if not await store.read_correlated(run):
-                _fail(f"no run {run!r} to export; `repo-pilot runs` lists them", 1)
+                fail(f"no run {run!r} to export; `repo-pilot runs` lists them", 1)
         async for line in export_events(store, runs):
             sys.stdout.write(line + "\n")
             count += 1
@@ -703,14 +703,14 @@ async def _import(path: Path) -> int:
         with path.open(encoding="utf-8") as fh:
             events = parse_lines(fh, str(path))
     except (OSError, UnicodeDecodeError) as exc:
-        _fail(f"cannot read {path}: {exc}")
+        fail(f"cannot read {path}: {exc}")
     except ImportRefused as exc:
-        _fail(str(exc))
+        fail(str(exc))
     async with _store(_settings()) as store:
         try:
             result = await import_events(store, events)
         except ImportRefused as exc:
-            _fail(str(exc))
+            fail(str(exc))
     err.print(f"imported {result.added} event(s) into {result.streams} stream(s); "
               f"{result.skipped} were already here")
     return 0
@@ -737,9 +737,9 @@ def replay(
         try:
             new_run, request = await start_replay(store, run_id, from_step, reuse_llm=reuse_llm, service="cli")
         except LookupError:
-            _fail(f"no run {run_id!r} to replay; `repo-pilot runs` lists them")
+            fail(f"no run {run_id!r} to replay; `repo-pilot runs` lists them")
         except ReplayRefused as exc:
-            _fail(str(exc))
+            fail(str(exc))
         how = f"forked from its {from_step} step" if from_step not in (None, "analyze") else "from the start"
         answers = "recorded model answers reused" if reuse_llm else "the model is asked again"
         return new_run, request, (f"replay of {run_id} ({how}; {answers}): run [bold]{new_run}[/] on "
@@ -747,7 +747,7 @@ def replay(
 
     _logging(logging.WARNING)
     in_process = local if local is not None else not (settings.nats_url and settings.database_url)
-    raise typer.Exit(_arun(_run(settings, None, in_process, timeout, start=start)))
+    raise typer.Exit(arun(_run(settings, None, in_process, timeout, start=start)))
 
 
 @projections_app.command("rebuild")
@@ -761,7 +761,7 @@ def projections_rebuild() -> None:
             _report_skipped(store)
             return count
 
-    console.print(f"rebuilt read models from {_arun(main())} events")
+    console.print(f"rebuilt read models from {arun(main())} events")
 
 
 @servers_app.callback(invoke_without_command=True)
@@ -838,11 +838,11 @@ def request_generation(
                                              min_mutation_score=min_mutation_score, all_proofs=all_proofs,
                                              price=price, token_limit=token_limit)
     except (StepError, ValueError) as exc:
-        _fail(getattr(exc, "message", str(exc)) + (f" ({exc.hint})" if getattr(exc, "hint", None) else ""))
+        fail(getattr(exc, "message", str(exc)) + (f" ({exc.hint})" if getattr(exc, "hint", None) else ""))
     in_process = local if local is not None else not (settings.nats_url and settings.database_url)
     _logging(logging.WARNING)
     _telemetry("repo-pilot", settings)
-    raise typer.Exit(_arun(run_generation(settings, requests, in_process, timeout)))
+    raise typer.Exit(arun(run_generation(settings, requests, in_process, timeout)))
 
 
 def _invoked_command(argv: list[str]) -> str | None:

@@ -188,10 +188,10 @@ def generate(
             console.print_exception()
         console.print(f"[red]error:[/] {escape(exc.message)}" + (f"\n[dim]{escape(exc.hint)}[/]" if exc.hint else ""))
         raise typer.Exit(2) from None
-    from shared.app.process import _arun  # the CLI's Ctrl-C / SIGTERM handling, as for `run`
+    from shared.app.process import arun  # the CLI's Ctrl-C / SIGTERM handling, as for `run`
 
     in_process = local if local is not None else not (settings.nats_url and settings.database_url)
-    _arun(run_generation(settings, requests, in_process, timeout))
+    arun(run_generation(settings, requests, in_process, timeout))
     results = []
     for request in requests:
         folder = Path(request.output_dir) / f"attempt_{request.attempt}"

@@ -16,7 +16,7 @@ err = Console(stderr=True)
 err.soft_wrap = not err.is_terminal
 
 
-def _fail(message: str, code: int = 2) -> None:
+def fail(message: str, code: int = 2) -> None:
     err.print(f"[bold red]error:[/] {message}", soft_wrap=True)  # unwrapped: one line in a log or a pipe
     raise typer.Exit(code)
 
@@ -46,7 +46,7 @@ async def _until_sigterm(coro):
         loop.remove_signal_handler(signal.SIGTERM)
 
 
-def _arun(coro, *, sigterm_exit: int = 143):
+def arun(coro, *, sigterm_exit: int = 143):
     """Run a command's coroutine. Ctrl-C exits 130 and SIGTERM `sigterm_exit` (0 for the
     long-running `up`, `service` and `relay`, for which SIGTERM is the normal stop), each after
     what was started has been stopped."""
@@ -56,7 +56,7 @@ def _arun(coro, *, sigterm_exit: int = 143):
     try:
         return asyncio.run(_until_sigterm(coro))
     except (ServerUnreachable, MigrationChanged, RunInProgress) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     except KeyboardInterrupt:
         err.print("interrupted")
         raise typer.Exit(130) from None
