@@ -201,13 +201,14 @@ class ServiceRuntime:
     # -- the core, independent of NATS --
 
     async def process(
-        self, event: Envelope, attempt: int, heartbeat: Callable[[], Awaitable[None]]
+        self, event: Envelope, attempt: int, heartbeat: Callable[[], Awaitable[None]], *, unhandled: bool = False
     ) -> Outcome:
-        """Handle one delivery of `event`; returns what to tell the bus: "ack", "nack" or "term"."""
+        """Handle one delivery of `event`; returns what to tell the bus: "ack", "nack" or "term".
+        `unhandled`: the caller has just read that no tracking row exists (`get_event_for`)."""
         route = self.routes.get(event.type)
         if route is None:
             return "ack"  # not ours (cannot happen with server-side filters, harmless if it does)
-        if await self.store.is_processed(self.name, event.event_id):
+        if not unhandled and await self.store.is_processed(self.name, event.event_id):
             log.info("%s: %s %s already handled; skipping", self.name, event.type, event.event_id)
             return "ack"
         # StepStarted commits in its own transaction while the handler already runs: the bead shows
@@ -427,17 +428,18 @@ class ServiceRuntime:
             return "consumer watch ended"
         return self.watch_error
 
-    async def _as_stored(self, event: Envelope, subject: str) -> Envelope | None:
+    async def _as_stored(self, event: Envelope, subject: str) -> tuple[Envelope | None, bool]:
         """The store's copy of a delivered event, or None (logged) when the store does not hold one
         with the same id, type, stream and causation: the store is the source of truth, the bus only
-        carries, so a message published straight to NATS is never acted upon."""
-        stored = await self.store.get_event(event.event_id)
+        carries, so a message published straight to NATS is never acted upon. Also whether this
+        service handled it already (both in one round trip)."""
+        stored, handled = await self.store.get_event_for(self.name, event.event_id)
         if stored is None or (stored.type, stored.stream_id, stored.causation_id) != (
                 event.type, event.stream_id, event.causation_id):
             log.error("%s: refusing %s %s on %s: not in the event store as delivered (forged?)",
                       self.name, event.type, event.event_id, subject)
-            return None
-        return stored
+            return None, handled
+        return stored, handled
 
     async def _on_message(self, msg: NatsMessage) -> None:
         raw = msg.raw_message
@@ -449,7 +451,7 @@ class ServiceRuntime:
             return
         attempt = raw.metadata.num_delivered or 1
         try:
-            stored = await self._as_stored(event, raw.subject)
+            stored, handled = await self._as_stored(event, raw.subject)
         except Exception:  # the store is unreachable: not the message's fault, try again later
             log.exception("%s: could not check %s %s against the store", self.name, event.type, event.event_id)
             await msg.nack(delay=retry_delay(attempt, self.backoff))
@@ -459,7 +461,7 @@ class ServiceRuntime:
             return
         event = stored
         try:
-            outcome = await self._process_holding(msg, event, attempt)
+            outcome = await self._process_holding(msg, event, attempt, handled)
         except asyncio.CancelledError:
             # Stopped mid-step (past the grace): hand the message back now, not after `ack_wait`.
             log.info("%s: %s %s cancelled while stopping; released for redelivery",
@@ -474,13 +476,16 @@ class ServiceRuntime:
         else:
             await msg.reject()
 
-    async def _process_holding(self, msg: NatsMessage, event: Envelope, attempt: int) -> Outcome:
+    async def _process_holding(self, msg: NatsMessage, event: Envelope, attempt: int, handled: bool) -> Outcome:
         """`process`, again and again while the store does not answer (the message is kept with
-        in-progress heartbeats meanwhile): a failure is recorded or the step done, never dropped."""
+        in-progress heartbeats meanwhile): a failure is recorded or the step done, never dropped.
+        `handled`: what the store said of this delivery's tracking row just now."""
         waited = 0
         while True:
             try:
-                return await self.process(event, attempt, msg.in_progress)
+                # Handled: `process` reads the row again and acks. Not handled: the first pass trusts
+                # the read just made; a pass after an outage reads it again.
+                return await self.process(event, attempt, msg.in_progress, unhandled=not handled and not waited)
             except Exception as exc:
                 if self.stopping:
                     return "nack"

@@ -59,3 +59,7 @@ class EventStore(Protocol):
     async def get_event(self, event_id: uuid.UUID) -> Envelope | None:
         """The stored event with this id, or None (consumers check what the bus delivers against it)."""
         ...
+
+    async def get_event_for(self, consumer: str, event_id: uuid.UUID) -> tuple[Envelope | None, bool]:
+        """`get_event` and `is_processed(consumer, …)` at once (one round trip per delivery)."""
+        ...

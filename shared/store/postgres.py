@@ -34,6 +34,9 @@ log = logging.getLogger("repo_pilot.store")
 # positions, timestamps, correlation): generous, so the bound holds for what goes on the wire.
 ENVELOPE_ALLOWANCE = 1024
 DEFAULT_MAX_EVENT_BYTES = 900_000  # under NATS's default max_payload of 1 MiB
+# Events this process committed, kept by position for its own tails (see `tail`): a relay in the
+# same process publishes them without waiting for the NOTIFY round trip and a page read.
+HANDOFF_KEEP = 2048
 
 
 def check_event_size(stream_id: str, type_name: str, data_json: str, meta_json: str, limit: int) -> None:
@@ -107,6 +110,8 @@ class PostgresEventStore:
         self._append_lock = advisory_lock_key(schema, "append")
         # Rows readers skipped because they do not decode, by position (see `decode_rows`).
         self.skipped: dict[int, BadRow] = {}
+        self._committed: dict[int, Envelope] = {}  # this process's last commits, by position
+        self._tails: set[asyncio.Event] = set()  # set when this process commits (see `tail`)
 
     @classmethod
     async def connect(
@@ -151,7 +156,7 @@ class PostgresEventStore:
         EventTooLarge before anything is written.
         """
         # One statement, so one implicit transaction and one round trip (migrations/0003, 0006).
-        return await self._append(self.pool, stream_id, list(events), expected_version, tracking)
+        return self._hand_off(await self._append(self.pool, stream_id, list(events), expected_version, tracking))
 
     async def append_in(
         self,
@@ -176,7 +181,25 @@ class PostgresEventStore:
                 stored += await self._append(
                     conn, stream_id, list(events), None, tracking if i == 0 else None
                 )
-        return stored
+        return self._hand_off(stored)
+
+    def _hand_off(self, committed: list[Envelope]) -> list[Envelope]:
+        """Keep what this process just committed for its own tails and wake them (`tail`)."""
+        if committed:
+            for event in committed:
+                self._committed[event.global_position] = event
+            while len(self._committed) > HANDOFF_KEEP:
+                del self._committed[next(iter(self._committed))]
+            for woken in self._tails:
+                woken.set()
+        return committed
+
+    def _handed_off(self, after_position: int, limit: int) -> list[Envelope]:
+        """The events right after `after_position` that this process committed, while contiguous."""
+        out = []
+        while len(out) < limit and (event := self._committed.get(after_position + len(out) + 1)):
+            out.append(event)
+        return out
 
     async def _append(self, db, stream_id, events, expected_version, tracking) -> list[Envelope]:
         if not events and tracking is None:
@@ -299,6 +322,16 @@ class PostgresEventStore:
             )
         )
 
+    async def get_event_for(self, consumer: str, event_id: uuid.UUID) -> tuple[Envelope | None, bool]:
+        """`get_event` and `is_processed` in one round trip (what a consumer asks of each delivery)."""
+        row = await self.pool.fetchrow(
+            f"SELECT {ROW_COLUMNS}, EXISTS (SELECT 1 FROM tracking WHERE consumer = $2 AND event_id = $1) "
+            "AS processed FROM events WHERE event_id = $1", event_id, consumer)
+        if row is None:
+            return None, await self.is_processed(consumer, event_id)
+        found = self.decode_rows([row])
+        return (found[0] if found else None), row["processed"]
+
     async def get_checkpoint(self, name: str, conn: Any = None) -> int:
         db = conn or self.pool
         return await db.fetchval("SELECT position FROM checkpoints WHERE name = $1", name) or 0
@@ -363,22 +396,36 @@ class PostgresEventStore:
     ) -> AsyncIterator[Envelope]:
         """Yield every event after `after_position`, forever, woken by NOTIFY (polling as a fallback).
 
-        Undecodable rows are skipped, never retried forever; `on_bad(rows)` (async) hears of them
-        before the page's events are yielded. `recorded`: as in `read_page`."""
+        Events this process committed itself are handed over at once (no NOTIFY round trip, no
+        page read) while they follow on from where the tail is; the log is read again right after,
+        so what other processes committed meanwhile follows in order. Undecodable rows are
+        skipped, never retried forever; `on_bad(rows)` (async) hears of them before the page's
+        events are yielded. `recorded`: as in `read_page` (those tails always read the log)."""
+        local = asyncio.Event()
         async with self.appended() as woken:
-            position = after_position
-            while True:
-                woken.clear()
-                bad: list[BadRow] = []
-                events, end = await self.read_page(position, batch, bad, recorded)
-                if bad and on_bad is not None:
-                    await on_bad(bad)
-                for event in events:
-                    yield event
-                full = end - position >= batch  # a full page: read on without waiting
-                position = end
-                if not full:
-                    await wait_for_any([woken], poll_interval)
+            self._tails.add(local)
+            try:
+                position = after_position
+                while True:
+                    woken.clear()
+                    local.clear()
+                    if recorded is None and (handed := self._handed_off(position, batch)):
+                        for event in handed:
+                            yield event
+                        position = handed[-1].global_position
+                        continue  # then read the log: a NOTIFY cleared above may be for another process
+                    bad: list[BadRow] = []
+                    events, end = await self.read_page(position, batch, bad, recorded)
+                    if bad and on_bad is not None:
+                        await on_bad(bad)
+                    for event in events:
+                        yield event
+                    full = end - position >= batch  # a full page: read on without waiting
+                    position = end
+                    if not full:
+                        await wait_for_any([woken, local], poll_interval)
+            finally:
+                self._tails.discard(local)
 
 
 def checksum(sql: str) -> str:

@@ -126,3 +126,16 @@ async def test_get_event_returns_the_stored_copy_or_none(store):
     got = await store.get_event(second.event_id)
     assert (got.event_id, got.type, got.stream_id, got.version) == (second.event_id, "StepStarted", a, 2)
     assert await store.get_event(uuid.uuid4()) is None
+
+
+async def test_get_event_for_says_whether_the_consumer_handled_it(store):
+    a, cause = new_run_stream(), uuid.uuid4()
+    [first] = await store.append(a, events(a, 1), 0)
+    got, handled = await store.get_event_for("svc", first.event_id)
+    assert (got.event_id, got.version, handled) == (first.event_id, 1, False)
+    await store.append(a, events(a, 1, 2), tracking=("svc", first.event_id))
+    assert (await store.get_event_for("svc", first.event_id))[1] is True
+    assert (await store.get_event_for("other", first.event_id))[1] is False
+    # a tracking row whose event the store does not hold: none, but handled
+    await store.append(a, events(a, 1, 3), tracking=("svc", cause))
+    assert await store.get_event_for("svc", cause) == (None, True)

@@ -8,7 +8,7 @@ import asyncpg
 import pytest
 
 from shared.events import Envelope, PipelineRequested, StepStarted, make_event, new_run_stream
-from shared.store import AlreadyProcessed, ConcurrencyError, migrate
+from shared.store import AlreadyProcessed, ConcurrencyError, PostgresEventStore, migrate
 
 pytestmark = pytest.mark.integration
 
@@ -115,3 +115,45 @@ async def test_concurrent_writers_tailing_reader_sees_every_event_once_in_order(
     assert len(set(e.event_id for e in seen)) == expected_total
     assert positions == sorted(positions)
     assert positions == list(range(positions[0], positions[0] + expected_total))  # no gaps either
+
+
+async def test_tail_takes_this_process_commits_at_once_and_the_others_in_order(store, database_url, db_schema):
+    """A tail gets what its own process commits handed over (the very objects `append` returned,
+    no page read), and what another process commits in between still follows in log order, even
+    when the NOTIFY for it is cleared by a hand-off: nothing waits for the (here 60 s) poll."""
+    other = await PostgresEventStore.connect(database_url, schema=db_schema)  # another process
+    seen: list[Envelope] = []
+
+    async def read():
+        async for event in store.tail(await store.last_position(), poll_interval=60):
+            seen.append(event)
+
+    async def until_seen(n: int) -> None:
+        while len(seen) < n:
+            await asyncio.sleep(0.001)
+
+    reader = asyncio.create_task(read())
+    await asyncio.sleep(0.2)  # listening
+    ours, theirs, written = [], [], []
+    try:
+        for i in range(20):  # ours alone, each read before the next
+            stream = new_run_stream()
+            ours += await store.append(stream, [started(stream, f"ours-{i}")])
+            written.append(ours[-1])
+            await asyncio.wait_for(until_seen(len(written)), 20)
+        for i in range(20):  # interleaved with another process's commits
+            stream = new_run_stream()
+            theirs += await other.append(stream, [started(stream, f"theirs-{i}")])
+            ours += await store.append(stream, [started(stream, f"ours-{i}")])
+            written += [theirs[-1], ours[-1]]
+        await asyncio.wait_for(until_seen(len(written)), 20)
+    finally:
+        reader.cancel()
+        await other.close()
+    positions = [e.global_position for e in seen]
+    assert positions == list(range(positions[0], positions[0] + len(written)))
+    assert [e.event_id for e in seen] == [e.event_id for e in written]
+    handed = {id(e) for e in ours}
+    # most of the first 20 come straight from `append` (a NOTIFY read first reads the log instead)
+    assert sum(id(e) in handed for e in seen[:20]) > 0
+    assert not any(id(e) in handed for e in seen if e.data.step.startswith("theirs"))

@@ -110,6 +110,9 @@ class InMemoryEventStore:
     async def get_event(self, event_id: uuid.UUID) -> Envelope | None:
         return next((e for e in self.events if e.event_id == event_id), None)
 
+    async def get_event_for(self, consumer: str, event_id: uuid.UUID) -> tuple[Envelope | None, bool]:
+        return await self.get_event(event_id), await self.is_processed(consumer, event_id)
+
 
 # -- workspace and changes: tests/support/fake_repos.py (repositories in memory, no git) -----------
 
