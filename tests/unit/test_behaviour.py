@@ -137,3 +137,26 @@ def test_an_unused_import_that_a_module_may_re_export_is_kept():
     assert judge_site("F401", '"""Doc."""\n\nimport os\nimport sys\n\nX = sys.argv\n', "pkg/a.py", 3).ok
     assert judge_site("F401", "def f():\n    import json\n", "pkg/a.py", 2).ok
     assert judge_site("F401", "x = 1\nimport os\n", "tests/test_a.py", 2).ok
+
+
+SEEDED = (
+    "def sample(prob, seq, random_state=None):\n"
+    "    if not hasattr(random_state, 'random'):\n"
+    "        from random import Random\n\n"
+    "        random_state = Random(random_state)\n"
+    "    return [x for x in seq if random_state.random() < prob]\n\n\n"
+    "def new_token(n):\n"
+    "    from random import choice\n\n"
+    "    return ''.join(choice('abcdef') for _ in range(n))\n"
+)
+
+
+def test_imports_inside_functions_count_and_a_seeded_generator_is_left_with_its_reason(tmp_path):
+    (tmp_path / "app").mkdir()
+    (tmp_path / "app" / "session.py").write_text(SEEDED)
+    done = implement(tmp_path, _improvement("- `app/session.py:5` S311: random\n- `app/session.py:12` S311: random"))
+    text = (tmp_path / "app" / "session.py").read_text()
+    assert "return ''.join(secrets.SystemRandom().choice('abcdef')" in text  # imported in the function
+    assert "random_state = Random(random_state)" in text  # never `secrets.SystemRandom().Random(…)`
+    assert "app/session.py:5: builds or seeds a generator of its own" in done.summary
+    assert "no call of" not in done.summary

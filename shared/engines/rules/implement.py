@@ -272,23 +272,50 @@ def _parse_error(path: Path) -> bool:
     return False
 
 
-def _random_calls(tree: ast.Module, line: int) -> list[ast.Call]:
-    """Calls of the `random` module's functions on `line` (`random.choice(…)`, or `choice(…)` imported
-    from random), the module aliases and names it is imported under read from the file."""
-    modules = {a.asname or a.name for n in tree.body if isinstance(n, ast.Import) for a in n.names
+# Names from `random` that `secrets.SystemRandom().X` cannot stand in for: the generator classes
+# (an instance built here is seeded by its caller, reproducible on purpose) and the state functions.
+_NOT_SYSTEM_RANDOM = {"Random", "SystemRandom", "seed", "getstate", "setstate"}
+
+
+def _random_names(tree: ast.Module) -> tuple[set[str], dict[str, str]]:
+    """The names the `random` module is imported as, and the names imported from it (local name ->
+    its name in `random`), wherever the file imports them (at the top or inside a function)."""
+    modules = {a.asname or a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names
                if a.name == "random"}  # fmt: skip
-    names = {a.asname or a.name: a.name for n in tree.body if isinstance(n, ast.ImportFrom) and n.module == "random"
-             for a in n.names}  # fmt: skip
+    names = {a.asname or a.name: a.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)
+             and n.module == "random" for a in n.names}  # fmt: skip
+    return modules, names
+
+
+def _random_calls(tree: ast.Module, line: int, *, generators: bool = False) -> list[ast.Call]:
+    """Calls of the `random` module's functions on `line` (`random.choice(…)`, or `choice(…)` imported
+    from random) that `secrets.SystemRandom()` can make instead; with `generators`, only the calls it
+    cannot (`Random(seed)`, `random.seed(…)`)."""
+    modules, names = _random_names(tree)
     out = []
     for node in ast.walk(tree):
         if not isinstance(node, ast.Call) or node.lineno != line:
             continue
         f = node.func
         if isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name) and f.value.id in modules:
-            out.append(node)
+            name = f.attr
         elif isinstance(f, ast.Name) and f.id in names:
+            name = names[f.id]
+        else:
+            continue
+        if (name in _NOT_SYSTEM_RANDOM) == generators:
             out.append(node)
     return out
+
+
+def _left_random_site(tree: ast.Module, rel: str, line: int) -> str:
+    """Why a `random` site with no call to replace is left (pure)."""
+    if _random_calls(tree, line, generators=True):
+        return (
+            f"{rel}:{line}: builds or seeds a generator of its own (`Random(…)`, `seed(…)`): reproducible "
+            "on purpose, and `secrets` has no seeded equivalent"
+        )
+    return f"{rel}:{line}: no call of a `random` function found there"
 
 
 def _add_import_secrets(lines: list[str], tree: ast.Module) -> list[str]:
@@ -338,7 +365,7 @@ def _secure_random(repo: Path, improvement: Improvement) -> Implementation:
                 edits.extend(calls)
                 fixed.append(verdict.reason)
             else:
-                left.append(verdict.reason if calls else f"{rel}:{line}: no call of `random` found there")
+                left.append(verdict.reason if calls else _left_random_site(tree, rel, line))
         if not edits:
             continue
         for call in sorted(edits, key=lambda c: (c.func.lineno, c.func.col_offset), reverse=True):
