@@ -286,14 +286,29 @@ class LlmEngine:
                 )
             return answer
 
-        before = self.caller.spent.tokens, self.caller.spent.cost_usd
-        samples = [await self.caller.ask("review", messages, p.ReviewAnswer, check)]
-        per_sample = self.caller.spent.tokens - before[0], self.caller.spent.cost_usd - before[1]
-        while len(samples) < REVIEW_SAMPLES and self.caller.can_afford(*per_sample):
-            try:
-                samples.append(await self.caller.ask("review", messages, p.ReviewAnswer, check))
-            except StepError:
-                break  # extra samples are a refinement; the recorded calls say what happened
+        def ask() -> Any:
+            return self.caller.ask("review", messages, p.ReviewAnswer, check)
+
+        # The samples do not depend on each other: asked together they cost one call's wait, not three.
+        tokens, cost = self.caller.ceiling(messages, p.ReviewAnswer)
+        if self.caller.can_afford(REVIEW_SAMPLES * tokens, REVIEW_SAMPLES * cost):
+            samples, more = [], REVIEW_SAMPLES
+        else:  # a tight budget: one sample says what a sample costs, then as many more as that allows
+            before = self.caller.spent.tokens, self.caller.spent.cost_usd
+            samples = [await ask()]
+            tokens, cost = self.caller.spent.tokens - before[0], self.caller.spent.cost_usd - before[1]
+            more = next(n for n in range(REVIEW_SAMPLES - 1, -1, -1)
+                        if n == 0 or self.caller.can_afford(n * tokens, n * cost))
+        answers = await asyncio.gather(*(ask() for _ in range(more)), return_exceptions=True)
+        for answer in answers:
+            if isinstance(answer, BaseException) and not isinstance(answer, StepError):
+                raise answer
+        # A sample that failed is a refinement lost (its recorded calls say what happened), unless none came.
+        samples += [a for a in answers if not isinstance(a, BaseException)]
+        if not samples:
+            raise answers[0]
+        # Sorted: which concurrent answer arrived first must not change the verdict or its summary.
+        samples.sort(key=lambda s: s.model_dump_json())
         review = combine_review_samples(samples)
         missing = [d for d in REVIEW_DIMENSIONS if d not in review.scores]
         if missing:

@@ -200,6 +200,13 @@ class ModelCaller:
     def can_afford(self, tokens: int, cost_usd: float) -> bool:
         return self.ledger.fits(tokens, cost_usd)
 
+    def ceiling(self, messages: Messages, schema: type[BaseModel]) -> tuple[int, float]:
+        """(tokens, cost) one call of `messages` reserves at most: its prompt plus the answer cap."""
+        assert self.endpoint is not None
+        prompt = estimate_tokens([messages, mode_options(self.endpoint.modes()[0], schema)])
+        price_in, price_out = price_for(self.model, self.prices)
+        return prompt + self.answer_cap, (prompt * price_in + self.answer_cap * price_out) / 1e6
+
     def note(self, purpose: str, text: str) -> None:
         """Attach a note to the last recorded call of `purpose` (what was accepted, and why)."""
         for i in range(len(self.records) - 1, -1, -1):

@@ -10,6 +10,7 @@ import subprocess
 import pytest
 
 from shared.app.bootstrap import real_engine_factory
+from shared.engines.llm import REVIEW_SAMPLES
 from shared.engines.llm_client import RetryPolicy
 from shared.events import PipelineRequested
 from tests.support.llm_script import (
@@ -218,9 +219,10 @@ async def test_a_429_storm_on_review_is_retried_recorded_and_fails_the_run(llm_s
     assert "kept failing" in failed.error and "429" in failed.error
     assert step_status(beads)["review"] == "FAILED"
     assert run["merged"] is None and of(events, "MergeCompleted") == []
-    assert server.purposes().count("review") == FAST.attempts
+    # The review's samples are asked together, and each weathers the storm to its last attempt.
+    assert server.purposes().count("review") == REVIEW_SAMPLES * FAST.attempts
     storm = [c for c in of(events, "LlmCallRecorded") if c.purpose == "review"]
-    assert [c.attempt for c in storm] == list(range(1, FAST.attempts + 1))
+    assert sorted(c.attempt for c in storm) == sorted(list(range(1, FAST.attempts + 1)) * REVIEW_SAMPLES)
     assert all(c.error and "429" in c.error for c in storm)
 
 
