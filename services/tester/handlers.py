@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Protocol
 
@@ -26,12 +27,26 @@ async def on_changes_committed(event: Envelope, deps: Uses) -> list[Envelope]:
     try:
         before = await deps.workspace.worktree(before_id, ctx.request.repo, c.base_sha)
         after = await deps.workspace.worktree(after_id, ctx.request.repo, c.base_sha, [p.patch for p in c.patches])
-        suite_before, suite = await deps.suites.prepare(before, after)
-        own_before = await deps.suites.run_own(before, suite_before)
-        await deps.workspace.remove(before_id)  # early: the copy is no longer needed
-        own_after = await deps.suites.run_own(after, suite)
         engine = deps.engine(ctx, await previous_calls(deps.store, ctx))
-        generated = await engine.write_tests(after, applied_improvements(ctx), list(ctx.request.categories))
+
+        async def own_suites() -> tuple[Suite, TestGroupResult, TestGroupResult]:
+            suite_before, suite = await deps.suites.prepare(before, after)
+            own_before = await deps.suites.run_own(before, suite_before)
+            await deps.workspace.remove(before_id)  # early: the copy is no longer needed
+            return suite, own_before, await deps.suites.run_own(after, suite)
+
+        # The model writes the tests while the project's own suite runs: neither needs the other,
+        # and the model's wait was added to the suite's. Both run to their end before a failure
+        # propagates, so neither outlives the copies.
+        own, generated = await asyncio.gather(
+            own_suites(),
+            engine.write_tests(after, applied_improvements(ctx), list(ctx.request.categories)),
+            return_exceptions=True,
+        )
+        for result in (own, generated):
+            if isinstance(result, BaseException):
+                raise result
+        suite, own_before, own_after = own
         written, results = await _run_generated(deps, after, generated, suite)
     finally:
         await deps.workspace.remove(before_id)
