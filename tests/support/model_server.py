@@ -14,7 +14,8 @@ Rules are tried in order; a rule with `times` is used up after that many matches
 a string (the assistant content), a callable(request_json) returning any reply, a dict
 (`{"content": ..., "tool_calls": [...], "reasoning_content": ..., "usage": {...}}`) or a
 `Fault`. When nothing matches, `default` answers, else HTTP 400 with a message saying so.
-`.requests` holds every request body received, in order.
+`.requests` holds every request body received, in order; `.timeline` holds (received, answered,
+purpose) of each, in `time.monotonic()` seconds, for benchmarks that ask which calls overlapped.
 
 Imitating a server family (see `tests/support/families.py`):
 - `shape(request, message) -> message | Fault` rewrites every answer the rules produce, the way
@@ -108,6 +109,14 @@ def messages_text(request: dict) -> str:
     return "\n".join(parts)
 
 
+def purpose_of(request: dict) -> str:
+    """The `PURPOSE: ...` line of a request's system prompt ('' if none)."""
+    for line in messages_text(request).splitlines():
+        if line.startswith("PURPOSE: "):
+            return line.removeprefix("PURPOSE: ").strip()
+    return ""
+
+
 def _estimate_tokens(text: str) -> int:
     return max(1, len(text) // 4)
 
@@ -158,6 +167,7 @@ class ScriptedModelServer:
         self._in_flight = 0
         self._slots = threading.BoundedSemaphore(slots) if slots else None
         self.requests: list[dict] = []
+        self.timeline: list[tuple[float, float, str]] = []
         self._rules: list[_Rule] = []
         self._lock = threading.Lock()
         self._closing = threading.Event()
@@ -179,15 +189,7 @@ class ScriptedModelServer:
 
     def purposes(self) -> list[str]:
         """The `PURPOSE: ...` line of each recorded request's system prompt, in order ('' if none)."""
-        found = []
-        for request in self.requests:
-            purpose = ""
-            for line in messages_text(request).splitlines():
-                if line.startswith("PURPOSE: "):
-                    purpose = line.removeprefix("PURPOSE: ").strip()
-                    break
-            found.append(purpose)
-        return found
+        return [purpose_of(request) for request in self.requests]
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -345,6 +347,7 @@ class _Handler(BaseHTTPRequestHandler):
             busy.headers = {"Retry-After": str(owner.retry_after)}
             self._send(busy)
             return
+        received = time.monotonic()
         try:
             with owner._lock:
                 owner._in_flight += 1
@@ -353,6 +356,7 @@ class _Handler(BaseHTTPRequestHandler):
         finally:
             with owner._lock:
                 owner._in_flight -= 1
+                owner.timeline.append((received, time.monotonic(), purpose_of(request)))
             if owner._slots is not None:
                 owner._slots.release()
 
