@@ -134,6 +134,14 @@ def tracer(tracer_provider: trace.TracerProvider | None = None) -> trace.Tracer:
     return trace.get_tracer(INSTRUMENTATION_NAME, tracer_provider=tracer_provider)
 
 
+def tracing(tracer_provider: trace.TracerProvider | None = None) -> bool:
+    """Whether spans are recorded: a provider was given, or one was installed process-wide
+    (`setup_telemetry`, or a test's own). Without one every span is a no-op, so what would only
+    have gone into a span need not be computed."""
+    provider = tracer_provider or trace.get_tracer_provider()
+    return not isinstance(provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider)
+
+
 def context_from_traceparent(traceparent: str | None) -> otel_context.Context:
     """The context a W3C `traceparent` header describes; an empty context when absent or invalid."""
     if not traceparent:
@@ -328,15 +336,15 @@ def git_span(args: Sequence[str], *, tracer_provider: trace.TracerProvider | Non
     Inside a span (a handler, a workspace operation) the command is an event on that span, with
     its arguments, duration and error: a step runs dozens of git commands, and a span each
     buried the trace (92 % of all spans). Outside any span it gets an INTERNAL span of its own.
-    Credentials embedded in remote URLs are redacted before they become attributes.
+    Secrets in the arguments are redacted before they become attributes; when nothing records
+    spans (`tracing`) the arguments are not recorded, so they are not redacted either: the
+    redactor loads detect-secrets (~0.3 s), which was most of a one-shot scan's first git command.
     """
     subcommand = git_subcommand(args)
-    redacted = [redact(str(a)) for a in args]
     current = trace.get_current_span()
     if not current.is_recording():
-        with tracer(tracer_provider).start_as_current_span(
-            f"git {subcommand}", attributes={"pilot.git.args": redacted},
-        ) as span:
+        recorded = {"pilot.git.args": _redacted(args)} if tracing(tracer_provider) else None
+        with tracer(tracer_provider).start_as_current_span(f"git {subcommand}", attributes=recorded) as span:
             yield span
         return
     began = time.monotonic()
@@ -347,21 +355,24 @@ def git_span(args: Sequence[str], *, tracer_provider: trace.TracerProvider | Non
         error = f"{type(exc).__name__}: {exc}"
         raise
     finally:
-        attributes = {"pilot.git.args": redacted, "pilot.git.duration_ms": round((time.monotonic() - began) * 1e3, 1)}
+        attributes = {"pilot.git.args": _redacted(args), "pilot.git.duration_ms": round((time.monotonic() - began) * 1e3, 1)}
         if error:
             attributes["error.type"] = redact(error)[:200]
         current.add_event(f"git {subcommand}", attributes)
 
 
+def _redacted(args: Sequence[str]) -> list[str]:
+    return [redact(str(a)) for a in args]
+
+
 @contextmanager
 def sandbox_span(cmd: Sequence[str] | str, *, tracer_provider: trace.TracerProvider | None = None,
                  attributes: Attributes | None = None) -> Iterator[trace.Span]:
-    """An INTERNAL span around one sandboxed command; set `process.exit.code` on it when known."""
-    argv = [cmd] if isinstance(cmd, str) else [str(c) for c in cmd]
-    with tracer(tracer_provider).start_as_current_span(
-        "sandbox run",
-        attributes={**(attributes or {}), "process.command_args": [redact(a) for a in argv]},
-    ) as span:
+    """An INTERNAL span around one sandboxed command; set `process.exit.code` on it when known.
+    The command is redacted only when spans are recorded (see `git_span`)."""
+    argv = [cmd] if isinstance(cmd, str) else cmd
+    recorded = {**(attributes or {}), "process.command_args": _redacted(argv)} if tracing(tracer_provider) else None
+    with tracer(tracer_provider).start_as_current_span("sandbox run", attributes=recorded) as span:
         yield span
 
 

@@ -49,7 +49,6 @@ import asyncpg
 import nats.errors
 import nats.js.errors
 from nats.aio.client import Client
-from opentelemetry import trace
 
 from shared.common.tasks import cancel_until_done
 from shared.common import telemetry
@@ -61,11 +60,6 @@ from shared.store.postgres import advisory_lock_key
 _JS_MESSAGE_TOO_LARGE = 10054
 
 log = logging.getLogger("repo_pilot.relay")
-
-
-def _tracing() -> bool:
-    """Whether a tracer provider was installed (`setup_telemetry`, or a test's own)."""
-    return not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider | trace.NoOpTracerProvider)
 
 
 def leader_lock_key(schema: str, name: str) -> int:
@@ -342,7 +336,7 @@ class Relay:
         span = (telemetry.publish_span(subject, str(event.event_id), event.traceparent,
                                        attributes={telemetry.STREAM_ID: event.stream_id,
                                                    telemetry.EVENT_TYPE: event.type})
-                if _tracing() else contextlib.nullcontext())
+                if telemetry.tracing() else contextlib.nullcontext())
         try:
             with span:
                 return await self.js.publish_async(subject, event.to_json().encode(), stream=self.stream_name,
