@@ -20,17 +20,16 @@ drivers, `include.path`…). Two rules keep code under test from using that to r
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import logging
 import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 import threading
 from pathlib import Path
-
-from shared.common.telemetry import git_span
 
 log = logging.getLogger(__name__)
 
@@ -282,7 +281,7 @@ def run_git(
     unchecked, stdout untouched (bytes when `text` is false): for callers that read exit codes
     themselves or need output byte for byte."""
     confined = _confined(Path(repo))
-    with git_span(args):
+    with _span(args):
         return subprocess.run(
             ["git", "-C", str(repo), *args],
             check=False,
@@ -297,6 +296,17 @@ def run_git(
             # for redelivery, instead of killing git mid-merge and being recorded as a failed step.
             start_new_session=True,
         )
+
+
+def _span(args: tuple[str, ...]) -> contextlib.AbstractContextManager:
+    """The telemetry of one git command (`telemetry.git_span`). Until OpenTelemetry is loaded no
+    tracer provider is installed and no span is current, so nothing could record the command:
+    a one-shot process (a scan) then does not load telemetry (~20 ms of imports) for its git."""
+    if "opentelemetry.trace" not in sys.modules:
+        return contextlib.nullcontext()
+    from shared.common.telemetry import git_span
+
+    return git_span(args)
 
 
 def git_patch(repo: Path, *args: str, env: dict | None = None) -> str:
@@ -344,6 +354,8 @@ async def agit(
     input: str | None = None,
 ) -> str:
     """`git` in a worker thread, so a service's event loop keeps serving while git works."""
+    import asyncio  # here: a one-shot command (a scan) never loads asyncio (~25 ms) for git
+
     return await asyncio.to_thread(git, repo, *args, check=check, env=env, input=input)
 
 
