@@ -146,12 +146,15 @@ class InProcess:
 
 
 def longest_chain(timeline: list[tuple[float, float, str]]) -> list[str]:
-    """The purposes of the longest chain of calls each sent after the one before was answered:
-    with a delay on every answer, the calls a run waits for one after another."""
+    """The purposes of the longest chain of calls each sent after the one before was answered, by
+    another step: with a delay on every answer, the calls a run must wait for one after another.
+    Calls of one step are independent by design, so a step that makes them wait for each other
+    shows as a run over its critical path, not as a longer path."""
     calls = sorted(timeline)
     best: list[list[str]] = []
     for i, (start, _, purpose) in enumerate(calls):
-        before = [best[j] for j in range(i) if calls[j][1] <= start]
+        step = purpose.split(":")[0]
+        before = [best[j] for j in range(i) if calls[j][1] <= start and calls[j][2].split(":")[0] != step]
         best.append([*max(before, key=len, default=[]), purpose])
     return max(best, key=len, default=[])
 
