@@ -30,7 +30,7 @@ SECTIONS = ("store", "latency", "pipeline", "relay", "scan", "cli", "tools", "sc
 QUICK = {"one_per_tx": 2000, "batched": 20000, "latency": 200, "runs": 2, "delayed_runs": 1,
          "relay": 20_000, "cli_rounds": 3, "replicas": (1, 2), "scale_runs": 4, "concurrent": 8}
 FULL = {"one_per_tx": 4000, "batched": 40000, "latency": 400, "runs": 5, "delayed_runs": 3,
-        "relay": 1_000_000, "cli_rounds": 5, "replicas": (1, 2, 4), "scale_runs": 8, "concurrent": 40}
+        "relay": 1_000_000, "cli_rounds": 5, "replicas": (1, 2, 4), "scale_runs": 8, "concurrent": 100}
 MODEL_DELAY = 0.5
 
 
