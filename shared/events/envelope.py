@@ -43,7 +43,7 @@ def check_stream_id(stream_id: object) -> str:
 class Envelope(BaseModel):
     """One event. `version` and `global_position` are None until the store assigns them."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)  # as Payload's (registry.py)
 
     event_id: uuid.UUID = Field(default_factory=new_event_id)
     type: str

@@ -15,7 +15,7 @@ DEFAULT_MUTANTS, DEFAULT_MIN_MUTATION_SCORE = 6, 0.5
 
 
 class _Part(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)  # as Payload's
 
 
 @event("gen")

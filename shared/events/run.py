@@ -17,7 +17,7 @@ STEPS: tuple[str, ...] = ("analyze", "suggest", "execute", "test", "review", "me
 
 
 class _Part(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)  # as Payload's
 
 
 # -- requests and step bookkeeping -------------------------------------------------------

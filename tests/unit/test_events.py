@@ -115,3 +115,10 @@ def test_stored_is_model_copy_with_positions_and_stays_frozen():
     assert event.version is None and event.global_position is None  # the original is untouched
     with pytest.raises(ValidationError):
         fast.version = 4
+
+
+def test_every_payload_model_builds():
+    """The models are built on first use (defer_build), not at import: a field pydantic cannot
+    validate shows here, not in the first service that makes such an event."""
+    for name, cls in [("Envelope", Envelope), *registered_types().items()]:
+        assert cls.model_rebuild(force=True), name
