@@ -13,8 +13,8 @@ class Payload(BaseModel):
     """Base of every event payload: frozen, unknown fields rejected."""
 
     # defer_build: a payload's validator is built the first time one is made or parsed, not at
-    # import; ~40 models built at import were a third of a read command's (`runs`, `status`)
-    # own start-up, and a process uses a few of them.
+    # import. Building all ~40 was a third of importing shared.events, paid by every process, and
+    # a read command (`runs`, `status`) with current projections uses none of them.
     model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     # Bumped when the payload changes shape; an upcaster lifts older data.
