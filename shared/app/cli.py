@@ -609,8 +609,10 @@ def status(run_id: Annotated[str, typer.Argument()],
     """A run and its bead chain."""
     from shared.store.projections import Projector, get_run
 
+    settings = _settings()
+
     async def main():
-        async with _store(_settings()) as store:
+        async with _store(settings) as store:
             await Projector(store).run_once()
             _report_skipped(store)
             return await get_run(store, run_id)
@@ -618,7 +620,7 @@ def status(run_id: Annotated[str, typer.Argument()],
     run_row, beads = arun(main())
     if run_row is None:
         fail(f"no run {run_id!r}; `repo-pilot runs` lists them", 1)
-    render.print_run(console, run_row, beads, log_path=_settings().runs_dir / f"{run_id}.json", full=full)
+    render.print_run(console, run_row, beads, log_path=settings.runs_dir / f"{run_id}.json", full=full)
 
 
 @app.command(context_settings={"allow_extra_args": False})

@@ -139,11 +139,11 @@ def print_verdict(console: Console, run: dict | None, beads: list[dict], *, hint
     if run["score"] is not None:
         lines.append(Text(f"score {run['score']:.1f} (threshold {run['threshold']}, "
                           f"{'passed' if run['passed'] else 'not passed'})"))
-    from shared.policy.review import did_not_run  # only a run with test results needs it
-
     tests = run.get("tests") or {}
     before, after = tests.get("own_before"), tests.get("own_after")
     if after:
+        from shared.policy.review import did_not_run  # only a run with test results needs it
+
         lines.append(Text(f"own tests: before {suite_summary(before)}, after {suite_summary(after)}"
                           + (" — REGRESSED" if tests.get("regressed") else "")))
         if before and not did_not_run(before) and before["failed"] + before["errors"]:

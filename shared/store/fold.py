@@ -9,12 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from shared.common import telemetry
 from shared.events import STEPS, STREAM_ENDS, Envelope
 from shared.events.envelope import STREAM_ID
 from shared.store.rows import BadRow
+
+if TYPE_CHECKING:  # imported when metrics are recorded: a read command's catch-up that finds
+    # nothing to project never loads OpenTelemetry
+    from shared.common import telemetry
 
 PENDING, RUNNING, COMPLETED, FAILED, SKIPPED = "PENDING", "RUNNING", "COMPLETED", "FAILED", "SKIPPED"
 GEN_STEPS: tuple[str, ...] = ("prompt", "agent", "validate")
@@ -233,7 +236,10 @@ def record_metrics(events: list, done: list[dict], metrics: telemetry.Metrics | 
     """Count the events a live batch projected and the runs and steps it ended (never on a
     rebuild: history was counted when it happened). The one projector that applies a batch
     counts it, so no replica of a service counts a run twice."""
-    metrics = metrics or telemetry.default_metrics()
+    if metrics is None:
+        from shared.common.telemetry import default_metrics
+
+        metrics = default_metrics()
     for event in events:
         metrics.record_event(event.type)
     for item in done:

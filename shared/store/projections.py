@@ -22,14 +22,17 @@ import json
 import logging
 from collections.abc import AsyncIterator, Iterable
 from contextlib import aclosing
+from typing import TYPE_CHECKING
 
 import asyncpg
 
-from shared.common import telemetry
 from shared.events import Envelope
 from shared.store.fold import GEN_STEPS, ended, fold_all, record_metrics, statuses, unprojectable
 from shared.store.postgres import wait_for_any
 from shared.store.rows import BadRow
+
+if TYPE_CHECKING:  # OpenTelemetry loads when a batch is counted (fold.record_metrics), not for a read
+    from shared.common import telemetry
 
 __all__ = ["GEN_STEPS", "Projector", "dumps", "get_run", "list_runs"]  # GEN_STEPS: where the generator reads it
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -55,3 +56,41 @@ def test_a_run_with_test_results_still_renders_them():
            "tokens": 0, "cost_usd": None, "merged": False, "passed": None, "tests": {"own_before": group, "own_after": group}}
     render.print_verdict(console, run, [])
     assert "could not run" in console.export_text()
+
+
+def _loaded_after(code: str, mods: list[str]) -> list[str]:
+    """Which of `mods` a fresh interpreter has loaded after running `code`."""
+    probe = f"import json, sys\n{code}\nprint(json.dumps([m for m in {mods!r} if m in sys.modules]))"
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+def test_the_read_models_load_without_opentelemetry():
+    """`runs` and `status` catch the projections up first; when nothing is pending no batch is
+    counted, so OpenTelemetry (loaded by fold.record_metrics to count one) stays out."""
+    assert _loaded_after("import shared.store.projections", ["opentelemetry", "shared.common.telemetry"]) == []
+
+
+def test_a_run_without_test_results_renders_without_the_review_policy():
+    code = """
+import io
+from rich.console import Console
+from shared.app import render
+run = {"run_id": "run-1", "status": "RUNNING", "error": "", "score": None, "branch": None, "pr_url": None,
+       "tokens": 0, "cost_usd": None, "merged": False, "passed": None, "tests": None}
+render.print_run(Console(file=io.StringIO()), run, [])
+"""
+    assert _loaded_after(code, ["shared.policy.review"]) == []
+
+
+def test_the_event_models_are_built_when_first_used_not_at_import():
+    """Their validators (defer_build) are built by the first event made or parsed, so a command that
+    reads projections never pays for the ~40 it does not use."""
+    code = """
+import shared.events as e
+print(e.Envelope.__pydantic_complete__, e.PipelineRequested.__pydantic_complete__, e.StepFailed.__pydantic_complete__)
+e.make_event(e.PipelineRequested(repo="/srv/repo"), e.new_run_stream())
+print(e.Envelope.__pydantic_complete__, e.PipelineRequested.__pydantic_complete__, e.StepFailed.__pydantic_complete__)
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["False", "False", "False", "True", "True", "False"]
