@@ -25,6 +25,7 @@ from pathlib import Path
 import asyncpg
 
 from shared.app.bootstrap import bootstrap
+from shared.app.replay import replay
 from shared.app.runtime import PIPELINE_SERVICES, System, open_store, service_routes
 from shared.common.settings import Settings
 from shared.events import PipelineRequested, make_event, new_run_stream
@@ -112,6 +113,13 @@ async def bus_run(system: System, conn, repo: Path, metadata: dict | None = None
     await system.store.append(stream, [make_event(request_for(repo), stream, metadata=metadata)], 0)
     await wait_ended(conn, system.settings.db_schema, [stream])
     return await timing(conn, system.settings.db_schema, stream)
+
+
+async def fork_run(system: System, conn, run_id: str, step: str) -> RunTiming:
+    """`repo-pilot replay RUN --from-step STEP`: the run's history up to `step` copied, the rest run again."""
+    new_run, _ = await replay(system.store, run_id, step, service="bench")
+    await wait_ended(conn, system.settings.db_schema, [new_run])
+    return await timing(conn, system.settings.db_schema, new_run)
 
 
 class InProcess:
@@ -211,6 +219,8 @@ async def pipeline_benchmarks(nats_url: str, database_url: str, tag: str, tmp: P
                 before = len(model.requests)
                 results["replay"] = (first, await bus_run(system, conn, repo(), {"replayed_from": first.run_id}),
                                      len(model.requests) - before)
+                before = len(model.requests)
+                results["fork"] = (await fork_run(system, conn, first.run_id, "review"), len(model.requests) - before)
                 model.answer_delay = sequential_model.answer_delay = delay
                 for i in range(delayed_runs):
                     order = [("bus_delay", lambda: timed_run(model, lambda: bus_run(system, conn, repo()))),
@@ -277,4 +287,10 @@ def rows(results: dict, delay: float) -> tuple[list, list[str]]:
                    note=f"{avoided} of {len(first.calls)} calls (~{spent * avoided // max(1, len(first.calls)):,} "
                         f"tokens) answered from the recorded calls; replay took {replay.seconds:.1f} s vs "
                         f"{first.seconds:.1f} s"))
+    fork, fork_made = results["fork"]
+    avoided = len(first.calls) - fork_made
+    out.append(Row("cost", "fork from review: model calls made vs original run", fork_made, len(first.calls),
+                   "calls", note=f"{avoided} of {len(first.calls)} calls (~{spent * avoided // max(1, len(first.calls)):,} "
+                                 f"tokens) avoided: the steps before review come with the copied history; the fork "
+                                 f"took {fork.seconds:.1f} s ({fork.status}) vs {first.seconds:.1f} s"))
     return out, notes
