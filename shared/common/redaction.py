@@ -66,10 +66,19 @@ def _scanner():
     except ImportError:  # pragma: no cover - a declared dependency; degrade rather than crash
         logging.getLogger(__name__).warning("detect-secrets is not installed: only known secrets are redacted")
         return None
-    plugins = [{"name": cls.__name__} for cls in get_mapping_from_secret_type_to_class().values()
-               if cls.__name__ not in _PLUGINS_OFF]
+    by_type = get_mapping_from_secret_type_to_class()
+    plugins = [{"name": cls.__name__} for cls in by_type.values() if cls.__name__ not in _PLUGINS_OFF]
     config = {"plugins_used": plugins, "filters_used": []}
-    return scan_line, transient_settings, config
+    return scan_line, transient_settings, config, by_type
+
+
+def _whole_tokens(detector, prefix: str, line: str) -> set[str]:
+    """The tokens a regex detector matched that start with what it reported: some capture only the
+    token's prefix (GitHub's `(ghp|gho|…)_[A-Za-z0-9_]{36}` reports `ghp`, GitLab's `glpat`), and
+    masking that alone would leave the token in place."""
+    patterns = getattr(detector, "denylist", None) if detector is not None else None
+    return {m.group(0) for pattern in patterns or () for m in pattern.finditer(line)
+            if m.group(0).startswith(prefix) and len(m.group(0)) > len(prefix)}
 
 
 # NAME=value where the name says secret (environment dumps, .env files, `export`): the value.
@@ -96,14 +105,18 @@ def _scan(text: str) -> str:
     scanner = _scanner()
     if scanner is None:
         return text
-    scan_line, transient_settings, config = scanner
+    scan_line, transient_settings, config, by_type = scanner
     out = []
     # detect-secrets keeps its settings in module globals: one scan at a time across threads.
     with _SCAN_LOCK, transient_settings(config):
         for line in text.splitlines(keepends=True):
             if len(line) <= _LONG_LINE and line.strip():
-                found = {s.secret_value for s in scan_line(line)
-                         if s.secret_value and not _unroutable_ip(s.type, s.secret_value)}
+                found: set[str] = set()
+                for s in scan_line(line):
+                    if not s.secret_value or _unroutable_ip(s.type, s.secret_value):
+                        continue
+                    cls = by_type.get(s.type)
+                    found |= _whole_tokens(cls() if cls else None, s.secret_value, line) or {s.secret_value}
                 for secret in sorted(found, key=len, reverse=True):
                     if len(secret) >= 4:
                         line = line.replace(secret, MASK)

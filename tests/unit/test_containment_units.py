@@ -134,12 +134,13 @@ def test_redact_masks_registered_values_urls_assignments_and_known_key_shapes():
             "AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY\x00PATH=/usr/bin\n"
             "aws AKIAIOSFODNN7EXAMPLE\n"
             'password = "hunter2hunter2"\n'
+            "push with ghp_a1B2c3D4e5a1B2c3D4e5a1B2c3D4e5a1B2c3 then glpat-a1B2c3D4e5a1B2c3D4e5x done\n"
             "commit 5ab67604ba5ab67604ba5ab67604ba5ab67604ba run-01a2325c-39af-7710-8ea4-03a1589c09f5\n")
     out = redact(text)
     for secret in ("sk-unit-test-key-0123", "dbpass-unit-77", "tok3n", "wJalrXUtnFEMI", "AKIAIOSFODNN7EXAMPLE",
-                   "hunter2hunter2"):
+                   "hunter2hunter2", "a1B2c3D4e5a1B2c3D4e5"):  # the GitHub and GitLab tokens' bodies
         assert secret not in out, out
-    assert MASK in out and "PATH=/usr/bin" in out
+    assert MASK in out and "PATH=/usr/bin" in out and "push with [REDACTED] then" in out and " done\n" in out
     assert "5ab67604ba5ab67604ba5ab67604ba5ab67604ba run-01a2325c-39af-7710-8ea4-03a1589c09f5" in out
 
 
