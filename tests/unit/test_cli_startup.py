@@ -94,3 +94,22 @@ print(e.Envelope.__pydantic_complete__, e.PipelineRequested.__pydantic_complete_
 """
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.split() == ["False", "False", "False", "True", "True", "False"]
+
+
+BUILT = ("import sys; sys.argv = {argv!r}; import typer.main; from shared.app.cli import app; "
+         "print(' '.join(sorted(typer.main.get_command(app).commands)))")
+
+
+def _built_commands(argv: list[str]) -> list[str]:
+    done = subprocess.run([sys.executable, "-c", BUILT.format(argv=argv)], capture_output=True, text=True, check=True)
+    return done.stdout.split()
+
+
+def test_runs_and_status_build_only_their_own_command():
+    assert _built_commands(["repo-pilot", "runs"]) == ["runs"]
+    assert _built_commands(["repo-pilot", "--env-file", "x.env", "status", "run-1"]) == ["status"]
+
+
+def test_the_apps_help_and_groups_still_build_every_command():
+    for argv in (["repo-pilot", "--help", "status"], ["repo-pilot", "servers", "stop"], ["repo-pilot", "bogus"]):
+        assert {"runs", "status", "servers", "projections"} <= set(_built_commands(argv)), argv
