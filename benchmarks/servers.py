@@ -50,3 +50,13 @@ def psycopg_params(dsn: str) -> dict:
         "user": unquote(parts.username or "postgres"),
         "password": unquote(parts.password or ""),
     }
+
+
+def installed_python(env: dict[str, str], cache: Path) -> dict[str, str]:
+    """`env` for timing a Python child as an installation runs it: bytecode written (to `cache`, not
+    the checkout) and reused, whatever this shell says (PYTHONDONTWRITEBYTECODE=1 in some CI and
+    sandbox shells made every child compile the project's modules from source, ~25-50 ms a start
+    that an installed copy pays once). Warm it with one untimed start first."""
+    out = {k: v for k, v in env.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    out["PYTHONPYCACHEPREFIX"] = str(cache)
+    return out
