@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import asyncpg
 import pytest
 
@@ -40,6 +42,24 @@ async def test_rows_applied_before_checksums_get_theirs_on_the_next_start(conn, 
 
     assert applied == ["0005_migration_checksums.sql"]
     assert all(await recorded(conn, db_schema)) and None not in (await recorded(conn, db_schema)).values()
+
+
+async def test_an_up_to_date_schema_is_confirmed_without_the_migration_lock(conn, database_url, db_schema):
+    """Every command and service opens the store: an up-to-date schema is read, not locked. A
+    schema behind still waits for the lock (a migration in progress elsewhere)."""
+    await migrate(conn, db_schema)
+    holder = await asyncpg.connect(database_url)
+    try:
+        await holder.execute("SELECT pg_advisory_lock($1)", pg.advisory_lock_key(db_schema, "migrate"))
+        assert await asyncio.wait_for(migrate(conn, db_schema), 30) == []  # would wait for the holder
+        await conn.execute(f'DELETE FROM "{db_schema}".schema_migrations WHERE version = 6')
+        behind = asyncio.create_task(migrate(conn, db_schema))
+        await asyncio.sleep(0.5)
+        assert not behind.done()  # waits for the lock, as before
+        await holder.execute("SELECT pg_advisory_unlock_all()")
+        assert await asyncio.wait_for(behind, 30) == ["0006_recorded_in_order.sql"]
+    finally:
+        await holder.close()
 
 
 async def test_an_edited_applied_migration_stops_start_up_naming_the_file(
