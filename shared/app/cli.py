@@ -847,17 +847,6 @@ def request_generation(
     raise typer.Exit(arun(run_generation(settings, requests, in_process, timeout)))
 
 
-def _invoked_command(argv: list[str]) -> str | None:
-    """The command word of a `repo-pilot …` command line (after the app's own options), if any."""
-    args = iter(argv[1:])
-    for arg in args:
-        if arg == "--env-file":
-            next(args, None)
-        elif not arg.startswith("-"):
-            return arg
-    return None
-
-
 def _sole_command(argv: list[str]) -> str | None:
     """The command word when nothing but `--env-file FILE` precedes it (`--help runs` is the
     app's help, which lists every command), else None."""
@@ -885,7 +874,7 @@ def _register_generator() -> None:
     if _runs_as_the_cli():
         others = {_command_name(c) for c in app.registered_commands}
         others |= {g.name for g in app.registered_groups}  # `servers stop`, `projections rebuild`
-        if _invoked_command(sys.argv) in others:
+        if _sole_command(sys.argv) in others:  # `--help status` is the app's help: every command
             return
     from shared.app.generate import generate
 

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from shared.app.cli import _invoked_command
+from shared.app.cli import _sole_command
 
 pytestmark = pytest.mark.unit
 
@@ -21,8 +21,9 @@ def _imports_openai(argv: list[str]) -> bool:
 
 
 def test_the_command_word_comes_after_the_apps_own_options():
-    assert _invoked_command(["repo-pilot", "--env-file", "runs", "status", "run-1"]) == "status"
-    assert _invoked_command(["repo-pilot", "--help"]) is None
+    assert _sole_command(["repo-pilot", "--env-file", "runs", "status", "run-1"]) == "status"
+    assert _sole_command(["repo-pilot", "--help"]) is None
+    assert _sole_command(["repo-pilot", "--help", "status"]) is None  # the app's help
 
 
 def test_runs_and_status_do_not_import_the_model_sdk_but_generate_and_help_do():
@@ -31,6 +32,7 @@ def test_runs_and_status_do_not_import_the_model_sdk_but_generate_and_help_do():
     assert not _imports_openai(["repo-pilot", "servers", "stop"])  # a command group's command
     assert _imports_openai(["repo-pilot", "generate", "--help"])
     assert _imports_openai(["repo-pilot", "--help"])
+    assert _imports_openai(["repo-pilot", "--help", "status"])  # the app's help lists `generate` too
 
 
 LOADED = "import sys; sys.argv = {argv!r}; import shared.app.cli; print(sorted(m for m in {mods!r} if m in sys.modules))"
