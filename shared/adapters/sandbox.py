@@ -25,6 +25,7 @@ from collections.abc import Sequence
 
 from shared.adapters.junit import JUnitError, JUnitTotals, read_junit
 from shared.common.redaction import redact
+from shared.common.tasks import despite_cancel
 from shared.common.telemetry import sandbox_span
 from shared.events.run import TestGroupResult
 from shared.ports.sandbox import Sandbox, SandboxResult
@@ -187,6 +188,8 @@ class LocalSandbox:
     ) -> SandboxResult:
         """Run `cmd` in `cwd` (writable, as are `writable`); on timeout everything it started is
         killed and `timed_out` set. Output is kept up to OUTPUT_KEEP bytes per stream (the tail).
+        Cancelled, it kills everything it started too (SIGTERM, SIGKILL after KILL_GRACE) and
+        reaps it before the cancellation propagates.
 
         `host_fs` shows the host filesystem (still a new pid namespace and scrubbed env): for
         installing dependencies, which read local paths the sandbox cannot know in advance."""
@@ -198,6 +201,8 @@ class LocalSandbox:
         group = ProcessGroup(base, self.max_processes) if base is not None else None
         nproc = _user_process_count() + self.max_processes
         started = time.monotonic()
+        proc, readers, timed_out = None, [], False
+        out, err = bytearray(), bytearray()
         try:
             proc = await asyncio.create_subprocess_exec(
                 *self._argv(cmd, cwd, home, network, tuple(writable), host_fs, env),
@@ -209,35 +214,61 @@ class LocalSandbox:
                 start_new_session=True,  # its own session and process group
                 preexec_fn=self._preexec(nproc, group),
             )
-            out, err = bytearray(), bytearray()
             readers = [asyncio.create_task(_drain(proc.stdout, out)), asyncio.create_task(_drain(proc.stderr, err))]
-            timed_out = False
             try:
-                await asyncio.wait_for(proc.wait(), timeout)
+                # Not wait_for: on 3.11 it can swallow a cancel that lands as the wait completes.
+                async with asyncio.timeout(timeout):
+                    await proc.wait()
             except TimeoutError:
                 timed_out = True
-            # Stray background children (a `setsid` daemon too) must not outlive the run.
-            _kill_group(proc.pid)
-            if group is not None:
-                await asyncio.to_thread(group.kill_all)
+        finally:
+            # Every way out (done, timed out, cancelled by a stopping service, failed) ends all the
+            # command started, and waits for it: a cancel must not leave a pytest running on.
+            await despite_cancel(_end_run(proc, group, readers, home))
+        code = proc.returncode if proc.returncode is not None else -signal.SIGKILL
+        return SandboxResult(
+            exit_code=code,
+            stdout=out.decode(errors="replace"),
+            stderr=err.decode(errors="replace"),
+            timed_out=timed_out,
+            duration=time.monotonic() - started,
+        )
+
+
+# How long a command still running at the end (timed out, cancelled) has after SIGTERM, to write
+# its report or remove its lock files, before SIGKILL.
+KILL_GRACE = 2.0
+
+
+async def _end_run(proc, group, readers: list[asyncio.Task], home: str) -> None:
+    """Stop the command's process group (SIGTERM, then SIGKILL after KILL_GRACE when the command
+    still runs) and its cgroup, reap the command, collect its output and remove its scratch."""
+    try:
+        if proc is not None and proc.returncode is None:
+            _signal_group(proc.pid, signal.SIGTERM)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(KILL_GRACE):
+                    await proc.wait()
+    finally:  # even when this cleanup is cancelled itself (asyncio.run's last sweep at exit)
+        if proc is not None:
+            # Stray background children (a `setsid` daemon too, through the cgroup) must not outlive the run.
+            _signal_group(proc.pid, signal.SIGKILL)
+    try:
+        if group is not None:
+            await asyncio.to_thread(group.kill_all)
+        if proc is not None:
             await proc.wait()
+        if readers:
             _, pending = await asyncio.wait(readers, timeout=5)
             for reader in pending:  # an escaped child still holds the pipes (isolation none, no cgroup)
                 reader.cancel()
-            code = proc.returncode if proc.returncode is not None else -signal.SIGKILL
-            return SandboxResult(
-                exit_code=code,
-                stdout=out.decode(errors="replace"),
-                stderr=err.decode(errors="replace"),
-                timed_out=timed_out,
-                duration=time.monotonic() - started,
-            )
-        finally:
-            if group is not None:
-                await asyncio.to_thread(group.remove)
-            shutil.rmtree(home, ignore_errors=True)
-            with contextlib.suppress(OSError):
-                os.rmdir(home + ".view")  # the empty mount point of a `mountns` view
+            await asyncio.wait(readers)
+    finally:
+        if group is not None:
+            await asyncio.to_thread(group.remove)
+        shutil.rmtree(home, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            os.rmdir(home + ".view")  # the empty mount point of a `mountns` view
 
 
 OUTPUT_KEEP = 4 * 1024 * 1024
@@ -261,9 +292,9 @@ def _announce(confinement) -> None:
     (log.warning if confinement.not_confined else log.info)("%s", confinement.describe())
 
 
-def _kill_group(pid: int) -> None:
+def _signal_group(pid: int, sig: int) -> None:
     try:
-        os.killpg(pid, signal.SIGKILL)
+        os.killpg(pid, sig)
     except (ProcessLookupError, PermissionError):
         pass
 
