@@ -16,6 +16,7 @@ default because test toolchains (Go, Node's V8, cargo) reserve far more virtual 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import inspect
 import logging
 import os
@@ -26,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from shared.adapters.sandbox import DEFAULT_IMAGE, DockerSandbox, LocalSandbox, Sandbox, docker_available
+from shared.common.tasks import run_from_thread
 
 log = logging.getLogger(__name__)
 MEMORY_MB = 16_384
@@ -62,13 +64,15 @@ async def run(cmd: list[str], cwd: Path, timeout: float, env: dict | None = None
 
 
 def run_sync(cmd: list[str], cwd: Path, timeout: float, env: dict | None = None) -> CommandResult:
-    """`run` for synchronous callers, also from a thread that already runs an event loop."""
+    """`run` for synchronous callers, also from a thread that already runs an event loop. Under
+    `shared.common.tasks.in_thread`, cancelling its caller kills the command and raises
+    `asyncio.CancelledError` here."""
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        return asyncio.run(run(cmd, cwd, timeout, env))
+        return run_from_thread(run(cmd, cwd, timeout, env))
     with ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(asyncio.run, run(cmd, cwd, timeout, env)).result()
+        return pool.submit(contextvars.copy_context().run, run_from_thread, run(cmd, cwd, timeout, env)).result()
 
 
 def agent_sandbox(backend: str = "auto") -> Sandbox:

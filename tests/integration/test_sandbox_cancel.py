@@ -9,13 +9,15 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
+import threading
 import uuid
 from pathlib import Path
 
 import pytest
 
+from shared.adapters import task_commands
 from shared.adapters.sandbox import LocalSandbox
-from shared.common.tasks import cancel_until_done
+from shared.common.tasks import cancel_until_done, in_thread
 
 pytestmark = pytest.mark.integration
 
@@ -98,4 +100,29 @@ async def test_a_command_that_ignores_sigterm_is_killed_after_the_grace_under_re
     assert await cancel_until_done(run, every=0.1) == set()
 
     assert run.cancelled()
+    await _assert_gone(pgids, token)
+
+
+async def test_a_cancel_reaches_a_command_run_from_a_worker_thread(tmp_path):
+    token = _token()
+    commands_started: list[int] = []
+    thread_ended = threading.Event()
+
+    def validation() -> None:  # the shape of the generator's validate_patches: runs one after another
+        try:
+            for n in range(3):
+                commands_started.append(n)
+                task_commands.run_sync(["sh", "-c", f"sleep {token} & sleep {token}"], tmp_path, timeout=600)
+        finally:
+            thread_ended.set()
+
+    step = asyncio.create_task(in_thread(validation))
+    pgids = await _process_groups_of(token)
+
+    step.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await step
+
+    assert thread_ended.is_set()
+    assert commands_started == [0]
     await _assert_gone(pgids, token)

@@ -23,6 +23,7 @@ import openai
 from shared.adapters import task_commands
 from shared.adapters.task_dir import load_task
 from shared.adapters.workspace import checkout_base, diff_against_base
+from shared.common.tasks import in_thread
 from shared.engines.generator.agent import AgentLimits, model_price, run_agent
 from shared.engines.generator.validate import ValidationResult, validate_patches
 from shared.events.gen import (
@@ -181,7 +182,8 @@ async def validate_step(task: Task, options: GenerateOptions, prompt: FeaturePro
     if generated.split_failure:
         reasons.append(generated.split_failure)
     else:
-        validation = await asyncio.to_thread(
+        # in_thread, not to_thread: a stopping service's cancel must reach the task's test runs
+        validation = await in_thread(
             validate_patches, task, repo_source(task, options.repo_path), generated.feature_patch,
             generated.tests_patch, backend=options.backend, min_conflicts=options.min_conflicts,
             timeout=options.test_timeout_s, uv_cache_dir=options.uv_cache_dir, **_proof_options(options))
