@@ -196,8 +196,10 @@ class LlmEngine:
             f"# Improvement {improvement.id} ({improvement.category}): {improvement.title}\n"
             f"Why: {improvement.rationale}\nWhat to change: {improvement.changes or '(your choice)'}\n"
         )
-        paths = improvement.files or scan_repo(repo, per_file=0, total=0).listing[:50]
-        messages = [p.system(purpose, p.IMPLEMENT), p.user(task + "\n" + self._files_context(repo, paths))]
+        # File reads and the listing's git run off the event loop: other steps' messages wait on it.
+        paths = improvement.files or (await asyncio.to_thread(scan_repo, repo, per_file=0, total=0)).listing[:50]
+        context = await asyncio.to_thread(self._files_context, repo, paths)
+        messages = [p.system(purpose, p.IMPLEMENT), p.user(task + "\n" + context)]
         snapshot = _Snapshot(repo)
         try:
             answer = await self.caller.ask(purpose, messages, p.ImplementAnswer)
@@ -323,7 +325,7 @@ class LlmEngine:
         """One test file per category that has improvements, in the repository's ecosystem:
         `tests/repo_pilot/test_<category>.py` (pytest), `.repo-pilot/checks/<category>.cjs`
         (node:test) or `tests/repo_pilot_<category>.rs` (cargo); none for another language."""
-        language = detect_project(repo, list_files(repo)).language or "python"
+        language = detect_project(repo, await asyncio.to_thread(list_files, repo)).language or "python"
         kind = TEST_KINDS.get(language)
         if kind is None:
             self.caller.note("write_tests", f"no generated tests for a {language} repository (no runner here)")
@@ -358,7 +360,7 @@ class LlmEngine:
         )
         files = [f for i in improvements for f in i.files]
         try:
-            context = self._files_context(repo, files, total=24_000)
+            context = await asyncio.to_thread(self._files_context, repo, files, 24_000)
         except ChangeRejectedError as exc:
             raise StepError(f"{purpose}: {exc.reason}") from exc
         messages = [
