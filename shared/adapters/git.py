@@ -240,6 +240,15 @@ def _plain_git(*args: str) -> str:
     return proc.stdout
 
 
+def sanitise_after_code_ran(repo: Path) -> list[str]:
+    """Sanitise the untrusted repository holding `repo` now, right after code under test ran in it
+    (every git command does so first anyway): a plant is removed and reported (the warning above)
+    even when no git command follows, as for a copy removed after its suite ran. What was
+    removed; GitTampered when its `.git` is no longer a directory."""
+    found = _untrusted_top(Path(repo))
+    return sanitise_repository(found[1]) if found is not None else []
+
+
 def _confined(repo: Path) -> dict[str, str]:
     """The environment that names an untrusted repository explicitly, after sanitising it."""
     found = _untrusted_top(Path(repo))

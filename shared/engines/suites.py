@@ -7,9 +7,11 @@ It sits with the engines because which language a repository is, is the rules en
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from pathlib import Path
 
+from shared.adapters.git import sanitise_after_code_ran
 from shared.adapters.own_tests import combined, run_ecosystem_suite, run_generated_files, run_own_pytest
 from shared.adapters.sandbox import run_pytest
 from shared.adapters.target_deps import same_dependencies
@@ -34,10 +36,13 @@ class SandboxSuites:
         return Suite(language, py_before), Suite(language, py)
 
     async def run_own(self, path: Path, suite: Suite) -> TestGroupResult:
-        if suite.language == "python":
-            return await run_own_pytest(self.sandbox, path, suite.python, self.timeout)
-        # the repository's own runner (npm/node, cargo, go); generated tests stay pytest
-        return await run_ecosystem_suite(self.sandbox, path, suite.language, self.timeout)
+        try:
+            if suite.language == "python":
+                return await run_own_pytest(self.sandbox, path, suite.python, self.timeout)
+            # the repository's own runner (npm/node, cargo, go); generated tests stay pytest
+            return await run_ecosystem_suite(self.sandbox, path, suite.language, self.timeout)
+        finally:  # the project's code ran in the copy: what it planted in its `.git` goes now
+            await asyncio.to_thread(sanitise_after_code_ran, path)
 
     async def run_generated(self, path: Path, files: Sequence[str], group: str, suite: Suite) -> TestGroupResult:
         pytest_files = [f for f in files if f.endswith(".py")]
@@ -49,4 +54,5 @@ class SandboxSuites:
                                           python=py.executable, plugins=py.plugins))
         if others:
             parts.append(await run_generated_files(self.sandbox, path, others, group, self.timeout))
+        await asyncio.to_thread(sanitise_after_code_ran, path)  # the tests import the project's code
         return combined(group, parts)
