@@ -181,7 +181,8 @@ def suite_summary(group: dict | None) -> str:
     if not group["total"]:
         return "no tests found"
     text = f"{group['passed']}/{group['total']} passed"
-    bad = [f"{group[k]} {k}" for k in ("failed", "errors") if group.get(k)]
+    # the rest of the total, said: 323/383 alone read as 60 failing when they were skipped
+    bad = [f"{group[k]} {k}" for k in ("failed", "errors", "skipped") if group.get(k)]
     return text + (f" ({', '.join(bad)})" if bad else "")
 
 

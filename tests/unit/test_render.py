@@ -46,3 +46,12 @@ def test_progress_lines_say_each_change_once():
     assert progress_lines(seen, run, [bead("RUNNING", None, None)]) == []
     ended = progress_lines(seen, {**run, "status": "FAILED"}, [bead()])
     assert ended == [f"execute: FAILED 1.5s — {REASON}", "run run-1: FAILED"]  # full text in a log
+
+
+def test_a_suite_summary_says_what_the_rest_of_the_total_was():
+    from shared.app.render import suite_summary
+
+    group = {"group": "own", "total": 383, "passed": 323, "failed": 0, "errors": 0, "skipped": 60}
+    assert suite_summary(group) == "323/383 passed (60 skipped)"  # not 60 failing
+    assert suite_summary({**group, "passed": 320, "failed": 3, "skipped": 60}) == "320/383 passed (3 failed, 60 skipped)"
+    assert suite_summary({**group, "passed": 383, "skipped": 0}) == "383/383 passed"
