@@ -35,8 +35,10 @@ log = logging.getLogger("repo_pilot.store")
 ENVELOPE_ALLOWANCE = 1024
 DEFAULT_MAX_EVENT_BYTES = 900_000  # under NATS's default max_payload of 1 MiB
 # Events this process committed, kept by position for its own tails (see `tail`): a relay in the
-# same process publishes them without waiting for the NOTIFY round trip and a page read.
-HANDOFF_KEEP = 2048
+# same process publishes them without waiting for the NOTIFY round trip and a page read. Only
+# while a tail runs here, only what some tail has not passed yet, and at most this many (events
+# may be large: a tail that falls further behind reads the log as before).
+HANDOFF_KEEP = 256
 
 
 def check_event_size(stream_id: str, type_name: str, data_json: str, meta_json: str, limit: int) -> None:
@@ -111,7 +113,7 @@ class PostgresEventStore:
         # Rows readers skipped because they do not decode, by position (see `decode_rows`).
         self.skipped: dict[int, BadRow] = {}
         self._committed: dict[int, Envelope] = {}  # this process's last commits, by position
-        self._tails: set[asyncio.Event] = set()  # set when this process commits (see `tail`)
+        self._tails: dict[asyncio.Event, int] = {}  # each tail here: set on a commit -> its position
 
     @classmethod
     async def connect(
@@ -185,9 +187,13 @@ class PostgresEventStore:
 
     def _hand_off(self, committed: list[Envelope]) -> list[Envelope]:
         """Keep what this process just committed for its own tails and wake them (`tail`)."""
-        if committed:
+        if committed and self._tails:
+            passed = min(self._tails.values())
             for event in committed:
-                self._committed[event.global_position] = event
+                if event.global_position > passed:
+                    self._committed[event.global_position] = event
+            for position in [p for p in self._committed if p <= passed]:
+                del self._committed[position]
             while len(self._committed) > HANDOFF_KEEP:
                 del self._committed[next(iter(self._committed))]
             for woken in self._tails:
@@ -403,10 +409,11 @@ class PostgresEventStore:
         events are yielded. `recorded`: as in `read_page` (those tails always read the log)."""
         local = asyncio.Event()
         async with self.appended() as woken:
-            self._tails.add(local)
+            self._tails[local] = after_position
             try:
                 position = after_position
                 while True:
+                    self._tails[local] = position
                     woken.clear()
                     local.clear()
                     if recorded is None and (handed := self._handed_off(position, batch)):
@@ -425,7 +432,7 @@ class PostgresEventStore:
                     if not full:
                         await wait_for_any([woken, local], poll_interval)
             finally:
-                self._tails.discard(local)
+                del self._tails[local]
 
 
 def checksum(sql: str) -> str:

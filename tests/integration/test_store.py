@@ -157,3 +157,28 @@ async def test_tail_takes_this_process_commits_at_once_and_the_others_in_order(s
     # most of the first 20 come straight from `append` (a NOTIFY read first reads the log instead)
     assert sum(id(e) in handed for e in seen[:20]) > 0
     assert not any(id(e) in handed for e in seen if e.data.step.startswith("theirs"))
+
+async def test_commits_are_kept_for_a_tail_only_while_one_has_not_passed_them(store):
+    """Events may be large: a process with no tail here (a CLI, a standby relay) keeps none of
+    what it commits, and a tail's own position lets go of what it has passed."""
+    stream = new_run_stream()
+    await store.append(stream, [started(stream, f"s{i}") for i in range(5)])
+    assert store._committed == {}  # no tail in this process
+    seen: list[Envelope] = []
+
+    async def read():
+        async for event in store.tail(await store.last_position(), poll_interval=60):
+            seen.append(event)
+
+    reader = asyncio.create_task(read())
+    try:
+        await asyncio.sleep(0.2)
+        for i in range(5):
+            await store.append(stream, [started(stream, f"t{i}")])
+            while len(seen) < i + 1:
+                await asyncio.sleep(0.001)
+        await store.append(stream, [started(stream, "last")])  # prunes what the tail has passed
+        assert max(store._committed, default=0) == seen[-1].global_position + 1
+        assert len(store._committed) <= 2
+    finally:
+        reader.cancel()
